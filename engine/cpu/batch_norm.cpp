@@ -1,0 +1,147 @@
+// batch_norm.cpp: 2-d batch normalisation on the CPU, forward and backward.
+//
+// Per channel c, over the M = N*H*W values x_i of that channel:
+//   training:  mean = sum(x)/M,  var = sum((x-mean)^2)/M  (biased, to normalise)
+//              y = gamma * (x - mean) * invstd + beta,  invstd = 1/sqrt(var + eps)
+//              running_mean = (1-momentum)*running_mean + momentum*mean
+//              running_var  = (1-momentum)*running_var  + momentum*var*M/(M-1)  (unbiased)
+//   eval:      the same y with running_mean and running_var.
+// Backward (training), with xhat = (x - mean)*invstd:
+//   dbeta  = sum(dy),  dgamma = sum(dy * xhat)
+//   dx     = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma)
+// (mean and var depend on every x, hence the two sums). In eval the
+// statistics are constants and dx = gamma*invstd*dy.
+// Sums run in double, per channel, in a fixed order.
+#include <cmath>
+
+#include "engine/cpu/cpu_util.h"
+#include "engine/kernels.h"
+
+namespace ich::cpu {
+
+namespace {
+struct BnGeom {
+  int64_t N, C, P;  // P = H*W
+  int64_t M() const { return N * P; }
+};
+BnGeom bn_geometry(const char* k, const Tensor& x) {
+  ICH_CHECK(x.dim() == 4 || x.dim() == 2, k, ": expected (N,C,H,W) or (N,C), got ", x.str());
+  const int64_t P = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
+  return {x.size(0), x.size(1), P};
+}
+}  // namespace
+
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                              Tensor& running_var, double momentum, double eps, Tensor& y, Tensor& save_mean,
+                              Tensor& save_invstd) {
+  const char* k = "batch_norm_forward_train";
+  const BnGeom g = bn_geometry(k, x);
+  ICH_CHECK(g.M() > 1, k, ": needs more than one value per channel in training, got ", x.str());
+  for (const Tensor* t : TensorList{&x, &y}) expect(*t, k, "x/y", x.dtype());
+  for (const Tensor* t : TensorList{&gamma, &beta, &running_mean, &running_var, &save_mean, &save_invstd}) {
+    expect(*t, k, "per-channel tensor", x.dtype());
+    ICH_CHECK(t->numel() == g.C, k, ": per-channel tensor ", t->str(), " for ", g.C, " channels");
+  }
+  dispatch_float(x, k, [&](auto zero) {
+    using T = decltype(zero);
+    const T *xp = x.data<T>(), *gp = gamma.data<T>(), *bp = beta.data<T>();
+    T *yp = y.data<T>(), *rm = running_mean.data<T>(), *rv = running_var.data<T>();
+    T *sm = save_mean.data<T>(), *si = save_invstd.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < g.C; ++c) {
+      double sum = 0;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t q = 0; q < g.P; ++q) sum += double(xp[(n * g.C + c) * g.P + q]);
+      const double mean = sum / double(g.M());
+      double ss = 0;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t q = 0; q < g.P; ++q) {
+          const double d = double(xp[(n * g.C + c) * g.P + q]) - mean;
+          ss += d * d;
+        }
+      const double var = ss / double(g.M());
+      const double invstd = 1.0 / std::sqrt(var + eps);
+      const double scale = double(gp[c]) * invstd, shift = double(bp[c]) - mean * scale;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t q = 0; q < g.P; ++q) {
+          const int64_t i = (n * g.C + c) * g.P + q;
+          yp[i] = T(double(xp[i]) * scale + shift);
+        }
+      sm[c] = T(mean);
+      si[c] = T(invstd);
+      const double unbiased = var * double(g.M()) / double(g.M() - 1);
+      rm[c] = T((1.0 - momentum) * double(rm[c]) + momentum * mean);
+      rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * unbiased);
+    }
+  });
+}
+
+void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                             const Tensor& running_var, double eps, Tensor& y) {
+  const char* k = "batch_norm_forward_eval";
+  const BnGeom g = bn_geometry(k, x);
+  for (const Tensor* t : TensorList{&x, &y}) expect(*t, k, "x/y", x.dtype());
+  for (const Tensor* t : TensorList{&gamma, &beta, &running_mean, &running_var}) {
+    expect(*t, k, "per-channel tensor", x.dtype());
+    ICH_CHECK(t->numel() == g.C, k, ": per-channel tensor ", t->str(), " for ", g.C, " channels");
+  }
+  dispatch_float(x, k, [&](auto zero) {
+    using T = decltype(zero);
+    const T *xp = x.data<T>(), *gp = gamma.data<T>(), *bp = beta.data<T>();
+    const T *rm = running_mean.data<T>(), *rv = running_var.data<T>();
+    T* yp = y.data<T>();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t c = 0; c < g.C; ++c) {
+        const double invstd = 1.0 / std::sqrt(double(rv[c]) + eps);
+        const double scale = double(gp[c]) * invstd, shift = double(bp[c]) - double(rm[c]) * scale;
+        for (int64_t q = 0; q < g.P; ++q) {
+          const int64_t i = (n * g.C + c) * g.P + q;
+          yp[i] = T(double(xp[i]) * scale + shift);
+        }
+      }
+  });
+}
+
+void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                         const Tensor& invstd, bool training, Tensor& gx, Tensor& ggamma, Tensor& gbeta) {
+  const char* k = "batch_norm_backward";
+  const BnGeom g = bn_geometry(k, x);
+  for (const Tensor* t : TensorList{&gy, &x}) expect(*t, k, "gy/x", x.dtype());
+  if (gx.defined()) expect(gx, k, "gx", x.dtype());
+  for (const Tensor* t : TensorList{&gamma, &mean, &invstd, &ggamma, &gbeta}) expect(*t, k, "per-channel tensor", x.dtype());
+  dispatch_float(x, k, [&](auto zero) {
+    using T = decltype(zero);
+    const T *gyp = gy.data<T>(), *xp = x.data<T>(), *gp = gamma.data<T>();
+    const T *mp = mean.data<T>(), *ip = invstd.data<T>();
+    T* gxp = gx.defined() ? gx.data<T>() : nullptr;
+    T *ggp = ggamma.data<T>(), *gbp = gbeta.data<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < g.C; ++c) {
+      const double m = double(mp[c]), is = double(ip[c]);
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t q = 0; q < g.P; ++q) {
+          const int64_t i = (n * g.C + c) * g.P + q;
+          sum_dy += double(gyp[i]);
+          sum_dy_xhat += double(gyp[i]) * (double(xp[i]) - m) * is;
+        }
+      ggp[c] = T(sum_dy_xhat);
+      gbp[c] = T(sum_dy);
+      if (!gxp) continue;
+      const double M = double(g.M()), k1 = double(gp[c]) * is;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t q = 0; q < g.P; ++q) {
+          const int64_t i = (n * g.C + c) * g.P + q;
+          if (training) {
+            const double xhat = (double(xp[i]) - m) * is;
+            gxp[i] = T(k1 / M * (M * double(gyp[i]) - sum_dy - xhat * sum_dy_xhat));
+          } else {
+            gxp[i] = T(k1 * double(gyp[i]));
+          }
+        }
+    }
+  });
+}
+
+}  // namespace ich::cpu

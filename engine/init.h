@@ -1,0 +1,21 @@
+// init.h: parameter initialisers with torchvision's and PyTorch's choices.
+//
+//   kaiming_normal_fan_out: N(0, 2/fan_out), fan_out = out_channels*kh*kw;
+//     what torchvision's ResNet uses for every conv (mode="fan_out",
+//     nonlinearity="relu").
+//   linear_default: PyTorch's nn.Linear reset_parameters: weight and bias
+//     uniform in [-1/sqrt(in), 1/sqrt(in)] (kaiming_uniform with a=sqrt(5)
+//     reduces to that bound for the weight).
+// Values are drawn from our Generator, so they are reproducible for a seed,
+// but not the same numbers as torch's generator: comparisons with PyTorch
+// pass weights through files instead.
+#pragma once
+#include "engine/random.h"
+#include "engine/tensor.h"
+
+namespace ich {
+
+void kaiming_normal_fan_out(Tensor& conv_weight, Generator& gen);
+void linear_default(Tensor& weight, Tensor& bias, Generator& gen);
+
+}  // namespace ich

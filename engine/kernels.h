@@ -1,0 +1,66 @@
+// kernels.h: the device-level contract of every op, declared once.
+//
+// Each kernel exists twice with the same signature: ich::cpu:: (engine/cpu/,
+// the readable reference and the oracle) and ich::cuda:: (engine/cuda/, cuDNN,
+// cuBLAS and plain CUDA kernels). The differentiable ops in engine/ops/ call
+// them through ICH_DISPATCH, so layers never branch on the device, and a
+// kernel missing on a device is an error naming the kernel, never a silent
+// copy to the CPU.
+//
+// Contract shared by all kernels:
+//   - inputs are contiguous (NCHW for images) unless the kernel says so;
+//   - outputs are allocated by the caller with the right shape, dtype and
+//     device, and are fully WRITTEN (never accumulated into), except the
+//     *_inplace kernels and the optimizer steps, which update their first
+//     argument;
+//   - float32 and float64 are supported on the CPU; other dtypes are errors.
+#pragma once
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace ich {
+
+struct Conv2dParams {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t groups = 1;
+};
+
+struct Pool2dParams {
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+};
+
+struct AdamParams {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  int64_t step = 1;  // 1-based count, after this step
+};
+
+struct SgdParams {
+  double lr = 1e-2, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = true;  // the momentum buffer is initialised from the gradient
+};
+
+namespace cpu {
+#include "engine/kernel_decls.inc"
+}
+#ifdef ICH_WITH_CUDA
+namespace cuda {
+#include "engine/kernel_decls.inc"
+}
+#endif
+
+[[noreturn]] void missing_kernel(const char* kernel, Device d);
+
+}  // namespace ich
+
+#ifdef ICH_WITH_CUDA
+#define ICH_DISPATCH(device, kernel, ...) \
+  ((device).is_cpu() ? ::ich::cpu::kernel(__VA_ARGS__) : ::ich::cuda::kernel(__VA_ARGS__))
+#else
+#define ICH_DISPATCH(device, kernel, ...) \
+  ((device).is_cpu() ? ::ich::cpu::kernel(__VA_ARGS__) : ::ich::missing_kernel(#kernel, (device)))
+#endif

@@ -1,0 +1,41 @@
+// ops.h: the differentiable op set, the API that layers/ and the loss use.
+//
+// Each op checks its arguments, allocates its output on the input's device,
+// runs the device kernel (engine/kernels.h) and, when an input requires a
+// gradient, records its backward on the tape (engine/autograd.h). The
+// forward and the backward of an op sit together in engine/ops/<op>.cpp.
+// All ops accept float32 and float64 on the CPU.
+#pragma once
+#include "engine/kernels.h"
+#include "engine/tensor.h"
+
+namespace ich {
+
+// x (N,C,H,W), weight (O,C/groups,kh,kw), bias (O) or undefined.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+
+// BatchNorm over (N,H,W) per channel. In training, normalises with the
+// batch's biased variance and updates running_mean/running_var in place
+// (momentum, unbiased variance), as torch.nn.BatchNorm2d; in eval, uses them.
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                    Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
+// Output (N,C,out_h,out_w); (1,1) is the global average pool of ResNet.
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h = 1, int64_t out_w = 1);
+// x (N,in), weight (out,in), bias (out) or undefined: x weight^T + bias.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+Tensor add(const Tensor& a, const Tensor& b);  // same shapes (residual joins)
+Tensor mul(const Tensor& a, const Tensor& b);  // same shapes
+Tensor scale(const Tensor& x, double s);
+Tensor sum(const Tensor& x);                   // one element
+Tensor mean(const Tensor& x);                  // one element
+Tensor reshape(const Tensor& x, const Shape& shape);
+Tensor flatten(const Tensor& x);               // (N, ...) -> (N, rest)
+// Mean binary cross-entropy of logits against targets of the same shape;
+// pos_weight (C) or undefined weighs the positives of each class (last dim).
+Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight = Tensor());
+
+}  // namespace ich

@@ -1,0 +1,48 @@
+// batch_norm2d: forward and backward (see engine/cpu/batch_norm.cpp for the
+// math). The running statistics are buffers, not inputs of the graph: they
+// are updated in place by the training forward and never get gradients.
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/ops/op_util.h"
+
+namespace ich {
+
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                    Tensor& running_var, bool training, double momentum, double eps) {
+  ICH_CHECK(x.dim() == 4 || x.dim() == 2, "batch_norm2d: input must be (N,C,H,W) or (N,C), got ", x.str());
+  same_device_dtype("batch_norm2d", x, {&gamma, &beta, &running_mean, &running_var});
+  const int64_t C = x.size(1);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
+    ICH_CHECK(t->defined() && t->numel() == C, "batch_norm2d: per-channel tensor ", t->str(), " for input ", x.str());
+  ICH_CHECK(!training || x.numel() / C > 1, "batch_norm2d: training needs more than one value per channel, got input ",
+            x.str());
+  const Tensor xc = x.contiguous();
+  Tensor y = empty_like(xc);
+  Tensor mean = empty_on(x, {C}), invstd = empty_on(x, {C});
+  if (training) {
+    ICH_DISPATCH(x.device(), batch_norm_forward_train, xc, gamma, beta, running_mean, running_var, momentum, eps, y,
+                 mean, invstd);
+  } else {
+    ICH_DISPATCH(x.device(), batch_norm_forward_eval, xc, gamma, beta, running_mean, running_var, eps, y);
+    if (needs_graph({x, gamma, beta})) {  // the constants that backward needs
+      mean = running_mean.clone();
+      std::vector<double> v = running_var.to_vector();
+      for (double& e : v) e = 1.0 / std::sqrt(e + eps);
+      invstd = Tensor::from_vector(v, {C}, x.dtype()).to(x.device());
+    }
+  }
+  const Tensor x_saved = xc.detach(), g_saved = gamma.detach();
+  return record("batch_norm2d", y, {x, gamma, beta},
+                [x_saved, g_saved, mean, invstd, training](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = gy_in.contiguous();
+                  Tensor gx = need[0] ? empty_like(x_saved) : Tensor();
+                  Tensor ggamma = empty_like(g_saved), gbeta = empty_like(g_saved);
+                  ICH_DISPATCH(gy.device(), batch_norm_backward, gy, x_saved, g_saved, mean, invstd, training, gx,
+                               ggamma, gbeta);
+                  return std::vector<Tensor>{gx, need[1] ? ggamma : Tensor(), need[2] ? gbeta : Tensor()};
+                });
+}
+
+}  // namespace ich

@@ -1,0 +1,52 @@
+// conv2d: forward and backward (see engine/cpu/conv2d.cpp for the math).
+// Gradient rules: dx from conv2d_backward_data, dw from
+// conv2d_backward_filter, db = sum of dy over (N,H,W). x is saved only when
+// the weight needs its gradient, w only when x needs its gradient.
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/ops/op_util.h"
+
+namespace ich {
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
+  ICH_CHECK(x.dim() == 4, "conv2d: input must be (N,C,H,W), got ", x.str());
+  ICH_CHECK(weight.dim() == 4, "conv2d: weight must be (O,C/groups,kh,kw), got ", weight.str());
+  same_device_dtype("conv2d", x, {&weight, &bias});
+  ICH_CHECK(p.groups >= 1 && x.size(1) % p.groups == 0 && weight.size(0) % p.groups == 0 &&
+                weight.size(1) * p.groups == x.size(1),
+            "conv2d: input ", x.str(), " and weight ", weight.str(), " do not fit groups=", p.groups);
+  ICH_CHECK(p.stride_h >= 1 && p.stride_w >= 1 && p.pad_h >= 0 && p.pad_w >= 0, "conv2d: bad stride or padding");
+  ICH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "conv2d: bias ", bias.str(),
+            " does not match ", weight.size(0), " output channels");
+  const int64_t Ho = (x.size(2) + 2 * p.pad_h - weight.size(2)) / p.stride_h + 1;
+  const int64_t Wo = (x.size(3) + 2 * p.pad_w - weight.size(3)) / p.stride_w + 1;
+  ICH_CHECK(x.size(2) + 2 * p.pad_h >= weight.size(2) && x.size(3) + 2 * p.pad_w >= weight.size(3),
+            "conv2d: input ", x.str(), " is smaller than the kernel ", weight.str());
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  Tensor y = empty_on(x, {x.size(0), weight.size(0), Ho, Wo});
+  ICH_DISPATCH(x.device(), conv2d_forward, xc, wc, bias, y, p);
+
+  const Tensor x_saved = weight.requires_grad() ? xc.detach() : Tensor();
+  const Tensor w_saved = x.requires_grad() ? wc.detach() : Tensor();
+  const Shape x_shape = x.shape(), w_shape = weight.shape();
+  return record("conv2d", y, {x, weight, bias},
+                [x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = gy_in.contiguous();
+                  Tensor gx, gw, gb;
+                  if (need[0]) {
+                    gx = empty_on(gy, x_shape);
+                    ICH_DISPATCH(gy.device(), conv2d_backward_data, gy, w_saved, gx, p);
+                  }
+                  if (need[1]) {
+                    gw = empty_on(gy, w_shape);
+                    ICH_DISPATCH(gy.device(), conv2d_backward_filter, gy, x_saved, gw, p);
+                  }
+                  if (need[2]) {
+                    gb = empty_on(gy, {w_shape[0]});
+                    ICH_DISPATCH(gy.device(), conv2d_backward_bias, gy, gb);
+                  }
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+
+}  // namespace ich

@@ -1,0 +1,123 @@
+// relu, sigmoid, add, mul, scale, sum, mean, reshape: forward and backward.
+// relu and sigmoid save their output (as a detached alias: a tensor must not
+// own the node that made it) because their derivatives are cheapest from y.
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/ops/op_util.h"
+
+namespace ich {
+
+Tensor relu(const Tensor& x) {
+  const Tensor xc = x.contiguous();
+  Tensor y = empty_like(xc);
+  ICH_DISPATCH(x.device(), relu_forward, xc, y);
+  return record("relu", y, {x}, [y_saved = y.detach()](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = empty_like(y_saved);
+    ICH_DISPATCH(gy.device(), relu_backward, gy.contiguous(), y_saved, gx);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor sigmoid(const Tensor& x) {
+  const Tensor xc = x.contiguous();
+  Tensor y = empty_like(xc);
+  ICH_DISPATCH(x.device(), sigmoid_forward, xc, y);
+  return record("sigmoid", y, {x}, [y_saved = y.detach()](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = empty_like(y_saved);
+    ICH_DISPATCH(gy.device(), sigmoid_backward, gy.contiguous(), y_saved, gx);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  ICH_CHECK(a.shape() == b.shape(), "add: shapes differ: ", a.str(), " and ", b.str());
+  same_device_dtype("add", a, {&b});
+  Tensor y = empty_on(a, a.shape());
+  ICH_DISPATCH(a.device(), add_forward, a.contiguous(), b.contiguous(), y);
+  // The same gradient flows to both branches: the autograd engine never
+  // writes into a gradient it hands on, so sharing the tensor is safe.
+  return record("add", y, {a, b}, [](const Tensor& gy, const NeedsGrad&) { return std::vector<Tensor>{gy, gy}; });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  ICH_CHECK(a.shape() == b.shape(), "mul: shapes differ: ", a.str(), " and ", b.str());
+  same_device_dtype("mul", a, {&b});
+  const Tensor ac = a.contiguous(), bc = b.contiguous();
+  Tensor y = empty_on(a, a.shape());
+  ICH_DISPATCH(a.device(), mul_forward, ac, bc, y);
+  return record("mul", y, {a, b},
+                [as = ac.detach(), bs = bc.detach()](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = gy_in.contiguous();
+                  Tensor ga, gb;
+                  if (need[0]) {
+                    ga = empty_like(gy);
+                    ICH_DISPATCH(gy.device(), mul_forward, gy, bs, ga);
+                  }
+                  if (need[1]) {
+                    gb = empty_like(gy);
+                    ICH_DISPATCH(gy.device(), mul_forward, gy, as, gb);
+                  }
+                  return std::vector<Tensor>{ga, gb};
+                });
+}
+
+Tensor scale(const Tensor& x, double s) {
+  Tensor y = empty_like(x);
+  ICH_DISPATCH(x.device(), scale_forward, x.contiguous(), s, y);
+  return record("scale", y, {x}, [s](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = empty_like(gy);
+    ICH_DISPATCH(gy.device(), scale_forward, gy.contiguous(), s, gx);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor sum(const Tensor& x) {
+  Tensor y = empty_on(x, {});
+  ICH_DISPATCH(x.device(), sum_forward, x.contiguous(), y);
+  const Shape x_shape = x.shape();
+  return record("sum", y, {x}, [x_shape](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = empty_on(gy, x_shape);
+    ICH_DISPATCH(gy.device(), fill_like_scalar, gy.contiguous(), 1.0, gx);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor mean(const Tensor& x) {
+  ICH_CHECK(x.numel() > 0, "mean of an empty tensor ", x.str());
+  return scale(sum(x), 1.0 / double(x.numel()));
+}
+
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  ICH_CHECK(shape_numel(shape) == x.numel(), "reshape: cannot reshape ", x.str(), " to ", shape_str(shape));
+  Tensor y = x.contiguous().view(shape);
+  const Shape x_shape = x.shape();
+  return record("reshape", y, {x}, [x_shape](const Tensor& gy, const NeedsGrad&) {
+    return std::vector<Tensor>{gy.contiguous().view(x_shape)};
+  });
+}
+
+Tensor flatten(const Tensor& x) {
+  ICH_CHECK(x.dim() >= 1, "flatten of a 0-d tensor");
+  return reshape(x, {x.size(0), x.numel() / std::max<int64_t>(x.size(0), 1)});
+}
+
+Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight) {
+  ICH_CHECK(logits.shape() == target.shape(), "bce_with_logits: logits ", logits.str(), " and target ", target.str(),
+            " differ in shape");
+  ICH_CHECK(logits.numel() > 0, "bce_with_logits: empty batch");
+  same_device_dtype("bce_with_logits", logits, {&target, &pos_weight});
+  ICH_CHECK(!target.requires_grad() && !(pos_weight.defined() && pos_weight.requires_grad()),
+            "bce_with_logits: gradients for target or pos_weight are not supported");
+  const Tensor xc = logits.contiguous(), tc = target.contiguous();
+  const Tensor pw = pos_weight.defined() ? pos_weight.contiguous() : Tensor();
+  Tensor loss = empty_on(logits, {});
+  ICH_DISPATCH(logits.device(), bce_with_logits_forward, xc, tc, pw, loss);
+  return record("bce_with_logits", loss, {logits},
+                [xs = xc.detach(), tc, pw](const Tensor& gloss, const NeedsGrad&) {
+                  Tensor gx = empty_like(xs);
+                  ICH_DISPATCH(xs.device(), bce_with_logits_backward, gloss.contiguous(), xs, tc, pw, gx);
+                  return std::vector<Tensor>{gx};
+                });
+}
+
+}  // namespace ich

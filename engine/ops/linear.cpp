@@ -1,0 +1,39 @@
+// linear: y = x w^T + b, forward and backward (see engine/cpu/linear.cpp).
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/ops/op_util.h"
+
+namespace ich {
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  ICH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1), "linear: input ", x.str(),
+            " and weight ", weight.str(), " do not match (expected (N,in) and (out,in))");
+  ICH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ", bias.str(),
+            " does not match weight ", weight.str());
+  same_device_dtype("linear", x, {&weight, &bias});
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  Tensor y = empty_on(x, {x.size(0), weight.size(0)});
+  ICH_DISPATCH(x.device(), linear_forward, xc, wc, bias, y);
+  const Tensor x_saved = weight.requires_grad() ? xc.detach() : Tensor();
+  const Tensor w_saved = x.requires_grad() ? wc.detach() : Tensor();
+  const Shape x_shape = x.shape(), w_shape = weight.shape();
+  return record("linear", y, {x, weight, bias},
+                [x_saved, w_saved, x_shape, w_shape](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = gy_in.contiguous();
+                  Tensor gx, gw, gb;
+                  if (need[0]) {
+                    gx = empty_on(gy, x_shape);
+                    ICH_DISPATCH(gy.device(), linear_backward_input, gy, w_saved, gx);
+                  }
+                  if (need[1]) gw = empty_on(gy, w_shape);
+                  if (need[2]) gb = empty_on(gy, {w_shape[0]});
+                  if (need[1] || need[2]) {
+                    // without a weight gradient, x was not saved: bias only needs gy
+                    const Tensor xs = need[1] ? x_saved : empty_on(gy, x_shape);
+                    ICH_DISPATCH(gy.device(), linear_backward_params, gy, xs, gw, gb);
+                  }
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+
+}  // namespace ich

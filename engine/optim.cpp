@@ -1,0 +1,80 @@
+#include "engine/optim.h"
+
+#include "engine/autograd.h"
+
+namespace ich {
+
+Optimizer::Optimizer(std::vector<Tensor> params) : params_(std::move(params)) {
+  for (size_t i = 0; i < params_.size(); ++i)
+    ICH_CHECK(params_[i].is_leaf() && params_[i].requires_grad(), "optimizer: parameter ", i, " (",
+              params_[i].str(), ") is not a leaf that requires grad");
+}
+
+void Optimizer::zero_grad() {
+  for (Tensor& p : params_) p.zero_grad();
+}
+
+namespace {
+Tensor zeros_like(const Tensor& p) { return Tensor::zeros(p.shape(), p.dtype()).to(p.device()); }
+void check_grad(const Tensor& p, const Tensor& g, size_t i) {
+  ICH_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(), "optimizer: gradient ",
+            g.str(), " of parameter ", i, " does not match ", p.str());
+}
+}  // namespace
+
+Adam::Adam(std::vector<Tensor> params, Options o) : Optimizer(std::move(params)), o_(o) {
+  for (const Tensor& p : params_) {
+    exp_avg_.push_back(zeros_like(p));
+    exp_avg_sq_.push_back(zeros_like(p));
+  }
+}
+
+void Adam::step() {
+  NoGradGuard no_grad;
+  ++steps_;
+  const AdamParams a{o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, steps_};
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    check_grad(p, g, i);
+    ICH_DISPATCH(p.device(), adam_step, p, g.contiguous(), exp_avg_[i], exp_avg_sq_[i], a);
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Adam::state() {
+  std::vector<std::pair<std::string, Tensor>> s;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    s.emplace_back("exp_avg." + std::to_string(i), exp_avg_[i]);
+    s.emplace_back("exp_avg_sq." + std::to_string(i), exp_avg_sq_[i]);
+  }
+  return s;
+}
+
+Sgd::Sgd(std::vector<Tensor> params, Options o) : Optimizer(std::move(params)), o_(o) {
+  for (const Tensor& p : params_) buf_.push_back(o_.momentum != 0.0 ? zeros_like(p) : Tensor());
+  has_buf_.assign(params_.size(), false);
+}
+
+void Sgd::step() {
+  NoGradGuard no_grad;
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    check_grad(p, g, i);
+    const SgdParams s{o_.lr, o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov, !has_buf_[i]};
+    ICH_DISPATCH(p.device(), sgd_step, p, g.contiguous(), buf_[i], s);
+    has_buf_[i] = true;
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Sgd::state() {
+  std::vector<std::pair<std::string, Tensor>> s;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (buf_[i].defined()) s.emplace_back("momentum_buffer." + std::to_string(i), buf_[i]);
+  return s;
+}
+
+}  // namespace ich

@@ -1,0 +1,30 @@
+// atomic_file.h: write a file so that it appears whole or not at all.
+//
+// Bytes go to "<path>.tmp.<pid>"; commit() flushes, fsyncs and renames it
+// over <path> (then fsyncs the directory). If the writer is destroyed
+// without commit() (an exception, a full disk), the temporary file is
+// removed and <path> is untouched. Every failure names the path and errno.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace ich {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* data, size_t n);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+// Convenience: the whole content at once.
+void write_file_atomic(const std::string& path, const std::string& content);
+
+}  // namespace ich

@@ -1,0 +1,54 @@
+// weights_file.h: read and write the flat weights format (weights/FORMAT.md).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace ich {
+
+struct WeightsEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t offset = 0, nbytes = 0;
+  uint32_t crc = 0;
+};
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class WeightsFile {
+ public:
+  // Reads and validates the header and table; throws ich::Error naming the
+  // file (and the entry) on anything malformed.
+  static WeightsFile open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const std::vector<WeightsEntry>& entries() const { return entries_; }
+  const WeightsEntry* find(const std::string& name) const;
+  // Reads one tensor (CPU), checking its CRC.
+  Tensor read(const std::string& name) const;
+  NamedTensors read_all() const;
+
+  // Copies the file's tensors into `targets` (same names, shapes, dtype
+  // converted if needed), on the targets' devices. With strict, a target
+  // missing from the file or a file entry not among the targets is an error
+  // naming the first such name; otherwise missing targets keep their values.
+  void load_into(const NamedTensors& targets, bool strict = true) const;
+
+ private:
+  std::string path_;
+  uint64_t file_size_ = 0;
+  std::vector<WeightsEntry> entries_;
+};
+
+// Writes tensors (any device; copied to the host) atomically: a temporary
+// file, fsync, rename. Names must be unique.
+void write_weights(const std::string& path, const NamedTensors& tensors);
+
+// zlib's CRC-32.
+uint32_t crc32_of(const void* data, size_t n);
+
+}  // namespace ich

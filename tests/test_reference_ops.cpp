@@ -9,6 +9,8 @@
 namespace ich {
 namespace {
 
+std::string param_name(const ::testing::TestParamInfo<const char*>& i) { return i.param; }
+
 using test::fx;
 using test::has_fx;
 constexpr double kTol = 1e-5;
@@ -40,7 +42,8 @@ TEST_P(ConvReference, MatchesPyTorch) {
 }
 INSTANTIATE_TEST_SUITE_P(Conv2d, ConvReference,
                          ::testing::Values("plain", "groups2_stride2", "groups32", "downsample_1x1_s2", "stem_7x7_s2",
-                                           "pointwise_1x1"));
+                                           "pointwise_1x1"),
+                         param_name);
 
 // Three steps of a BatchNorm2d in each mode: outputs, gradients, and the
 // running statistics after every step (momentum 0.1, unbiased variance).
@@ -66,7 +69,7 @@ TEST_P(BatchNormReference, ThreeStepsMatchPyTorch) {
     EXPECT_CLOSE(rv, fx(s + "/rv"), kTol);
   }
 }
-INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNormReference, ::testing::Values("train", "eval"));
+INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNormReference, ::testing::Values("train", "eval"), param_name);
 
 TEST(PointwiseReference, Relu) {
   check_case("relu/a", 1, [](std::vector<Tensor>& t) { return relu(t[0]); });
@@ -88,7 +91,7 @@ TEST_P(MaxPoolReference, MatchesPyTorch) {
   const Pool2dParams pp{int64_t(p[0]), int64_t(p[0]), int64_t(p[1]), int64_t(p[1]), int64_t(p[2]), int64_t(p[2])};
   check_case(prefix, 1, [&](std::vector<Tensor>& t) { return max_pool2d(t[0], pp); });
 }
-INSTANTIATE_TEST_SUITE_P(MaxPool2d, MaxPoolReference, ::testing::Values("stem_3x3_s2_p1", "k2_s2"));
+INSTANTIATE_TEST_SUITE_P(MaxPool2d, MaxPoolReference, ::testing::Values("stem_3x3_s2_p1", "k2_s2"), param_name);
 
 class AvgPoolReference : public ::testing::TestWithParam<const char*> {};
 TEST_P(AvgPoolReference, MatchesPyTorch) {
@@ -96,7 +99,7 @@ TEST_P(AvgPoolReference, MatchesPyTorch) {
   const std::vector<double> p = fx(prefix + "/params").to_vector();  // output h, w
   check_case(prefix, 1, [&](std::vector<Tensor>& t) { return adaptive_avg_pool2d(t[0], int64_t(p[0]), int64_t(p[1])); });
 }
-INSTANTIATE_TEST_SUITE_P(AdaptiveAvgPool2d, AvgPoolReference, ::testing::Values("global", "3x2"));
+INSTANTIATE_TEST_SUITE_P(AdaptiveAvgPool2d, AvgPoolReference, ::testing::Values("global", "3x2"), param_name);
 
 TEST(LinearReference, MatchesPyTorch) {
   check_case("linear/a", 3, [](std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); });
@@ -112,7 +115,7 @@ TEST_P(BceReference, MatchesPyTorch) {
   loss.backward();
   EXPECT_CLOSE(x.grad(), fx(prefix + "/g_x"), kTol);
 }
-INSTANTIATE_TEST_SUITE_P(BceWithLogits, BceReference, ::testing::Values("plain", "pos_weight"));
+INSTANTIATE_TEST_SUITE_P(BceWithLogits, BceReference, ::testing::Values("plain", "pos_weight"), param_name);
 
 }  // namespace
 }  // namespace ich

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Breaks each backward rule in turn and checks that the tests catch it.
+
+For every mutation below, the script copies the source tree to a scratch
+folder, applies one small edit to one backward (a dropped term, a wrong
+factor, a wrong index), builds the gradient-check and reference test
+binaries, and runs them. A mutation that leaves every test green is a hole in
+the tests; the script then exits 1. Takes a few minutes on 2 cores.
+
+    scripts/mutation_check.py [--keep]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (what is broken, file, exact original text, replacement)
+MUTATIONS = [
+    ("conv2d backward data", "engine/cpu/conv2d.cpp",
+     "gemm<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);",
+     "gemm<T>(true, false, g.K, g.P, g.Og, T(0.999), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);"),
+    ("conv2d backward data, 1x1 path", "engine/cpu/conv2d.cpp",
+     "gemm<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);",
+     "gemm<T>(true, false, g.K, g.P, g.Og, T(0.999), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);"),
+    ("conv2d backward filter", "engine/cpu/conv2d.cpp", "gwp[i] = s;", "gwp[i] = s * T(1.001);"),
+    ("conv2d backward bias", "engine/cpu/conv2d.cpp", "out[o] = T(s);", "out[o] = T(s * 1.001);"),
+    ("batchnorm backward dx (mean term)", "engine/cpu/batch_norm.cpp",
+     "(M * double(gyp[i]) - sum_dy - xhat * sum_dy_xhat)", "(M * double(gyp[i]) - xhat * sum_dy_xhat)"),
+    ("batchnorm backward dx (variance term)", "engine/cpu/batch_norm.cpp",
+     "(M * double(gyp[i]) - sum_dy - xhat * sum_dy_xhat)", "(M * double(gyp[i]) - sum_dy)"),
+    ("batchnorm backward dx (eval)", "engine/cpu/batch_norm.cpp",
+     "gxp[i] = T(k1 * double(gyp[i]));", "gxp[i] = T(double(gyp[i]) * is);"),
+    ("batchnorm backward dgamma", "engine/cpu/batch_norm.cpp", "ggp[c] = T(sum_dy_xhat);", "ggp[c] = T(sum_dy);"),
+    ("batchnorm backward dbeta", "engine/cpu/batch_norm.cpp", "gbp[c] = T(sum_dy);", "gbp[c] = T(sum_dy * 1.001);"),
+    ("relu backward", "engine/cpu/elementwise.cpp",
+     "return yp[i] > T(0) ? g[i] : T(0);", "return yp[i] >= T(0) ? g[i] : T(0);"),
+    ("sigmoid backward", "engine/cpu/elementwise.cpp",
+     "return g[i] * yp[i] * (T(1) - yp[i]);", "return g[i] * yp[i];"),
+    ("sum backward", "engine/ops/elementwise.cpp",
+     "fill_like_scalar, gy.contiguous(), 1.0, gx);", "fill_like_scalar, gy.contiguous(), 1.001, gx);"),
+    ("scale backward", "engine/ops/elementwise.cpp",
+     "ICH_DISPATCH(gy.device(), scale_forward, gy.contiguous(), s, gx);",
+     "ICH_DISPATCH(gy.device(), scale_forward, gy.contiguous(), s * 1.001, gx);"),
+    ("mul backward", "engine/ops/elementwise.cpp",
+     "ICH_DISPATCH(gy.device(), mul_forward, gy, bs, ga);", "ICH_DISPATCH(gy.device(), mul_forward, gy, as, ga);"),
+    ("add backward", "engine/ops/elementwise.cpp",
+     "return std::vector<Tensor>{gy, gy}; });", "return std::vector<Tensor>{gy, Tensor()}; });"),
+    ("max pool backward (overlapping windows)", "engine/cpu/pool.cpp",
+     "if (a >= 0) dx[a] += g[plane * HWo + q];", "if (a >= 0) dx[a] = g[plane * HWo + q];"),
+    ("adaptive avg pool backward", "engine/cpu/pool.cpp",
+     "/ double((h1 - h0) * (w1 - w0)));\n          for (int64_t ih", "/ double((h1 - h0) * (w1 - w0) + 1));\n          for (int64_t ih"),
+    ("linear backward input", "engine/cpu/linear.cpp",
+     "gemm<T>(false, false, N, in, out, T(1),", "gemm<T>(false, false, N, in, out, T(1.001),"),
+    ("linear backward weight", "engine/cpu/linear.cpp",
+     "gemm<T>(true, false, out, in, N, T(1),", "gemm<T>(true, false, out, in, N, T(1.001),"),
+    ("linear backward bias", "engine/cpu/linear.cpp", "bp[o] = T(s);", "bp[o] = T(s * 1.001);"),
+    ("bce backward (pos_weight)", "engine/cpu/loss.cpp",
+     "out[i] = T(g * ((1.0 - t) - (1.0 + (w - 1.0) * t) * sig_neg));", "out[i] = T(g * ((1.0 - t) - (1.0 + w * t) * sig_neg));"),
+    ("autograd: joined branches add", "engine/autograd.cpp",
+     "it->second = sum_of(it->second, gi);", "it->second = gi;"),
+    ("autograd: leaf gradients accumulate", "engine/autograd.cpp",
+     "ICH_DISPATCH(acc.device(), add_inplace, acc, g.contiguous());", "acc.copy_(g.contiguous());"),
+]
+TESTS = ["test_gradcheck", "test_reference_ops", "test_autograd"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = ap.parse_args()
+    scratch = tempfile.mkdtemp(prefix="ich_mutation_")
+    src = os.path.join(scratch, "src")
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns("build*", ".git"))
+    build = os.path.join(scratch, "build")
+    subprocess.run(["cmake", "-S", src, "-B", build, "-G", "Ninja", "-DICH_ENABLE_CUDA=OFF"], check=True,
+                   stdout=subprocess.DEVNULL)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+
+    def build_and_test():
+        subprocess.run(["cmake", "--build", build, "--target", *TESTS], check=True, stdout=subprocess.DEVNULL)
+        return [t for t in TESTS if subprocess.run([os.path.join(build, "bin", t), "--gtest_brief=1"], env=env,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode]
+
+    assert build_and_test() == [], "tests fail before any mutation"
+    survivors = []
+    for what, rel, old, new in MUTATIONS:
+        path = os.path.join(src, rel)
+        text = open(path).read()
+        assert text.count(old) >= 1, f"mutation '{what}': text not found in {rel}"
+        open(path, "w").write(text.replace(old, new))
+        try:
+            failing = build_and_test()
+        finally:
+            open(path, "w").write(text)
+        print(f"{'caught' if failing else 'MISSED'}  {what:45s} {' '.join(failing)}", flush=True)
+        if not failing:
+            survivors.append(what)
+    if not args.keep:
+        shutil.rmtree(scratch)
+    print(f"{len(MUTATIONS) - len(survivors)} of {len(MUTATIONS)} broken backward rules caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

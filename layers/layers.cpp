@@ -47,7 +47,7 @@ Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& [name, m] : named_children()) h = m->forward(h);
+  for (auto& [name, m] : named_children()) h = (*m)(h);
   return h;
 }
 

@@ -2,6 +2,19 @@
 
 namespace ich {
 
+namespace {
+thread_local ForwardObserver g_observer;
+}
+
+ForwardObserverScope::ForwardObserverScope(ForwardObserver f) : prev_(std::move(g_observer)) { g_observer = std::move(f); }
+ForwardObserverScope::~ForwardObserverScope() { g_observer = std::move(prev_); }
+
+Tensor Module::operator()(const Tensor& x) {
+  Tensor y = forward(x);
+  if (g_observer) g_observer(*this, x, y);
+  return y;
+}
+
 Tensor& Module::register_parameter(const std::string& name, Tensor t) {
   if (!t.defined()) {  // like PyTorch's bias=None: a name with no tensor, not in the state_dict
     absent_.push_back(std::make_unique<Tensor>());
@@ -63,6 +76,15 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
   return out;
 }
 
+void Module::replace_module(const std::string& name, std::shared_ptr<Module> m) {
+  for (auto& [n, child] : children_)
+    if (n == name) {
+      child = std::move(m);
+      return;
+    }
+  throw Error("replace_module: no child named '" + name + "'");
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [n, m] : children_) m->train(on);
@@ -75,6 +97,18 @@ void Module::to(Device d) {
   }
   for (auto& [n, t] : buffers_) *t = t->to(d);
   for (auto& [n, m] : children_) m->to(d);
+}
+
+void Module::to(DType dt) {
+  ICH_CHECK(dt == DType::Float32 || dt == DType::Float64, "Module::to: ", dtype_name(dt), " is not a floating dtype");
+  auto floating = [](const Tensor& t) { return t.dtype() == DType::Float32 || t.dtype() == DType::Float64; };
+  for (auto& [n, t] : params_) {
+    *t = t->to(dt).detach();
+    t->set_requires_grad(true);
+  }
+  for (auto& [n, t] : buffers_)
+    if (floating(*t)) *t = t->to(dt);
+  for (auto& [n, m] : children_) m->to(dt);
 }
 
 int64_t Module::parameter_count() const {

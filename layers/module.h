@@ -7,6 +7,7 @@
 // order: a module's own parameters, then its buffers, then its children's.
 // train()/eval() switch the mode recursively (BatchNorm reads it).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -17,6 +18,21 @@
 
 namespace ich {
 
+class Module;
+// Called after every module's forward on this thread while set: the hook
+// that inspection (layers/summary.h) uses to see each layer's output.
+using ForwardObserver = std::function<void(Module& m, const Tensor& input, const Tensor& output)>;
+class ForwardObserverScope {
+ public:
+  explicit ForwardObserverScope(ForwardObserver f);
+  ~ForwardObserverScope();
+  ForwardObserverScope(const ForwardObserverScope&) = delete;
+  ForwardObserverScope& operator=(const ForwardObserverScope&) = delete;
+
+ private:
+  ForwardObserver prev_;
+};
+
 class Module {
  public:
   virtual ~Module() = default;
@@ -25,7 +41,8 @@ class Module {
   Module& operator=(const Module&) = delete;
 
   virtual Tensor forward(const Tensor& x) = 0;
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // Runs forward(), then tells the forward observer, if one is set.
+  Tensor operator()(const Tensor& x);
   virtual std::string type_name() const = 0;
 
   NamedTensors named_parameters() const;
@@ -42,6 +59,9 @@ class Module {
   // Moves parameters and buffers to a device (parameters stay leaves that
   // require grad).
   void to(Device d);
+  // Converts floating-point parameters and buffers to a floating dtype
+  // (float64 for the oracle comparisons); integer buffers stay as they are.
+  void to(DType t);
   int64_t parameter_count() const;
 
  protected:
@@ -52,6 +72,8 @@ class Module {
     children_.emplace_back(name, m);
     return *m;
   }
+  // Swaps the child registered under name (keeps its place in the order).
+  void replace_module(const std::string& name, std::shared_ptr<Module> m);
 
  private:
   void collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const;

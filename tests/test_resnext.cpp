@@ -1,0 +1,220 @@
+// ResNeXt as torchvision defines it: parameter counts and names, and the
+// model of the mission against PyTorch: ResNeXt-101 32x8d with a 6-way head,
+// converted from both checkpoint formats by ich-convert, in eval and train
+// mode (tests/reference/gen_resnext_reference.py writes the reference into
+// the build folder before these tests run; see tests/CMakeLists.txt).
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "data/npy.h"
+#include "engine/autograd.h"
+#include "layers/resnext.h"
+#include "layers/summary.h"
+#include "tests/test_util.h"
+
+namespace ich {
+namespace {
+
+const std::string kRef = ICH_RESNEXT_REF_DIR;
+const std::string kBin = ICH_BIN_DIR;
+
+int64_t params_of(const std::string& arch, int64_t classes = 1000) {
+  Generator gen(0);
+  return ResNeXt(resnext_preset(arch, classes), gen).parameter_count();
+}
+
+TEST(ResNeXtArchitecture, ParameterCountsMatchTorchvision) {
+  EXPECT_EQ(params_of("resnext101_32x8d"), 88791336);  // torchvision's figure
+  EXPECT_EQ(params_of("resnext50_32x4d"), 25028904);
+  EXPECT_EQ(params_of("resnet50"), 25557032);
+  EXPECT_LT(params_of("resnext_mini", 6), 1000000);
+}
+
+TEST(ResNeXtArchitecture, MultiplyAddsMatchTorchvision) {
+  Generator gen(0);
+  ResNeXt m(resnext_preset("resnext101_32x8d", 1000), gen);
+  int64_t params = 0, macs = 0;
+  for (const LayerRow& r : summarize(m, {1, 3, 224, 224})) {
+    params += r.params;
+    macs += r.macs;
+  }
+  EXPECT_EQ(params, 88791336);
+  EXPECT_EQ(macs, 16414015488);  // conv + linear multiply-adds, counted by hooks on torchvision's model
+}
+
+TEST(ResNeXtArchitecture, NamesAndShapesAreTorchvisions) {
+  Generator gen(0);
+  ResNeXt m(resnext_preset("resnext101_32x8d", 6), gen);
+  std::map<std::string, Shape> s;
+  for (auto& [n, t] : m.state_dict()) s[n] = t.shape();
+  EXPECT_EQ(s.size(), 626u);  // 522 params and running stats + 104 num_batches_tracked
+  EXPECT_EQ(s.at("conv1.weight"), (Shape{64, 3, 7, 7}));
+  EXPECT_EQ(s.at("layer3.17.conv2.weight"), (Shape{1024, 32, 3, 3}));  // width 256*8/64*32, grouped
+  EXPECT_EQ(s.at("layer2.0.downsample.1.running_var"), (Shape{512}));
+  EXPECT_EQ(s.at("layer4.2.conv3.weight"), (Shape{2048, 2048, 1, 1}));
+  EXPECT_EQ(s.at("fc.weight"), (Shape{6, 2048}));
+  EXPECT_EQ(s.count("layer1.1.downsample.0.weight"), 0u);  // only the first block of a stage
+  EXPECT_EQ(m.state_dict().front().first, "conv1.weight");
+  EXPECT_EQ(m.state_dict().back().first, "fc.bias");
+}
+
+TEST(ResNeXtArchitecture, ReplaceHeadKeepsTheBackbone) {
+  Generator gen(1);
+  ResNeXt m(resnext_preset("resnext_mini", 1000), gen);
+  const std::vector<double> conv = m.state_dict().front().second.to_vector();
+  m.replace_head(6, gen);
+  EXPECT_EQ(m.fc().weight.shape(), (Shape{6, m.feature_dim()}));
+  EXPECT_EQ(m.state_dict().front().second.to_vector(), conv);
+  // PyTorch's Linear init: uniform within 1/sqrt(in_features).
+  for (double w : m.fc().weight.to_vector()) EXPECT_LE(std::fabs(w), 1.0 / std::sqrt(double(m.feature_dim())));
+  Tensor y = m(Tensor::zeros({2, 3, 32, 32}));
+  EXPECT_EQ(y.shape(), (Shape{2, 6}));
+}
+
+TEST(ResNeXtArchitecture, UnknownPresetIsAClearError) {
+  try {
+    resnext_preset("resnext999");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resnext101_32x8d"), std::string::npos) << e.what();
+  }
+}
+
+// ---- against PyTorch ---------------------------------------------------------
+
+WeightsFile reference() { return WeightsFile::open(kRef + "/ref.ichw"); }
+
+TEST(ResNeXtReference, BothCheckpointFormatsConvertToTheSameWeights) {
+  const WeightsFile a = WeightsFile::open(kRef + "/legacy.ichw"), b = WeightsFile::open(kRef + "/zip.ichw");
+  ASSERT_EQ(a.entries().size(), b.entries().size());
+  EXPECT_EQ(a.entries().size(), 626u);
+  for (size_t i = 0; i < a.entries().size(); ++i) {
+    EXPECT_EQ(a.entries()[i].name, b.entries()[i].name);
+    EXPECT_EQ(a.entries()[i].crc, b.entries()[i].crc) << a.entries()[i].name;
+  }
+}
+
+TEST(ResNeXtReference, EvalLogitsMatchPyTorch) {
+  auto m = load_resnext("resnext101_32x8d", kRef + "/legacy.ichw");
+  m->eval();
+  NoGradGuard ng;
+  EXPECT_CLOSE((*m)(read_npy(kRef + "/x.npy")), reference().read("eval_logits"), 1e-4);
+}
+
+TEST(ResNeXtReference, IchForwardMatchesPyTorchOnAnOddSize) {
+  const std::string out = kRef + "/logits_odd.npy";
+  std::filesystem::remove(out);
+  const std::string cmd = kBin + "/ich-forward --arch resnext101_32x8d --weights " + kRef + "/zip.ichw --input " +
+                          kRef + "/x_odd.npy --output " + out + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_CLOSE(read_npy(out), reference().read("eval_logits_odd"), 1e-4);
+}
+
+const char* const kGrads[] = {"conv1.weight", "layer3.5.conv2.weight", "fc.weight",
+                              "fc.bias",      "bn1.weight",            "layer4.2.bn3.weight"};
+const char* const kStats[] = {"bn1.running_mean", "bn1.running_var", "layer3.17.bn2.running_var",
+                              "layer1.0.downsample.1.running_mean"};
+
+struct TrainStep {
+  Tensor logits, loss;
+  std::map<std::string, Tensor> state;  // parameters (with .grad) and buffers after the step
+};
+
+TrainStep train_step(DType dt) {
+  auto m = load_resnext("resnext101_32x8d", kRef + "/zip.ichw");
+  m->to(dt);
+  m->train();
+  const WeightsFile ref = reference();
+  TrainStep s;
+  s.logits = (*m)(read_npy(kRef + "/x.npy").to(dt));
+  s.loss = bce_with_logits(s.logits, ref.read("target").to(dt));
+  s.loss.backward();
+  for (auto& [n, t] : m->state_dict()) s.state[n] = t;
+  return s;
+}
+
+// The whole train-mode step in float64 against PyTorch's float64: the math
+// of every layer's forward and backward at the size of the real model.
+TEST(ResNeXtReference, TrainModeStepFloat64MatchesPyTorch) {
+  const TrainStep s = train_step(DType::Float64);
+  const WeightsFile ref = reference();
+  constexpr double kTol = 1e-6;
+  EXPECT_CLOSE(s.logits, ref.read("train_logits64"), kTol);
+  EXPECT_CLOSE(s.loss, ref.read("train_loss64"), kTol);
+  for (const char* p : kGrads) {
+    SCOPED_TRACE(p);
+    EXPECT_CLOSE(s.state.at(p).grad(), ref.read(std::string("grad64/") + p), kTol);
+  }
+  for (const char* b : kStats) {
+    SCOPED_TRACE(b);
+    EXPECT_CLOSE(s.state.at(b), ref.read(std::string("after64/") + b), kTol);
+  }
+}
+
+// The same step in float32. Logits, loss, the head's gradients and the
+// running statistics are well conditioned and must agree with PyTorch's
+// float32 to 1e-3. The deep gradients of a freshly initialised 101-layer net
+// in train mode are not: PyTorch's own float32 differs from its float64 by
+// 5-25% there. For those, our float32 must be as close to the float64 truth
+// as PyTorch's float32 is (within a factor 2, or 1e-3).
+TEST(ResNeXtReference, TrainModeStepFloat32MatchesPyTorch) {
+  const TrainStep s = train_step(DType::Float32);
+  const WeightsFile ref = reference();
+  constexpr double kTol = 1e-3;
+  EXPECT_CLOSE(s.logits, ref.read("train_logits"), kTol);
+  EXPECT_CLOSE(s.loss, ref.read("train_loss"), kTol);
+  for (const char* p : {"fc.weight", "fc.bias"}) {
+    SCOPED_TRACE(p);
+    EXPECT_CLOSE(s.state.at(p).grad(), ref.read(std::string("grad/") + p), kTol);
+  }
+  for (const char* b : kStats) {
+    SCOPED_TRACE(b);
+    EXPECT_CLOSE(s.state.at(b), ref.read(std::string("after/") + b), kTol);
+  }
+  for (const char* p : kGrads) {
+    const std::vector<double> truth = ref.read(std::string("grad64/") + p).to_vector();
+    const double torch32 = test::max_rel_error(ref.read(std::string("grad/") + p).to_vector(), truth);
+    const double ours = test::max_rel_error(s.state.at(p).grad().to_vector(), truth);
+    std::printf("%-24s float32 vs float64 truth: ours %.2e, PyTorch %.2e\n", p, ours, torch32);
+    EXPECT_LE(ours, std::max(kTol, 2 * torch32)) << p;
+  }
+}
+
+TEST(ResNeXtReference, WeightsOfAnotherArchitectureNameTheFirstMismatch) {
+  try {
+    load_resnext("resnext50_32x4d", kRef + "/zip.ichw");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("entry 'layer1.0.conv1.weight' has shape [256, 64, 1, 1]"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// ich-convert on broken input: a non-zero exit, one error line, no output.
+TEST(ResNeXtReference, IchConvertRejectsTruncatedAndForeignFiles) {
+  namespace fs = std::filesystem;
+  const std::string bad = kRef + "/bad.pth", out = kRef + "/bad.ichw";
+  for (const char* src : {"/ref_legacy.pth", "/ref_zip.pth"}) {
+    fs::copy_file(kRef + src, bad, fs::copy_options::overwrite_existing);
+    fs::resize_file(bad, fs::file_size(bad) / 2);
+    fs::remove(out);
+    const std::string cmd = kBin + "/ich-convert --input " + bad + " --output " + out + " 2> " + kRef + "/err.txt";
+    EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 1) << src;
+    EXPECT_FALSE(fs::exists(out)) << src;
+    std::ifstream err(kRef + "/err.txt");
+    std::string line;
+    std::getline(err, line);
+    EXPECT_EQ(line.rfind("ich-convert: error: ", 0), 0u) << line;
+    EXPECT_NE(line.find(bad), std::string::npos) << line;
+  }
+  const std::string cmd = kBin + "/ich-convert --input " + kRef + "/x.npy --output " + out + " 2> /dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 1);
+  EXPECT_FALSE(fs::exists(out));
+  fs::remove(bad);
+}
+
+}  // namespace
+}  // namespace ich

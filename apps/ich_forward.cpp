@@ -5,13 +5,14 @@
 #include "apps/app_main.h"
 #include "data/npy.h"
 #include "engine/autograd.h"
+#include "engine/device_select.h"
 #include "layers/resnext.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
       "Run a ResNet/ResNeXt on a float32 .npy batch (N,3,H,W) and write the logits (N,K) as .npy.\n"
       "K is taken from the weights file. Exit codes: 0 written, 1 failed (nothing written), 2 bad flags."};
-  std::string arch, weights, input, output, mode = "eval", device = "cpu";
+  std::string arch, weights, input, output, mode = "eval", device = "auto";
   app.add_option("--arch", arch, "architecture: resnext101_32x8d, resnext50_32x4d, resnet50, resnext_mini")
       ->required();
   app.add_option("--weights", weights, "ich weights file (see ich-convert)")->required();
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   return ich::run_app("ich-forward", app, argc, argv, [&] {
-    const ich::Device dev = device == "cuda" ? ich::Device::cuda() : ich::Device::cpu();
+    const ich::Device dev = ich::pick_device(device);
     ich::Tensor x = ich::read_npy(input);
     ICH_CHECK(x.dtype() == ich::DType::Float32 && x.dim() == 4 && x.size(1) == 3, "input ", input,
               " must be float32 (N,3,H,W), got ", x.str());

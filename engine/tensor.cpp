@@ -6,14 +6,12 @@
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/random.h"
+#ifdef ICH_WITH_CUDA
+#include "engine/cuda/runtime.h"
+#endif
 
 namespace ich {
 
-#ifdef ICH_WITH_CUDA
-namespace cuda {
-void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);  // engine/cuda/memory.cu
-}
-#endif
 
 std::string shape_str(const Shape& s) {
   std::ostringstream o;
@@ -191,7 +189,14 @@ void Tensor::copy_(const Tensor& src) {
 }
 
 void Tensor::fill_(double value) {
-  ICH_CHECK(device().is_cpu(), "fill_ on ", str(), ": use the device's fill op");
+  if (device().is_cuda()) {
+#ifdef ICH_WITH_CUDA
+    ICH_CHECK(is_contiguous(), "fill_ on ", str(), ": needs a contiguous device tensor");
+    return cuda::fill(raw_data(), device(), numel(), dtype(), value);
+#else
+    throw Error("fill_ on " + str() + ": this build has no CUDA backend");
+#endif
+  }
   with_dtype(dtype(), "fill_", [&](auto z) {
     using T = decltype(z);
     T* p = static_cast<T*>(raw_data());

@@ -13,6 +13,9 @@ struct ConvCase {
   int64_t stride, pad, groups;
   bool bias;
 };
+// Test names show the case name, not the bytes of the struct.
+inline void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
+
 
 class ConvGradcheck : public ::testing::TestWithParam<ConvCase> {};
 
@@ -91,6 +94,9 @@ struct PoolCase {
   Shape x;
   int64_t k, s, p;
 };
+// Test names show the case name, not the bytes of the struct.
+inline void PrintTo(const PoolCase& c, std::ostream* os) { *os << c.name; }
+
 class MaxPoolGradcheck : public ::testing::TestWithParam<PoolCase> {};
 TEST_P(MaxPoolGradcheck, MatchesFiniteDifferences) {
   const PoolCase& c = GetParam();

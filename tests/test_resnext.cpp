@@ -13,12 +13,21 @@
 #include "layers/resnext.h"
 #include "layers/summary.h"
 #include "tests/test_util.h"
+#ifdef ICH_WITH_CUDA
+#include "engine/cuda/runtime.h"
+#endif
 
 namespace ich {
 namespace {
 
-const std::string kRef = ICH_RESNEXT_REF_DIR;
-const std::string kBin = ICH_BIN_DIR;
+// Compiled-in paths, which scripts/gpu-check.sh overrides on a machine where
+// the build was carried to another folder.
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+const std::string kRef = env_or("ICH_RESNEXT_REF_DIR", ICH_RESNEXT_REF_DIR);
+const std::string kBin = env_or("ICH_BIN_DIR", ICH_BIN_DIR);
 
 int64_t params_of(const std::string& arch, int64_t classes = 1000) {
   Generator gen(0);
@@ -191,6 +200,40 @@ TEST(ResNeXtReference, WeightsOfAnotherArchitectureNameTheFirstMismatch) {
               std::string::npos)
         << e.what();
   }
+}
+
+// The same model on the GPU (skips without one).
+TEST(ResNeXtReferenceCuda, EvalLogitsAndTrainStepMatchPyTorch) {
+#ifdef ICH_WITH_CUDA
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device on this machine (CUDA backend compiled, not run)";
+  cuda::set_allow_tf32(false);
+  auto m = load_resnext("resnext101_32x8d", kRef + "/zip.ichw");
+  m->to(Device::cuda());
+  const WeightsFile ref = reference();
+  const Tensor x = read_npy(kRef + "/x.npy").to(Device::cuda());
+  {
+    m->eval();
+    NoGradGuard ng;
+    EXPECT_CLOSE((*m)(x), ref.read("eval_logits"), 1e-4);
+  }
+  m->train();
+  Tensor logits = (*m)(x);
+  Tensor loss = bce_with_logits(logits, ref.read("target").to(Device::cuda()));
+  loss.backward();
+  EXPECT_CLOSE(logits, ref.read("train_logits"), 1e-3);
+  EXPECT_CLOSE(loss, ref.read("train_loss"), 1e-3);
+  std::map<std::string, Tensor> sd;
+  for (auto& [n, t] : m->state_dict()) sd[n] = t;
+  EXPECT_CLOSE(sd.at("fc.weight").grad(), ref.read("grad/fc.weight"), 1e-3);
+  EXPECT_CLOSE(sd.at("bn1.running_var"), ref.read("after/bn1.running_var"), 1e-3);
+  const double ours = test::max_rel_error(sd.at("conv1.weight").grad().to_vector(),
+                                          ref.read("grad64/conv1.weight").to_vector());
+  const double torch32 = test::max_rel_error(ref.read("grad/conv1.weight").to_vector(),
+                                             ref.read("grad64/conv1.weight").to_vector());
+  EXPECT_LE(ours, std::max(1e-3, 2 * torch32));
+#else
+  GTEST_SKIP() << "this build has no CUDA backend";
+#endif
 }
 
 // ich-convert on broken input: a non-zero exit, one error line, no output.

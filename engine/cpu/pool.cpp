@@ -58,7 +58,7 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
   });
 }
 
-void max_pool2d_backward(const Tensor& gy, const Tensor& argmax, Tensor& gx) {
+void max_pool2d_backward(const Tensor& gy, const Tensor& argmax, Tensor& gx, const Pool2dParams&) {
   const char* k = "max_pool2d_backward";
   expect(gy, k, "gy", gy.dtype());
   expect(gx, k, "gx", gy.dtype());

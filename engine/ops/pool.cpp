@@ -20,10 +20,10 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   Tensor argmax = Tensor::empty(y.shape(), DType::Int64, x.device());
   ICH_DISPATCH(x.device(), max_pool2d_forward, xc, y, argmax, p);
   const Shape x_shape = x.shape();
-  return record("max_pool2d", y, {x}, [argmax, x_shape](const Tensor& gy_in, const NeedsGrad&) {
+  return record("max_pool2d", y, {x}, [argmax, x_shape, p](const Tensor& gy_in, const NeedsGrad&) {
     const Tensor gy = gy_in.contiguous();
     Tensor gx = empty_on(gy, x_shape);
-    ICH_DISPATCH(gy.device(), max_pool2d_backward, gy, argmax, gx);
+    ICH_DISPATCH(gy.device(), max_pool2d_backward, gy, argmax, gx, p);
     return std::vector<Tensor>{gx};
   });
 }

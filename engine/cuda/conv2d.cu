@@ -1,0 +1,176 @@
+// conv2d.cu: convolution through cuDNN, forward, backward data, backward
+// filter, with the native group count (cudnnSetConvolutionGroupCount: one
+// call for all 32 groups of a ResNeXt block, not a loop over groups).
+//
+// For one convolution, from the tensor to the library call:
+//   x (N,C,H,W) contiguous        -> cudnnTensorDescriptor  NCHW, float
+//   w (O,C/G,kh,kw)               -> cudnnFilterDescriptor  NCHW (K=O, C=C/G)
+//   stride, padding, groups       -> cudnnConvolutionDescriptor, cross-correlation
+//                                    (what deep learning calls convolution),
+//                                    group count G, math type FMA (no TF32)
+//                                    unless set_allow_tf32(true)
+//   y (N,O,Ho,Wo)                 -> cudnnTensorDescriptor
+// The algorithm for each of the three directions is chosen once per shape by
+// cudnnFind*Algorithm (cuDNN times its candidates) and cached with the
+// descriptors in a Plan; the workspace comes from the caching allocator.
+// Backward data and filter write (beta = 0): the autograd layer accumulates.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "engine/cuda/cuda_util.h"
+#include "engine/cuda/runtime.h"
+#include "engine/kernels.h"
+
+namespace ich::cuda {
+
+namespace {
+
+struct Plan {
+  TensorDesc x, y, bias;
+  FilterDesc w;
+  ConvDesc conv;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  size_t fwd_ws = 0, data_ws = 0, filter_ws = 0;
+  bool has_fwd = false, has_data = false, has_filter = false;
+};
+
+using Key = std::tuple<int, int, bool, Shape, Shape, int64_t, int64_t, int64_t, int64_t, int64_t>;
+std::mutex g_mu;
+std::map<Key, std::unique_ptr<Plan>> g_plans;
+
+template <class T> Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2dParams& p, int device) {
+  const Key key{device, int(cudnn_type<T>()), allow_tf32(), xs, ws, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.groups};
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto& slot = g_plans[key];
+  if (slot) return *slot;
+  auto pl = std::make_unique<Plan>();
+  const cudnnDataType_t t = cudnn_type<T>();
+  set_nchw(pl->x, t, xs);
+  ICH_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl->w, t, CUDNN_TENSOR_NCHW, int(ws[0]), int(ws[1]), int(ws[2]),
+                                             int(ws[3])));
+  ICH_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl->conv, int(p.pad_h), int(p.pad_w), int(p.stride_h),
+                                                  int(p.stride_w), 1, 1, CUDNN_CROSS_CORRELATION, t));
+  ICH_CUDNN_CHECK(cudnnSetConvolutionGroupCount(pl->conv, int(p.groups)));
+  ICH_CUDNN_CHECK(cudnnSetConvolutionMathType(pl->conv, allow_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  int n, c, h, w;
+  ICH_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(pl->conv, pl->x, pl->w, &n, &c, &h, &w));
+  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->y, CUDNN_TENSOR_NCHW, t, n, c, h, w));
+  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->bias, CUDNN_TENSOR_NCHW, t, 1, c, 1, 1));
+  slot = std::move(pl);
+  return *slot;
+}
+
+// cuDNN takes float scaling factors for float data and double for double.
+template <class T> const void* one() {
+  static const T v = 1;
+  return &v;
+}
+template <class T> const void* zero() {
+  static const T v = 0;
+  return &v;
+}
+
+Tensor workspace(size_t bytes, const Tensor& like) {
+  return Tensor::empty({int64_t((bytes + 3) / 4)}, DType::Float32, like.device());
+}
+
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dParams& p) {
+  const char* k = "conv2d_forward";
+  for (const Tensor* t : TensorList{&x, &w, &y}) expect(*t, k, "x/w/y", x.dtype());
+  if (b.defined()) expect(b, k, "b", x.dtype());
+  Context& c = context_of(x);
+  dispatch_float(x, k, [&](auto zero_value) {
+    using T = decltype(zero_value);
+    Plan& pl = plan_for<T>(x.shape(), w.shape(), p, c.device);
+    if (!pl.has_fwd) {
+      cudnnConvolutionFwdAlgoPerf_t perf[8];
+      int found = 0;
+      ICH_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c.cudnn, pl.x, pl.w, pl.conv, pl.y, 8, &found, perf));
+      int i = 0;
+      while (i < found && perf[i].status != CUDNN_STATUS_SUCCESS) ++i;
+      ICH_CHECK(i < found, k, ": cuDNN has no forward algorithm for x ", x.str(), ", w ", w.str());
+      pl.fwd = perf[i].algo;
+      pl.fwd_ws = perf[i].memory;
+      pl.has_fwd = true;
+    }
+    Tensor ws = workspace(pl.fwd_ws, x);
+    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.w, w.raw_data(), pl.conv, pl.fwd,
+                                            ws.raw_data(), pl.fwd_ws, zero<T>(), pl.y, y.raw_data()));
+    if (b.defined())
+      ICH_CUDNN_CHECK(cudnnAddTensor(c.cudnn, one<T>(), pl.bias, b.raw_data(), one<T>(), pl.y, y.raw_data()));
+  });
+}
+
+void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const Conv2dParams& p) {
+  const char* k = "conv2d_backward_data";
+  for (const Tensor* t : TensorList{&gy, &w, &gx}) expect(*t, k, "gy/w/gx", w.dtype());
+  Context& c = context_of(w);
+  dispatch_float(w, k, [&](auto zero_value) {
+    using T = decltype(zero_value);
+    Plan& pl = plan_for<T>(gx.shape(), w.shape(), p, c.device);
+    if (!pl.has_data) {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[8];
+      int found = 0;
+      ICH_CUDNN_CHECK(
+          cudnnFindConvolutionBackwardDataAlgorithm(c.cudnn, pl.w, pl.y, pl.conv, pl.x, 8, &found, perf));
+      int i = 0;
+      while (i < found && perf[i].status != CUDNN_STATUS_SUCCESS) ++i;
+      ICH_CHECK(i < found, k, ": cuDNN has no backward-data algorithm for gx ", gx.str(), ", w ", w.str());
+      pl.bwd_data = perf[i].algo;
+      pl.data_ws = perf[i].memory;
+      pl.has_data = true;
+    }
+    Tensor ws = workspace(pl.data_ws, w);
+    ICH_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, one<T>(), pl.w, w.raw_data(), pl.y, gy.raw_data(), pl.conv,
+                                                 pl.bwd_data, ws.raw_data(), pl.data_ws, zero<T>(), pl.x,
+                                                 gx.raw_data()));
+  });
+}
+
+void conv2d_backward_filter(const Tensor& gy, const Tensor& x, Tensor& gw, const Conv2dParams& p) {
+  const char* k = "conv2d_backward_filter";
+  for (const Tensor* t : TensorList{&gy, &x, &gw}) expect(*t, k, "gy/x/gw", x.dtype());
+  Context& c = context_of(x);
+  dispatch_float(x, k, [&](auto zero_value) {
+    using T = decltype(zero_value);
+    Plan& pl = plan_for<T>(x.shape(), gw.shape(), p, c.device);
+    if (!pl.has_filter) {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
+      int found = 0;
+      ICH_CUDNN_CHECK(
+          cudnnFindConvolutionBackwardFilterAlgorithm(c.cudnn, pl.x, pl.y, pl.conv, pl.w, 8, &found, perf));
+      int i = 0;
+      while (i < found && perf[i].status != CUDNN_STATUS_SUCCESS) ++i;
+      ICH_CHECK(i < found, k, ": cuDNN has no backward-filter algorithm for x ", x.str(), ", gw ", gw.str());
+      pl.bwd_filter = perf[i].algo;
+      pl.filter_ws = perf[i].memory;
+      pl.has_filter = true;
+    }
+    Tensor ws = workspace(pl.filter_ws, x);
+    ICH_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.y, gy.raw_data(),
+                                                   pl.conv, pl.bwd_filter, ws.raw_data(), pl.filter_ws, zero<T>(),
+                                                   pl.w, gw.raw_data()));
+  });
+}
+
+void conv2d_backward_bias(const Tensor& gy, Tensor& gb) {
+  const char* k = "conv2d_backward_bias";
+  expect(gy, k, "gy", gy.dtype());
+  expect(gb, k, "gb", gy.dtype());
+  Context& c = context_of(gy);
+  dispatch_float(gy, k, [&](auto zero_value) {
+    using T = decltype(zero_value);
+    TensorDesc dy, db;
+    set_nchw(dy, cudnn_type<T>(), gy.shape());
+    ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(db, CUDNN_TENSOR_NCHW, cudnn_type<T>(), 1, int(gy.size(1)), 1, 1));
+    ICH_CUDNN_CHECK(cudnnConvolutionBackwardBias(c.cudnn, one<T>(), dy, gy.raw_data(), zero<T>(), db, gb.raw_data()));
+  });
+}
+
+}  // namespace ich::cuda

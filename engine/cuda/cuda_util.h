@@ -1,0 +1,59 @@
+// cuda_util.h: argument checks and dtype dispatch shared by the CUDA kernels
+// (the same contract as engine/cpu/cpu_util.h).
+#pragma once
+#include <string>
+
+#include "engine/cuda/context.h"
+#include "engine/error.h"
+#include "engine/tensor.h"
+
+namespace ich::cuda {
+
+using TensorList = std::initializer_list<const Tensor*>;
+
+template <class F> void dispatch_float(const Tensor& t, const char* kernel, F&& f) {
+  switch (t.dtype()) {
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    default: throw Error(std::string(kernel) + ": dtype " + dtype_name(t.dtype()) + " is not supported on cuda");
+  }
+}
+
+inline void expect(const Tensor& t, const char* kernel, const char* arg, DType dtype) {
+  ICH_CHECK(t.defined(), kernel, ": ", arg, " is undefined");
+  ICH_CHECK(t.device().is_cuda(), kernel, ": ", arg, " is on ", t.device().str(), ", expected a CUDA device");
+  ICH_CHECK(t.dtype() == dtype, kernel, ": ", arg, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dtype));
+  ICH_CHECK(t.is_contiguous(), kernel, ": ", arg, " ", t.str(), " is not contiguous");
+}
+
+template <class T> T* ptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
+
+// cuDNN's data type and the type of its alpha/beta scaling factors.
+template <class T> constexpr cudnnDataType_t cudnn_type();
+template <> constexpr cudnnDataType_t cudnn_type<float>() { return CUDNN_DATA_FLOAT; }
+template <> constexpr cudnnDataType_t cudnn_type<double>() { return CUDNN_DATA_DOUBLE; }
+
+// Owns a cuDNN descriptor.
+template <class D, cudnnStatus_t (*Create)(D*), cudnnStatus_t (*Destroy)(D)> class Descriptor {
+ public:
+  Descriptor() { ICH_CUDNN_CHECK(Create(&d_)); }
+  ~Descriptor() { Destroy(d_); }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  operator D() const { return d_; }
+
+ private:
+  D d_;
+};
+using TensorDesc = Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc =
+    Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
+
+// An NCHW descriptor for a 4-d tensor, or (N,C) seen as (N,C,1,1).
+inline void set_nchw(cudnnTensorDescriptor_t d, cudnnDataType_t type, const Shape& s) {
+  const int n = int(s[0]), c = int(s[1]), h = s.size() > 2 ? int(s[2]) : 1, w = s.size() > 3 ? int(s[3]) : 1;
+  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, n, c, h, w));
+}
+
+}  // namespace ich::cuda

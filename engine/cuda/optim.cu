@@ -1,0 +1,67 @@
+// optim.cu: fused optimizer steps, one pass over a parameter each, in the
+// same order of operations as engine/cpu/optim.cpp (torch.optim's).
+#include <cmath>
+
+#include "engine/cuda/cuda_util.h"
+#include "engine/kernels.h"
+
+namespace ich::cuda {
+
+namespace {
+
+template <class T>
+__global__ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, T b2, T wd, T eps, T step_size,
+                            T bc2_sqrt) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const T gi = wd != T(0) ? g[i] + wd * p[i] : g[i];
+    m[i] = m[i] * b1 + gi * (T(1) - b1);
+    v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
+    const T denom = sqrt(v[i]) / bc2_sqrt + eps;
+    p[i] = p[i] + (-step_size) * (m[i] / denom);
+  }
+}
+
+template <class T>
+__global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T mu, T damp, T wd, bool first, bool nesterov) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    T d = wd != T(0) ? g[i] + wd * p[i] : g[i];
+    if (buf) {
+      buf[i] = first ? d : buf[i] * mu + d * damp;
+      d = nesterov ? d + mu * buf[i] : buf[i];
+    }
+    p[i] = p[i] + (-lr) * d;
+  }
+}
+
+}  // namespace
+
+void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamParams& a) {
+  const char* k = "adam_step";
+  for (const Tensor* t : TensorList{&param, &grad, &exp_avg, &exp_avg_sq}) expect(*t, k, "param/grad/state", param.dtype());
+  Context& c = context_of(param);
+  dispatch_float(param, k, [&](auto z) {
+    using T = decltype(z);
+    const double bc1 = 1.0 - std::pow(a.beta1, double(a.step)), bc2 = 1.0 - std::pow(a.beta2, double(a.step));
+    adam_kernel<T><<<blocks_for(param.numel()), 256, 0, c.stream>>>(
+        ptr<T>(param), ptr<T>(grad), ptr<T>(exp_avg), ptr<T>(exp_avg_sq), param.numel(), T(a.beta1), T(a.beta2),
+        T(a.weight_decay), T(a.eps), T(a.lr / bc1), T(std::sqrt(bc2)));
+    ICH_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const SgdParams& s) {
+  const char* k = "sgd_step";
+  expect(param, k, "param", param.dtype());
+  expect(grad, k, "grad", param.dtype());
+  if (s.momentum != 0.0) expect(buf, k, "momentum buffer", param.dtype());
+  Context& c = context_of(param);
+  dispatch_float(param, k, [&](auto z) {
+    using T = decltype(z);
+    sgd_kernel<T><<<blocks_for(param.numel()), 256, 0, c.stream>>>(
+        ptr<T>(param), ptr<T>(grad), s.momentum != 0.0 ? ptr<T>(buf) : nullptr, param.numel(), T(s.lr),
+        T(s.momentum), T(1.0 - s.dampening), T(s.weight_decay), s.first_step, s.nesterov);
+    ICH_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace ich::cuda

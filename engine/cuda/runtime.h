@@ -1,0 +1,34 @@
+// runtime.h: what the rest of the engine needs from the CUDA backend, in
+// plain C++ (no CUDA headers), so that tensor.cpp, the apps and the tests
+// compile the same with and without it. Defined in engine/cuda/*.cu; only
+// present when the build has the CUDA backend (ICH_WITH_CUDA).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/allocator.h"
+#include "engine/dtype.h"
+
+namespace ich::cuda {
+
+// Number of usable GPUs; 0 when there is no driver or no device (never throws).
+int device_count();
+// Copies bytes between any two of host and device memory, and waits.
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// Sets n contiguous elements of a device buffer to value.
+void fill(void* dst, Device dev, int64_t n, DType dtype, double value);
+// TF32 tensor cores for float32 convolutions and GEMMs. Off by default, so
+// that results compare with the CPU backend at 1e-5.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+// Waits for all work queued on the device's stream.
+void synchronize(int device = 0);
+// The caching allocator of a device (bytes in use, peak, cache), and
+// releasing its cached blocks to the driver.
+Allocator& allocator(int device);
+void empty_cache(int device = 0);
+int64_t cached_bytes(int device = 0);
+// How many times the allocator has called cudaMalloc: flat once warm.
+int64_t device_malloc_count(int device = 0);
+
+}  // namespace ich::cuda

@@ -1,0 +1,14 @@
+// device_select.h: turns a --device flag (cpu, cuda, auto) into a Device.
+// "auto" is the GPU when the build has the CUDA backend and a device is
+// present, else the CPU; "cuda" without either is a clear error.
+#pragma once
+#include <string>
+
+#include "engine/device.h"
+
+namespace ich {
+
+Device pick_device(const std::string& flag);
+bool cuda_usable();  // CUDA backend built and at least one GPU present
+
+}  // namespace ich

@@ -1,0 +1,220 @@
+// The CUDA backend against the CPU reference: every op's output and
+// gradients on the same random inputs (float32, TF32 off, 1e-5 relative),
+// the optimizer steps, a few training steps, and the caching allocator.
+// Without a GPU (or without the CUDA backend in the build) every test here
+// skips with the reason.
+#include "engine/optim.h"
+#include "layers/resnext.h"
+#include "layers/toy.h"
+#include "tests/test_util.h"
+#ifdef ICH_WITH_CUDA
+#include "engine/cuda/runtime.h"
+#endif
+
+namespace ich {
+namespace {
+
+class Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+#ifdef ICH_WITH_CUDA
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device on this machine (CUDA backend compiled, not run)";
+    cuda::set_allow_tf32(false);
+#else
+    GTEST_SKIP() << "this build has no CUDA backend (CUDA toolkit or cuDNN not found at configure time)";
+#endif
+  }
+};
+
+constexpr double kTol = 1e-5;
+
+// Runs f on CPU leaves and on CUDA copies of them, backpropagates the same
+// random weighting of the output, and compares outputs and gradients.
+void compare_backends(std::vector<Tensor> cpu_in, const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                      double tol = kTol) {
+  std::vector<Tensor> gpu_in;
+  for (Tensor& t : cpu_in) {
+    if (!t.defined()) {
+      gpu_in.emplace_back();
+      continue;
+    }
+    Tensor g = t.to(Device::cuda()).detach();
+    if (t.requires_grad()) g.set_requires_grad(true);
+    gpu_in.push_back(g);
+  }
+  Tensor y_cpu = f(cpu_in), y_gpu = f(gpu_in);
+  ASSERT_TRUE(y_gpu.device().is_cuda());
+  Generator gen(4);
+  const Tensor r = Tensor::randn(y_cpu.shape(), gen, y_cpu.dtype());
+  sum(mul(y_cpu, r)).backward();
+  sum(mul(y_gpu, r.to(Device::cuda()))).backward();
+  EXPECT_CLOSE(y_gpu, y_cpu, tol);
+  for (size_t i = 0; i < cpu_in.size(); ++i) {
+    if (!cpu_in[i].defined() || !cpu_in[i].requires_grad()) continue;
+    SCOPED_TRACE("gradient of input " + std::to_string(i));
+    EXPECT_CLOSE(gpu_in[i].grad(), cpu_in[i].grad(), tol);
+  }
+}
+
+Tensor leaf32(const Shape& s, Generator& gen) { return Tensor::randn(s, gen).set_requires_grad(true); }
+
+struct ConvCase {
+  const char* name;
+  Shape x, w;
+  int64_t stride, pad, groups;
+  bool bias;
+};
+// Test names show the case name, not the bytes of the struct.
+inline void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
+
+class CudaConv : public Cuda, public ::testing::WithParamInterface<ConvCase> {};
+TEST_P(CudaConv, MatchesCpu) {
+  const ConvCase& c = GetParam();
+  Generator gen(1);
+  const Conv2dParams p{c.stride, c.stride, c.pad, c.pad, c.groups};
+  compare_backends({leaf32(c.x, gen), leaf32(c.w, gen), c.bias ? leaf32({c.w[0]}, gen) : Tensor()},
+                   [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t[2], p); });
+}
+INSTANTIATE_TEST_SUITE_P(
+    Conv2d, CudaConv,
+    ::testing::Values(ConvCase{"k3_bias", {2, 3, 9, 7}, {4, 3, 3, 3}, 1, 1, 1, true},
+                      ConvCase{"resnext_grouped_32", {2, 256, 13, 13}, {256, 8, 3, 3}, 2, 1, 32, false},
+                      ConvCase{"stem", {2, 3, 50, 50}, {64, 3, 7, 7}, 2, 3, 1, false},
+                      ConvCase{"pointwise", {2, 64, 13, 11}, {128, 64, 1, 1}, 1, 0, 1, false},
+                      ConvCase{"downsample", {2, 64, 13, 11}, {128, 64, 1, 1}, 2, 0, 1, false}),
+    [](const auto& i) { return std::string(i.param.name); });
+
+TEST_F(Cuda, BatchNormTrainingMatchesCpuWithRunningStatistics) {
+  Generator gen(2);
+  Tensor rm_c = Tensor::zeros({16}), rv_c = Tensor::ones({16});
+  Tensor rm_g = rm_c.to(Device::cuda()), rv_g = rv_c.to(Device::cuda());
+  int call = 0;
+  compare_backends({leaf32({4, 16, 7, 5}, gen), leaf32({16}, gen), leaf32({16}, gen)},
+                   [&](const std::vector<Tensor>& t) {
+                     const bool gpu = t[0].device().is_cuda();
+                     ++call;
+                     return batch_norm2d(t[0], t[1], t[2], gpu ? rm_g : rm_c, gpu ? rv_g : rv_c, true);
+                   });
+  EXPECT_EQ(call, 2);
+  EXPECT_CLOSE(rm_g, rm_c, kTol);
+  EXPECT_CLOSE(rv_g, rv_c, kTol);  // cuDNN's running variance convention is PyTorch's (unbiased)
+}
+
+TEST_F(Cuda, BatchNormEvalMatchesCpu) {
+  Generator gen(3);
+  Tensor rm = Tensor::randn({8}, gen), rv = Tensor::uniform({8}, 0.5, 2.0, gen);
+  Tensor rm_g = rm.to(Device::cuda()), rv_g = rv.to(Device::cuda());
+  compare_backends({leaf32({3, 8, 5, 6}, gen), leaf32({8}, gen), leaf32({8}, gen)},
+                   [&](const std::vector<Tensor>& t) {
+                     const bool gpu = t[0].device().is_cuda();
+                     return batch_norm2d(t[0], t[1], t[2], gpu ? rm_g : rm, gpu ? rv_g : rv, false);
+                   });
+}
+
+TEST_F(Cuda, PointwiseOpsMatchCpu) {
+  Generator gen(5);
+  compare_backends({leaf32({3, 4, 5}, gen)}, [](const std::vector<Tensor>& t) { return relu(t[0]); });
+  compare_backends({leaf32({3, 4, 5}, gen)}, [](const std::vector<Tensor>& t) { return sigmoid(t[0]); });
+  compare_backends({leaf32({3, 4, 5}, gen), leaf32({3, 4, 5}, gen)},
+                   [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
+  compare_backends({leaf32({3, 4, 5}, gen), leaf32({3, 4, 5}, gen)},
+                   [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
+  compare_backends({leaf32({3, 4, 5}, gen)}, [](const std::vector<Tensor>& t) { return mean(t[0]); });
+  compare_backends({leaf32({100000}, gen)}, [](const std::vector<Tensor>& t) { return sum(t[0]); });
+}
+
+TEST_F(Cuda, PoolsMatchCpu) {
+  Generator gen(6);
+  compare_backends({leaf32({2, 3, 25, 24}, gen)},
+                   [](const std::vector<Tensor>& t) { return max_pool2d(t[0], {3, 3, 2, 2, 1, 1}); });
+  compare_backends({leaf32({2, 3, 9, 9}, gen)},
+                   [](const std::vector<Tensor>& t) { return max_pool2d(t[0], {3, 3, 1, 1, 1, 1}); });
+  compare_backends({leaf32({2, 8, 7, 7}, gen)},
+                   [](const std::vector<Tensor>& t) { return adaptive_avg_pool2d(t[0], 1, 1); });
+  compare_backends({leaf32({2, 3, 7, 5}, gen)},
+                   [](const std::vector<Tensor>& t) { return adaptive_avg_pool2d(t[0], 3, 2); });
+}
+
+TEST_F(Cuda, LinearAndLossMatchCpu) {
+  Generator gen(7);
+  compare_backends({leaf32({8, 2048}, gen), leaf32({6, 2048}, gen), leaf32({6}, gen)},
+                   [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); });
+  const Tensor target = Tensor::uniform({8, 6}, 0, 1, gen);
+  const Tensor pw = Tensor::uniform({6}, 0.5, 5, gen);
+  compare_backends({leaf32({8, 6}, gen)}, [&](const std::vector<Tensor>& t) {
+    const bool gpu = t[0].device().is_cuda();
+    return bce_with_logits(t[0], gpu ? target.to(Device::cuda()) : target, gpu ? pw.to(Device::cuda()) : pw);
+  });
+}
+
+template <class Opt, class Options> void optimizer_matches(Options o) {
+  Generator gen(8);
+  Tensor p_c = Tensor::randn({1000}, gen).set_requires_grad(true);
+  Tensor p_g = p_c.to(Device::cuda()).detach().set_requires_grad(true);
+  Opt oc({p_c}, o), og({p_g}, o);
+  for (int i = 0; i < 5; ++i) {
+    const Tensor g = Tensor::randn({1000}, gen);
+    p_c.set_grad(g.clone());
+    p_g.set_grad(g.to(Device::cuda()));
+    oc.step();
+    og.step();
+  }
+  EXPECT_CLOSE(p_g, p_c, 1e-6);
+}
+TEST_F(Cuda, AdamMatchesCpu) { optimizer_matches<Adam>(Adam::Options{1e-2, 0.9, 0.999, 1e-8, 1e-2}); }
+TEST_F(Cuda, SgdMatchesCpu) { optimizer_matches<Sgd>(Sgd::Options{0.1, 0.9, 0.0, 1e-4, true}); }
+
+// Three Adam steps of resnext_mini on the same batch, CPU vs CUDA: losses
+// and final weights. Differences grow with steps; 1e-4 bounds them here.
+TEST_F(Cuda, ResNeXtMiniTrainingStepsMatchCpu) {
+  auto run = [](Device d) {
+    Generator gen(9);
+    ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+    m.to(d);
+    Adam opt(m.parameters(), Adam::Options{1e-3});
+    Generator data(10);
+    const Tensor x = Tensor::randn({4, 3, 64, 64}, data).to(d);
+    const Tensor y = Tensor::uniform({4, 6}, 0, 1, data).to(d);
+    std::vector<double> losses;
+    for (int s = 0; s < 3; ++s) {
+      opt.zero_grad();
+      Tensor loss = bce_with_logits(m(x), y);
+      loss.backward();
+      opt.step();
+      losses.push_back(loss.item());
+    }
+    return std::make_pair(losses, m.state_dict().front().second.to(Device::cpu()));
+  };
+  const auto [lc, wc] = run(Device::cpu());
+  const auto [lg, wg] = run(Device::cuda());
+  for (size_t i = 0; i < lc.size(); ++i) EXPECT_NEAR(lg[i], lc[i], 1e-4 * std::fabs(lc[i])) << "step " << i;
+  EXPECT_CLOSE(wg, wc, 1e-4);
+}
+
+#ifdef ICH_WITH_CUDA
+TEST_F(Cuda, CachingAllocatorStopsCallingCudaMallocOnceWarm) {
+  Generator gen(11);
+  ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+  m.to(Device::cuda());
+  Adam opt(m.parameters(), Adam::Options{1e-3});
+  const Tensor x = Tensor::randn({4, 3, 64, 64}, gen).to(Device::cuda());
+  const Tensor y = Tensor::zeros({4, 6}).to(Device::cuda());
+  auto step = [&] {
+    opt.zero_grad();
+    bce_with_logits(m(x), y).backward();
+    opt.step();
+  };
+  step();
+  step();
+  const int64_t warm = cuda::device_malloc_count();
+  for (int i = 0; i < 3; ++i) step();
+  EXPECT_EQ(cuda::device_malloc_count(), warm);
+  const AllocatorStats s = cuda::allocator(0).stats();
+  EXPECT_GT(s.peak_bytes, s.bytes_in_use);
+  std::printf("resnext_mini step: %.1f MiB peak, %.1f MiB in use between steps\n", double(s.peak_bytes) / (1 << 20),
+              double(s.bytes_in_use) / (1 << 20));
+}
+#endif
+
+}  // namespace
+}  // namespace ich

@@ -1,0 +1,42 @@
+#include "data/parallel.h"
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ich {
+
+void run_parallel(int64_t n, int threads, const std::function<void(int64_t, int64_t)>& progress,
+                  const std::function<void(int64_t)>& fn) {
+  if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  std::atomic<int64_t> next{0}, done{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr failure;
+  std::mutex mu;
+  auto worker = [&] {
+    for (int64_t i; !failed && (i = next++) < n;) {
+      try {
+        fn(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> l(mu);
+        if (!failure) failure = std::current_exception();
+        failed = true;
+      }
+      ++done;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+  while (progress && done < n && !failed) {
+    progress(done, n);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  if (progress) progress(n, n);
+}
+
+}  // namespace ich

@@ -1,4 +1,6 @@
 // ich-window: DICOM slices to windowed uint8 images (data/window_run.h).
+#include <malloc.h>
+
 #include <cstdio>
 
 #include "apps/app_main.h"
@@ -24,6 +26,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "worker threads (0: all cores)")->capture_default_str();
   app.add_flag("--no-rsna-fix", no_fix, "do not correct the RSNA 12-bit files (BitsStored 12, unsigned, intercept > -100)");
   return ich::run_app("ich-window", app, argc, argv, [&] {
+    // Every slice allocates a few MB and frees them again; glibc would hand
+    // such blocks back to the kernel each time (mmap/munmap, then a page fault
+    // per 4 KiB on reuse). Keeping them in the heap doubles the throughput.
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     o.rsna_fix = !no_fix;
     ich::Progress progress("ich-window");
     const ich::WindowReport r = ich::window_dicoms(o, std::ref(progress));

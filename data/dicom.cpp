@@ -144,18 +144,18 @@ bool needs_rsna_fix(const DicomSlice& s) {
   return s.bits_stored == 12 && s.pixel_representation == 0 && s.intercept > -100;
 }
 
+float hounsfield_of(const DicomSlice& s, int32_t v, bool rsna_fix) {
+  const bool fix = rsna_fix && needs_rsna_fix(s);
+  if (fix) {
+    v += 1000;
+    if (v >= 4096) v -= 4096;
+  }
+  return float(double(v) * s.slope + (fix ? -1000.0 : s.intercept));
+}
+
 std::vector<float> hounsfield(const DicomSlice& s, bool rsna_fix) {
   std::vector<float> hu(s.raw.size());
-  const bool fix = rsna_fix && needs_rsna_fix(s);
-  const double intercept = fix ? -1000.0 : s.intercept;
-  for (size_t i = 0; i < hu.size(); ++i) {
-    int32_t v = s.raw[i];
-    if (fix) {
-      v += 1000;
-      if (v >= 4096) v -= 4096;
-    }
-    hu[i] = float(double(v) * s.slope + intercept);
-  }
+  for (size_t i = 0; i < hu.size(); ++i) hu[i] = hounsfield_of(s, s.raw[i], rsna_fix);
   return hu;
 }
 

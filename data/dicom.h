@@ -39,6 +39,8 @@ bool needs_rsna_fix(const DicomSlice& s);
 // Hounsfield units of every pixel: raw*slope + intercept, after the RSNA fix
 // when `rsna_fix` and the slice needs it.
 std::vector<float> hounsfield(const DicomSlice& s, bool rsna_fix = true);
+// The HU of one stored value (what hounsfield() does to each pixel).
+float hounsfield_of(const DicomSlice& s, int32_t raw, bool rsna_fix = true);
 
 // Registers DCMTK's decoders and silences its logger (once per process).
 void dicom_init();

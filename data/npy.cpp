@@ -109,11 +109,11 @@ Tensor read_npy(const std::string& path) {
   return parse_npy(b, path);
 }
 
-std::string npy_bytes(const Tensor& t0) {
-  const Tensor t = t0.to(Device::cpu()).contiguous();
-  std::string dict = "{'descr': '" + descr_of(t.dtype()) + "', 'fortran_order': False, 'shape': (";
-  for (int64_t d = 0; d < t.dim(); ++d) dict += std::to_string(t.size(d)) + (t.dim() == 1 || d + 1 < t.dim() ? ", " : "");
-  if (t.dim() == 1) dict.pop_back();  // "(5,)"
+std::string npy_header(DType dtype, const Shape& shape) {
+  const int64_t nd = int64_t(shape.size());
+  std::string dict = "{'descr': '" + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
+  for (int64_t d = 0; d < nd; ++d) dict += std::to_string(shape[size_t(d)]) + (nd == 1 || d + 1 < nd ? ", " : "");
+  if (nd == 1) dict.pop_back();  // "(5,)"
   dict += "), }";
   // Pad with spaces so that the data starts at a multiple of 64 bytes, and
   // end with a newline, as NumPy does.
@@ -124,8 +124,22 @@ std::string npy_bytes(const Tensor& t0) {
   out += char(dict.size() & 0xff);
   out += char((dict.size() >> 8) & 0xff);
   out += dict;
+  return out;
+}
+
+std::string npy_bytes(const Tensor& t0) {
+  const Tensor t = t0.to(Device::cpu()).contiguous();
+  std::string out = npy_header(t.dtype(), t.shape());
   out.append(static_cast<const char*>(t.raw_data()), size_t(t.numel()) * dtype_size(t.dtype()));
   return out;
+}
+
+void write_npy_u8(const std::string& path, const uint8_t* data, const Shape& shape, bool durable) {
+  const std::string h = npy_header(DType::UInt8, shape);
+  AtomicFile f(path, durable);
+  f.write(h.data(), h.size());
+  f.write(data, size_t(shape_numel(shape)));
+  f.commit();
 }
 
 void write_npy(const std::string& path, const Tensor& t) { write_file_atomic(path, npy_bytes(t)); }

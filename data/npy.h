@@ -17,5 +17,10 @@ Tensor parse_npy(const std::string& bytes, const std::string& name);
 // Writes a CPU or device tensor atomically (temporary file, then rename).
 void write_npy(const std::string& path, const Tensor& t);
 std::string npy_bytes(const Tensor& t);
+// The header of an array of this dtype and shape (ends where the data starts).
+std::string npy_header(DType dtype, const Shape& shape);
+// Writes a uint8 array from a host buffer without copying it into a tensor.
+// durable=false skips fsync (bulk per-slice outputs; still atomic).
+void write_npy_u8(const std::string& path, const uint8_t* data, const Shape& shape, bool durable = true);
 
 }  // namespace ich

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -16,6 +17,7 @@ void run_parallel(int64_t n, int threads, const std::function<void(int64_t, int6
   std::atomic<bool> failed{false};
   std::exception_ptr failure;
   std::mutex mu;
+  std::condition_variable finished;  // wakes the reporter when the last item is done
   auto worker = [&] {
     for (int64_t i; !failed && (i = next++) < n;) {
       try {
@@ -25,14 +27,18 @@ void run_parallel(int64_t n, int threads, const std::function<void(int64_t, int6
         if (!failure) failure = std::current_exception();
         failed = true;
       }
-      ++done;
+      if (++done == n) {
+        std::lock_guard<std::mutex> l(mu);
+        finished.notify_all();
+      }
     }
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
   while (progress && done < n && !failed) {
     progress(done, n);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::unique_lock<std::mutex> l(mu);
+    finished.wait_for(l, std::chrono::milliseconds(200), [&] { return done >= n || failed; });
   }
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);

@@ -53,8 +53,8 @@ std::vector<uint8_t> window_image(const std::vector<float>& hu, const std::vecto
   std::vector<uint8_t> out(hu.size() * C);
   for (size_t i = 0; i < hu.size(); ++i)
     for (size_t c = 0; c < C; ++c) {
-      const uint8_t v = window_hu_to_u8(hu[i], ws[c]);
-      out[i * C + c] = invert ? uint8_t(255 - v) : v;
+      const uint8_t u = window_hu_to_u8(hu[i], ws[c]);
+      out[i * C + c] = invert ? uint8_t(255 - u) : u;
     }
   return out;
 }

@@ -48,15 +48,37 @@ std::vector<uint8_t> windowed_pixels(const DicomSlice& s, const std::vector<Wind
               "no usable WindowCenter/WindowWidth for --windows dicom");
     ws = {{s.window_centers[0], s.window_widths[0]}};
   }
-  std::vector<float> hu = hounsfield(s, rsna_fix);
+  const bool invert = s.photometric == "MONOCHROME1";
   int h = s.rows, w = s.cols;
-  if (size > 0) {
+  if (size <= 0 || (size == h && size == w)) {
+    // Stored values are integers in a small range: one lookup table per
+    // window, built with the exact formula, maps them straight to bytes.
+    *out_h = h;
+    *out_w = w;
+    const auto [mn, mx] = std::minmax_element(s.raw.begin(), s.raw.end());
+    const int32_t lo = *mn;
+    const size_t span = size_t(int64_t(*mx) - lo) + 1, C = ws.size();
+    std::vector<uint8_t> lut(span * C);
+    for (size_t k = 0; k < span; ++k)
+      for (size_t c = 0; c < C; ++c) {
+        const uint8_t u = window_hu_to_u8(hounsfield_of(s, lo + int32_t(k), rsna_fix), ws[c]);
+        lut[k * C + c] = invert ? uint8_t(255 - u) : u;
+      }
+    std::vector<uint8_t> out(s.raw.size() * C);
+    for (size_t i = 0; i < s.raw.size(); ++i) {
+      const uint8_t* e = &lut[size_t(s.raw[i] - lo) * C];
+      for (size_t c = 0; c < C; ++c) out[i * C + c] = e[c];
+    }
+    return out;
+  }
+  std::vector<float> hu = hounsfield(s, rsna_fix);
+  {
     hu = resize_bilinear(hu, h, w, size, size);
     h = w = size;
   }
   *out_h = h;
   *out_w = w;
-  return window_image(hu, ws, s.photometric == "MONOCHROME1");
+  return window_image(hu, ws, invert);
 }
 
 WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
@@ -86,7 +108,7 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
       int h, w;
       const std::vector<uint8_t> px = windowed_pixels(s, windows, o.size, o.rsna_fix, &h, &w);
       const int64_t C = int64_t(px.size()) / (int64_t(h) * w);
-      write_npy((fs::path(o.out) / (id + ".npy")).string(), Tensor::from_data(px.data(), {h, w, C}));
+      write_npy_u8((fs::path(o.out) / (id + ".npy")).string(), px.data(), {h, w, C}, /*durable=*/false);
       r.meta = {path,
                 id,
                 id + ".npy",

@@ -11,7 +11,7 @@
 
 namespace ich {
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+AtomicFile::AtomicFile(std::string path, bool durable) : path_(std::move(path)), durable_(durable) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   ICH_CHECK(fd_ >= 0, "cannot create ", tmp_, " (for ", path_, "): ", std::strerror(errno));
@@ -38,7 +38,7 @@ void AtomicFile::write(const void* data, size_t n) {
 
 void AtomicFile::commit() {
   ICH_CHECK(fd_ >= 0, "commit of ", path_, " twice");
-  ICH_CHECK(::fsync(fd_) == 0, "cannot flush ", path_, ": ", std::strerror(errno));
+  ICH_CHECK(!durable_ || ::fsync(fd_) == 0, "cannot flush ", path_, ": ", std::strerror(errno));
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) {
@@ -51,6 +51,7 @@ void AtomicFile::commit() {
     ::unlink(tmp_.c_str());
     throw Error(detail::cat("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(e)));
   }
+  if (!durable_) return;
   // Make the rename itself durable.
   std::string dir = std::filesystem::path(path_).parent_path().string();
   if (dir.empty()) dir = ".";
@@ -61,8 +62,8 @@ void AtomicFile::commit() {
   }
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  AtomicFile f(path);
+void write_file_atomic(const std::string& path, const std::string& content, bool durable) {
+  AtomicFile f(path, durable);
   f.write(content.data(), content.size());
   f.commit();
 }

@@ -12,7 +12,10 @@ namespace ich {
 
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path);
+  // durable: fsync the data and the directory on commit (checkpoints, weights,
+  // tables). Bulk outputs (one image per slice) pass false: they are still
+  // never visible half-written, and a power cut loses at most the last ones.
+  explicit AtomicFile(std::string path, bool durable = true);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -22,9 +25,10 @@ class AtomicFile {
  private:
   std::string path_, tmp_;
   int fd_ = -1;
+  bool durable_ = true;
 };
 
 // Convenience: the whole content at once.
-void write_file_atomic(const std::string& path, const std::string& content);
+void write_file_atomic(const std::string& path, const std::string& content, bool durable = true);
 
 }  // namespace ich

@@ -93,7 +93,7 @@ std::vector<Patient> plan_patients(const PhantomOptions& o) {
     P.vent_k1 = std::max(P.vent_k0 + 2, int(S * 0.65));
     P.multi_window = g.uniform() < 0.4;
     P.rsna12 = g.uniform() < 0.08;
-    if (g.uniform() < 0.39) {
+    if (g.uniform() < 0.44) {
       const int n = 1 + (g.uniform() < 0.35 ? 1 : 0);
       for (int i = 0; i < n; ++i) {
         // RSNA's relative frequencies of the subtypes (per image).

@@ -1,0 +1,43 @@
+// ich-train: fine-tune a ResNeXt on windowed slices (train/trainer.h).
+#include <cstdio>
+
+#include "apps/app_main.h"
+#include "train/trainer.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Train a ResNeXt with six sigmoid outputs (five subtypes and any), BCE with logits and Adam, as the seed.\n"
+      "Writes RUN/log.csv, RUN/epoch<N>.ckpt, RUN/last.ckpt, RUN/best.ckpt (lowest validation loss), atomically.\n"
+      "Ctrl-C writes RUN/last.ckpt and exits; --resume RUN/last.ckpt continues exactly where it stopped.\n"
+      "Exit codes: 0 done, 1 failed (bad input, NaN loss: the line says which), 2 bad flags, 130 interrupted."};
+  ich::TrainOptions o;
+  app.add_option("--train", o.train_csv, "train.csv from ich-split")->required();
+  app.add_option("--valid", o.valid_csv, "valid.csv from ich-split")->required();
+  app.add_option("--images", o.images, "folder of .npy images from ich-window")->required();
+  app.add_option("--out", o.out, "run folder (created)")->required();
+  app.add_option("--arch", o.arch, "resnext101_32x8d, resnext50_32x4d, resnet50 or resnext_mini")->capture_default_str();
+  app.add_option("--weights", o.weights,
+                 "pretrained backbone, an ich weights file of the same architecture (e.g. the WSL checkpoint "
+                 "converted by ich-convert); its head is replaced by 6 outputs. Default: random initialisation");
+  app.add_option("--epochs", o.epochs, "epochs")->capture_default_str();
+  app.add_option("--batch", o.batch, "images per step")->capture_default_str();
+  app.add_option("--lr", o.lr, "Adam learning rate (the seed: 2e-5 from pretrained weights)")->capture_default_str();
+  app.add_option("--size", o.size, "input size (images are resized to SIZE x SIZE)")->capture_default_str();
+  app.add_option("--pos-weight", o.pos_weight, "none, or auto: weigh each label's positives by negatives/positives")
+      ->capture_default_str();
+  app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed)");
+  app.add_option("--seed", o.seed, "seed of the initialisation, data order and augmentation")->capture_default_str();
+  app.add_option("--workers", o.workers, "data loading threads")->capture_default_str();
+  app.add_option("--max-steps-per-epoch", o.max_steps_per_epoch, "stop each epoch after this many steps (0: all)")
+      ->capture_default_str();
+  bool no_augment = false;
+  app.add_flag("--no-augment", no_augment, "no flips, shift-scale-rotate or brightness/contrast");
+  return ich::run_app("ich-train", app, argc, argv, [&] {
+    o.augment = !no_augment;
+    return ich::train(o, [](const std::string& s) {
+      std::fprintf(stderr, "%s\n", s.c_str());
+      std::fflush(stderr);
+    });
+  });
+}

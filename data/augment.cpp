@@ -1,0 +1,60 @@
+#include "data/augment.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ich {
+
+namespace {
+constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+}  // namespace
+
+void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, float* out) {
+  const int S = o.size;
+  // The inverse map, output pixel centre -> input coordinates:
+  //   in = A * (out - centre_out) + centre_in
+  // with A = resize * (rotation/scale)^-1 * flip.
+  double a00 = double(w) / S, a01 = 0, a10 = 0, a11 = double(h) / S, tx = 0, ty = 0;
+  double contrast = 1, brightness = 0;
+  if (o.augment) {
+    if (gen.uniform() < 0.5) a00 = -a00;  // horizontal flip
+    if (gen.uniform() < 0.5) {
+      const double angle = gen.uniform(-45, 45) * M_PI / 180, scale = gen.uniform(0.9, 1.1);
+      const double sx = gen.uniform(-0.0625, 0.0625) * S, sy = gen.uniform(-0.0625, 0.0625) * S;
+      const double cs = std::cos(angle) / scale, sn = std::sin(angle) / scale;
+      // compose: first undo the shift and rotation/scale in output space, then resize/flip
+      const double r00 = cs, r01 = sn, r10 = -sn, r11 = cs;
+      const double n00 = a00 * r00 + a01 * r10, n01 = a00 * r01 + a01 * r11;
+      const double n10 = a10 * r00 + a11 * r10, n11 = a10 * r01 + a11 * r11;
+      tx = -(n00 * sx + n01 * sy);
+      ty = -(n10 * sx + n11 * sy);
+      a00 = n00, a01 = n01, a10 = n10, a11 = n11;
+    }
+    if (gen.uniform() < 0.5) {
+      brightness = gen.uniform(-0.2, 0.2);
+      contrast = gen.uniform(0.8, 1.2);
+    }
+  }
+  const double cx_in = w / 2.0, cy_in = h / 2.0, c_out = S / 2.0;
+  for (int y = 0; y < S; ++y)
+    for (int x = 0; x < S; ++x) {
+      const double ox = x + 0.5 - c_out, oy = y + 0.5 - c_out;
+      const double ix = a00 * ox + a01 * oy + tx + cx_in - 0.5, iy = a10 * ox + a11 * oy + ty + cy_in - 0.5;
+      const int x0 = int(std::floor(ix)), y0 = int(std::floor(iy));
+      const double fx = ix - x0, fy = iy - y0;
+      for (int ch = 0; ch < c; ++ch) {
+        auto at = [&](int yy, int xx) -> double {
+          if (xx < 0 || yy < 0 || xx >= w || yy >= h) return 0.0;
+          return img[(size_t(yy) * w + xx) * c + ch];
+        };
+        double v = (at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy) +
+                   (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy;
+        v = std::clamp(v / 255.0 * contrast + brightness, 0.0, 1.0);
+        const int k = ch % 3;
+        out[(size_t(ch) * S + y) * S + x] = o.normalize ? float((v - kMean[k]) / kStd[k]) : float(v);
+      }
+    }
+}
+
+}  // namespace ich

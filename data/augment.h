@@ -1,0 +1,36 @@
+// augment.h: turning a windowed slice (H x W x C uint8) into a network input
+// (C x S x S float), with the seed's augmentations, seeded.
+//
+// One affine warp does resize, shift-scale-rotate and the horizontal flip in
+// a single bilinear pass (sampling once, not four times):
+//   resize to S x S (the seed: 200 x 200)
+//   horizontal flip with probability 0.5
+//   shift up to 6.25% of the size, scale 0.9..1.1, rotate -45..45 degrees,
+//     with probability 0.5 (albumentations' ShiftScaleRotate defaults);
+//     outside the image is 0 (air in every window)
+//   brightness +-0.2 and contrast 0.8..1.2 with probability 0.5
+//     (RandomBrightnessContrast): v' = v * contrast + brightness, on [0, 1]
+// then normalisation: (v/255 - mean) / std per channel with ImageNet's
+// mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), which is what
+// the pretrained WSL/ImageNet weights saw during their own training. (The
+// seed used ToTensor only, v/255, which the pretrained BatchNorm statistics
+// do not expect.)
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/random.h"
+
+namespace ich {
+
+struct AugmentOptions {
+  int size = 200;
+  bool augment = true;    // false: resize and normalise only (validation, prediction)
+  bool normalize = true;  // ImageNet mean/std
+};
+
+// img: h x w x c bytes -> out: c x size x size floats (written at `out`).
+// The random choices come from gen, so a seed reproduces them.
+void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, float* out);
+
+}  // namespace ich

@@ -1,0 +1,83 @@
+// dataset.h: batches of windowed slices for training and evaluation.
+//
+// A SliceDataset is a split CSV (ich-split's train.csv/valid.csv) over a
+// folder of ich-window's .npy images. BatchLoader produces batches in the
+// order of a permutation fixed by (seed, epoch), on worker threads, through a
+// bounded queue (prefetch) so the model waits only when the data is slower.
+// Augmentation of sample i in epoch e uses a generator seeded by (seed, e, i):
+// the same run gives the same batches whatever the thread count, and a
+// resumed run continues with exactly the batches it would have seen.
+#pragma once
+#include <array>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/augment.h"
+#include "data/split.h"
+#include "engine/tensor.h"
+
+namespace ich {
+
+class SliceDataset {
+ public:
+  SliceDataset(std::vector<SplitRow> rows, std::string images_dir);
+  size_t size() const { return rows_.size(); }
+  const SplitRow& row(size_t i) const { return rows_[i]; }
+  // Reads image i into out (c x size x size); the error names the file.
+  void load(size_t i, const AugmentOptions& o, Generator& gen, float* out) const;
+  int channels() const { return channels_; }
+  // Fraction of positives per label (for pos_weight = negatives/positives).
+  std::array<double, 6> positive_fraction() const;
+
+ private:
+  std::vector<SplitRow> rows_;
+  std::string dir_;
+  int channels_ = 3;
+};
+
+struct Batch {
+  int64_t index = 0;            // batch number within the epoch
+  Tensor x, y;                  // (B, C, S, S) float32, (B, 6) float32
+  std::vector<size_t> samples;  // dataset indices
+};
+
+class BatchLoader {
+ public:
+  // shuffle: a permutation per epoch; drop_last keeps batch shapes fixed.
+  BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last, uint64_t seed,
+              int64_t epoch, int64_t first_batch = 0, int workers = 2, int prefetch = 4);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+  int64_t batches() const { return n_batches_; }
+  // The next batch in order; false at the end of the epoch. Rethrows a
+  // worker's error (e.g. a missing image).
+  bool next(Batch& b);
+
+ private:
+  void work();
+  Batch make(int64_t index);
+  const SliceDataset& ds_;
+  AugmentOptions o_;
+  int64_t batch_, n_batches_, next_to_make_, next_to_give_;
+  uint64_t seed_;
+  int64_t epoch_;
+  std::vector<size_t> order_;
+  size_t prefetch_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<int64_t, Batch> ready_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+// Permutation of 0..n-1 for an epoch (Fisher-Yates with our generator).
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shuffle);
+
+}  // namespace ich

@@ -1,0 +1,94 @@
+#include "train/checkpoint.h"
+
+#include <cstring>
+
+#include "weights/weights_file.h"
+
+namespace ich {
+
+namespace {
+Tensor text_tensor(const std::string& s) {
+  Tensor t = Tensor::empty({int64_t(s.size())}, DType::UInt8);
+  if (!s.empty()) std::memcpy(t.raw_data(), s.data(), s.size());
+  return t;
+}
+std::string tensor_text(const Tensor& t) {
+  return std::string(static_cast<const char*>(t.raw_data()), size_t(t.numel()));
+}
+Tensor i64(int64_t v) { return Tensor::full({}, double(v), DType::Int64); }
+Tensor f64(double v) { return Tensor::full({}, v, DType::Float64); }
+}  // namespace
+
+void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& m) {
+  NamedTensors t;
+  for (auto& [n, v] : model.state_dict()) t.emplace_back("model/" + n, v);
+  if (opt) {
+    for (auto& [n, v] : opt->state()) t.emplace_back("optim/" + n, v);
+    t.emplace_back("optim/steps", i64(opt->steps()));
+  }
+  t.emplace_back("meta/arch", text_tensor(m.arch));
+  t.emplace_back("meta/windows", text_tensor(m.windows));
+  t.emplace_back("meta/size", i64(m.size));
+  t.emplace_back("meta/batch", i64(m.batch));
+  t.emplace_back("meta/epoch", i64(m.epoch));
+  t.emplace_back("meta/next_batch", i64(m.next_batch));
+  t.emplace_back("meta/step", i64(m.step));
+  t.emplace_back("meta/seed", i64(int64_t(m.seed)));
+  t.emplace_back("meta/lr", f64(m.lr));
+  t.emplace_back("meta/best_valid_loss", f64(m.best_valid_loss));
+  if (m.has_pos_weight) {
+    std::vector<double> pw(m.pos_weight.begin(), m.pos_weight.end());
+    t.emplace_back("meta/pos_weight", Tensor::from_vector(pw, {6}));
+  }
+  write_weights(path, t);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path) {
+  const WeightsFile f = WeightsFile::open(path);
+  auto need = [&](const std::string& n) {
+    ICH_CHECK(f.find(n) != nullptr, "checkpoint ", path, ": no entry '", n, "' (not an ich-train checkpoint?)");
+    return f.read(n);
+  };
+  LoadedCheckpoint c;
+  CheckpointMeta& m = c.meta;
+  m.arch = tensor_text(need("meta/arch"));
+  m.windows = tensor_text(need("meta/windows"));
+  m.size = int64_t(need("meta/size").item());
+  m.batch = int64_t(need("meta/batch").item());
+  m.epoch = int64_t(need("meta/epoch").item());
+  m.next_batch = int64_t(need("meta/next_batch").item());
+  m.step = int64_t(need("meta/step").item());
+  m.seed = uint64_t(need("meta/seed").item());
+  m.lr = need("meta/lr").item();
+  m.best_valid_loss = need("meta/best_valid_loss").item();
+  if (f.find("meta/pos_weight")) {
+    const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
+    ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");
+    for (size_t k = 0; k < 6; ++k) m.pos_weight[k] = float(pw[k]);
+    m.has_pos_weight = true;
+  }
+  Generator gen(0);
+  c.model = std::make_shared<ResNeXt>(resnext_preset(m.arch, 6), gen);
+  NamedTensors targets;
+  for (auto& [n, v] : c.model->state_dict()) targets.emplace_back("model/" + n, v);
+  NamedShapes shapes;
+  for (const auto& e : f.entries())
+    if (e.name.rfind("model/", 0) == 0) shapes.emplace_back(e.name.substr(6), e.shape);
+  check_resnext_shapes(m.arch, shapes, "checkpoint " + path);
+  f.load_into(targets, /*strict=*/false);
+  return c;
+}
+
+void load_optimizer_state(const std::string& path, Optimizer& opt) {
+  const WeightsFile f = WeightsFile::open(path);
+  NamedTensors targets;
+  for (auto& [n, v] : opt.state()) targets.emplace_back("optim/" + n, v);
+  for (auto& [n, v] : targets)
+    ICH_CHECK(f.find(n) && f.find(n)->shape == v.shape(), "checkpoint ", path, ": optimizer state '", n,
+              "' is missing or of another shape");
+  f.load_into(targets, /*strict=*/false);
+  ICH_CHECK(f.find("optim/steps") != nullptr, "checkpoint ", path, ": no optimizer step count");
+  opt.set_steps(int64_t(f.read("optim/steps").item()));
+}
+
+}  // namespace ich

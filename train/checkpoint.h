@@ -1,0 +1,39 @@
+// checkpoint.h: everything a run needs to continue exactly where it stopped,
+// in one flat weights file (weights/FORMAT.md), written atomically:
+//   model/<name>        the model's state_dict (parameters and buffers)
+//   optim/<name>        Adam's moments and step count
+//   meta/<name>         architecture, input size, windows, seed, learning
+//                       rate, batch size, pos_weight, the position in the
+//                       data (epoch, next batch, optimizer step), best
+//                       validation loss
+#pragma once
+#include <array>
+#include <memory>
+#include <string>
+
+#include "engine/optim.h"
+#include "layers/resnext.h"
+
+namespace ich {
+
+struct CheckpointMeta {
+  std::string arch = "resnext_mini", windows = "brain,subdural,soft";
+  int64_t size = 200, batch = 8, epoch = 0, next_batch = 0, step = 0;
+  uint64_t seed = 0;
+  double lr = 2e-5, best_valid_loss = 1e300;
+  std::array<float, 6> pos_weight{1, 1, 1, 1, 1, 1};
+  bool has_pos_weight = false;
+};
+
+void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& meta);
+
+struct LoadedCheckpoint {
+  std::shared_ptr<ResNeXt> model;
+  CheckpointMeta meta;
+};
+// Builds the model the checkpoint describes (6 outputs) and loads it; with
+// opt, restores the optimizer state too (names and shapes checked).
+LoadedCheckpoint load_checkpoint(const std::string& path);
+void load_optimizer_state(const std::string& path, Optimizer& opt);
+
+}  // namespace ich

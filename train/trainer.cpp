@@ -1,0 +1,238 @@
+#include "train/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "data/csv.h"
+#include "data/metrics.h"
+#include "engine/autograd.h"
+#include "engine/device_select.h"
+#include "engine/ops.h"
+#include "train/checkpoint.h"
+#include "weights/weights_file.h"
+
+namespace ich {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+// Loads a pretrained backbone: every entry of the file except the head.
+void load_backbone(ResNeXt& model, const std::string& path) {
+  const WeightsFile f = WeightsFile::open(path);
+  NamedTensors targets;
+  for (auto& [n, t] : model.state_dict()) {
+    if (n.rfind("fc.", 0) == 0) continue;  // the head is new (6 outputs)
+    const WeightsEntry* e = f.find(n);
+    const bool counter = n.size() >= 19 && n.compare(n.size() - 19, 19, "num_batches_tracked") == 0;
+    if (!e && counter) continue;
+    ICH_CHECK(e != nullptr, "weights ", path, ": missing entry '", n, "' that ", model.config().name,
+              " needs: are these weights for another architecture?");
+    ICH_CHECK(e->shape == t.shape(), "weights ", path, ": entry '", n, "' has shape ", shape_str(e->shape), ", ",
+              model.config().name, " expects ", shape_str(t.shape()));
+    targets.emplace_back(n, t);
+  }
+  f.load_into(targets, /*strict=*/false);
+}
+
+std::string fmt(double v) { return fmt_double(v, 6); }
+
+}  // namespace
+
+std::string windows_of_images(const std::string& dir) {
+  const fs::path meta = fs::path(dir) / "meta.csv";
+  if (!fs::exists(meta)) return "brain,subdural,soft";
+  const CsvTable t = read_csv(meta.string());
+  const size_t cw = t.column("windows"), cs = t.column("status");
+  for (const auto& r : t.rows)
+    if (r[cs] == "ok") {
+      std::string w = r[cw];
+      for (char& c : w)
+        if (c == ';') c = ',';
+      return w;
+    }
+  return "brain,subdural,soft";
+}
+
+std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
+                                                 Device device, const std::function<void(int64_t, int64_t)>& progress) {
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  AugmentOptions ao;
+  ao.size = int(size);
+  ao.augment = false;
+  BatchLoader loader(ds, ao, batch, /*shuffle=*/false, /*drop_last=*/false, 0, 0);
+  std::vector<std::array<double, 6>> out(ds.size());
+  Batch b;
+  int64_t done = 0;
+  while (loader.next(b)) {
+    const std::vector<double> p = sigmoid(model(b.x.to(device))).to_vector();
+    for (size_t j = 0; j < b.samples.size(); ++j)
+      for (size_t k = 0; k < 6; ++k) out[b.samples[j]][k] = p[j * 6 + k];
+    done += int64_t(b.samples.size());
+    if (progress) progress(done, int64_t(ds.size()));
+  }
+  model.train(was_training);
+  return out;
+}
+
+int train(const TrainOptions& o, const std::function<void(const std::string&)>& log_line) {
+  auto say = [&](const std::string& s) {
+    if (log_line) log_line(s);
+  };
+  ICH_CHECK(o.epochs >= 1 && o.batch >= 1 && o.size >= 32 && o.lr > 0, "ich-train: epochs, batch, size >= 32 and lr must be positive");
+  ICH_CHECK(o.pos_weight == "none" || o.pos_weight == "auto", "--pos-weight '", o.pos_weight, "': none or auto");
+  fs::create_directories(o.out);
+  {  // fail before training when the run folder cannot take a file
+    const std::string probe = (fs::path(o.out) / ".write_test").string();
+    FILE* f = std::fopen(probe.c_str(), "w");
+    ICH_CHECK(f != nullptr, "run folder ", o.out, " is not writable");
+    std::fclose(f);
+    fs::remove(probe);
+  }
+  const Device dev = pick_device(o.device);
+  SliceDataset train_ds(read_split(o.train_csv), o.images), valid_ds(read_split(o.valid_csv), o.images);
+
+  CheckpointMeta meta;
+  std::shared_ptr<ResNeXt> model;
+  if (!o.resume.empty()) {
+    LoadedCheckpoint c = load_checkpoint(o.resume);
+    model = c.model;
+    meta = c.meta;
+    ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed, "--resume ", o.resume,
+              ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch, ", seed ", meta.seed,
+              "; pass the same values to continue it exactly");
+    say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
+        std::to_string(meta.next_batch));
+  } else {
+    Generator gen(o.seed);
+    model = std::make_shared<ResNeXt>(resnext_preset(o.arch, 1000), gen);
+    if (!o.weights.empty()) load_backbone(*model, o.weights);
+    model->replace_head(6, gen);  // a new Linear(features, 6), PyTorch's init
+    meta.arch = o.arch;
+    meta.size = o.size;
+    meta.batch = o.batch;
+    meta.seed = o.seed;
+    meta.lr = o.lr;
+    meta.windows = windows_of_images(o.images);
+    if (o.pos_weight == "auto") {
+      // Rare labels weigh more: negatives/positives per label (the seed's own suggestion), at most 100.
+      const auto f = train_ds.positive_fraction();
+      for (size_t k = 0; k < 6; ++k) meta.pos_weight[k] = float(f[k] > 0 ? std::min(100.0, (1 - f[k]) / f[k]) : 1.0);
+      meta.has_pos_weight = true;
+    }
+  }
+  model->to(dev);
+  model->train();
+  Adam opt(model->parameters(), Adam::Options{meta.lr});
+  if (!o.resume.empty()) load_optimizer_state(o.resume, opt);
+  const Tensor pos_weight =
+      meta.has_pos_weight ? Tensor::from_vector({meta.pos_weight.begin(), meta.pos_weight.end()}, {6}).to(dev)
+                          : Tensor();
+
+  // log.csv: rows of earlier epochs survive a resume.
+  const std::string log_path = (fs::path(o.out) / "log.csv").string();
+  const std::vector<std::string> log_header{"epoch", "step", "train_loss", "valid_loss", "valid_auc_any",
+                                            "valid_auc_mean", "valid_weighted_log_loss", "seconds", "images_per_second"};
+  std::vector<std::vector<std::string>> log_rows;
+  if (!o.resume.empty() && fs::exists(log_path))
+    for (const auto& r : read_csv(log_path).rows)
+      if (std::stoll(r[0]) <= meta.epoch) log_rows.push_back(r);
+
+  g_interrupted = false;
+  auto previous = std::signal(SIGINT, on_sigint);
+  struct Restore {
+    void (*h)(int);
+    ~Restore() { std::signal(SIGINT, h); }
+  } restore{previous};
+
+  const std::string last = (fs::path(o.out) / "last.ckpt").string();
+  AugmentOptions ao;
+  ao.size = int(meta.size);
+  ao.augment = o.augment;
+  for (int64_t epoch = meta.epoch; epoch < o.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    BatchLoader loader(train_ds, ao, meta.batch, /*shuffle=*/true, /*drop_last=*/true, meta.seed, epoch,
+                       meta.next_batch, o.workers);
+    const int64_t n = o.max_steps_per_epoch > 0 ? std::min(loader.batches(), o.max_steps_per_epoch) : loader.batches();
+    double loss_sum = 0;
+    int64_t loss_n = 0, images = 0;
+    Batch b;
+    while (meta.next_batch < n && loader.next(b)) {
+      opt.zero_grad();
+      Tensor loss = bce_with_logits((*model)(b.x.to(dev)), b.y.to(dev), pos_weight);
+      loss.backward();
+      // Here the gradients of the step are complete: the place where a
+      // data-parallel all-reduce across GPUs would go, before the update.
+      const double l = loss.item();
+      if (!std::isfinite(l))
+        throw Error("loss is " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at epoch " +
+                    std::to_string(epoch + 1) + ", batch " + std::to_string(meta.next_batch) + " (step " +
+                    std::to_string(meta.step + 1) + "): stopped without applying it; " + last +
+                    " holds the last good state. Try a lower --lr.");
+      opt.step();
+      ++meta.step;
+      ++meta.next_batch;
+      loss_sum += l;
+      ++loss_n;
+      images += int64_t(b.samples.size());
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (log_line && (meta.next_batch % 10 == 0 || meta.next_batch == n)) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f images/s  ETA %.0f s",
+                      (long long)epoch + 1, (long long)o.epochs, (long long)meta.next_batch, (long long)n,
+                      loss_sum / double(loss_n), double(images) / el,
+                      double(n - meta.next_batch) * el / double(std::max<int64_t>(1, loss_n)));
+        say(buf);
+      }
+      if (g_interrupted) {
+        meta.epoch = epoch;
+        save_checkpoint(last, *model, &opt, meta);
+        say("interrupted: wrote " + last + " (resume with --resume " + last + ")");
+        return 130;
+      }
+    }
+    const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Validation: unweighted mean BCE (the seed's validation loss), AUC, competition metric.
+    std::vector<std::array<double, 6>> p = predict_probs(*model, valid_ds, meta.size, meta.batch, dev, nullptr);
+    std::vector<std::array<int, 6>> y(valid_ds.size());
+    for (size_t i = 0; i < valid_ds.size(); ++i) y[i] = valid_ds.row(i).y;
+    const EvalReport rep = evaluate(p, y);
+    double auc_mean = 0;
+    int auc_n = 0;
+    for (size_t k = 1; k < 7; ++k)
+      if (!std::isnan(rep.per_label[k].auc)) auc_mean += rep.per_label[k].auc, ++auc_n;
+    auc_mean = auc_n ? auc_mean / auc_n : NAN;
+    meta.epoch = epoch + 1;
+    meta.next_batch = 0;
+    const bool best = rep.mean_bce < meta.best_valid_loss;
+    if (best) meta.best_valid_loss = rep.mean_bce;
+    save_checkpoint((fs::path(o.out) / ("epoch" + std::to_string(epoch + 1) + ".ckpt")).string(), *model, &opt, meta);
+    save_checkpoint(last, *model, &opt, meta);
+    if (best) save_checkpoint((fs::path(o.out) / "best.ckpt").string(), *model, &opt, meta);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log_rows.push_back({std::to_string(epoch + 1), std::to_string(meta.step), fmt(loss_sum / double(std::max<int64_t>(1, loss_n))),
+                        fmt(rep.mean_bce), fmt(rep.per_label[6].auc), fmt(auc_mean), fmt(rep.weighted_log_loss),
+                        fmt(secs), fmt(double(images) / train_seconds)});
+    CsvWriter w(log_path, log_header);
+    for (const auto& r : log_rows) w.row(r);
+    w.commit();
+    char buf[240];
+    std::snprintf(buf, sizeof buf,
+                  "epoch %lld: train loss %.4f, valid loss %.4f, AUC any %.4f, mean AUC %.4f, weighted log loss %.4f%s",
+                  (long long)epoch + 1, loss_sum / double(std::max<int64_t>(1, loss_n)), rep.mean_bce,
+                  rep.per_label[6].auc, auc_mean, rep.weighted_log_loss, best ? " (best)" : "");
+    say(buf);
+  }
+  return 0;
+}
+
+}  // namespace ich

@@ -1,0 +1,48 @@
+// trainer.h: the training loop behind ich-train, and the prediction loop
+// behind ich-eval and ich-predict.
+#pragma once
+#include <array>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "layers/resnext.h"
+
+namespace ich {
+
+struct TrainOptions {
+  std::string train_csv, valid_csv, images, out;
+  std::string arch = "resnext_mini";
+  std::string weights;            // pretrained backbone (ich weights file); empty: random init
+  int64_t epochs = 3, batch = 8, size = 200;
+  double lr = 2e-5;
+  std::string pos_weight = "none";  // none or auto (negatives/positives per label, from the train split)
+  std::string device = "auto";
+  std::string resume;               // a checkpoint to continue from
+  uint64_t seed = 0;
+  int workers = 2;
+  bool augment = true;
+  int64_t max_steps_per_epoch = 0;  // 0: the whole epoch (a smaller number for smoke tests)
+};
+
+struct EpochLog {
+  int64_t epoch = 0, step = 0;
+  double train_loss = 0, valid_loss = 0, valid_auc_any = 0, valid_auc_mean = 0, valid_wlogloss = 0, seconds = 0,
+         images_per_second = 0;
+};
+
+// Runs the whole training. Returns 0 when done, 130 when interrupted (SIGINT,
+// after writing RUN/last.ckpt). Throws ich::Error on bad input or a NaN/Inf
+// loss (after which RUN/last.ckpt is still the last good state).
+int train(const TrainOptions& o, const std::function<void(const std::string&)>& log = nullptr);
+
+// Probabilities (sigmoid of the logits) for every image of a dataset.
+std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
+                                                 Device device, const std::function<void(int64_t, int64_t)>& progress);
+
+// The windows an ich-window output folder was made with (its meta.csv), in
+// parse_windows() form; the default three when there is no meta.csv.
+std::string windows_of_images(const std::string& images_dir);
+
+}  // namespace ich

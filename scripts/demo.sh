@@ -18,9 +18,9 @@ echo "== 2. window: brain, subdural, soft tissue as three channels, 128 x 128"
 "$bin/ich-window" --input "$out/phantom/dicom" --out "$out/images" --size 128 2> /dev/null
 echo "== 3. split by patient, stratified"
 "$bin/ich-split" --labels "$out/phantom/labels.csv" --meta "$out/images/meta.csv" --out "$out/split"
-echo "== 4. train resnext_mini, 8 epochs, Adam, BCE with logits"
+echo "== 4. train resnext_mini, 12 epochs, Adam, BCE with logits"
 "$bin/ich-train" --train "$out/split/train.csv" --valid "$out/split/valid.csv" --images "$out/images" \
-  --out "$out/run" --arch resnext_mini --size 128 --epochs 8 --batch 16 --lr 1e-3 --device auto --seed 1 2>&1 |
+  --out "$out/run" --arch resnext_mini --size 128 --epochs 12 --batch 16 --lr 1e-3 --device auto --seed 1 2>&1 |
   grep -v "batch "
 echo "== 5. evaluate the best checkpoint on the validation patients"
 "$bin/ich-eval" --checkpoint "$out/run/best.ckpt" --data "$out/split/valid.csv" --images "$out/images" \

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "apps/app_main.h"
+#include "engine/allocator.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "engine/optim.h"

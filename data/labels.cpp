@@ -6,14 +6,21 @@
 
 namespace ich {
 
+LabelTable parse_rsna_labels_table(const CsvTable& csv, const std::string& path);
+
 int subtype_index(const std::string& name) {
   for (size_t i = 0; i < kSubtypes.size(); ++i)
     if (name == kSubtypes[i]) return int(i);
   return -1;
 }
 
-LabelTable read_rsna_labels(const std::string& path) {
-  const CsvTable csv = read_csv(path);
+LabelTable read_rsna_labels(const std::string& path) { return parse_rsna_labels_table(read_csv(path), path); }
+
+LabelTable parse_rsna_labels(const std::string& text, const std::string& name) {
+  return parse_rsna_labels_table(parse_csv(text, name), name);
+}
+
+LabelTable parse_rsna_labels_table(const CsvTable& csv, const std::string& path) {
   ICH_CHECK(csv.header.size() == 2 && csv.header[0] == "ID" && csv.header[1] == "Label", "labels ", path,
             ": header must be 'ID,Label' (the RSNA stage_*_train.csv format)");
   LabelTable t;

@@ -23,6 +23,7 @@ struct LabelTable {
 // duplicates and images without all six rows are errors naming the file and
 // line (or image).
 LabelTable read_rsna_labels(const std::string& path);
+LabelTable parse_rsna_labels(const std::string& text, const std::string& name);
 
 int subtype_index(const std::string& name);  // -1 if unknown
 

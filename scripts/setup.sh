@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev zlib1g-dev libgtest-dev libcli11-dev libdcmtk-dev
-  python3-numpy python3-torch python3-torchvision python3-pydicom
+  python3-numpy python3-torch python3-torchvision python3-pydicom python3-pil
+  clang libclang-rt-14-dev libomp-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -98,6 +98,10 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     std::fclose(f);
     fs::remove(probe);
   }
+  // A run killed while writing a checkpoint leaves "<name>.tmp.<pid>"
+  // behind (the real name is untouched): clear them.
+  for (const auto& e : fs::directory_iterator(o.out))
+    if (e.path().filename().string().find(".ckpt.tmp.") != std::string::npos) fs::remove(e.path());
   const Device dev = pick_device(o.device);
   SliceDataset train_ds(read_split(o.train_csv), o.images), valid_ds(read_split(o.valid_csv), o.images);
 

@@ -30,9 +30,12 @@ namespace {
 constexpr size_t kMaxStack = 1 << 20;
 constexpr size_t kMaxMemo = 1 << 24;
 
+thread_local Arena* g_arena = nullptr;  // the arena of the load running on this thread
+
 ValuePtr make(Value::Kind k) {
   auto v = std::make_shared<Value>();
   v->kind = k;
+  if (g_arena) g_arena->values.push_back(v);
   return v;
 }
 
@@ -306,6 +309,21 @@ class Machine {
 
 }  // namespace
 
-ValuePtr load(const std::string& data, size_t& pos, const std::string& name) { return Machine(data, pos, name).run(); }
+Arena::~Arena() {
+  for (auto& v : values) {
+    v->items.clear();
+    v->entries.clear();
+    v->state.reset();
+  }
+}
+
+ValuePtr load(const std::string& data, size_t& pos, const std::string& name, Arena& arena) {
+  struct Scope {
+    Arena* prev;
+    ~Scope() { g_arena = prev; }
+  } scope{g_arena};
+  g_arena = &arena;
+  return Machine(data, pos, name).run();
+}
 
 }  // namespace ich::pickle

@@ -34,8 +34,19 @@ struct Value {
   std::string describe() const;  // short human description for errors
 };
 
+// Owns every value the unpickler makes. A pickle can build cycles (a list
+// that holds itself, through the memo); shared pointers alone would leak
+// them, so the arena cuts every link when it goes away.
+struct Arena {
+  std::vector<ValuePtr> values;
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena();
+};
+
 // Unpickles one object starting at `pos` in `data`; on return `pos` is just
-// past its STOP opcode.
-ValuePtr load(const std::string& data, size_t& pos, const std::string& name);
+// past its STOP opcode. The values live until `arena` is destroyed.
+ValuePtr load(const std::string& data, size_t& pos, const std::string& name, Arena& arena);
 
 }  // namespace ich::pickle

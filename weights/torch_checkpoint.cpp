@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "weights/pickle.h"
 #include "weights/zip_reader.h"
@@ -77,7 +78,7 @@ class Reader {
     const std::string prefix = pkl->name.substr(0, pkl->name.size() - 8);  // "<archive>/"
     const std::string pickled = b_.substr(size_t(pkl->data_offset), size_t(pkl->size));
     size_t pos = 0;
-    ValuePtr root = pickle::load(pickled, pos, name_);
+    ValuePtr root = pickle::load(pickled, pos, name_, arena_);
     collect_storages(root);
     for (auto& [key, s] : storages_) {
       const ZipEntry* e = nullptr;
@@ -98,18 +99,18 @@ class Reader {
     static const unsigned char kMagic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
     if (b_.size() < 2 || static_cast<unsigned char>(b_[0]) != 0x80)
       fail("neither a zip archive nor a legacy PyTorch file (does not start with a pickle)");
-    ValuePtr magic = pickle::load(b_, pos, name_);
+    ValuePtr magic = pickle::load(b_, pos, name_, arena_);
     if (magic->kind != Kind::BigInt || magic->s.size() != 10 || std::memcmp(magic->s.data(), kMagic, 10) != 0)
       fail("a pickle, but not a PyTorch checkpoint (no legacy magic number)");
-    ValuePtr version = pickle::load(b_, pos, name_);
+    ValuePtr version = pickle::load(b_, pos, name_, arena_);
     if (version->kind != Kind::Int || version->i != 1001)
       fail("legacy protocol version " + version->describe() + " is not supported (expected 1001)");
-    ValuePtr sys_info = pickle::load(b_, pos, name_);
+    ValuePtr sys_info = pickle::load(b_, pos, name_, arena_);
     for (const auto& [k, v] : sys_info->entries)
       if (k->is_str("little_endian") && v->kind == Kind::Bool && !v->i) fail("big-endian checkpoints are not supported");
-    ValuePtr root = pickle::load(b_, pos, name_);
+    ValuePtr root = pickle::load(b_, pos, name_, arena_);
     collect_storages(root);
-    ValuePtr keys = pickle::load(b_, pos, name_);
+    ValuePtr keys = pickle::load(b_, pos, name_, arena_);
     if (keys->kind != Kind::List) fail("storage key list is " + keys->describe());
     for (const ValuePtr& k : keys->items) {
       if (k->kind != Kind::Str) fail("storage key is " + k->describe());
@@ -133,9 +134,12 @@ class Reader {
     return root;
   }
 
-  // Finds every persistent id ('storage', type, key, location, numel, ...).
+  // Finds every persistent id ('storage', type, key, location, numel, ...),
+  // visiting each value once (pickles share values through the memo, and
+  // can even hold cycles).
   void collect_storages(const ValuePtr& v, int depth = 0) {
     if (depth > 200) fail("object nesting too deep");
+    if (!visited_.insert(v.get()).second) return;
     if (v->kind == Kind::Persistent) {
       const ValuePtr& pid = v->items.at(0);
       if (pid->kind != Kind::Tuple || pid->items.size() < 5 || !pid->items[0]->is_str("storage") ||
@@ -184,12 +188,12 @@ class Reader {
            (v->items[0]->s == "torch._utils._rebuild_tensor_v2" || v->items[0]->s == "torch._utils._rebuild_parameter");
   }
 
-  Tensor rebuild(const std::string& name, const ValuePtr& v) {
+  Tensor rebuild(const std::string& name, const ValuePtr& v, int depth = 0) {
     const std::string& fn = v->items[0]->s;
     const auto& a = v->items;  // [fn, args...]
     if (fn == "torch._utils._rebuild_parameter") {
-      if (a.size() < 2 || !is_tensor(a[1])) fail("entry '" + name + "': parameter without tensor data");
-      return rebuild(name, a[1]);
+      if (a.size() < 2 || !is_tensor(a[1]) || depth > 4) fail("entry '" + name + "': parameter without tensor data");
+      return rebuild(name, a[1], depth + 1);
     }
     if (a.size() < 5 || a[1]->kind != Kind::Persistent || a[2]->kind != Kind::Int || a[3]->kind != Kind::Tuple ||
         a[4]->kind != Kind::Tuple)
@@ -277,6 +281,8 @@ class Reader {
   const std::string& b_;
   std::string name_;
   std::map<std::string, StorageRef> storages_;
+  std::set<const Value*> visited_;
+  pickle::Arena arena_;  // last member: destroyed first, cutting any cycles
 };
 
 }  // namespace

@@ -20,14 +20,6 @@ namespace ich::cuda {
 
 namespace {
 
-template <class T> const void* one() {
-  static const T v = 1;
-  return &v;
-}
-template <class T> const void* zero() {
-  static const T v = 0;
-  return &v;
-}
 
 struct BnDescs {
   TensorDesc x, per_channel;

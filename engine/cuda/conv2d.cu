@@ -64,15 +64,6 @@ template <class T> Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2d
   return *slot;
 }
 
-// cuDNN takes float scaling factors for float data and double for double.
-template <class T> const void* one() {
-  static const T v = 1;
-  return &v;
-}
-template <class T> const void* zero() {
-  static const T v = 0;
-  return &v;
-}
 
 Tensor workspace(size_t bytes, const Tensor& like) {
   return Tensor::empty({int64_t((bytes + 3) / 4)}, DType::Float32, like.device());
@@ -92,9 +83,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
       cudnnConvolutionFwdAlgoPerf_t perf[8];
       int found = 0;
       ICH_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c.cudnn, pl.x, pl.w, pl.conv, pl.y, 8, &found, perf));
-      int i = 0;
-      while (i < found && perf[i].status != CUDNN_STATUS_SUCCESS) ++i;
-      ICH_CHECK(i < found, k, ": cuDNN has no forward algorithm for x ", x.str(), ", w ", w.str());
+      const int i = first_usable(perf, found);
+      ICH_CHECK(i >= 0, k, ": cuDNN has no forward algorithm for x ", x.str(), ", w ", w.str());
       pl.fwd = perf[i].algo;
       pl.fwd_ws = perf[i].memory;
       pl.has_fwd = true;
@@ -119,9 +109,8 @@ void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const C
       int found = 0;
       ICH_CUDNN_CHECK(
           cudnnFindConvolutionBackwardDataAlgorithm(c.cudnn, pl.w, pl.y, pl.conv, pl.x, 8, &found, perf));
-      int i = 0;
-      while (i < found && perf[i].status != CUDNN_STATUS_SUCCESS) ++i;
-      ICH_CHECK(i < found, k, ": cuDNN has no backward-data algorithm for gx ", gx.str(), ", w ", w.str());
+      const int i = first_usable(perf, found);
+      ICH_CHECK(i >= 0, k, ": cuDNN has no backward-data algorithm for gx ", gx.str(), ", w ", w.str());
       pl.bwd_data = perf[i].algo;
       pl.data_ws = perf[i].memory;
       pl.has_data = true;
@@ -145,9 +134,8 @@ void conv2d_backward_filter(const Tensor& gy, const Tensor& x, Tensor& gw, const
       int found = 0;
       ICH_CUDNN_CHECK(
           cudnnFindConvolutionBackwardFilterAlgorithm(c.cudnn, pl.x, pl.y, pl.conv, pl.w, 8, &found, perf));
-      int i = 0;
-      while (i < found && perf[i].status != CUDNN_STATUS_SUCCESS) ++i;
-      ICH_CHECK(i < found, k, ": cuDNN has no backward-filter algorithm for x ", x.str(), ", gw ", gw.str());
+      const int i = first_usable(perf, found);
+      ICH_CHECK(i >= 0, k, ": cuDNN has no backward-filter algorithm for x ", x.str(), ", gw ", gw.str());
       pl.bwd_filter = perf[i].algo;
       pl.filter_ws = perf[i].memory;
       pl.has_filter = true;

@@ -33,6 +33,24 @@ template <class T> constexpr cudnnDataType_t cudnn_type();
 template <> constexpr cudnnDataType_t cudnn_type<float>() { return CUDNN_DATA_FLOAT; }
 template <> constexpr cudnnDataType_t cudnn_type<double>() { return CUDNN_DATA_DOUBLE; }
 
+// The alpha/beta scaling factors cuDNN takes: float for float data, double
+// for double data.
+template <class T> const void* one() {
+  static const T v = 1;
+  return &v;
+}
+template <class T> const void* zero() {
+  static const T v = 0;
+  return &v;
+}
+
+// The first algorithm cuDNN's Find* call reports as usable, or -1.
+template <class Perf> int first_usable(const Perf* perf, int found) {
+  for (int i = 0; i < found; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) return i;
+  return -1;
+}
+
 // Owns a cuDNN descriptor.
 template <class D, cudnnStatus_t (*Create)(D*), cudnnStatus_t (*Destroy)(D)> class Descriptor {
  public:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Bounded fuzzing of every reader of outside data, with libFuzzer, ASan and
+# UBSan (clang): the .npy reader, the CSV/labels reader, the flat weights
+# reader, the PyTorch checkpoint reader, and the DICOM path as ich-window
+# wraps it. Seeds: tests/fuzz/seeds/, our fixtures, pydicom's test files.
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 30; CI uses 30, a longer run: 3600)
+# Exits non-zero when a target finds a crash, leak or undefined behaviour;
+# the input is kept under build-fuzz/crashes/ (make it a regression test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-30}
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DICH_FUZZ=ON \
+  -DICH_ENABLE_CUDA=OFF -DICH_BUILD_TESTS=OFF > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
+targets="fuzz_npy fuzz_labels fuzz_checkpoint fuzz_weights"
+grep -q "ich: DCMTK 1" build-fuzz.log && targets="$targets fuzz_dicom"
+cmake --build build-fuzz --target $targets
+seeds=build-fuzz/seeds
+rm -rf "$seeds" && mkdir -p "$seeds"/{npy,labels,checkpoint,weights,dicom} build-fuzz/crashes
+cp tests/fuzz/seeds/npy/* "$seeds/npy/"
+cp tests/fuzz/seeds/labels/* "$seeds/labels/"
+cp tests/fixtures/checkpoints/*.pth "$seeds/checkpoint/"
+cp tests/fixtures/checkpoints/expected.ichw "$seeds/weights/"
+pyd=/usr/lib/python3/dist-packages/pydicom/data/test_files
+for f in CT_small.dcm MR_small.dcm MR_small_RLE.dcm MR_small_bigendian.dcm MR_small_implicit.dcm no_meta.dcm; do
+  [ -f "$pyd/$f" ] && cp "$pyd/$f" "$seeds/dicom/"
+done
+status=0
+for t in $targets; do
+  kind=${t#fuzz_}
+  mkdir -p "build-fuzz/corpus/$kind"
+  echo "== $t for ${secs}s"
+  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/bin/$t" \
+      -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+      -artifact_prefix="build-fuzz/crashes/$t-" "build-fuzz/corpus/$kind" "$seeds/$kind" > "build-fuzz/$t.log" 2>&1; then
+    echo "FAIL: $t found a problem:"; tail -40 "build-fuzz/$t.log"; status=1
+  else
+    grep -E "stat::number_of_executed_runs|cov:" "build-fuzz/$t.log" | tail -2
+  fi
+done
+[ $status = 0 ] && echo "fuzzing: no crash, leak or undefined behaviour found"
+exit $status

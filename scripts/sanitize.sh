@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The CPU test suite under AddressSanitizer and UndefinedBehaviorSanitizer
+# (gcc), leak checking on. The heavy ResNeXt-101 reference tests (1.5 GB of
+# files, minutes under ASan) and the CUDA tests are left out; everything
+# labelled "cpu" runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICH_SANITIZE=ON -DICH_ENABLE_CUDA=OFF \
+  > build-asan.log 2>&1 || { cat build-asan.log; exit 1; }
+cmake --build build-asan
+cd build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest -L cpu --output-on-failure

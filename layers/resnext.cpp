@@ -83,12 +83,16 @@ void ResNeXt::replace_head(int64_t num_classes, Generator& gen) {
   cfg_.num_classes = num_classes;
 }
 
-Tensor ResNeXt::forward(const Tensor& x) {
+Tensor ResNeXt::features(const Tensor& x) {
   ICH_CHECK(x.dim() == 4 && x.size(1) == 3, cfg_.name, ": input must be (N,3,H,W), got ", x.str());
   Tensor h = (*maxpool_)((*relu_)((*bn1_)((*conv1_)(x))));
   for (Sequential* stage : stages_) h = (*stage)(h);
-  return (*fc_)(flatten((*avgpool_)(h)));
+  return h;
 }
+
+Tensor ResNeXt::head(const Tensor& f) { return (*fc_)(flatten((*avgpool_)(f))); }
+
+Tensor ResNeXt::forward(const Tensor& x) { return head(features(x)); }
 
 namespace {
 const Shape* find_shape(const NamedShapes& entries, const std::string& name) {

@@ -65,7 +65,11 @@ class Bottleneck : public Module {
 class ResNeXt : public Module {
  public:
   ResNeXt(const ResNeXtConfig& cfg, Generator& gen);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override;  // head(features(x))
+  // The last feature map, after layer4: (N, feature_dim, H/32, W/32).
+  Tensor features(const Tensor& x);
+  // Global average pool, flatten, fc: the logits of a feature map.
+  Tensor head(const Tensor& features);
   std::string type_name() const override { return "ResNeXt"; }
   const ResNeXtConfig& config() const { return cfg_; }
   int64_t feature_dim() const { return feature_dim_; }

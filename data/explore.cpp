@@ -1,0 +1,359 @@
+#include "data/explore.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "data/csv.h"
+#include "data/dicom.h"
+#include "data/font.h"
+#include "data/labels.h"
+#include "data/npy.h"
+#include "data/parallel.h"
+#include "data/phantom.h"
+#include "data/png.h"
+#include "data/window_run.h"
+#include "engine/error.h"
+#include "weights/atomic_file.h"
+
+namespace ich {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Ids {
+  std::string patient, study, series;
+};
+
+// Label rows, leniently: oddities are counted and listed, not fatal.
+LabelStats label_stats(const std::string& path, std::unordered_map<std::string, std::array<int, 6>>& labels) {
+  LabelStats st;
+  const CsvTable csv = read_csv(path);
+  ICH_CHECK(csv.header.size() == 2 && csv.header[0] == "ID" && csv.header[1] == "Label", "labels ", path,
+            ": header must be 'ID,Label'");
+  std::unordered_map<std::string, std::array<int, 6>> seen;  // -1 unset
+  std::set<std::pair<std::string, std::string>> rows_seen;
+  auto problem = [&](const std::string& s) {
+    if (st.problems.size() < 20) st.problems.push_back(s);
+  };
+  for (size_t r = 0; r < csv.rows.size(); ++r) {
+    const std::string &id = csv.rows[r][0], &label = csv.rows[r][1];
+    const std::string where = "line " + std::to_string(csv.line_of[r]);
+    ++st.rows;
+    const size_t us = id.rfind('_');
+    const int k = us == std::string::npos ? -1 : subtype_index(id.substr(us + 1));
+    if (k < 0 || (label != "0" && label != "1")) {
+      ++st.malformed_lines;
+      problem(where + ": malformed row '" + id + "," + label + "'");
+      continue;
+    }
+    if (!rows_seen.insert({id, label}).second) {
+      ++st.duplicate_rows;
+      continue;
+    }
+    auto [it, fresh] = seen.try_emplace(id.substr(0, us));
+    if (fresh) it->second.fill(-1);
+    int& v = it->second[size_t(k)];
+    if (v >= 0 && v != (label == "1")) {
+      ++st.conflicting_rows;
+      problem(where + ": '" + id + "' conflicts with an earlier row");
+      v = 1;  // the positive wins for the counts
+      continue;
+    }
+    v = label == "1";
+  }
+  for (auto& [img, y] : seen) {
+    std::array<int, 6> lab{};
+    bool complete = true;
+    for (size_t k = 0; k < 6; ++k) {
+      complete &= y[k] >= 0;
+      lab[k] = std::max(0, y[k]);
+    }
+    if (!complete) {
+      ++st.incomplete_images;
+      problem("image " + img + " lacks some of the six rows");
+    }
+    labels[img] = lab;
+    ++st.images;
+    int n = 0;
+    for (size_t k = 0; k < 6; ++k) st.positives[k] += lab[k];
+    for (size_t a = 0; a < 5; ++a) {
+      n += lab[a];
+      for (size_t b = 0; b < 5; ++b) st.cooccurrence[a][b] += lab[a] && lab[b];
+    }
+    st.normal += !lab[5];
+    if (lab[5]) ++st.subtypes_per_positive[size_t(n)];
+    if (n > 0 && !lab[5]) {
+      ++st.subtype_without_any;
+      problem("image " + img + " has a subtype but any = 0");
+    }
+    if (lab[5] && n == 0) {
+      ++st.any_without_subtype;
+      problem("image " + img + " has any = 1 but no subtype");
+    }
+  }
+  return st;
+}
+
+std::string ds(double v) { return fmt_double(v, 6); }
+
+void scan_headers(const ExploreOptions& o, ExploreReport& rep, std::unordered_map<std::string, Ids>& ids,
+                  const std::function<void(int64_t, int64_t)>& progress) {
+  AttributeStats& a = rep.attributes;
+  const std::vector<std::string> files = list_files(o.dicom, o.out);
+  a.files = int64_t(files.size());
+  std::mutex mu;
+  const auto t0 = std::chrono::steady_clock::now();
+  run_parallel(a.files, o.threads, progress, [&](int64_t i) {
+    try {
+      const DicomSlice s = read_dicom(files[size_t(i)], /*pixels=*/false);
+      std::lock_guard<std::mutex> l(mu);
+      ++a.readable;
+      auto& t = a.tables;
+      ++t["rows x columns"][std::to_string(s.rows) + " x " + std::to_string(s.cols)];
+      ++t["pixel spacing (mm)"][s.spacing_row > 0 ? ds(s.spacing_row) + " x " + ds(s.spacing_col) : "absent"];
+      ++t["BitsStored"][std::to_string(s.bits_stored)];
+      ++t["PixelRepresentation"][std::to_string(s.pixel_representation)];
+      ++t["RescaleIntercept"][ds(s.intercept)];
+      ++t["RescaleSlope"][ds(s.slope)];
+      ++t["WindowCenter values"][std::to_string(s.window_centers.size())];
+      ++t["WindowCenter (first)"][s.window_centers.empty() ? "absent" : ds(s.window_centers[0])];
+      ++t["WindowWidth (first)"][s.window_widths.empty() ? "absent" : ds(s.window_widths[0])];
+      ++t["Modality"][s.modality.empty() ? "absent" : s.modality];
+      ++t["PhotometricInterpretation"][s.photometric];
+      ++t["transfer syntax"][s.transfer_syntax];
+      if (needs_rsna_fix(s)) ++a.rsna_fix;
+      if (s.window_centers.size() > 1 || s.window_widths.size() > 1) {
+        ++a.multi_window;
+        const bool differ = (s.window_centers.size() > 1 && s.window_centers[0] != s.window_centers[1]) ||
+                            (s.window_widths.size() > 1 && s.window_widths[0] != s.window_widths[1]);
+        a.multi_window_differing += differ;
+      }
+      ids[image_id_for(s)] = {s.patient_id, s.study_uid, s.series_uid};
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> l(mu);
+      a.unreadable.emplace_back(files[size_t(i)], e.what());
+    }
+  });
+  std::sort(a.unreadable.begin(), a.unreadable.end());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  a.files_per_second = secs > 0 ? double(a.files) / secs : 0;
+  rep.has_attributes = true;
+}
+
+void read_meta(const std::string& path, ExploreReport& rep, std::unordered_map<std::string, Ids>& ids) {
+  const CsvTable t = read_csv(path);
+  AttributeStats& a = rep.attributes;
+  const size_t c_id = t.column("image_id"), c_st = t.column("status"), c_r = t.column("rows"), c_c = t.column("cols"),
+               c_sl = t.column("slope"), c_ic = t.column("intercept"), c_fix = t.column("rsna_fix"),
+               c_p = t.column("patient_id"), c_s = t.column("study_uid"), c_se = t.column("series_uid"),
+               c_path = t.column("path"), c_wc = t.column("window_center"), c_ww = t.column("window_width");
+  const CsvTable errors = fs::exists(fs::path(path).parent_path() / "errors.csv")
+                              ? read_csv((fs::path(path).parent_path() / "errors.csv").string())
+                              : CsvTable{};
+  for (const auto& r : t.rows) {
+    ++a.files;
+    if (r[c_st] != "ok") continue;
+    ++a.readable;
+    ++a.tables["rows x columns"][r[c_r] + " x " + r[c_c]];
+    ++a.tables["RescaleSlope"][r[c_sl]];
+    ++a.tables["RescaleIntercept"][r[c_ic]];
+    ++a.tables["WindowCenter (first)"][r[c_wc].empty() ? "absent" : r[c_wc]];
+    ++a.tables["WindowWidth (first)"][r[c_ww].empty() ? "absent" : r[c_ww]];
+    a.rsna_fix += r[c_fix] == "1";
+    ids[r[c_id]] = {r[c_p], r[c_s], r[c_se]};
+  }
+  for (const auto& e : errors.rows) a.unreadable.emplace_back(e[0], e[1]);
+  (void)c_path;
+  rep.has_attributes = true;
+}
+
+// One contact sheet: examples of a category, brain window (channel 0) as
+// gray, each tile captioned with its image id and labels.
+std::string contact_sheet(const ExploreOptions& o, const std::string& name, const std::vector<std::string>& ids,
+                          const std::unordered_map<std::string, std::array<int, 6>>& labels) {
+  const int tile = 160, cap = 24, cols = 4, n = int(ids.size());
+  const int rows = (n + cols - 1) / cols, W = cols * tile, H = rows * (tile + cap) + 16;
+  std::vector<uint8_t> rgb(size_t(W) * H * 3, 0);
+  draw_text(rgb, W, H, 4, 4, name + ": " + std::to_string(n) + " examples, brain window", {255, 255, 0});
+  for (int i = 0; i < n; ++i) {
+    const Tensor img = read_npy((fs::path(o.images) / (ids[size_t(i)] + ".npy")).string());
+    ICH_CHECK(img.dtype() == DType::UInt8 && img.dim() == 3, "image ", ids[size_t(i)], ": not uint8 (H,W,C)");
+    const int h = int(img.size(0)), w = int(img.size(1)), C = int(img.size(2));
+    const uint8_t* p = img.data<uint8_t>();
+    const int x0 = (i % cols) * tile, y0 = 16 + (i / cols) * (tile + cap);
+    for (int y = 0; y < tile; ++y)
+      for (int x = 0; x < tile; ++x) {
+        const uint8_t v = p[(size_t(y * h / tile) * w + size_t(x * w / tile)) * C];
+        for (int k = 0; k < 3; ++k) rgb[(size_t(y0 + y) * W + x0 + x) * 3 + k] = v;
+      }
+    std::string lab;
+    const auto& y = labels.at(ids[size_t(i)]);
+    const char* abbrev[5] = {"EDH", "IPH", "IVH", "SAH", "SDH"};
+    for (size_t k = 0; k < 5; ++k)
+      if (y[k]) lab += std::string(lab.empty() ? "" : "+") + abbrev[k];
+    draw_text(rgb, W, H, x0 + 2, y0 + tile + 2, ids[size_t(i)], {255, 255, 255});
+    draw_text(rgb, W, H, x0 + 2, y0 + tile + 12, lab.empty() ? "NORMAL" : lab, {255, 160, 160});
+  }
+  const std::string path = (fs::path(o.out) / ("sheet_" + name + ".png")).string();
+  write_png(path, rgb, W, H, 3);
+  return path;
+}
+
+}  // namespace
+
+ExploreReport explore(const ExploreOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
+  ICH_CHECK(!o.labels.empty(), "ich-explore needs --labels");
+  fs::create_directories(o.out);
+  ExploreReport rep;
+  std::unordered_map<std::string, std::array<int, 6>> labels;
+  rep.labels = label_stats(o.labels, labels);
+  std::unordered_map<std::string, Ids> ids;
+  if (!o.dicom.empty()) scan_headers(o, rep, ids, progress);
+  else if (!o.meta.empty()) read_meta(o.meta, rep, ids);
+  if (rep.has_attributes) {
+    rep.labels.labelled_without_dicom = 0;
+    rep.labels.dicom_without_labels = 0;
+    for (const auto& [img, y] : labels) rep.labels.labelled_without_dicom += !ids.count(img);
+    for (const auto& [img, g] : ids) rep.labels.dicom_without_labels += !labels.count(img);
+    // Prevalence per patient, study, series: groups with at least one positive slice.
+    for (int level = 0; level < 3; ++level) {
+      std::unordered_map<std::string, int> pos;
+      for (const auto& [img, g] : ids) {
+        const std::string& key = level == 0 ? g.patient : level == 1 ? g.study : g.series;
+        auto it = labels.find(img);
+        pos[key] |= it != labels.end() && it->second[5];
+      }
+      int64_t n = 0;
+      for (auto& [k, v] : pos) n += v;
+      const char* name[3] = {"patients", "studies", "series"};
+      rep.prevalence[std::string(name[level]) + " with any hemorrhage"] = pos.empty() ? 0 : double(n) / double(pos.size());
+      rep.prevalence[std::string(name[level])] = double(pos.size());
+    }
+  }
+  // CSVs of every table.
+  const LabelStats& L = rep.labels;
+  CsvWriter counts((fs::path(o.out) / "labels_counts.csv").string(), {"label", "images", "fraction"});
+  for (size_t k = 0; k < 6; ++k)
+    counts.row({kSubtypes[k], std::to_string(L.positives[k]), ds(double(L.positives[k]) / double(std::max<int64_t>(1, L.images)))});
+  counts.row({"normal", std::to_string(L.normal), ds(double(L.normal) / double(std::max<int64_t>(1, L.images)))});
+  counts.commit();
+  std::vector<std::string> co_header{"subtype"};
+  for (size_t k = 0; k < 5; ++k) co_header.push_back(kSubtypes[k]);
+  CsvWriter co((fs::path(o.out) / "cooccurrence.csv").string(), co_header);
+  for (size_t a = 0; a < 5; ++a) {
+    std::vector<std::string> row{kSubtypes[a]};
+    for (size_t b = 0; b < 5; ++b) row.push_back(std::to_string(L.cooccurrence[a][b]));
+    co.row(row);
+  }
+  co.commit();
+  CsvWriter per((fs::path(o.out) / "subtypes_per_positive_image.csv").string(), {"subtypes", "images"});
+  for (size_t k = 0; k < 6; ++k) per.row({std::to_string(k), std::to_string(L.subtypes_per_positive[k])});
+  per.commit();
+  CsvWriter odd((fs::path(o.out) / "oddities.csv").string(), {"oddity", "count"});
+  for (auto [name, v] : std::vector<std::pair<std::string, int64_t>>{
+           {"exact duplicate rows", L.duplicate_rows}, {"conflicting rows", L.conflicting_rows},
+           {"malformed lines", L.malformed_lines}, {"images without all six rows", L.incomplete_images},
+           {"subtype without any", L.subtype_without_any}, {"any without subtype", L.any_without_subtype},
+           {"labelled ids without DICOM", L.labelled_without_dicom}, {"DICOM without labels", L.dicom_without_labels}})
+    odd.row({name, v < 0 ? "" : std::to_string(v)});
+  odd.commit();
+  if (rep.has_attributes) {
+    for (const auto& [attr, values] : rep.attributes.tables) {
+      std::string file = "dicom_" + attr;
+      for (char& c : file)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      CsvWriter t((fs::path(o.out) / (file + ".csv")).string(), {"value", "files"});
+      for (const auto& [v, n] : values) t.row({v, std::to_string(n)});
+      t.commit();
+    }
+    CsvWriter u((fs::path(o.out) / "unreadable.csv").string(), {"path", "reason"});
+    for (const auto& [p, r] : rep.attributes.unreadable) u.row({p, r});
+    u.commit();
+  }
+  // Contact sheets, one per category, examples in id order (deterministic).
+  if (!o.images.empty()) {
+    std::vector<std::string> sorted;
+    for (const auto& [img, y] : labels)
+      if (fs::exists(fs::path(o.images) / (img + ".npy"))) sorted.push_back(img);
+    std::sort(sorted.begin(), sorted.end());
+    for (int cat = -1; cat < 5; ++cat) {
+      std::vector<std::string> pick;
+      for (const auto& img : sorted) {
+        const auto& y = labels.at(img);
+        if ((cat < 0 ? !y[5] : y[size_t(cat)]) && int(pick.size()) < o.examples) pick.push_back(img);
+      }
+      if (!pick.empty()) rep.sheets.push_back(contact_sheet(o, cat < 0 ? "normal" : kSubtypes[size_t(cat)], pick, labels));
+    }
+  }
+  // The report.
+  std::string md = "# Data set report\n\nLabels: `" + o.labels + "`\n\n## 1. Labels\n\n";
+  md += "| label | images | fraction |\n|---|---:|---:|\n";
+  for (size_t k = 0; k < 6; ++k)
+    md += "| " + std::string(kSubtypes[k]) + " | " + std::to_string(L.positives[k]) + " | " +
+          ds(double(L.positives[k]) / double(std::max<int64_t>(1, L.images))) + " |\n";
+  md += "| normal | " + std::to_string(L.normal) + " | " + ds(double(L.normal) / double(std::max<int64_t>(1, L.images))) +
+        " |\n\n" + std::to_string(L.images) + " images in " + std::to_string(L.rows) + " rows.\n\n";
+  md += "Co-occurrence of the subtypes (images with both):\n\n|  |";
+  for (size_t k = 0; k < 5; ++k) md += " " + std::string(kSubtypes[k]) + " |";
+  md += "\n|---|---:|---:|---:|---:|---:|\n";
+  for (size_t a = 0; a < 5; ++a) {
+    md += "| " + std::string(kSubtypes[a]) + " |";
+    for (size_t b = 0; b < 5; ++b) md += " " + std::to_string(L.cooccurrence[a][b]) + " |";
+    md += "\n";
+  }
+  md += "\nSubtypes per positive image: ";
+  for (size_t k = 0; k < 6; ++k) md += std::to_string(k) + ": " + std::to_string(L.subtypes_per_positive[k]) + (k < 5 ? ", " : "\n\n");
+  md += "Oddities: see `oddities.csv`";
+  for (const auto& p : L.problems) md += "\n- " + p;
+  md += "\n\n";
+  for (const auto& [k, v] : rep.prevalence) md += "- " + k + ": " + ds(v) + "\n";
+  if (rep.has_attributes) {
+    const AttributeStats& a = rep.attributes;
+    md += "\n## 2. DICOM attributes\n\n" + std::to_string(a.readable) + " of " + std::to_string(a.files) +
+          " files readable; " + std::to_string(a.rsna_fix) + " need the RSNA 12-bit fix; " +
+          std::to_string(a.multi_window) + " have multi-valued windows (" + std::to_string(a.multi_window_differing) +
+          " with differing values)";
+    if (a.files_per_second > 0) md += "; headers scanned at " + ds(a.files_per_second) + " files/s";
+    md += ".\n";
+    for (const auto& [attr, values] : a.tables) {
+      md += "\n| " + attr + " | files |\n|---|---:|\n";
+      for (const auto& [v, n] : values) md += "| " + v + " | " + std::to_string(n) + " |\n";
+    }
+    if (!a.unreadable.empty()) {
+      md += "\nUnreadable files:\n\n| file | reason |\n|---|---|\n";
+      for (const auto& [p, r] : a.unreadable) md += "| " + p + " | " + r + " |\n";
+    }
+  }
+  if (!rep.sheets.empty()) {
+    md += "\n## 3. Examples per category\n\n";
+    for (const auto& s : rep.sheets) md += "![" + fs::path(s).stem().string() + "](" + fs::path(s).filename().string() + ")\n\n";
+  }
+  write_file_atomic((fs::path(o.out) / "report.md").string(), md);
+  return rep;
+}
+
+std::string summary_text(const ExploreReport& r) {
+  const LabelStats& L = r.labels;
+  std::string s = std::to_string(L.images) + " images: ";
+  for (size_t k = 0; k < 6; ++k) s += std::string(kSubtypes[k]) + " " + std::to_string(L.positives[k]) + ", ";
+  s += "normal " + std::to_string(L.normal) + "\n";
+  s += "oddities: " + std::to_string(L.duplicate_rows) + " duplicate rows, " + std::to_string(L.conflicting_rows) +
+       " conflicting, " + std::to_string(L.malformed_lines) + " malformed, " + std::to_string(L.subtype_without_any) +
+       " subtype without any, " + std::to_string(L.any_without_subtype) + " any without subtype\n";
+  if (r.has_attributes)
+    s += "DICOM: " + std::to_string(r.attributes.readable) + "/" + std::to_string(r.attributes.files) + " readable, " +
+         std::to_string(r.attributes.rsna_fix) + " need the RSNA fix, " + std::to_string(r.attributes.multi_window) +
+         " multi-valued windows" +
+         (r.attributes.files_per_second > 0 ? ", " + fmt_double(r.attributes.files_per_second, 4) + " headers/s" : "") +
+         "\n";
+  s += std::to_string(r.sheets.size()) + " contact sheets\n";
+  return s;
+}
+
+}  // namespace ich

@@ -126,6 +126,22 @@ void check_resnext_shapes(const std::string& arch, const NamedShapes& entries, c
     ICH_CHECK(names.count(n), source, ": unexpected entry '", n, "' ", shape_str(s), " for ", arch);
 }
 
+void load_backbone(ResNeXt& model, const std::string& path) {
+  const WeightsFile f = WeightsFile::open(path);
+  NamedTensors targets;
+  for (auto& [n, t] : model.state_dict()) {
+    if (n.rfind("fc.", 0) == 0) continue;  // the head is new
+    const WeightsEntry* e = f.find(n);
+    if (!e && is_batch_counter(n)) continue;
+    ICH_CHECK(e != nullptr, "weights ", path, ": missing entry '", n, "' that ", model.config().name,
+              " needs: are these weights for another architecture?");
+    ICH_CHECK(e->shape == t.shape(), "weights ", path, ": entry '", n, "' has shape ", shape_str(e->shape), ", ",
+              model.config().name, " expects ", shape_str(t.shape()));
+    targets.emplace_back(n, t);
+  }
+  f.load_into(targets, /*strict=*/false);
+}
+
 std::shared_ptr<ResNeXt> load_resnext(const std::string& arch, const std::string& weights_path) {
   const WeightsFile f = WeightsFile::open(weights_path);
   NamedShapes entries;

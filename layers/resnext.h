@@ -99,5 +99,9 @@ std::shared_ptr<ResNeXt> load_resnext(const std::string& arch, const std::string
 // is missing, unexpected or of another shape.
 using NamedShapes = std::vector<std::pair<std::string, Shape>>;
 void check_resnext_shapes(const std::string& arch, const NamedShapes& entries, const std::string& source);
+// Loads a pretrained backbone into `model`: every entry of the weights file
+// except the head (fc.*), which may have any number of classes; names and
+// shapes checked as above.
+void load_backbone(ResNeXt& model, const std::string& weights_path);
 
 }  // namespace ich

@@ -13,7 +13,6 @@
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "train/checkpoint.h"
-#include "weights/weights_file.h"
 
 namespace ich {
 
@@ -23,24 +22,6 @@ namespace {
 
 std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
-
-// Loads a pretrained backbone: every entry of the file except the head.
-void load_backbone(ResNeXt& model, const std::string& path) {
-  const WeightsFile f = WeightsFile::open(path);
-  NamedTensors targets;
-  for (auto& [n, t] : model.state_dict()) {
-    if (n.rfind("fc.", 0) == 0) continue;  // the head is new (6 outputs)
-    const WeightsEntry* e = f.find(n);
-    const bool counter = n.size() >= 19 && n.compare(n.size() - 19, 19, "num_batches_tracked") == 0;
-    if (!e && counter) continue;
-    ICH_CHECK(e != nullptr, "weights ", path, ": missing entry '", n, "' that ", model.config().name,
-              " needs: are these weights for another architecture?");
-    ICH_CHECK(e->shape == t.shape(), "weights ", path, ": entry '", n, "' has shape ", shape_str(e->shape), ", ",
-              model.config().name, " expects ", shape_str(t.shape()));
-    targets.emplace_back(n, t);
-  }
-  f.load_into(targets, /*strict=*/false);
-}
 
 std::string fmt(double v) { return fmt_double(v, 6); }
 

@@ -104,8 +104,9 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
 }
 
 void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                         const Tensor& invstd, bool training, Tensor& gx, Tensor& ggamma, Tensor& gbeta) {
+                         const Tensor& invstd, double eps, bool training, Tensor& gx, Tensor& ggamma, Tensor& gbeta) {
   const char* k = "batch_norm_backward";
+  (void)eps;  // invstd already holds it
   const BnGeom g = bn_geometry(k, x);
   for (const Tensor* t : TensorList{&gy, &x}) expect(*t, k, "gy/x", x.dtype());
   if (gx.defined()) expect(gx, k, "gx", x.dtype());

@@ -99,7 +99,7 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
 }
 
 void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                         const Tensor& invstd, bool training, Tensor& gx, Tensor& ggamma, Tensor& gbeta) {
+                         const Tensor& invstd, double eps, bool training, Tensor& gx, Tensor& ggamma, Tensor& gbeta) {
   const char* k = "batch_norm_backward";
   for (const Tensor* t : TensorList{&gy, &x, &gamma, &mean, &invstd, &ggamma, &gbeta})
     expect(*t, k, "argument", x.dtype());
@@ -119,11 +119,10 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma,
     describe<T>(d, x);
     // cuDNN always writes dx: give it scratch space when it is not wanted.
     Tensor dx = gx.defined() ? gx : Tensor::empty(x.shape(), x.dtype(), x.device());
-    // eps only matters to cuDNN when the saved statistics are absent.
     ICH_CUDNN_CHECK(cudnnBatchNormalizationBackward(
         c.cudnn, CUDNN_BATCHNORM_SPATIAL, one<T>(), zero<T>(), one<T>(), zero<T>(), d.x, x.raw_data(), d.x,
         gy.raw_data(), d.x, dx.raw_data(), d.per_channel, gamma.raw_data(), ggamma.raw_data(), gbeta.raw_data(),
-        CUDNN_BN_MIN_EPSILON, mean.raw_data(), invstd.raw_data()));
+        eps, mean.raw_data(), invstd.raw_data()));
   });
 }
 

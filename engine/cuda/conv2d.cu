@@ -27,16 +27,34 @@ namespace ich::cuda {
 
 namespace {
 
+// The algorithm cuDNN chose for one direction, and its workspace.
+template <class Algo> struct Choice {
+  Algo algo{};
+  size_t workspace = 0;
+  bool ready = false;
+};
+
 struct Plan {
   TensorDesc x, y, bias;
   FilterDesc w;
   ConvDesc conv;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
-  size_t fwd_ws = 0, data_ws = 0, filter_ws = 0;
-  bool has_fwd = false, has_data = false, has_filter = false;
+  Choice<cudnnConvolutionFwdAlgo_t> fwd;
+  Choice<cudnnConvolutionBwdDataAlgo_t> data;
+  Choice<cudnnConvolutionBwdFilterAlgo_t> filter;
 };
+
+// Runs a cuDNN Find* call the first time (cuDNN times its candidates) and
+// keeps the first usable answer.
+template <class Perf, class Algo, class Find>
+void choose(Choice<Algo>& c, Find&& find, const char* kernel, const Tensor& a, const Tensor& b) {
+  if (c.ready) return;
+  Perf perf[8];
+  int found = 0;
+  ICH_CUDNN_CHECK(find(perf, &found));
+  const int i = first_usable(perf, found);
+  ICH_CHECK(i >= 0, kernel, ": cuDNN has no algorithm for ", a.str(), " and ", b.str());
+  c = {perf[i].algo, perf[i].memory, true};
+}
 
 using Key = std::tuple<int, int, bool, Shape, Shape, int64_t, int64_t, int64_t, int64_t, int64_t>;
 std::mutex g_mu;
@@ -79,19 +97,13 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   dispatch_float(x, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     Plan& pl = plan_for<T>(x.shape(), w.shape(), p, c.device);
-    if (!pl.has_fwd) {
-      cudnnConvolutionFwdAlgoPerf_t perf[8];
-      int found = 0;
-      ICH_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c.cudnn, pl.x, pl.w, pl.conv, pl.y, 8, &found, perf));
-      const int i = first_usable(perf, found);
-      ICH_CHECK(i >= 0, k, ": cuDNN has no forward algorithm for x ", x.str(), ", w ", w.str());
-      pl.fwd = perf[i].algo;
-      pl.fwd_ws = perf[i].memory;
-      pl.has_fwd = true;
-    }
-    Tensor ws = workspace(pl.fwd_ws, x);
-    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.w, w.raw_data(), pl.conv, pl.fwd,
-                                            ws.raw_data(), pl.fwd_ws, zero<T>(), pl.y, y.raw_data()));
+    choose<cudnnConvolutionFwdAlgoPerf_t>(pl.fwd, [&](auto* perf, int* found) {
+      return cudnnFindConvolutionForwardAlgorithm(c.cudnn, pl.x, pl.w, pl.conv, pl.y, 8, found, perf);
+    }, k, x, w);
+    Tensor ws = workspace(pl.fwd.workspace, x);
+    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.w, w.raw_data(), pl.conv,
+                                            pl.fwd.algo, ws.raw_data(), pl.fwd.workspace, zero<T>(), pl.y,
+                                            y.raw_data()));
     if (b.defined())
       ICH_CUDNN_CHECK(cudnnAddTensor(c.cudnn, one<T>(), pl.bias, b.raw_data(), one<T>(), pl.y, y.raw_data()));
   });
@@ -104,20 +116,12 @@ void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const C
   dispatch_float(w, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     Plan& pl = plan_for<T>(gx.shape(), w.shape(), p, c.device);
-    if (!pl.has_data) {
-      cudnnConvolutionBwdDataAlgoPerf_t perf[8];
-      int found = 0;
-      ICH_CUDNN_CHECK(
-          cudnnFindConvolutionBackwardDataAlgorithm(c.cudnn, pl.w, pl.y, pl.conv, pl.x, 8, &found, perf));
-      const int i = first_usable(perf, found);
-      ICH_CHECK(i >= 0, k, ": cuDNN has no backward-data algorithm for gx ", gx.str(), ", w ", w.str());
-      pl.bwd_data = perf[i].algo;
-      pl.data_ws = perf[i].memory;
-      pl.has_data = true;
-    }
-    Tensor ws = workspace(pl.data_ws, w);
+    choose<cudnnConvolutionBwdDataAlgoPerf_t>(pl.data, [&](auto* perf, int* found) {
+      return cudnnFindConvolutionBackwardDataAlgorithm(c.cudnn, pl.w, pl.y, pl.conv, pl.x, 8, found, perf);
+    }, k, gx, w);
+    Tensor ws = workspace(pl.data.workspace, w);
     ICH_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, one<T>(), pl.w, w.raw_data(), pl.y, gy.raw_data(), pl.conv,
-                                                 pl.bwd_data, ws.raw_data(), pl.data_ws, zero<T>(), pl.x,
+                                                 pl.data.algo, ws.raw_data(), pl.data.workspace, zero<T>(), pl.x,
                                                  gx.raw_data()));
   });
 }
@@ -129,21 +133,13 @@ void conv2d_backward_filter(const Tensor& gy, const Tensor& x, Tensor& gw, const
   dispatch_float(x, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     Plan& pl = plan_for<T>(x.shape(), gw.shape(), p, c.device);
-    if (!pl.has_filter) {
-      cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
-      int found = 0;
-      ICH_CUDNN_CHECK(
-          cudnnFindConvolutionBackwardFilterAlgorithm(c.cudnn, pl.x, pl.y, pl.conv, pl.w, 8, &found, perf));
-      const int i = first_usable(perf, found);
-      ICH_CHECK(i >= 0, k, ": cuDNN has no backward-filter algorithm for x ", x.str(), ", gw ", gw.str());
-      pl.bwd_filter = perf[i].algo;
-      pl.filter_ws = perf[i].memory;
-      pl.has_filter = true;
-    }
-    Tensor ws = workspace(pl.filter_ws, x);
+    choose<cudnnConvolutionBwdFilterAlgoPerf_t>(pl.filter, [&](auto* perf, int* found) {
+      return cudnnFindConvolutionBackwardFilterAlgorithm(c.cudnn, pl.x, pl.y, pl.conv, pl.w, 8, found, perf);
+    }, k, x, gw);
+    Tensor ws = workspace(pl.filter.workspace, x);
     ICH_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.y, gy.raw_data(),
-                                                   pl.conv, pl.bwd_filter, ws.raw_data(), pl.filter_ws, zero<T>(),
-                                                   pl.w, gw.raw_data()));
+                                                   pl.conv, pl.filter.algo, ws.raw_data(), pl.filter.workspace,
+                                                   zero<T>(), pl.w, gw.raw_data()));
   });
 }
 

@@ -35,11 +35,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
   }
   const Tensor x_saved = xc.detach(), g_saved = gamma.detach();
   return record("batch_norm2d", y, {x, gamma, beta},
-                [x_saved, g_saved, mean, invstd, training](const Tensor& gy_in, const NeedsGrad& need) {
+                [x_saved, g_saved, mean, invstd, eps, training](const Tensor& gy_in, const NeedsGrad& need) {
                   const Tensor gy = gy_in.contiguous();
                   Tensor gx = need[0] ? empty_like(x_saved) : Tensor();
                   Tensor ggamma = empty_like(g_saved), gbeta = empty_like(g_saved);
-                  ICH_DISPATCH(gy.device(), batch_norm_backward, gy, x_saved, g_saved, mean, invstd, training, gx,
+                  ICH_DISPATCH(gy.device(), batch_norm_backward, gy, x_saved, g_saved, mean, invstd, eps, training, gx,
                                ggamma, gbeta);
                   return std::vector<Tensor>{gx, need[1] ? ggamma : Tensor(), need[2] ? gbeta : Tensor()};
                 });

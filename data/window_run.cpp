@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <mutex>
 #include <unordered_map>
 
 #include "data/csv.h"
@@ -87,12 +86,11 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
   const std::vector<std::string> files = list_files(o.input, o.out);
   ICH_CHECK(!files.empty(), "input ", o.input, " holds no files");
   struct Result {
+    std::string id, part;  // image id, and where its image waits (see below)
     std::vector<std::string> meta;
     std::string error;
   };
   std::vector<Result> results(files.size());
-  std::mutex mu;
-  std::unordered_map<std::string, size_t> owner;  // image_id -> file index
   const std::string wspec = windows.empty() ? "dicom" : windows_str(windows);
   run_parallel(int64_t(files.size()), o.threads, progress, [&](int64_t i) {
     const std::string& path = files[size_t(i)];
@@ -100,15 +98,15 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
     try {
       const DicomSlice s = read_dicom(path);
       const std::string id = image_id_for(s);
-      {
-        std::lock_guard<std::mutex> l(mu);
-        auto [it, fresh] = owner.emplace(id, size_t(i));
-        ICH_CHECK(fresh, "duplicate image id ", id, " (also in ", files[it->second], ")");
-      }
       int h, w;
       const std::vector<uint8_t> px = windowed_pixels(s, windows, o.size, o.rsna_fix, &h, &w);
       const int64_t C = int64_t(px.size()) / (int64_t(h) * w);
-      write_npy_u8((fs::path(o.out) / (id + ".npy")).string(), px.data(), {h, w, C}, /*durable=*/false);
+      // Written under a name of its own first: two files may carry the same
+      // image id, and which of them gets the real name is decided after the
+      // run, in file order, not by which thread finishes first.
+      r.id = id;
+      r.part = (fs::path(o.out) / (id + ".npy.part" + std::to_string(i))).string();
+      write_npy_u8(r.part, px.data(), {h, w, C}, /*durable=*/false);
       r.meta = {path,
                 id,
                 id + ".npy",
@@ -130,6 +128,20 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
       r.error = e.what();
     }
   });
+  // The first file (in sorted order) with an image id keeps it; later ones
+  // are duplicates.
+  std::unordered_map<std::string, size_t> owner;
+  for (size_t i = 0; i < files.size(); ++i) {
+    Result& r = results[i];
+    if (!r.error.empty()) continue;
+    auto [it, fresh] = owner.emplace(r.id, i);
+    if (fresh) {
+      fs::rename(r.part, fs::path(o.out) / (r.id + ".npy"));
+    } else {
+      fs::remove(r.part);
+      r.error = "duplicate image id " + r.id + " (also in " + files[it->second] + ")";
+    }
+  }
   WindowReport rep;
   CsvWriter meta((fs::path(o.out) / "meta.csv").string(),
                  {"path", "image_id", "file", "patient_id", "study_uid", "series_uid", "z", "rows", "cols", "slope",

@@ -39,6 +39,49 @@ std::string image_id_for(const DicomSlice& s);
 std::vector<uint8_t> windowed_pixels(const DicomSlice& s, const std::vector<Window>& windows, int size, bool rsna_fix,
                                      int* out_h, int* out_w);
 
+// Stored value -> the bytes of every channel (exact formula, RSNA fix,
+// MONOCHROME1), one entry per value in a range. Slices that share rescale and
+// windows (a whole RSNA series does) share the table: it is built once per
+// run and thread, not per file.
+class WindowTable {
+ public:
+  // Makes the table hold [lo, hi] for slices like s.
+  void prepare(const DicomSlice& s, const std::vector<Window>& ws, bool rsna_fix, int32_t lo, int32_t hi);
+  // out[i*C + c] for n pixels: `stored` as read_dicom_direct() gives them, or
+  // nullptr for s.raw.
+  void apply(const DicomSlice& s, const uint8_t* stored, size_t n, uint8_t* out) const;  // out: n*C + 3 bytes
+
+ private:
+  double slope_ = 0, intercept_ = 0;
+  bool fix_ = false, invert_ = false;
+  std::vector<Window> windows_;
+  int32_t lo_ = 0, hi_ = -1;
+  size_t channels_ = 0, stride_ = 0;
+  std::vector<uint8_t> table_;
+};
+
+// The windowed image (rows x cols x C) of a slice's stored values.
+void window_stored(const DicomSlice& s, const uint8_t* stored, const std::vector<Window>& windows, bool rsna_fix,
+                   WindowTable& table, std::vector<uint8_t>& out);
+
+// What one worker keeps from file to file.
+struct WindowScratch {
+  std::vector<uint8_t> file, out;
+  WindowTable table;
+};
+
+struct WindowedFile {
+  DicomSlice slice;  // the header (raw is empty when read directly)
+  int h = 0, w = 0, channels = 0;
+  const uint8_t* pixels = nullptr;  // h*w*channels bytes in scratch.out
+  bool direct = false;              // read by read_dicom_direct(), not DCMTK
+};
+
+// One file: read (directly when it is uncompressed little endian, else with
+// DCMTK) and windowed. Throws ich::Error with the reason for a bad file.
+WindowedFile window_file(const std::string& path, const std::vector<Window>& windows, int size, bool rsna_fix,
+                         WindowScratch& scratch);
+
 WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
 
 }  // namespace ich

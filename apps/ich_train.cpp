@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
   app.add_option("--pos-weight", o.pos_weight, "none, or auto: weigh each label's positives by negatives/positives")
       ->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "fp32, or mixed precision: bf16, or fp16 with loss scaling (convolutions in 16 bits, float32 master "
+                 "weights, optimizer and batch-norm statistics; on the CPU only emulated, for checking numerics)")
+      ->capture_default_str();
   app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed)");
   app.add_option("--seed", o.seed, "seed of the initialisation, data order and augmentation")->capture_default_str();
   app.add_option("--workers", o.workers, "data loading threads")->capture_default_str();

@@ -43,5 +43,9 @@ template <> constexpr DType dtype_of<float>() { return DType::Float32; }
 template <> constexpr DType dtype_of<double>() { return DType::Float64; }
 template <> constexpr DType dtype_of<uint8_t>() { return DType::UInt8; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::Int64; }
+struct BFloat16;
+struct Float16;
+template <> constexpr DType dtype_of<BFloat16>() { return DType::BFloat16; }
+template <> constexpr DType dtype_of<Float16>() { return DType::Float16; }
 
 }  // namespace ich

@@ -5,6 +5,7 @@
 
 #include "engine/allocator.h"
 #include "engine/autograd.h"
+#include "engine/half.h"
 #include "engine/random.h"
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
@@ -89,8 +90,17 @@ template <class F> void with_dtype(DType t, const char* what, F&& f) {
     case DType::Float64: f(double{}); return;
     case DType::UInt8: f(uint8_t{}); return;
     case DType::Int64: f(int64_t{}); return;
-    default: throw Error(std::string(what) + ": dtype " + dtype_name(t) + " is not supported on the CPU");
+    case DType::BFloat16: f(BFloat16{}); return;
+    case DType::Float16: f(Float16{}); return;
   }
+  throw Error(std::string(what) + ": unknown dtype " + std::to_string(int(t)));
+}
+
+// One element to another type; the 16-bit floats go through float.
+template <class T> constexpr bool is_half = std::is_same_v<T, BFloat16> || std::is_same_v<T, Float16>;
+template <class D, class S> D convert(S v) {
+  if constexpr (is_half<S>) return D(float(v));
+  else return D(v);
 }
 }  // namespace
 
@@ -170,7 +180,7 @@ void copy_cpu(const Tensor& src, Tensor& dst) {
       using D = decltype(zd);
       const S* s = static_cast<const S*>(src.raw_data());
       D* d = static_cast<D*>(dst.raw_data());
-      for_each_index(src.shape(), src.strides(), dst.strides(), [&](int64_t a, int64_t b) { d[b] = D(s[a]); });
+      for_each_index(src.shape(), src.strides(), dst.strides(), [&](int64_t a, int64_t b) { d[b] = convert<D>(s[a]); });
     });
   });
 }
@@ -180,6 +190,8 @@ void Tensor::copy_(const Tensor& src) {
   ICH_CHECK(src.shape() == shape(), "copy_: source ", src.str(), " does not match destination ", str());
   if (device().is_cpu() && src.device().is_cpu()) return copy_cpu(src, *this);
 #ifdef ICH_WITH_CUDA
+  if (device() == src.device() && src.dtype() != dtype() && src.is_contiguous() && is_contiguous())
+    return cuda::cast(raw_data(), dtype(), src.raw_data(), src.dtype(), numel(), device());
   ICH_CHECK(src.dtype() == dtype() && src.is_contiguous() && is_contiguous(),
             "copy_ between devices needs contiguous tensors of one dtype: ", src.str(), " -> ", str());
   cuda::copy_bytes(raw_data(), device(), src.raw_data(), src.device(), size_t(numel()) * dtype_size(dtype()));

@@ -36,6 +36,9 @@ void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* o
   t.emplace_back("meta/seed", i64(int64_t(m.seed)));
   t.emplace_back("meta/lr", f64(m.lr));
   t.emplace_back("meta/best_valid_loss", f64(m.best_valid_loss));
+  t.emplace_back("meta/precision", text_tensor(m.precision));
+  t.emplace_back("meta/loss_scale", f64(m.loss_scale));
+  t.emplace_back("meta/loss_scale_tracker", i64(m.loss_scale_tracker));
   if (m.has_pos_weight) {
     std::vector<double> pw(m.pos_weight.begin(), m.pos_weight.end());
     t.emplace_back("meta/pos_weight", Tensor::from_vector(pw, {6}));
@@ -61,6 +64,11 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   m.seed = uint64_t(need("meta/seed").item());
   m.lr = need("meta/lr").item();
   m.best_valid_loss = need("meta/best_valid_loss").item();
+  if (f.find("meta/precision")) {  // checkpoints before mixed precision: fp32
+    m.precision = tensor_text(f.read("meta/precision"));
+    m.loss_scale = need("meta/loss_scale").item();
+    m.loss_scale_tracker = int64_t(need("meta/loss_scale_tracker").item());
+  }
   if (f.find("meta/pos_weight")) {
     const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
     ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");

@@ -23,6 +23,9 @@ struct CheckpointMeta {
   double lr = 2e-5, best_valid_loss = 1e300;
   std::array<float, 6> pos_weight{1, 1, 1, 1, 1, 1};
   bool has_pos_weight = false;
+  std::string precision = "fp32";             // fp32, bf16 or fp16 (engine/amp.h)
+  double loss_scale = 65536;                  // fp16: the LossScaler's state
+  int64_t loss_scale_tracker = 0;
 };
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& meta);

@@ -9,6 +9,7 @@
 
 #include "data/csv.h"
 #include "data/metrics.h"
+#include "engine/amp.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
@@ -92,9 +93,10 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     LoadedCheckpoint c = load_checkpoint(o.resume);
     model = c.model;
     meta = c.meta;
-    ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed, "--resume ", o.resume,
-              ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch, ", seed ", meta.seed,
-              "; pass the same values to continue it exactly");
+    ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed &&
+                  parse_precision(meta.precision) == parse_precision(o.precision),
+              "--resume ", o.resume, ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch,
+              ", seed ", meta.seed, ", precision ", meta.precision, "; pass the same values to continue it exactly");
     say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
         std::to_string(meta.next_batch));
   } else {
@@ -107,6 +109,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     meta.batch = o.batch;
     meta.seed = o.seed;
     meta.lr = o.lr;
+    meta.precision = precision_name(parse_precision(o.precision));
     meta.windows = windows_of_images(o.images);
     if (o.pos_weight == "auto") {
       // Rare labels weigh more: negatives/positives per label (the seed's own suggestion), at most 100.
@@ -115,6 +118,15 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
       meta.has_pos_weight = true;
     }
   }
+  const DType precision = parse_precision(meta.precision);
+  if (precision != DType::Float32 && dev.is_cpu())
+    say(std::string("--precision ") + meta.precision +
+        " on the CPU: emulated (float32 holding rounded values), for checking its numerics; it is not faster");
+  // float16 needs loss scaling (engine/amp.h); bfloat16 has float32's range.
+  const bool scaled = precision == DType::Float16;
+  LossScaler scaler;
+  if (scaled) scaler.restore(meta.loss_scale, meta.loss_scale_tracker);
+  int64_t skipped = 0;
   model->to(dev);
   model->train();
   Adam opt(model->parameters(), Adam::Options{meta.lr});
@@ -153,8 +165,14 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     Batch b;
     while (meta.next_batch < n && loader.next(b)) {
       opt.zero_grad();
-      Tensor loss = bce_with_logits((*model)(b.x.to(dev)), b.y.to(dev), pos_weight);
-      loss.backward();
+      Tensor loss;
+      {
+        AutocastGuard autocast(precision);  // convolutions and the head in bf16/fp16; the loss in float32
+        Tensor logits = (*model)(b.x.to(dev));
+        AutocastGuard off(DType::Float32);
+        loss = bce_with_logits(logits, b.y.to(dev), pos_weight);
+      }
+      (scaled ? scaler.scale_loss(loss) : loss).backward();
       // Here the gradients of the step are complete: the place where a
       // data-parallel all-reduce across GPUs would go, before the update.
       const double l = loss.item();
@@ -163,8 +181,17 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
                     std::to_string(epoch + 1) + ", batch " + std::to_string(meta.next_batch) + " (step " +
                     std::to_string(meta.step + 1) + "): stopped without applying it; " + last +
                     " holds the last good state. Try a lower --lr.");
-      opt.step();
+      bool applied = true;
+      if (scaled) {  // overflowed gradients: skip the step, halve the scale
+        applied = scaler.unscale(model->parameters());
+        scaler.update(!applied);
+        meta.loss_scale = scaler.scale();
+        meta.loss_scale_tracker = scaler.growth_tracker();
+        skipped += !applied;
+      }
+      if (applied) opt.step();
       ++meta.step;
+      if (o.on_step) o.on_step(meta.step, l, applied);
       ++meta.next_batch;
       loss_sum += l;
       ++loss_n;
@@ -186,6 +213,12 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
       }
     }
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (scaled) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "fp16: %lld steps skipped so far (gradients overflowed), loss scale now %g",
+                    (long long)skipped, scaler.scale());
+      say(buf);
+    }
     // Validation: unweighted mean BCE (the seed's validation loss), AUC, competition metric.
     std::vector<std::array<double, 6>> p = predict_probs(*model, valid_ds, meta.size, meta.batch, dev, nullptr);
     std::vector<std::array<int, 6>> y(valid_ds.size());

@@ -24,6 +24,10 @@ struct TrainOptions {
   int workers = 2;
   bool augment = true;
   int64_t max_steps_per_epoch = 0;  // 0: the whole epoch (a smaller number for smoke tests)
+  std::string precision = "fp32";   // fp32, bf16 or fp16 (engine/amp.h; fp16 with loss scaling)
+  // Called after every step: its number (from 1), the batch's loss, and
+  // whether it was applied (fp16 skips steps whose gradients overflowed).
+  std::function<void(int64_t step, double loss, bool applied)> on_step;
 };
 
 struct EpochLog {

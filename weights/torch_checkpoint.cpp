@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "engine/half.h"
 #include "weights/pickle.h"
 #include "weights/zip_reader.h"
 
@@ -242,19 +243,6 @@ class Reader {
     return t;
   }
 
-  static float half_to_float(uint16_t h) {
-    const uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    float f;
-    if (exp == 0) {
-      f = std::ldexp(float(man), -24);  // zero or subnormal
-    } else if (exp == 31) {
-      f = man ? NAN : INFINITY;
-    } else {
-      f = std::ldexp(float(man | 0x400), int(exp) - 25);
-    }
-    return sign ? -f : f;
-  }
-
   static void store(Tensor& t, int64_t k, const StorageRef& s, int64_t i) {
     const char* p = s.data + size_t(i) * s.type->elem;
     auto get = [p](auto v) {
@@ -264,12 +252,8 @@ class Reader {
     switch (s.type->src) {
       case Src::Float: t.data<float>()[k] = get(float{}); break;
       case Src::Double: t.data<double>()[k] = get(double{}); break;
-      case Src::Half: t.data<float>()[k] = half_to_float(get(uint16_t{})); break;
-      case Src::BFloat16: {
-        const uint32_t bits = uint32_t(get(uint16_t{})) << 16;
-        std::memcpy(t.data<float>() + k, &bits, 4);
-        break;
-      }
+      case Src::Half: t.data<float>()[k] = fp16_bits_to_float(get(uint16_t{})); break;
+      case Src::BFloat16: t.data<float>()[k] = bf16_bits_to_float(get(uint16_t{})); break;
       case Src::Long: t.data<int64_t>()[k] = get(int64_t{}); break;
       case Src::Int: t.data<int64_t>()[k] = get(int32_t{}); break;
       case Src::Short: t.data<int64_t>()[k] = get(int16_t{}); break;

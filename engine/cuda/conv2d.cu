@@ -56,24 +56,61 @@ void choose(Choice<Algo>& c, Find&& find, const char* kernel, const Tensor& a, c
   c = {perf[i].algo, perf[i].memory, true};
 }
 
+// The element types a convolution runs in. float32 and float64 compute in
+// their own type (FMA math, no TF32 unless allowed, so that they compare
+// with the CPU); bfloat16 and float16 (mixed precision, engine/amp.h) store
+// 16 bits, accumulate in float32 and may use tensor cores. Tags stand for
+// the 16-bit types: only their cuDNN descriptions matter here.
+struct BF16Tag {};
+struct F16Tag {};
+template <class T> struct ConvType {  // float, double
+  using Scale = T;
+  static cudnnDataType_t data() { return cudnn_type<T>(); }
+  static cudnnDataType_t compute() { return cudnn_type<T>(); }
+  static cudnnMathType_t math() { return allow_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
+};
+template <> struct ConvType<BF16Tag> {
+  using Scale = float;
+  static cudnnDataType_t data() { return CUDNN_DATA_BFLOAT16; }
+  static cudnnDataType_t compute() { return CUDNN_DATA_FLOAT; }
+  static cudnnMathType_t math() { return CUDNN_TENSOR_OP_MATH; }
+};
+template <> struct ConvType<F16Tag> {
+  using Scale = float;
+  static cudnnDataType_t data() { return CUDNN_DATA_HALF; }
+  static cudnnDataType_t compute() { return CUDNN_DATA_FLOAT; }
+  static cudnnMathType_t math() { return CUDNN_TENSOR_OP_MATH; }
+};
+
+template <class F> void dispatch_conv(const Tensor& t, const char* kernel, F&& f) {
+  switch (t.dtype()) {
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    case DType::BFloat16: f(BF16Tag{}); return;
+    case DType::Float16: f(F16Tag{}); return;
+    default: throw Error(std::string(kernel) + ": dtype " + dtype_name(t.dtype()) + " is not supported on cuda");
+  }
+}
+
 using Key = std::tuple<int, int, bool, Shape, Shape, int64_t, int64_t, int64_t, int64_t, int64_t>;
 std::mutex g_mu;
 std::map<Key, std::unique_ptr<Plan>> g_plans;
 
 template <class T> Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2dParams& p, int device) {
-  const Key key{device, int(cudnn_type<T>()), allow_tf32(), xs, ws, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.groups};
+  const Key key{device, int(ConvType<T>::data()), allow_tf32(), xs, ws, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.groups};
   std::lock_guard<std::mutex> lock(g_mu);
   auto& slot = g_plans[key];
   if (slot) return *slot;
   auto pl = std::make_unique<Plan>();
-  const cudnnDataType_t t = cudnn_type<T>();
+  const cudnnDataType_t t = ConvType<T>::data();
   set_nchw(pl->x, t, xs);
   ICH_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl->w, t, CUDNN_TENSOR_NCHW, int(ws[0]), int(ws[1]), int(ws[2]),
                                              int(ws[3])));
   ICH_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl->conv, int(p.pad_h), int(p.pad_w), int(p.stride_h),
-                                                  int(p.stride_w), 1, 1, CUDNN_CROSS_CORRELATION, t));
+                                                  int(p.stride_w), 1, 1, CUDNN_CROSS_CORRELATION,
+                                                  ConvType<T>::compute()));
   ICH_CUDNN_CHECK(cudnnSetConvolutionGroupCount(pl->conv, int(p.groups)));
-  ICH_CUDNN_CHECK(cudnnSetConvolutionMathType(pl->conv, allow_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  ICH_CUDNN_CHECK(cudnnSetConvolutionMathType(pl->conv, ConvType<T>::math()));
   int n, c, h, w;
   ICH_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(pl->conv, pl->x, pl->w, &n, &c, &h, &w));
   ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->y, CUDNN_TENSOR_NCHW, t, n, c, h, w));
@@ -94,18 +131,19 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   for (const Tensor* t : TensorList{&x, &w, &y}) expect(*t, k, "x/w/y", x.dtype());
   if (b.defined()) expect(b, k, "b", x.dtype());
   Context& c = context_of(x);
-  dispatch_float(x, k, [&](auto zero_value) {
+  dispatch_conv(x, k, [&](auto zero_value) {
     using T = decltype(zero_value);
+    using S = typename ConvType<T>::Scale;
     Plan& pl = plan_for<T>(x.shape(), w.shape(), p, c.device);
     choose<cudnnConvolutionFwdAlgoPerf_t>(pl.fwd, [&](auto* perf, int* found) {
       return cudnnFindConvolutionForwardAlgorithm(c.cudnn, pl.x, pl.w, pl.conv, pl.y, 8, found, perf);
     }, k, x, w);
     Tensor ws = workspace(pl.fwd.workspace, x);
-    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.w, w.raw_data(), pl.conv,
-                                            pl.fwd.algo, ws.raw_data(), pl.fwd.workspace, zero<T>(), pl.y,
+    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<S>(), pl.x, x.raw_data(), pl.w, w.raw_data(), pl.conv,
+                                            pl.fwd.algo, ws.raw_data(), pl.fwd.workspace, zero<S>(), pl.y,
                                             y.raw_data()));
     if (b.defined())
-      ICH_CUDNN_CHECK(cudnnAddTensor(c.cudnn, one<T>(), pl.bias, b.raw_data(), one<T>(), pl.y, y.raw_data()));
+      ICH_CUDNN_CHECK(cudnnAddTensor(c.cudnn, one<S>(), pl.bias, b.raw_data(), one<S>(), pl.y, y.raw_data()));
   });
 }
 
@@ -113,15 +151,16 @@ void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const C
   const char* k = "conv2d_backward_data";
   for (const Tensor* t : TensorList{&gy, &w, &gx}) expect(*t, k, "gy/w/gx", w.dtype());
   Context& c = context_of(w);
-  dispatch_float(w, k, [&](auto zero_value) {
+  dispatch_conv(w, k, [&](auto zero_value) {
     using T = decltype(zero_value);
+    using S = typename ConvType<T>::Scale;
     Plan& pl = plan_for<T>(gx.shape(), w.shape(), p, c.device);
     choose<cudnnConvolutionBwdDataAlgoPerf_t>(pl.data, [&](auto* perf, int* found) {
       return cudnnFindConvolutionBackwardDataAlgorithm(c.cudnn, pl.w, pl.y, pl.conv, pl.x, 8, found, perf);
     }, k, gx, w);
     Tensor ws = workspace(pl.data.workspace, w);
-    ICH_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, one<T>(), pl.w, w.raw_data(), pl.y, gy.raw_data(), pl.conv,
-                                                 pl.data.algo, ws.raw_data(), pl.data.workspace, zero<T>(), pl.x,
+    ICH_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, one<S>(), pl.w, w.raw_data(), pl.y, gy.raw_data(), pl.conv,
+                                                 pl.data.algo, ws.raw_data(), pl.data.workspace, zero<S>(), pl.x,
                                                  gx.raw_data()));
   });
 }
@@ -130,16 +169,17 @@ void conv2d_backward_filter(const Tensor& gy, const Tensor& x, Tensor& gw, const
   const char* k = "conv2d_backward_filter";
   for (const Tensor* t : TensorList{&gy, &x, &gw}) expect(*t, k, "gy/x/gw", x.dtype());
   Context& c = context_of(x);
-  dispatch_float(x, k, [&](auto zero_value) {
+  dispatch_conv(x, k, [&](auto zero_value) {
     using T = decltype(zero_value);
+    using S = typename ConvType<T>::Scale;
     Plan& pl = plan_for<T>(x.shape(), gw.shape(), p, c.device);
     choose<cudnnConvolutionBwdFilterAlgoPerf_t>(pl.filter, [&](auto* perf, int* found) {
       return cudnnFindConvolutionBackwardFilterAlgorithm(c.cudnn, pl.x, pl.y, pl.conv, pl.w, 8, found, perf);
     }, k, x, gw);
     Tensor ws = workspace(pl.filter.workspace, x);
-    ICH_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, one<T>(), pl.x, x.raw_data(), pl.y, gy.raw_data(),
+    ICH_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, one<S>(), pl.x, x.raw_data(), pl.y, gy.raw_data(),
                                                    pl.conv, pl.filter.algo, ws.raw_data(), pl.filter.workspace,
-                                                   zero<T>(), pl.w, gw.raw_data()));
+                                                   zero<S>(), pl.w, gw.raw_data()));
   });
 }
 

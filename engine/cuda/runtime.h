@@ -15,6 +15,9 @@ namespace ich::cuda {
 int device_count();
 // Copies bytes between any two of host and device memory, and waits.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// Converts n contiguous elements between float32, float64, bfloat16 and
+// float16 on one device (round to nearest even, as engine/half.h).
+void cast(void* dst, DType dst_type, const void* src, DType src_type, int64_t n, Device dev);
 // Sets n contiguous elements of a device buffer to value.
 void fill(void* dst, Device dev, int64_t n, DType dtype, double value);
 // TF32 tensor cores for float32 convolutions and GEMMs. Off by default, so

@@ -2,11 +2,50 @@
 // Gradient rules: dx from conv2d_backward_data, dw from
 // conv2d_backward_filter, db = sum of dy over (N,H,W). x is saved only when
 // the weight needs its gradient, w only when x needs its gradient.
+#include "engine/amp.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops/op_util.h"
 
 namespace ich {
+
+namespace {
+
+// Under autocast (engine/amp.h): bfloat16/float16 operands, float32
+// accumulation, results rounded; cuDNN takes 16-bit tensors natively.
+Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
+                    const Shape& y_shape) {
+  const MixedOperands m{autocast_dtype(), x.device().is_cuda()};
+  const Tensor xl = m.operand(x), wl = m.operand(weight), bl = bias.defined() ? m.operand(bias) : Tensor();
+  Tensor yl = m.result(y_shape, x);
+  ICH_DISPATCH(x.device(), conv2d_forward, xl, wl, bl, yl, p);
+  const Tensor x_saved = weight.requires_grad() ? xl.detach() : Tensor();
+  const Tensor w_saved = x.requires_grad() ? wl.detach() : Tensor();
+  const Shape x_shape = x.shape(), w_shape = weight.shape();
+  return record("conv2d", m.finish(yl), {x, weight, bias},
+                [m, x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gyl = m.operand(gy_in);
+                  Tensor gx, gw, gb;
+                  if (need[0]) {
+                    Tensor r = m.result(x_shape, gyl);
+                    ICH_DISPATCH(gyl.device(), conv2d_backward_data, gyl, w_saved, r, p);
+                    gx = m.finish(r);
+                  }
+                  if (need[1]) {
+                    Tensor r = m.result(w_shape, gyl);
+                    ICH_DISPATCH(gyl.device(), conv2d_backward_filter, gyl, x_saved, r, p);
+                    gw = m.finish(r);
+                  }
+                  if (need[2]) {  // float32, from the float32 gradient
+                    const Tensor gy = gy_in.contiguous();
+                    gb = empty_on(gy, {w_shape[0]});
+                    ICH_DISPATCH(gy.device(), conv2d_backward_bias, gy, gb);
+                  }
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+
+}  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   ICH_CHECK(x.dim() == 4, "conv2d: input must be (N,C,H,W), got ", x.str());
@@ -22,6 +61,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const int64_t Wo = (x.size(3) + 2 * p.pad_w - weight.size(3)) / p.stride_w + 1;
   ICH_CHECK(x.size(2) + 2 * p.pad_h >= weight.size(2) && x.size(3) + 2 * p.pad_w >= weight.size(3),
             "conv2d: input ", x.str(), " is smaller than the kernel ", weight.str());
+  if (autocast_dtype() != DType::Float32 && x.dtype() == DType::Float32)
+    return conv2d_mixed(x, weight, bias, p, {x.size(0), weight.size(0), Ho, Wo});
   const Tensor xc = x.contiguous(), wc = weight.contiguous();
   Tensor y = empty_on(x, {x.size(0), weight.size(0), Ho, Wo});
   ICH_DISPATCH(x.device(), conv2d_forward, xc, wc, bias, y, p);

@@ -1,9 +1,43 @@
 // linear: y = x w^T + b, forward and backward (see engine/cpu/linear.cpp).
+#include "engine/amp.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops/op_util.h"
 
 namespace ich {
+
+namespace {
+
+// Under autocast (engine/amp.h): operands and results rounded to the low
+// precision, float32 GEMMs (a 2048 x 6 head: not worth a 16-bit path).
+Tensor linear_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const MixedOperands m{autocast_dtype(), /*native=*/false};
+  const Tensor xl = m.operand(x), wl = m.operand(weight), bl = bias.defined() ? m.operand(bias) : Tensor();
+  Tensor y = m.result({x.size(0), weight.size(0)}, x);
+  ICH_DISPATCH(x.device(), linear_forward, xl, wl, bl, y);
+  const Tensor x_saved = xl.detach(), w_saved = wl.detach();
+  const Shape x_shape = x.shape(), w_shape = weight.shape();
+  return record("linear", m.finish(y), {x, weight, bias},
+                [m, x_saved, w_saved, x_shape, w_shape](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gyl = m.operand(gy_in);
+                  Tensor gx, gw, gb;
+                  if (need[0]) {
+                    gx = m.result(x_shape, gyl);
+                    ICH_DISPATCH(gyl.device(), linear_backward_input, gyl, w_saved, gx);
+                    gx = m.finish(gx);
+                  }
+                  if (need[1]) gw = m.result(w_shape, gyl);
+                  if (need[2]) gb = m.result({w_shape[0]}, gyl);
+                  if (need[1] || need[2]) {
+                    ICH_DISPATCH(gyl.device(), linear_backward_params, gyl, x_saved, gw, gb);
+                    if (need[1]) gw = m.finish(gw);
+                    if (need[2]) gb = m.finish(gb);
+                  }
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+
+}  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   ICH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1), "linear: input ", x.str(),
@@ -11,6 +45,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   ICH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ", bias.str(),
             " does not match weight ", weight.str());
   same_device_dtype("linear", x, {&weight, &bias});
+  if (autocast_dtype() != DType::Float32 && x.dtype() == DType::Float32) return linear_mixed(x, weight, bias);
   const Tensor xc = x.contiguous(), wc = weight.contiguous();
   Tensor y = empty_on(x, {x.size(0), weight.size(0)});
   ICH_DISPATCH(x.device(), linear_forward, xc, wc, bias, y);

@@ -1,0 +1,95 @@
+#include "engine/amp.h"
+
+#include "engine/kernels.h"
+#include "engine/ops.h"
+
+namespace ich {
+
+namespace {
+thread_local DType g_autocast = DType::Float32;
+}
+
+DType parse_precision(const std::string& name) {
+  if (name == "fp32" || name == "float32") return DType::Float32;
+  if (name == "bf16" || name == "bfloat16") return DType::BFloat16;
+  if (name == "fp16" || name == "float16") return DType::Float16;
+  throw Error("precision '" + name + "': expected fp32, bf16 or fp16");
+}
+
+const char* precision_name(DType p) {
+  switch (p) {
+    case DType::BFloat16: return "bf16";
+    case DType::Float16: return "fp16";
+    default: return "fp32";
+  }
+}
+
+DType autocast_dtype() { return g_autocast; }
+
+AutocastGuard::AutocastGuard(DType precision) : previous_(g_autocast) {
+  ICH_CHECK(precision == DType::Float32 || precision == DType::BFloat16 || precision == DType::Float16,
+            "autocast to ", dtype_name(precision), ": only bfloat16 and float16 (or float32: off)");
+  g_autocast = precision;
+}
+AutocastGuard::~AutocastGuard() { g_autocast = previous_; }
+
+Tensor rounded(const Tensor& t, DType precision) {
+  Tensor r = t.contiguous();
+  if (r.raw_data() == t.raw_data()) r = r.clone();  // never round the caller's tensor
+  ICH_DISPATCH(r.device(), round_to_precision_, r, precision);
+  return r;
+}
+
+Tensor MixedOperands::operand(const Tensor& t) const {
+  return native ? t.contiguous().to(precision) : rounded(t, precision);
+}
+
+Tensor MixedOperands::result(const Shape& shape, const Tensor& like) const {
+  return Tensor::empty(shape, native ? precision : DType::Float32, like.device());
+}
+
+Tensor MixedOperands::finish(const Tensor& r) const {
+  if (native) return r.to(DType::Float32);
+  Tensor out = r;
+  ICH_DISPATCH(out.device(), round_to_precision_, out, precision);
+  return out;
+}
+
+LossScaler::LossScaler(const Options& o) : o_(o), scale_(o.init_scale) {
+  ICH_CHECK(o.init_scale > 0 && o.growth_factor > 1 && o.backoff_factor > 0 && o.backoff_factor < 1 &&
+                o.growth_interval > 0,
+            "LossScaler: need init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
+}
+
+Tensor LossScaler::scale_loss(const Tensor& loss) const { return ich::scale(loss, scale_); }
+
+bool LossScaler::unscale(const std::vector<Tensor>& params) const {
+  if (params.empty()) return true;
+  Tensor found = Tensor::zeros({1}, DType::Float32, params.front().device());
+  const double inv = 1.0 / scale_;  // as GradScaler: the reciprocal in double, then one multiply per element
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    ICH_DISPATCH(g.device(), unscale_check_, g, inv, found);
+  }
+  return found.item() == 0;  // one read back per step
+}
+
+void LossScaler::update(bool found_inf) {
+  if (found_inf) {
+    scale_ *= o_.backoff_factor;
+    tracker_ = 0;
+  } else if (++tracker_ == o_.growth_interval) {
+    scale_ *= o_.growth_factor;
+    tracker_ = 0;
+  }
+}
+
+void LossScaler::restore(double scale, int64_t growth_tracker) {
+  ICH_CHECK(scale > 0 && growth_tracker >= 0 && growth_tracker < o_.growth_interval, "LossScaler: bad saved state (scale ",
+            scale, ", tracker ", growth_tracker, ")");
+  scale_ = scale;
+  tracker_ = growth_tracker;
+}
+
+}  // namespace ich

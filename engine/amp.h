@@ -1,0 +1,92 @@
+// amp.h: mixed precision, as PyTorch's autocast + GradScaler do it, for the
+// two ops that carry the arithmetic (conv2d and linear).
+//
+// Under an AutocastGuard(bfloat16 or float16), conv2d and linear take their
+// float32 operands (activation, weight, bias, and in backward the incoming
+// gradient) rounded to the low precision, multiply with float32
+// accumulation, and round their results (output, input and weight
+// gradients) to it too. Everything else stays float32: batch-norm
+// statistics, the loss, the master weights and the optimizer state.
+//
+// Where the device's kernel takes 16-bit tensors (cuDNN convolutions on a
+// GPU: tensor cores), the operands really are bfloat16/float16 tensors, half
+// the bytes, and the convolution saves those for backward. On the CPU (and
+// for linear, a GEMM of 2048 x 6) the same numbers are made by rounding
+// float32 values in place (round_to_precision_): numerically what tensor
+// cores compute, up to the order of accumulation. That is what lets the CPU
+// tests check the training curve of mixed precision.
+//
+// float16's range stops at 65504 and its smallest subnormal is 2^-24: small
+// gradients flush to zero. LossScaler multiplies the loss by a large factor
+// before backward and divides the gradients back before the step, skipping
+// steps whose gradients overflowed, with torch.cuda.amp.GradScaler's rule
+// (start 65536, x0.5 on overflow, x2 after 2000 clean steps). bfloat16 has
+// float32's range and needs no scaler.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace ich {
+
+// "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16".
+DType parse_precision(const std::string& name);
+const char* precision_name(DType p);  // "fp32", "bf16", "fp16"
+
+// The low precision conv2d and linear use on this thread; Float32 when off.
+DType autocast_dtype();
+
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(DType precision);  // Float32 turns autocast off inside
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  DType previous_;
+};
+
+// The operands and results of one op under autocast. native: the device's
+// kernel takes 16-bit tensors (results come back as such and are widened);
+// otherwise float32 tensors holding rounded values.
+struct MixedOperands {
+  DType precision;
+  bool native;
+  Tensor operand(const Tensor& t) const;                       // contiguous, rounded or converted
+  Tensor result(const Shape& shape, const Tensor& like) const;  // an empty output of the kernel
+  Tensor finish(const Tensor& r) const;                         // float32, rounded
+};
+
+// A float32 copy of t with every element rounded to `precision`.
+Tensor rounded(const Tensor& t, DType precision);
+
+class LossScaler {
+ public:
+  struct Options {
+    double init_scale = 65536, growth_factor = 2, backoff_factor = 0.5;
+    int64_t growth_interval = 2000;
+  };
+  LossScaler() : LossScaler(Options{}) {}
+  explicit LossScaler(const Options& o);
+
+  double scale() const { return scale_; }
+  int64_t growth_tracker() const { return tracker_; }
+  // loss * scale, with its gradient (backward of the scaled loss).
+  Tensor scale_loss(const Tensor& loss) const;
+  // Divides every defined gradient by the scale; false when any is not
+  // finite (the step must then be skipped).
+  bool unscale(const std::vector<Tensor>& params) const;
+  // After each step: the new scale, by GradScaler's rule.
+  void update(bool found_inf);
+  // Checkpointing: continue with the same scale.
+  void restore(double scale, int64_t growth_tracker);
+
+ private:
+  Options o_;
+  double scale_;
+  int64_t tracker_ = 0;
+};
+
+}  // namespace ich

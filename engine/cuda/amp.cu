@@ -1,0 +1,59 @@
+// amp.cu: the two CUDA kernels of mixed precision (engine/amp.h), the same
+// rounding as engine/half.h through CUDA's own conversions.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "engine/cuda/cuda_util.h"
+#include "engine/kernels.h"
+
+namespace ich::cuda {
+
+namespace {
+
+__global__ void round_bf16_kernel(float* p, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = __bfloat162float(__float2bfloat16_rn(p[i]));
+}
+__global__ void round_fp16_kernel(float* p, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = __half2float(__float2half_rn(p[i]));
+}
+
+template <class T> __global__ void unscale_kernel(T* g, int64_t n, T inv, float* found) {
+  bool bad = false;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    g[i] = g[i] * inv;
+    bad |= !isfinite(g[i]);
+  }
+  if (bad) *found = 1.f;  // benign race: every writer writes 1
+}
+
+}  // namespace
+
+void round_to_precision_(Tensor& t, DType precision) {
+  expect(t, "round_to_precision_", "t", DType::Float32);
+  const int64_t n = t.numel();
+  if (n == 0) return;
+  cudaStream_t s = context_of(t).stream;
+  if (precision == DType::BFloat16) round_bf16_kernel<<<blocks_for(n), 256, 0, s>>>(ptr<float>(t), n);
+  else if (precision == DType::Float16) round_fp16_kernel<<<blocks_for(n), 256, 0, s>>>(ptr<float>(t), n);
+  else throw Error(std::string("round_to_precision_: ") + dtype_name(precision) + " is not bfloat16 or float16");
+  ICH_CUDA_LAUNCH_CHECK();
+}
+
+void unscale_check_(Tensor& g, double inv_scale, Tensor& found_inf) {
+  const char* k = "unscale_check_";
+  expect(found_inf, k, "found_inf", DType::Float32);
+  ICH_CHECK(found_inf.numel() == 1, k, ": found_inf must hold one element");
+  expect(g, k, "g", g.dtype());
+  const int64_t n = g.numel();
+  if (n == 0) return;
+  cudaStream_t s = context_of(g).stream;
+  dispatch_float(g, k, [&](auto zero) {
+    using T = decltype(zero);
+    unscale_kernel<T><<<blocks_for(n), 256, 0, s>>>(ptr<T>(g), n, T(inv_scale), ptr<float>(found_inf));
+  });
+  ICH_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace ich::cuda

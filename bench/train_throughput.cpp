@@ -2,80 +2,169 @@
 // race against PyTorch (shared/bench/torch_resnext_baseline.py measures the
 // same configuration: resnext101_32x8d, fc -> 6 outputs, BCE with logits,
 // Adam lr 2e-5, square inputs, random data resident on the device).
-// Prints one table row per batch size: images per second (median of the
-// timed steps) and peak device memory (our caching allocator's peak).
+//
+// One table row per configuration (precision:batch, as the PyTorch script
+// takes them; "amp" is bf16): images per second (median of the timed steps),
+// peak device memory (our caching allocator's peak), the step's achieved
+// TFLOP/s (3 x 2 x the model's multiply-adds per image: forward, and
+// backward at twice the forward) and that as a share of this device's
+// float32 GEMM rate measured in the same run. With --profile, a second table:
+// where a step's time goes by kernel family (conv, batchnorm, elementwise,
+// pooling, linear, loss, optimizer, cast), from profiled steps that
+// synchronise around every kernel.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 #include "apps/app_main.h"
 #include "engine/allocator.h"
+#include "engine/amp.h"
 #include "engine/device_select.h"
-#include "engine/ops.h"
-#include "engine/optim.h"
+#include "engine/kernels.h"
+#include "engine/profile.h"
 #include "layers/resnext.h"
+#include "layers/summary.h"
+#include "train/step.h"
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
 #endif
 
 namespace {
 
-double step_seconds(ich::ResNeXt& m, ich::Adam& opt, const ich::Tensor& x, const ich::Tensor& y, ich::Device d) {
-  const auto t0 = std::chrono::steady_clock::now();
-  opt.zero_grad();
-  ich::Tensor loss = ich::bce_with_logits(m(x), y);
-  loss.backward();
-  opt.step();
+void sync(ich::Device d) {
 #ifdef ICH_WITH_CUDA
   if (d.is_cuda()) ich::cuda::synchronize(d.index);
 #endif
   (void)d;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// float32 GEMM rate of this device (n x n x n through our linear kernel).
+double gemm_tflops(ich::Device d) {
+  const int64_t n = d.is_cuda() ? 8192 : 1024;
+  ich::Generator gen(0);
+  const ich::Tensor a = ich::Tensor::randn({n, n}, gen).to(d), b = ich::Tensor::randn({n, n}, gen).to(d);
+  ich::Tensor c = ich::Tensor::empty({n, n}, ich::DType::Float32, d);
+  ICH_DISPATCH(d, linear_forward, a, b, ich::Tensor(), c);
+  sync(d);
+  const int reps = d.is_cuda() ? 10 : 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) ICH_DISPATCH(d, linear_forward, a, b, ich::Tensor(), c);
+  sync(d);
+  return reps * 2.0 * double(n) * double(n) * double(n) / seconds_since(t0) / 1e12;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Training throughput of ich on a ResNeXt (images/s, peak memory), one row per batch size"};
-  std::string arch = "resnext101_32x8d", batches = "8,32", device = "auto";
+  CLI::App app{"Training throughput of ich on a ResNeXt (images/s, peak memory, TFLOP/s), one row per configuration"};
+  std::string arch = "resnext101_32x8d", configs, batches = "8,32", device = "auto";
   int64_t size = 200, steps = 20, warmup = 5;
-  bool tf32 = false;
+  bool tf32 = false, profile = false;
   app.add_option("--arch", arch, "architecture")->capture_default_str();
   app.add_option("--size", size, "square input size")->capture_default_str();
-  app.add_option("--batches", batches, "comma-separated batch sizes")->capture_default_str();
-  app.add_option("--steps", steps, "timed steps per batch size")->capture_default_str();
+  app.add_option("--configs", configs,
+                 "precision:batch list, e.g. fp32:8,fp32:32,bf16:32,bf16:64 (amp = bf16, as the PyTorch script); "
+                 "overrides --batches");
+  app.add_option("--batches", batches, "comma-separated batch sizes, in float32")->capture_default_str();
+  app.add_option("--steps", steps, "timed steps per configuration")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first (algorithm search, allocator warm-up)")->capture_default_str();
   app.add_option("--device", device, "cpu, cuda or auto")->capture_default_str();
   app.add_flag("--tf32", tf32, "allow TF32 tensor cores for float32 convolutions and GEMMs");
+  app.add_flag("--profile", profile, "also print where a step's time goes, by kernel family");
   return ich::run_app("ich-bench-train", app, argc, argv, [&] {
     const ich::Device d = ich::pick_device(device);
 #ifdef ICH_WITH_CUDA
     if (d.is_cuda()) ich::cuda::set_allow_tf32(tf32);
 #endif
-    std::printf("| engine | precision | batch | images/s | peak GiB |\n|---|---|---|---|---|\n");
-    std::stringstream ss(batches);
-    std::string b;
-    while (std::getline(ss, b, ',')) {
-      const int64_t batch = std::stoll(b);
+    std::vector<std::pair<ich::DType, int64_t>> runs;
+    std::stringstream ss(configs.empty() ? batches : configs);
+    for (std::string item; std::getline(ss, item, ',');) {
+      const size_t colon = item.find(':');
+      const std::string prec = colon == std::string::npos ? "fp32" : item.substr(0, colon);
+      runs.emplace_back(ich::parse_precision(prec == "amp" ? "bf16" : prec),
+                        std::stoll(colon == std::string::npos ? item : item.substr(colon + 1)));
+    }
+    ICH_CHECK(!runs.empty() && steps >= 1, "ich-bench-train: nothing to run");
+
+    // Multiply-adds of one image, from the layer table (torchvision's count).
+    int64_t macs = 0;
+    {
+      ich::Generator gen(0);
+      ich::ResNeXt m(ich::resnext_preset(arch, 6), gen);
+      for (const auto& r : ich::summarize(m, {1, 3, size, size})) macs += r.macs;
+    }
+    const double ceiling = gemm_tflops(d);
+    std::printf("# ich-bench-train: %s, %lldx%lld, Adam, BCE, on %s; float32 GEMM ceiling here %.2f TFLOP/s; "
+                "%.2f GMAC per image\n\n",
+                arch.c_str(), (long long)size, (long long)size, d.str().c_str(), ceiling, double(macs) / 1e9);
+    std::printf("| engine | precision | batch | images/s | peak GiB | TFLOP/s | of GEMM ceiling |\n"
+                "|---|---|---|---|---|---|---|\n");
+    std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
+    std::vector<std::string> config_names;
+    for (const auto& [precision, batch] : runs) {
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 1000), gen);
       m.replace_head(6, gen);
       m.to(d);
       m.train();
       ich::Adam opt(m.parameters(), ich::Adam::Options{2e-5});
+      ich::LossScaler scaler;
+      ich::LossScaler* sc = precision == ich::DType::Float16 ? &scaler : nullptr;
       const ich::Tensor x = ich::Tensor::randn({batch, 3, size, size}, gen).to(d);
       const ich::Tensor y = ich::Tensor::uniform({batch, 6}, 0, 1, gen).to(d);
+      auto step = [&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        ich::train_step(m, opt, x, y, ich::Tensor(), precision, sc);
+        sync(d);
+        return seconds_since(t0);
+      };
       ich::allocator_for(d).reset_peak();
-      for (int64_t i = 0; i < warmup; ++i) step_seconds(m, opt, x, y, d);
+      for (int64_t i = 0; i < warmup; ++i) step();
       std::vector<double> t;
-      for (int64_t i = 0; i < steps; ++i) t.push_back(step_seconds(m, opt, x, y, d));
+      for (int64_t i = 0; i < steps; ++i) t.push_back(step());
       std::sort(t.begin(), t.end());
-      const double median = t[t.size() / 2];
+      const double median = t[t.size() / 2], ips = double(batch) / median;
       const double peak = double(ich::allocator_for(d).stats().peak_bytes) / double(1 << 30);
-      std::printf("| ich (%s) | fp32%s | %lld | %.1f | %.2f |\n", d.str().c_str(), tf32 ? " (tf32)" : "",
-                  (long long)batch, double(batch) / median, peak);
+      const double tflops = ips * 6.0 * double(macs) / 1e12;
+      const std::string name = std::string(ich::precision_name(precision)) + (tf32 ? " (tf32)" : "");
+      std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% |\n", d.str().c_str(), name.c_str(),
+                  (long long)batch, ips, peak, tflops, 100 * tflops / ceiling);
       std::fflush(stdout);
+      if (profile) {
+        const std::string cfg = name + ":" + std::to_string(batch);
+        config_names.push_back(cfg);
+        const int prof_steps = 3;
+        ich::profile::take();
+        ich::profile::enable(true);
+        for (int i = 0; i < prof_steps; ++i) step();
+        ich::profile::enable(false);
+        for (const auto& e : ich::profile::take())
+          families[cfg][ich::profile::category(e.kernel)] += 1e3 * e.seconds / prof_steps;
+      }
+    }
+    if (profile) {
+      std::printf("\n## Where a step's time goes (ms per step, profiled: synchronised around every kernel)\n\n");
+      std::printf("| kernel family |");
+      for (const auto& c : config_names) std::printf(" %s |", c.c_str());
+      std::printf("\n|---|");
+      for (size_t i = 0; i < config_names.size(); ++i) std::printf("---|");
+      std::printf("\n");
+      for (const char* f : {"conv", "batchnorm", "elementwise", "pooling", "linear", "loss", "optimizer", "cast"}) {
+        std::printf("| %s |", f);
+        for (const auto& c : config_names) {
+          double total = 0;
+          for (const auto& [k, v] : families[c]) total += v;
+          const double v = families[c].count(f) ? families[c][f] : 0.0;
+          std::printf(" %.1f (%.0f%%) |", v, total > 0 ? 100 * v / total : 0.0);
+        }
+        std::printf("\n");
+      }
     }
     return 0;
   });

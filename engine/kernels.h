@@ -17,6 +17,8 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/profile.h"
+
 #include "engine/tensor.h"
 
 namespace ich {
@@ -57,10 +59,14 @@ namespace cuda {
 
 }  // namespace ich
 
+// The profile::Scope (engine/profile.h) lives to the end of the full
+// expression: it times the call when profiling is on.
 #ifdef ICH_WITH_CUDA
-#define ICH_DISPATCH(device, kernel, ...) \
-  ((device).is_cpu() ? ::ich::cpu::kernel(__VA_ARGS__) : ::ich::cuda::kernel(__VA_ARGS__))
+#define ICH_DISPATCH(device, kernel, ...)         \
+  (::ich::profile::Scope(#kernel, (device)),      \
+   (device).is_cpu() ? ::ich::cpu::kernel(__VA_ARGS__) : ::ich::cuda::kernel(__VA_ARGS__))
 #else
-#define ICH_DISPATCH(device, kernel, ...) \
-  ((device).is_cpu() ? ::ich::cpu::kernel(__VA_ARGS__) : ::ich::missing_kernel(#kernel, (device)))
+#define ICH_DISPATCH(device, kernel, ...)         \
+  (::ich::profile::Scope(#kernel, (device)),      \
+   (device).is_cpu() ? ::ich::cpu::kernel(__VA_ARGS__) : ::ich::missing_kernel(#kernel, (device)))
 #endif

@@ -94,11 +94,16 @@ rm -f "$ref"/*.pth "$ref"/*.ichw
 note "ResNeXt-101 eval logits and train step on CUDA vs PyTorch" "$s"
 
 echo "== training throughput, resnext101_32x8d, 200x200, Adam, BCE"
-[ "$gpu" = 1 ] && timeout 240 "$bin/ich-bench-train" --size 200 --batches 8,32 --steps 20 --warmup 5 --device cuda > "$OUT/bench_ich.md" 2>&1
+configs=fp32:8,fp32:32,fp32:64,bf16:8,bf16:32,bf16:64
+[ "$gpu" = 1 ] && timeout 300 "$bin/ich-bench-train" --size 200 --configs "$configs" --steps 20 --warmup 5 \
+  --device cuda --profile > "$OUT/bench_ich.md" 2>&1
 cat "$OUT/bench_ich.md" 2>/dev/null
-[ "$gpu" = 1 ] && timeout 240 "$py" .gpu/torch_resnext_baseline.py --size 200 --configs fp32:8,fp32:32,amp:32,amp:64 \
+[ "$gpu" = 1 ] && timeout 240 "$py" .gpu/torch_resnext_baseline.py --size 200 --configs "${configs//bf16/amp}" \
   --out "$OUT/bench_torch.md" > "$OUT/bench_torch.txt" 2>&1
 cat "$OUT/bench_torch.md" 2>/dev/null || tail -5 "$OUT/bench_torch.txt"
+[ -s "$OUT/bench_ich.md" ] && [ -s "$OUT/bench_torch.md" ] &&
+  python3 bench/compare_torch.py "$OUT/bench_ich.md" "$OUT/bench_torch.md" > "$OUT/ratios.md" 2>&1
+cat "$OUT/ratios.md" 2>/dev/null
 
 {
   echo "# gpu-check on ${card:-no GPU}, $(date -u +%Y-%m-%d), commit $(cat .gpu/COMMIT 2>/dev/null)"
@@ -106,6 +111,9 @@ cat "$OUT/bench_torch.md" 2>/dev/null || tail -5 "$OUT/bench_torch.txt"
   echo "| check | result |"
   echo "|---|---|"
   printf '%s\n' "${results[@]}"
+  echo
+  echo "## ich / PyTorch (issue 7 targets: bf16 speed >= 1.2x at memory <= 1.0x; fp32 batch 8 >= 1.0x)"
+  cat "$OUT/ratios.md" 2>/dev/null || echo "(no ratios: one of the benchmarks did not run)"
   echo
   echo "## ich"
   cat "$OUT/bench_ich.md" 2>/dev/null

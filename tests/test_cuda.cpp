@@ -3,10 +3,13 @@
 // the optimizer steps, a few training steps, and the caching allocator.
 // Without a GPU (or without the CUDA backend in the build) every test here
 // skips with the reason.
+#include "engine/amp.h"
+#include "engine/kernels.h"
 #include "engine/optim.h"
 #include "layers/resnext.h"
 #include "layers/toy.h"
 #include "tests/test_util.h"
+#include "train/step.h"
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
 #endif
@@ -215,6 +218,69 @@ TEST_F(Cuda, CachingAllocatorStopsCallingCudaMallocOnceWarm) {
               double(s.bytes_in_use) / (1 << 20));
 }
 #endif
+
+// Mixed precision (engine/amp.h): the conversions and the two AMP kernels
+// give the CPU's numbers; a convolution under bf16/fp16 autocast, which runs
+// natively in 16 bits through cuDNN on the GPU, agrees with the CPU's
+// emulation up to accumulation order (a unit of the low precision).
+TEST_F(Cuda, MixedPrecisionKernelsMatchCpu) {
+  Generator gen(21);
+  const Tensor x = Tensor::randn({1000}, gen);
+  Tensor xs = scale(x, 70000);  // past float16's range too
+  for (DType lp : {DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(dtype_name(lp));
+    const Tensor cpu = xs.to(lp).to(DType::Float32);
+    const Tensor gpu = xs.to(Device::cuda()).to(lp).to(DType::Float32).to(Device::cpu());
+    EXPECT_EQ(gpu.to_vector(), cpu.to_vector());
+    Tensor r = xs.to(Device::cuda()).clone();
+    ICH_DISPATCH(r.device(), round_to_precision_, r, lp);
+    EXPECT_EQ(r.to(Device::cpu()).to_vector(), rounded(xs, lp).to_vector());
+  }
+  Tensor g = x.to(Device::cuda()).clone(), found = Tensor::zeros({1}, DType::Float32, Device::cuda());
+  ICH_DISPATCH(g.device(), unscale_check_, g, 1.0 / 1024, found);
+  EXPECT_EQ(found.item(), 0);
+  EXPECT_CLOSE(g.to(Device::cpu()), scale(x, 1.0 / 1024), 1e-7);
+  g.fill_(INFINITY);
+  ICH_DISPATCH(g.device(), unscale_check_, g, 0.5, found);
+  EXPECT_EQ(found.item(), 1);
+}
+
+TEST_F(Cuda, AutocastConvolutionMatchesCpuEmulation) {
+  Generator gen(22);
+  Conv2dParams p;
+  p.pad_h = p.pad_w = 1;
+  p.groups = 32;
+  for (DType lp : {DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(dtype_name(lp));
+    AutocastGuard g(lp);
+    compare_backends({leaf32({2, 64, 14, 14}, gen), leaf32({64, 2, 3, 3}, gen), Tensor()},
+                     [&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], p); },
+                     lp == DType::BFloat16 ? 1e-2 : 2e-3);
+  }
+}
+
+// A few bf16 and fp16 training steps of resnext_mini through train_step()
+// on the GPU follow the CPU's emulation.
+TEST_F(Cuda, MixedPrecisionTrainingStepsFollowCpu) {
+  for (DType lp : {DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(dtype_name(lp));
+    std::vector<double> losses[2];
+    for (int k = 0; k < 2; ++k) {
+      const Device d = k == 0 ? Device::cpu() : Device::cuda();
+      Generator gen(5);
+      ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+      m.to(d);
+      m.train();
+      Adam opt(m.parameters(), Adam::Options{1e-3});
+      LossScaler scaler;
+      const Tensor x = Tensor::randn({4, 3, 64, 64}, gen).to(d), y = Tensor::uniform({4, 6}, 0, 1, gen).to(d);
+      for (int s = 0; s < 3; ++s)
+        losses[k].push_back(
+            train_step(m, opt, x, y, Tensor(), lp, lp == DType::Float16 ? &scaler : nullptr).loss);
+    }
+    for (size_t s = 0; s < losses[0].size(); ++s) EXPECT_NEAR(losses[1][s], losses[0][s], 2e-2 * losses[0][s]);
+  }
+}
 
 }  // namespace
 }  // namespace ich

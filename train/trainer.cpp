@@ -14,6 +14,7 @@
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "train/checkpoint.h"
+#include "train/step.h"
 
 namespace ich {
 
@@ -164,34 +165,23 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     int64_t loss_n = 0, images = 0;
     Batch b;
     while (meta.next_batch < n && loader.next(b)) {
-      opt.zero_grad();
-      Tensor loss;
-      {
-        AutocastGuard autocast(precision);  // convolutions and the head in bf16/fp16; the loss in float32
-        Tensor logits = (*model)(b.x.to(dev));
-        AutocastGuard off(DType::Float32);
-        loss = bce_with_logits(logits, b.y.to(dev), pos_weight);
-      }
-      (scaled ? scaler.scale_loss(loss) : loss).backward();
+      const StepResult r =
+          train_step(*model, opt, b.x.to(dev), b.y.to(dev), pos_weight, precision, scaled ? &scaler : nullptr);
       // Here the gradients of the step are complete: the place where a
       // data-parallel all-reduce across GPUs would go, before the update.
-      const double l = loss.item();
-      if (!std::isfinite(l))
+      const double l = r.loss;
+      if (!r.finite)
         throw Error("loss is " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at epoch " +
                     std::to_string(epoch + 1) + ", batch " + std::to_string(meta.next_batch) + " (step " +
                     std::to_string(meta.step + 1) + "): stopped without applying it; " + last +
                     " holds the last good state. Try a lower --lr.");
-      bool applied = true;
-      if (scaled) {  // overflowed gradients: skip the step, halve the scale
-        applied = scaler.unscale(model->parameters());
-        scaler.update(!applied);
+      if (scaled) {  // the scaler's state goes into the checkpoints
         meta.loss_scale = scaler.scale();
         meta.loss_scale_tracker = scaler.growth_tracker();
-        skipped += !applied;
+        skipped += !r.applied;
       }
-      if (applied) opt.step();
       ++meta.step;
-      if (o.on_step) o.on_step(meta.step, l, applied);
+      if (o.on_step) o.on_step(meta.step, l, r.applied);
       ++meta.next_batch;
       loss_sum += l;
       ++loss_n;

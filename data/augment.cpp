@@ -3,14 +3,23 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/kernels.h"
+
 namespace ich {
 
 namespace {
-constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
-constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+constexpr const float* kMean = kImageNetMean;  // engine/kernels.h: the GPU's normalize_u8 uses the same
+constexpr const float* kStd = kImageNetStd;
 }  // namespace
 
-void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, float* out) {
+float imagenet_mean(int k) { return kMean[k % 3]; }
+float imagenet_std(int k) { return kStd[k % 3]; }
+
+namespace {
+
+// The warp; put(index, ch, v) stores the value v in [0, 1] of channel ch.
+template <class Put>
+void warp(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, Put&& put) {
   const int S = o.size;
   // The inverse map, output pixel centre -> input coordinates:
   //   in = A * (out - centre_out) + centre_in
@@ -50,11 +59,23 @@ void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions
         };
         double v = (at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy) +
                    (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy;
-        v = std::clamp(v / 255.0 * contrast + brightness, 0.0, 1.0);
-        const int k = ch % 3;
-        out[(size_t(ch) * S + y) * S + x] = o.normalize ? float((v - kMean[k]) / kStd[k]) : float(v);
+        put((size_t(ch) * S + y) * S + x, ch, std::clamp(v / 255.0 * contrast + brightness, 0.0, 1.0));
       }
     }
+}
+
+}  // namespace
+
+void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, float* out) {
+  warp(img, h, w, c, o, gen, [&](size_t i, int ch, double v) {
+    const int k = ch % 3;
+    out[i] = o.normalize ? float((v - kMean[k]) / kStd[k]) : float(v);
+  });
+}
+
+void augment_slice_u8(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen,
+                      uint8_t* out) {
+  warp(img, h, w, c, o, gen, [&](size_t i, int, double v) { out[i] = uint8_t(std::lround(v * 255.0)); });
 }
 
 }  // namespace ich

@@ -33,4 +33,15 @@ struct AugmentOptions {
 // The random choices come from gen, so a seed reproduces them.
 void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, float* out);
 
+// The same warp and colour change (same random choices for the same gen),
+// stopped before normalisation and rounded to bytes: round(255 v). For a GPU,
+// whose batches travel as bytes (a quarter of float32's) and are normalised
+// there (normalize_u8, engine/kernels.h).
+void augment_slice_u8(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen,
+                      uint8_t* out);
+
+// ImageNet's mean and standard deviation of channel k % 3.
+float imagenet_mean(int k);
+float imagenet_std(int k);
+
 }  // namespace ich

@@ -16,12 +16,22 @@ SliceDataset::SliceDataset(std::vector<SplitRow> rows, std::string dir) : rows_(
   channels_ = int(t.size(2));
 }
 
-void SliceDataset::load(size_t i, const AugmentOptions& o, Generator& gen, float* out) const {
+Tensor SliceDataset::image(size_t i) const {
   const std::string p = (std::filesystem::path(dir_) / (rows_[i].image_id + ".npy")).string();
-  const Tensor t = read_npy(p);
+  Tensor t = read_npy(p);
   ICH_CHECK(t.dtype() == DType::UInt8 && t.dim() == 3 && t.size(2) == channels_, "image ", p, " is ", t.str(),
             ", expected uint8 (H, W, ", channels_, ")");
+  return t;
+}
+
+void SliceDataset::load(size_t i, const AugmentOptions& o, Generator& gen, float* out) const {
+  const Tensor t = image(i);
   augment_slice(t.data<uint8_t>(), int(t.size(0)), int(t.size(1)), channels_, o, gen, out);
+}
+
+void SliceDataset::load_u8(size_t i, const AugmentOptions& o, Generator& gen, uint8_t* out) const {
+  const Tensor t = image(i);
+  augment_slice_u8(t.data<uint8_t>(), int(t.size(0)), int(t.size(1)), channels_, o, gen, out);
 }
 
 std::array<double, 6> SliceDataset::positive_fraction() const {
@@ -43,8 +53,9 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shu
 }
 
 BatchLoader::BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last,
-                         uint64_t seed, int64_t epoch, int64_t first_batch, int workers, int prefetch)
-    : ds_(ds), o_(o), batch_(batch), seed_(seed), epoch_(epoch), prefetch_(size_t(std::max(1, prefetch))) {
+                         uint64_t seed, int64_t epoch, int64_t first_batch, int workers, int prefetch, bool bytes)
+    : ds_(ds), o_(o), batch_(batch), seed_(seed), epoch_(epoch), prefetch_(size_t(std::max(1, prefetch))),
+      bytes_(bytes) {
   ICH_CHECK(batch >= 1, "batch size must be >= 1");
   order_ = epoch_order(ds.size(), seed, epoch, shuffle);
   n_batches_ = drop_last ? int64_t(ds.size()) / batch : (int64_t(ds.size()) + batch - 1) / batch;
@@ -67,13 +78,14 @@ Batch BatchLoader::make(int64_t index) {
   b.index = index;
   const int64_t start = index * batch_, n = std::min<int64_t>(batch_, int64_t(ds_.size()) - start);
   const int64_t C = ds_.channels(), S = o_.size;
-  b.x = Tensor::empty({n, C, S, S});
+  b.x = Tensor::empty({n, C, S, S}, bytes_ ? DType::UInt8 : DType::Float32);
   std::vector<double> y(size_t(n * 6));
   for (int64_t j = 0; j < n; ++j) {
     const size_t i = order_[size_t(start + j)];
     b.samples.push_back(i);
     Generator gen(seed_ ^ (uint64_t(epoch_) << 40) ^ (uint64_t(i) * 0x9E3779B97F4A7C15ull));
-    ds_.load(i, o_, gen, b.x.data<float>() + j * C * S * S);
+    if (bytes_) ds_.load_u8(i, o_, gen, b.x.data<uint8_t>() + j * C * S * S);
+    else ds_.load(i, o_, gen, b.x.data<float>() + j * C * S * S);
     for (size_t k = 0; k < 6; ++k) y[size_t(j * 6) + k] = ds_.row(i).y[k];
   }
   b.y = Tensor::from_vector(y, {n, 6});

@@ -30,11 +30,14 @@ class SliceDataset {
   const SplitRow& row(size_t i) const { return rows_[i]; }
   // Reads image i into out (c x size x size); the error names the file.
   void load(size_t i, const AugmentOptions& o, Generator& gen, float* out) const;
+  // The same as bytes, not normalised (augment_slice_u8).
+  void load_u8(size_t i, const AugmentOptions& o, Generator& gen, uint8_t* out) const;
   int channels() const { return channels_; }
   // Fraction of positives per label (for pos_weight = negatives/positives).
   std::array<double, 6> positive_fraction() const;
 
  private:
+  Tensor image(size_t i) const;  // the .npy, checked
   std::vector<SplitRow> rows_;
   std::string dir_;
   int channels_ = 3;
@@ -42,15 +45,17 @@ class SliceDataset {
 
 struct Batch {
   int64_t index = 0;            // batch number within the epoch
-  Tensor x, y;                  // (B, C, S, S) float32, (B, 6) float32
+  Tensor x, y;                  // (B, C, S, S) float32 (uint8 from a bytes loader), (B, 6) float32
   std::vector<size_t> samples;  // dataset indices
 };
 
 class BatchLoader {
  public:
   // shuffle: a permutation per epoch; drop_last keeps batch shapes fixed.
+  // bytes: x as uint8, not normalised (for a GPU: to_device_input() in
+  // engine/ops.h moves and normalises it there).
   BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last, uint64_t seed,
-              int64_t epoch, int64_t first_batch = 0, int workers = 2, int prefetch = 4);
+              int64_t epoch, int64_t first_batch = 0, int workers = 2, int prefetch = 4, bool bytes = false);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -69,6 +74,7 @@ class BatchLoader {
   int64_t epoch_;
   std::vector<size_t> order_;
   size_t prefetch_;
+  bool bytes_ = false;
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<int64_t, Batch> ready_;

@@ -46,6 +46,11 @@ struct SgdParams {
   bool first_step = true;  // the momentum buffer is initialised from the gradient
 };
 
+// ImageNet's per-channel mean and std, which normalize_u8 applies (and
+// data/augment.cpp, for float batches).
+constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
+
 namespace cpu {
 #include "engine/kernel_decls.inc"
 }

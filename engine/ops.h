@@ -36,6 +36,11 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor flatten(const Tensor& x);               // (N, ...) -> (N, rest)
 // Mean binary cross-entropy of logits against targets of the same shape;
 // pos_weight (C) or undefined weighs the positives of each class (last dim).
+// A batch from the loader onto the device, as network input: float32
+// batches are copied; uint8 ones (BatchLoader bytes mode) are uploaded as
+// bytes (a quarter of the traffic; asynchronously on a GPU) and normalised
+// there by normalize_u8.
+Tensor to_device_input(const Tensor& batch, Device d);
 Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight = Tensor());
 
 }  // namespace ich

@@ -282,5 +282,19 @@ TEST_F(Cuda, MixedPrecisionTrainingStepsFollowCpu) {
   }
 }
 
+// Byte batches: uploaded asynchronously through pinned memory and
+// normalised on the GPU, the same floats as on the CPU; twice in a row (the
+// staging buffer is reused).
+TEST_F(Cuda, ByteBatchesUploadAndNormaliseAsOnTheCpu) {
+  Generator gen(23);
+  for (int round = 0; round < 2; ++round) {
+    Tensor b = Tensor::empty({3, 3, 17, 19}, DType::UInt8);
+    for (int64_t i = 0; i < b.numel(); ++i) b.data<uint8_t>()[i] = uint8_t(gen.below(256));
+    const Tensor gpu = to_device_input(b, Device::cuda());
+    ASSERT_TRUE(gpu.device().is_cuda());
+    EXPECT_EQ(gpu.to(Device::cpu()).to_vector(), to_device_input(b, Device::cpu()).to_vector());
+  }
+}
+
 }  // namespace
 }  // namespace ich

@@ -52,12 +52,14 @@ std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceData
   AugmentOptions ao;
   ao.size = int(size);
   ao.augment = false;
-  BatchLoader loader(ds, ao, batch, /*shuffle=*/false, /*drop_last=*/false, 0, 0);
+  // On a GPU, batches travel as bytes and are normalised there.
+  BatchLoader loader(ds, ao, batch, /*shuffle=*/false, /*drop_last=*/false, 0, 0, 0, 2, 4,
+                     /*bytes=*/device.is_cuda());
   std::vector<std::array<double, 6>> out(ds.size());
   Batch b;
   int64_t done = 0;
   while (loader.next(b)) {
-    const std::vector<double> p = sigmoid(model(b.x.to(device))).to_vector();
+    const std::vector<double> p = sigmoid(model(to_device_input(b.x, device))).to_vector();
     for (size_t j = 0; j < b.samples.size(); ++j)
       for (size_t k = 0; k < 6; ++k) out[b.samples[j]][k] = p[j * 6 + k];
     done += int64_t(b.samples.size());
@@ -159,14 +161,15 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   for (int64_t epoch = meta.epoch; epoch < o.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     BatchLoader loader(train_ds, ao, meta.batch, /*shuffle=*/true, /*drop_last=*/true, meta.seed, epoch,
-                       meta.next_batch, o.workers);
+                       meta.next_batch, o.workers, 4, /*bytes=*/dev.is_cuda());
     const int64_t n = o.max_steps_per_epoch > 0 ? std::min(loader.batches(), o.max_steps_per_epoch) : loader.batches();
     double loss_sum = 0;
     int64_t loss_n = 0, images = 0;
     Batch b;
     while (meta.next_batch < n && loader.next(b)) {
       const StepResult r =
-          train_step(*model, opt, b.x.to(dev), b.y.to(dev), pos_weight, precision, scaled ? &scaler : nullptr);
+          train_step(*model, opt, to_device_input(b.x, dev), b.y.to(dev), pos_weight, precision,
+                     scaled ? &scaler : nullptr);
       // Here the gradients of the step are complete: the place where a
       // data-parallel all-reduce across GPUs would go, before the update.
       const double l = r.loss;

@@ -18,6 +18,10 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
 // Converts n contiguous elements between float32, float64, bfloat16 and
 // float16 on one device (round to nearest even, as engine/half.h).
 void cast(void* dst, DType dst_type, const void* src, DType src_type, int64_t n, Device dev);
+// Host bytes to device memory without the host waiting: through a pinned
+// staging buffer, on a copy stream; work queued on the device's stream
+// afterwards waits for the copy (engine/cuda/input.cu).
+void upload_async(void* dst, const void* host, size_t bytes, Device dev);
 // Sets n contiguous elements of a device buffer to value.
 void fill(void* dst, Device dev, int64_t n, DType dtype, double value);
 // TF32 tensor cores for float32 convolutions and GEMMs. Off by default, so

@@ -1,9 +1,13 @@
-// relu, sigmoid, add, mul, scale, sum, mean, reshape: forward and backward.
+// relu, sigmoid, add, mul, scale, sum, mean, reshape: forward and backward;
+// to_device_input (batches from the loader onto the device).
 // relu and sigmoid save their output (as a detached alias: a tensor must not
 // own the node that made it) because their derivatives are cheapest from y.
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops/op_util.h"
+#ifdef ICH_WITH_CUDA
+#include "engine/cuda/runtime.h"
+#endif
 
 namespace ich {
 
@@ -118,6 +122,23 @@ Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor&
                   ICH_DISPATCH(xs.device(), bce_with_logits_backward, gloss.contiguous(), xs, tc, pw, gx);
                   return std::vector<Tensor>{gx};
                 });
+}
+
+Tensor to_device_input(const Tensor& batch, Device d) {
+  if (batch.dtype() != DType::UInt8) return batch.to(d);
+  const Tensor host = batch.to(Device::cpu()).contiguous();
+  Tensor bytes = host;
+  if (d.is_cuda()) {
+#ifdef ICH_WITH_CUDA
+    bytes = Tensor::empty(host.shape(), DType::UInt8, d);
+    cuda::upload_async(bytes.raw_data(), host.raw_data(), size_t(host.numel()), d);
+#else
+    missing_kernel("upload_async", d);
+#endif
+  }
+  Tensor y = Tensor::empty(host.shape(), DType::Float32, d);
+  ICH_DISPATCH(d, normalize_u8, bytes, y);
+  return y;
 }
 
 }  // namespace ich

@@ -40,6 +40,11 @@ struct AdamParams {
   int64_t step = 1;  // 1-based count, after this step
 };
 
+// One parameter's tensors for the all-parameters Adam step.
+struct AdamSlot {
+  Tensor param, grad, exp_avg, exp_avg_sq;
+};
+
 struct SgdParams {
   double lr = 1e-2, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
   bool nesterov = false;

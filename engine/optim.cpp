@@ -33,13 +33,15 @@ void Adam::step() {
   NoGradGuard no_grad;
   ++steps_;
   const AdamParams a{o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, steps_};
+  // Every parameter with a gradient in one call: on a GPU one launch for all.
+  std::vector<AdamSlot> slots;
   for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor& p = params_[i];
-    const Tensor g = p.grad();
+    const Tensor g = params_[i].grad();
     if (!g.defined()) continue;
-    check_grad(p, g, i);
-    ICH_DISPATCH(p.device(), adam_step, p, g.contiguous(), exp_avg_[i], exp_avg_sq_[i], a);
+    check_grad(params_[i], g, i);
+    slots.push_back({params_[i], g.contiguous(), exp_avg_[i], exp_avg_sq_[i]});
   }
+  if (!slots.empty()) ICH_DISPATCH(slots[0].param.device(), adam_step_all, slots, a);
 }
 
 std::vector<std::pair<std::string, Tensor>> Adam::state() {

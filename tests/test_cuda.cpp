@@ -296,5 +296,27 @@ TEST_F(Cuda, ByteBatchesUploadAndNormaliseAsOnTheCpu) {
   }
 }
 
+// The all-parameters Adam (one launch, chunked) gives the per-parameter
+// kernel's numbers bit for bit, on sizes that cross chunk boundaries.
+TEST_F(Cuda, AdamForAllParametersAtOnceEqualsOnePerParameter) {
+#ifdef ICH_WITH_CUDA
+  Generator gen(24);
+  std::vector<AdamSlot> one, all;
+  for (int64_t n : {int64_t(7), int64_t(65536), int64_t(65537), int64_t(200000)}) {
+    const Tensor p = Tensor::randn({n}, gen).to(Device::cuda()), g = Tensor::randn({n}, gen).to(Device::cuda());
+    const Tensor m = Tensor::randn({n}, gen).to(Device::cuda()), v = Tensor::uniform({n}, 0, 1, gen).to(Device::cuda());
+    one.push_back({p.clone(), g, m.clone(), v.clone()});
+    all.push_back({p.clone(), g, m.clone(), v.clone()});
+  }
+  const AdamParams a{1e-3, 0.9, 0.999, 1e-8, 0.01, 3};
+  for (AdamSlot& s : one) cuda::adam_step(s.param, s.grad, s.exp_avg, s.exp_avg_sq, a);
+  cuda::adam_step_all(all, a);
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(all[i].param.to(Device::cpu()).to_vector(), one[i].param.to(Device::cpu()).to_vector());
+    EXPECT_EQ(all[i].exp_avg_sq.to(Device::cpu()).to_vector(), one[i].exp_avg_sq.to(Device::cpu()).to_vector());
+  }
+#endif
+}
+
 }  // namespace
 }  // namespace ich

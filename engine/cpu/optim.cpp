@@ -63,4 +63,11 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const SgdParams& s
   });
 }
 
+void adam_step_all(const std::vector<AdamSlot>& slots, const AdamParams& a) {
+  for (const AdamSlot& s : slots) {
+    Tensor p = s.param, m = s.exp_avg, v = s.exp_avg_sq;
+    adam_step(p, s.grad, m, v, a);
+  }
+}
+
 }  // namespace ich::cpu

@@ -33,7 +33,64 @@ __global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T mu, T da
   }
 }
 
+// The all-parameters step: one block per chunk of at most kChunk elements of
+// one parameter; the chunk table travels to the device with the launch.
+constexpr int64_t kChunk = 65536;
+struct AdamChunk {
+  float *p, *m, *v;
+  const float* g;
+  int64_t n;
+};
+
+__global__ void adam_all_kernel(const AdamChunk* chunks, float b1, float b2, float wd, float eps, float step_size,
+                                float bc2_sqrt) {
+  const AdamChunk c = chunks[blockIdx.x];
+  for (int64_t i = threadIdx.x; i < c.n; i += blockDim.x) {
+    // adam_kernel's arithmetic, operation for operation
+    const float gi = wd != 0.f ? c.g[i] + wd * c.p[i] : c.g[i];
+    c.m[i] = c.m[i] * b1 + gi * (1.f - b1);
+    c.v[i] = c.v[i] * b2 + (1.f - b2) * gi * gi;
+    const float denom = sqrtf(c.v[i]) / bc2_sqrt + eps;
+    c.p[i] = c.p[i] + (-step_size) * (c.m[i] / denom);
+  }
+}
+
 }  // namespace
+
+void adam_step_all(const std::vector<AdamSlot>& slots, const AdamParams& a) {
+  const char* k = "adam_step_all";
+  if (slots.empty()) return;
+  bool all_float = true;
+  for (const AdamSlot& s : slots) all_float &= s.param.dtype() == DType::Float32;
+  if (!all_float) {  // float64 (gradient checks): one launch per parameter
+    for (const AdamSlot& s : slots) {
+      Tensor p = s.param, m = s.exp_avg, v = s.exp_avg_sq;
+      adam_step(p, s.grad, m, v, a);
+    }
+    return;
+  }
+  std::vector<AdamChunk> chunks;
+  for (const AdamSlot& s : slots) {
+    for (const Tensor* t : TensorList{&s.param, &s.grad, &s.exp_avg, &s.exp_avg_sq})
+      expect(*t, k, "param/grad/state", DType::Float32);
+    ICH_CHECK(s.param.device() == slots[0].param.device(), k, ": parameters on different devices");
+    for (int64_t off = 0; off < s.param.numel(); off += kChunk)
+      chunks.push_back({ptr<float>(s.param) + off, ptr<float>(s.exp_avg) + off, ptr<float>(s.exp_avg_sq) + off,
+                        ptr<float>(s.grad) + off, std::min(kChunk, s.param.numel() - off)});
+  }
+  if (chunks.empty()) return;
+  Context& c = context_of(slots[0].param);
+  // The table in device memory from the caching allocator (stream-ordered:
+  // released after the launch, reused only by later work on this stream).
+  const size_t bytes = chunks.size() * sizeof(AdamChunk);
+  const Tensor table = Tensor::empty({int64_t((bytes + 7) / 8)}, DType::Int64, slots[0].param.device());
+  ICH_CUDA_CHECK(cudaMemcpyAsync(table.raw_data(), chunks.data(), bytes, cudaMemcpyHostToDevice, c.stream));
+  const double bc1 = 1.0 - std::pow(a.beta1, double(a.step)), bc2 = 1.0 - std::pow(a.beta2, double(a.step));
+  adam_all_kernel<<<unsigned(chunks.size()), 256, 0, c.stream>>>(
+      static_cast<const AdamChunk*>(table.raw_data()), float(a.beta1), float(a.beta2), float(a.weight_decay),
+      float(a.eps), float(a.lr / bc1), float(std::sqrt(bc2)));
+  ICH_CUDA_LAUNCH_CHECK();
+}
 
 void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamParams& a) {
   const char* k = "adam_step";

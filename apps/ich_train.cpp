@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
                  "fp32, or mixed precision: bf16, or fp16 with loss scaling (convolutions in 16 bits, float32 master "
                  "weights, optimizer and batch-norm statistics; on the CPU only emulated, for checking numerics)")
       ->capture_default_str();
+  app.add_flag("--channels-last", o.channels_last,
+               "activations in channels-last layout (N,H,W,C), as cuDNN's tensor-core kernels prefer; for GPUs");
   app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed)");
   app.add_option("--seed", o.seed, "seed of the initialisation, data order and augmentation")->capture_default_str();
   app.add_option("--workers", o.workers, "data loading threads")->capture_default_str();

@@ -69,8 +69,8 @@ int main(int argc, char** argv) {
   app.add_option("--arch", arch, "architecture")->capture_default_str();
   app.add_option("--size", size, "square input size")->capture_default_str();
   app.add_option("--configs", configs,
-                 "precision:batch list, e.g. fp32:8,fp32:32,bf16:32,bf16:64 (amp = bf16, as the PyTorch script); "
-                 "overrides --batches");
+                 "precision:batch list, e.g. fp32:8,fp32:32,bf16+cl:32,bf16+cl:64 (amp = bf16, as the PyTorch "
+                 "script; +cl: channels-last activations); overrides --batches");
   app.add_option("--batches", batches, "comma-separated batch sizes, in float32")->capture_default_str();
   app.add_option("--steps", steps, "timed steps per configuration")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first (algorithm search, allocator warm-up)")->capture_default_str();
@@ -82,13 +82,20 @@ int main(int argc, char** argv) {
 #ifdef ICH_WITH_CUDA
     if (d.is_cuda()) ich::cuda::set_allow_tf32(tf32);
 #endif
-    std::vector<std::pair<ich::DType, int64_t>> runs;
+    struct Run {
+      ich::DType precision;
+      bool channels_last;
+      int64_t batch;
+    };
+    std::vector<Run> runs;
     std::stringstream ss(configs.empty() ? batches : configs);
     for (std::string item; std::getline(ss, item, ',');) {
       const size_t colon = item.find(':');
-      const std::string prec = colon == std::string::npos ? "fp32" : item.substr(0, colon);
-      runs.emplace_back(ich::parse_precision(prec == "amp" ? "bf16" : prec),
-                        std::stoll(colon == std::string::npos ? item : item.substr(colon + 1)));
+      std::string prec = colon == std::string::npos ? "fp32" : item.substr(0, colon);
+      const bool cl = prec.size() > 3 && prec.substr(prec.size() - 3) == "+cl";
+      if (cl) prec.resize(prec.size() - 3);
+      runs.push_back({ich::parse_precision(prec == "amp" ? "bf16" : prec), cl,
+                      std::stoll(colon == std::string::npos ? item : item.substr(colon + 1))});
     }
     ICH_CHECK(!runs.empty() && steps >= 1, "ich-bench-train: nothing to run");
 
@@ -107,7 +114,7 @@ int main(int argc, char** argv) {
                 "|---|---|---|---|---|---|---|\n");
     std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
     std::vector<std::string> config_names;
-    for (const auto& [precision, batch] : runs) {
+    for (const auto& [precision, channels_last, batch] : runs) {
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 1000), gen);
       m.replace_head(6, gen);
@@ -116,7 +123,10 @@ int main(int argc, char** argv) {
       ich::Adam opt(m.parameters(), ich::Adam::Options{2e-5});
       ich::LossScaler scaler;
       ich::LossScaler* sc = precision == ich::DType::Float16 ? &scaler : nullptr;
-      const ich::Tensor x = ich::Tensor::randn({batch, 3, size, size}, gen).to(d);
+      // channels-last: converted once at the input, kept through the network
+      const ich::Tensor x = ich::Tensor::randn({batch, 3, size, size}, gen)
+                                .to(d)
+                                .contiguous(channels_last ? ich::MemoryFormat::ChannelsLast : ich::MemoryFormat::Contiguous);
       const ich::Tensor y = ich::Tensor::uniform({batch, 6}, 0, 1, gen).to(d);
       auto step = [&] {
         const auto t0 = std::chrono::steady_clock::now();
@@ -132,7 +142,8 @@ int main(int argc, char** argv) {
       const double median = t[t.size() / 2], ips = double(batch) / median;
       const double peak = double(ich::allocator_for(d).stats().peak_bytes) / double(1 << 30);
       const double tflops = ips * 6.0 * double(macs) / 1e12;
-      const std::string name = std::string(ich::precision_name(precision)) + (tf32 ? " (tf32)" : "");
+      const std::string name =
+          std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (tf32 ? " (tf32)" : "");
       std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% |\n", d.str().c_str(), name.c_str(),
                   (long long)batch, ips, peak, tflops, 100 * tflops / ceiling);
       std::fflush(stdout);

@@ -40,12 +40,15 @@ Tensor rounded(const Tensor& t, DType precision) {
   return r;
 }
 
-Tensor MixedOperands::operand(const Tensor& t) const {
-  return native ? t.contiguous().to(precision) : rounded(t, precision);
+Tensor MixedOperands::operand(const Tensor& t, MemoryFormat fmt) const {
+  if (!native) return rounded(t.contiguous(fmt), precision);
+  Tensor r = Tensor::empty(t.shape(), precision, t.device(), fmt);
+  r.copy_(t);  // converts and lays out in one go
+  return r;
 }
 
-Tensor MixedOperands::result(const Shape& shape, const Tensor& like) const {
-  return Tensor::empty(shape, native ? precision : DType::Float32, like.device());
+Tensor MixedOperands::result(const Shape& shape, const Tensor& like, MemoryFormat fmt) const {
+  return Tensor::empty(shape, native ? precision : DType::Float32, like.device(), fmt);
 }
 
 Tensor MixedOperands::finish(const Tensor& r) const {

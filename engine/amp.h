@@ -54,9 +54,11 @@ class AutocastGuard {
 struct MixedOperands {
   DType precision;
   bool native;
-  Tensor operand(const Tensor& t) const;                       // contiguous, rounded or converted
-  Tensor result(const Shape& shape, const Tensor& like) const;  // an empty output of the kernel
-  Tensor finish(const Tensor& r) const;                         // float32, rounded
+  // contiguous in `fmt`, rounded or converted
+  Tensor operand(const Tensor& t, MemoryFormat fmt = MemoryFormat::Contiguous) const;
+  // an empty output of the kernel
+  Tensor result(const Shape& shape, const Tensor& like, MemoryFormat fmt = MemoryFormat::Contiguous) const;
+  Tensor finish(const Tensor& r) const;  // float32, rounded, in r's layout
 };
 
 // A float32 copy of t with every element rounded to `precision`.

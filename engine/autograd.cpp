@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "engine/kernels.h"
+#include "engine/ops/op_util.h"
 
 namespace ich {
 
@@ -48,20 +49,33 @@ namespace {
 
 // out-of-place a + b on a's device
 Tensor sum_of(const Tensor& a, const Tensor& b) {
-  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
-  ICH_DISPATCH(a.device(), add_forward, a, b, out);
-  return out;
+  const Layout L = layout_for(a, true);  // the branches may arrive in different layouts
+  Tensor out = L.empty(a.shape(), a);
+  ICH_DISPATCH(a.device(), add_forward, L.in(a), L.in(b), out);
+  return L.out(out);
 }
 
 void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
   if (!leaf.grad) {
-    // Clone: g may alias a gradient handed to another input (add's backward
-    // passes the same tensor to both), and .grad is accumulated in place.
-    leaf.grad = g.contiguous().clone().impl_ptr();
+    // A gradient takes its tensor's layout (a channels-last input gets a
+    // channels-last gradient). Clone: g may alias a gradient handed to
+    // another input (add's backward passes the same tensor to both), and
+    // .grad is accumulated in place.
+    const bool cl = leaf.shape.size() == 4 && leaf.strides == contiguous_strides(leaf.shape, MemoryFormat::ChannelsLast) &&
+                    leaf.strides != contiguous_strides(leaf.shape);
+    const Tensor c = g.contiguous(cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous);
+    leaf.grad = (c.raw_data() == g.raw_data() ? c.clone() : c).impl_ptr();
     return;
   }
   Tensor acc(leaf.grad);
-  ICH_DISPATCH(acc.device(), add_inplace, acc, g.contiguous());
+  const Layout L = layout_for(acc, true);
+  if (L.kernel == L.op) {
+    ICH_DISPATCH(acc.device(), add_inplace, acc, L.in(g));
+  } else {  // a channels-last gradient on the CPU: add in N,C,H,W, then lay it back
+    Tensor t = L.in(acc);
+    ICH_DISPATCH(acc.device(), add_inplace, t, L.in(g));
+    acc.copy_(t);
+  }
 }
 
 }  // namespace

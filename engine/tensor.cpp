@@ -133,6 +133,11 @@ bool Tensor::is_contiguous(MemoryFormat fmt) const {
   return true;
 }
 
+MemoryFormat memory_format_of(const Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(MemoryFormat::ChannelsLast) ? MemoryFormat::ChannelsLast
+                                                                                           : MemoryFormat::Contiguous;
+}
+
 std::string Tensor::str() const {
   if (!defined()) return "undefined tensor";
   return std::string(dtype_name(dtype())) + shape_str(shape()) + " on " + device().str();
@@ -190,10 +195,19 @@ void Tensor::copy_(const Tensor& src) {
   ICH_CHECK(src.shape() == shape(), "copy_: source ", src.str(), " does not match destination ", str());
   if (device().is_cpu() && src.device().is_cpu()) return copy_cpu(src, *this);
 #ifdef ICH_WITH_CUDA
-  if (device() == src.device() && src.dtype() != dtype() && src.is_contiguous() && is_contiguous())
-    return cuda::cast(raw_data(), dtype(), src.raw_data(), src.dtype(), numel(), device());
-  ICH_CHECK(src.dtype() == dtype() && src.is_contiguous() && is_contiguous(),
-            "copy_ between devices needs contiguous tensors of one dtype: ", src.str(), " -> ", str());
+  if (device() == src.device()) {  // on one GPU: kernels, no host in the way
+    if (src.dtype() != dtype()) {
+      const Tensor s = src.contiguous();
+      Tensor d = is_contiguous() ? *this : empty(shape(), dtype(), device());
+      cuda::cast(d.raw_data(), dtype(), s.raw_data(), s.dtype(), numel(), device());
+      if (d.raw_data() != raw_data()) copy_(d);
+      return;
+    }
+    return cuda::copy_strided(raw_data(), strides(), src.raw_data(), src.strides(), shape(), dtype_size(dtype()),
+                              device());
+  }
+  ICH_CHECK(src.dtype() == dtype() && src.strides() == strides() && src.is_contiguous(memory_format_of(src)),
+            "copy_ between devices needs dense tensors of one dtype and layout: ", src.str(), " -> ", str());
   cuda::copy_bytes(raw_data(), device(), src.raw_data(), src.device(), size_t(numel()) * dtype_size(dtype()));
 #else
   throw Error("copy_ from " + src.str() + " to " + str() + ": this build has no CUDA backend");
@@ -224,22 +238,23 @@ Tensor Tensor::contiguous(MemoryFormat fmt) const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor out = empty(shape(), dtype(), device());
+  Tensor out = empty(shape(), dtype(), device(), memory_format_of(*this));  // the layout is kept
   out.copy_(*this);
   return out;
 }
 
 Tensor Tensor::to(DType t) const {
   if (t == dtype()) return *this;
-  Tensor out = empty(shape(), t, device());
+  Tensor out = empty(shape(), t, device(), memory_format_of(*this));  // the layout is kept
   out.copy_(*this);
   return out;
 }
 
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  Tensor src = contiguous();
-  Tensor out = empty(shape(), dtype(), d);
+  const MemoryFormat f = memory_format_of(*this);  // the layout travels too
+  Tensor src = contiguous(f);
+  Tensor out = empty(shape(), dtype(), d, f);
   out.copy_(src);
   return out;
 }

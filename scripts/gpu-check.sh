@@ -94,11 +94,11 @@ rm -f "$ref"/*.pth "$ref"/*.ichw
 note "ResNeXt-101 eval logits and train step on CUDA vs PyTorch" "$s"
 
 echo "== training throughput, resnext101_32x8d, 200x200, Adam, BCE"
-configs=fp32:8,fp32:32,fp32:64,bf16:8,bf16:32,bf16:64
+configs=fp32:8,fp32:32,fp32:64,bf16+cl:8,bf16+cl:32,bf16+cl:64
 [ "$gpu" = 1 ] && timeout 300 "$bin/ich-bench-train" --size 200 --configs "$configs" --steps 20 --warmup 5 \
   --device cuda --profile > "$OUT/bench_ich.md" 2>&1
 cat "$OUT/bench_ich.md" 2>/dev/null
-[ "$gpu" = 1 ] && timeout 240 "$py" .gpu/torch_resnext_baseline.py --size 200 --configs "${configs//bf16/amp}" \
+[ "$gpu" = 1 ] && timeout 240 "$py" .gpu/torch_resnext_baseline.py --size 200 --configs "$(echo "$configs" | sed 's/bf16+cl/amp/g')" \
   --out "$OUT/bench_torch.md" > "$OUT/bench_torch.txt" 2>&1
 cat "$OUT/bench_torch.md" 2>/dev/null || tail -5 "$OUT/bench_torch.txt"
 [ -s "$OUT/bench_ich.md" ] && [ -s "$OUT/bench_torch.md" ] &&

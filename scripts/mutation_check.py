@@ -43,12 +43,12 @@ MUTATIONS = [
     ("sum backward", "engine/ops/elementwise.cpp",
      "fill_like_scalar, gy.contiguous(), 1.0, gx);", "fill_like_scalar, gy.contiguous(), 1.001, gx);"),
     ("scale backward", "engine/ops/elementwise.cpp",
-     "ICH_DISPATCH(gy.device(), scale_forward, gy.contiguous(), s, gx);",
-     "ICH_DISPATCH(gy.device(), scale_forward, gy.contiguous(), s * 1.001, gx);"),
+     "ICH_DISPATCH(gy.device(), scale_forward, L.in(gy), s, gx);",
+     "ICH_DISPATCH(gy.device(), scale_forward, L.in(gy), s * 1.001, gx);"),
     ("mul backward", "engine/ops/elementwise.cpp",
      "ICH_DISPATCH(gy.device(), mul_forward, gy, bs, ga);", "ICH_DISPATCH(gy.device(), mul_forward, gy, as, ga);"),
     ("add backward", "engine/ops/elementwise.cpp",
-     "return std::vector<Tensor>{gy, gy}; });", "return std::vector<Tensor>{gy, Tensor()}; });"),
+     "return std::vector<Tensor>{gy, gy.contiguous(fb)};", "return std::vector<Tensor>{gy, Tensor()};"),
     ("max pool backward (overlapping windows)", "engine/cpu/pool.cpp",
      "if (a >= 0) dx[a] += g[plane * HWo + q];", "if (a >= 0) dx[a] = g[plane * HWo + q];"),
     ("adaptive avg pool backward", "engine/cpu/pool.cpp",
@@ -63,7 +63,7 @@ MUTATIONS = [
     ("autograd: joined branches add", "engine/autograd.cpp",
      "it->second = sum_of(it->second, gi);", "it->second = gi;"),
     ("autograd: leaf gradients accumulate", "engine/autograd.cpp",
-     "ICH_DISPATCH(acc.device(), add_inplace, acc, g.contiguous());", "acc.copy_(g.contiguous());"),
+     "ICH_DISPATCH(acc.device(), add_inplace, acc, L.in(g));", "acc.copy_(L.in(g));"),
 ]
 TESTS = ["test_gradcheck", "test_reference_ops", "test_autograd"]
 

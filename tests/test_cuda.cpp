@@ -318,5 +318,51 @@ TEST_F(Cuda, AdamForAllParametersAtOnceEqualsOnePerParameter) {
 #endif
 }
 
+// Channels-last on the GPU: cuDNN convolutions (grouped, strided, 1x1) and
+// batch norm take N,H,W,C tensors natively and the pointwise kernels walk
+// them as they are; outputs and gradients match the CPU's N,C,H,W numbers
+// and keep the layout.
+TEST_F(Cuda, ChannelsLastConvolutionBatchNormAndPointwiseMatchCpu) {
+  Generator gen(25);
+  for (int64_t groups : {int64_t(1), int64_t(32)}) {
+    SCOPED_TRACE("groups " + std::to_string(groups));
+    Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    p.stride_h = p.stride_w = groups == 1 ? 2 : 1;
+    p.groups = groups;
+    Tensor x = Tensor::randn({2, 64, 12, 12}, gen).contiguous(MemoryFormat::ChannelsLast).set_requires_grad(true);
+    compare_backends({x, leaf32({64, 64 / groups, 3, 3}, gen), leaf32({64}, gen), leaf32({64}, gen)},
+                     [&](const std::vector<Tensor>& in) {
+                       Tensor rm = Tensor::zeros({64}, DType::Float32, in[0].device());
+                       Tensor rv = Tensor::ones({64}, DType::Float32, in[0].device());
+                       const Tensor y = relu(add(batch_norm2d(conv2d(in[0], in[1], Tensor(), p), in[2], in[3], rm, rv,
+                                                              true, 0.1, 1e-5),
+                                                 Tensor::zeros({2, 64, p.stride_h == 2 ? 6 : 12, p.stride_h == 2 ? 6 : 12},
+                                                               DType::Float32, in[0].device())));
+                       if (in[0].device().is_cuda()) {
+                         EXPECT_EQ(memory_format_of(y), MemoryFormat::ChannelsLast);
+                       }
+                       return y;
+                     },
+                     1e-4);
+  }
+}
+
+TEST_F(Cuda, ChannelsLastTrainingStepsFollowCpu) {
+  std::vector<double> losses[2];
+  for (int k = 0; k < 2; ++k) {
+    const Device d = k == 0 ? Device::cpu() : Device::cuda();
+    Generator gen(6);
+    ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+    m.to(d);
+    m.train();
+    Adam opt(m.parameters(), Adam::Options{1e-3});
+    const Tensor x = Tensor::randn({4, 3, 64, 64}, gen).to(d).contiguous(MemoryFormat::ChannelsLast);
+    const Tensor y = Tensor::uniform({4, 6}, 0, 1, gen).to(d);
+    for (int s = 0; s < 3; ++s) losses[k].push_back(train_step(m, opt, x, y, Tensor(), DType::Float32, nullptr).loss);
+  }
+  for (size_t s = 0; s < 3; ++s) EXPECT_NEAR(losses[1][s], losses[0][s], 1e-4 * std::max(1.0, losses[0][s]));
+}
+
 }  // namespace
 }  // namespace ich

@@ -130,6 +130,10 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   LossScaler scaler;
   if (scaled) scaler.restore(meta.loss_scale, meta.loss_scale_tracker);
   int64_t skipped = 0;
+  // Channels-last: converted once at the input; the ops keep it (engine/ops/op_util.h).
+  const MemoryFormat input_format = o.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+  if (o.channels_last && dev.is_cpu())
+    say("--channels-last on the CPU: the CPU kernels work in N,C,H,W, so this only adds conversions");
   model->to(dev);
   model->train();
   Adam opt(model->parameters(), Adam::Options{meta.lr});
@@ -168,8 +172,8 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     Batch b;
     while (meta.next_batch < n && loader.next(b)) {
       const StepResult r =
-          train_step(*model, opt, to_device_input(b.x, dev), b.y.to(dev), pos_weight, precision,
-                     scaled ? &scaler : nullptr);
+          train_step(*model, opt, to_device_input(b.x, dev).contiguous(input_format), b.y.to(dev), pos_weight,
+                     precision, scaled ? &scaler : nullptr);
       // Here the gradients of the step are complete: the place where a
       // data-parallel all-reduce across GPUs would go, before the update.
       const double l = r.loss;

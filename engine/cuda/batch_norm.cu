@@ -25,8 +25,10 @@ struct BnDescs {
   TensorDesc x, per_channel;
 };
 
+// x, y, dy and dx share x's layout (N,C,H,W, or channels-last in training:
+// engine/ops/batch_norm.cpp); the descriptor takes it from x's strides.
 template <class T> void describe(BnDescs& d, const Tensor& x) {
-  set_nchw(d.x, cudnn_type<T>(), x.shape());
+  set_strided(d.x, cudnn_type<T>(), x);
   ICH_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(d.per_channel, d.x, CUDNN_BATCHNORM_SPATIAL));
 }
 
@@ -68,8 +70,9 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
                               Tensor& running_var, double momentum, double eps, Tensor& y, Tensor& save_mean,
                               Tensor& save_invstd) {
   const char* k = "batch_norm_forward_train";
-  for (const Tensor* t : TensorList{&x, &y, &gamma, &beta, &running_mean, &running_var, &save_mean, &save_invstd})
-    expect(*t, k, "argument", x.dtype());
+  for (const Tensor* t : TensorList{&x, &y}) expect_dense(*t, x, k, "x/y", x.dtype());
+  for (const Tensor* t : TensorList{&gamma, &beta, &running_mean, &running_var, &save_mean, &save_invstd})
+    expect(*t, k, "per-channel argument", x.dtype());
   Context& c = context_of(x);
   dispatch_float(x, k, [&](auto z) {
     using T = decltype(z);
@@ -85,8 +88,9 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, double eps, Tensor& y) {
   const char* k = "batch_norm_forward_eval";
-  for (const Tensor* t : TensorList{&x, &y, &gamma, &beta, &running_mean, &running_var})
-    expect(*t, k, "argument", x.dtype());
+  for (const Tensor* t : TensorList{&x, &y}) expect_dense(*t, x, k, "x/y", x.dtype());
+  for (const Tensor* t : TensorList{&gamma, &beta, &running_mean, &running_var})
+    expect(*t, k, "per-channel argument", x.dtype());
   Context& c = context_of(x);
   dispatch_float(x, k, [&](auto z) {
     using T = decltype(z);
@@ -101,9 +105,11 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
 void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
                          const Tensor& invstd, double eps, bool training, Tensor& gx, Tensor& ggamma, Tensor& gbeta) {
   const char* k = "batch_norm_backward";
-  for (const Tensor* t : TensorList{&gy, &x, &gamma, &mean, &invstd, &ggamma, &gbeta})
-    expect(*t, k, "argument", x.dtype());
-  if (gx.defined()) expect(gx, k, "gx", x.dtype());
+  for (const Tensor* t : TensorList{&gy, &x}) expect_dense(*t, x, k, "gy/x", x.dtype());
+  for (const Tensor* t : TensorList{&gamma, &mean, &invstd, &ggamma, &gbeta})
+    expect(*t, k, "per-channel argument", x.dtype());
+  if (gx.defined()) expect_dense(gx, x, k, "gx", x.dtype());
+  ICH_CHECK(training || x.is_contiguous(), k, ": the evaluation backward takes N,C,H,W tensors, got ", x.str());
   Context& c = context_of(x);
   dispatch_float(x, k, [&](auto z) {
     using T = decltype(z);
@@ -118,7 +124,7 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma,
     BnDescs d;
     describe<T>(d, x);
     // cuDNN always writes dx: give it scratch space when it is not wanted.
-    Tensor dx = gx.defined() ? gx : Tensor::empty(x.shape(), x.dtype(), x.device());
+    Tensor dx = gx.defined() ? gx : Tensor::empty(x.shape(), x.dtype(), x.device(), memory_format_of(x));
     ICH_CUDNN_CHECK(cudnnBatchNormalizationBackward(
         c.cudnn, CUDNN_BATCHNORM_SPATIAL, one<T>(), zero<T>(), one<T>(), zero<T>(), d.x, x.raw_data(), d.x,
         gy.raw_data(), d.x, dx.raw_data(), d.per_channel, gamma.raw_data(), ggamma.raw_data(), gbeta.raw_data(),

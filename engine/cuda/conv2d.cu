@@ -92,20 +92,24 @@ template <class F> void dispatch_conv(const Tensor& t, const char* kernel, F&& f
   }
 }
 
-using Key = std::tuple<int, int, bool, Shape, Shape, int64_t, int64_t, int64_t, int64_t, int64_t>;
+using Key = std::tuple<int, int, bool, bool, Shape, Shape, int64_t, int64_t, int64_t, int64_t, int64_t>;
 std::mutex g_mu;
 std::map<Key, std::unique_ptr<Plan>> g_plans;
 
-template <class T> Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2dParams& p, int device) {
-  const Key key{device, int(ConvType<T>::data()), allow_tf32(), xs, ws, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.groups};
+// nhwc: activations channels-last (N,H,W,C in memory) and the filter K,R,S,C
+// to match, the layout cuDNN's tensor-core and grouped kernels work in.
+template <class T>
+Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2dParams& p, int device, bool nhwc) {
+  const Key key{device, int(ConvType<T>::data()), allow_tf32(), nhwc, xs, ws, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+                p.groups};
   std::lock_guard<std::mutex> lock(g_mu);
   auto& slot = g_plans[key];
   if (slot) return *slot;
   auto pl = std::make_unique<Plan>();
   const cudnnDataType_t t = ConvType<T>::data();
-  set_nchw(pl->x, t, xs);
-  ICH_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl->w, t, CUDNN_TENSOR_NCHW, int(ws[0]), int(ws[1]), int(ws[2]),
-                                             int(ws[3])));
+  const cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->x, fmt, t, int(xs[0]), int(xs[1]), int(xs[2]), int(xs[3])));
+  ICH_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl->w, t, fmt, int(ws[0]), int(ws[1]), int(ws[2]), int(ws[3])));
   ICH_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl->conv, int(p.pad_h), int(p.pad_w), int(p.stride_h),
                                                   int(p.stride_w), 1, 1, CUDNN_CROSS_CORRELATION,
                                                   ConvType<T>::compute()));
@@ -113,12 +117,31 @@ template <class T> Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2d
   ICH_CUDNN_CHECK(cudnnSetConvolutionMathType(pl->conv, ConvType<T>::math()));
   int n, c, h, w;
   ICH_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(pl->conv, pl->x, pl->w, &n, &c, &h, &w));
-  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->y, CUDNN_TENSOR_NCHW, t, n, c, h, w));
+  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->y, fmt, t, n, c, h, w));
   ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->bias, CUDNN_TENSOR_NCHW, t, 1, c, 1, 1));
   slot = std::move(pl);
   return *slot;
 }
 
+
+// The layout of one call's activations: channels-last when either is (then
+// both must be dense so), else N,C,H,W.
+bool channels_last_call(const char* k, const Tensor& a, const Tensor& b) {
+  const bool cl = memory_format_of(a) == MemoryFormat::ChannelsLast || memory_format_of(b) == MemoryFormat::ChannelsLast;
+  const MemoryFormat f = cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+  ICH_CHECK(a.is_contiguous(f) && b.is_contiguous(f), k, ": ", a.str(), " and ", b.str(),
+            " are not both dense in one layout");
+  return cl;
+}
+
+void expect_on_device(const Tensor& t, const char* k, const char* arg, DType dtype) {
+  ICH_CHECK(t.defined() && t.device().is_cuda() && t.dtype() == dtype, k, ": ", arg, " is ", t.str(),
+            ", expected ", dtype_name(dtype), " on a CUDA device");
+}
+
+// The filter in the call's layout (weights stay K,C,R,S in memory; a
+// channels-last call takes a K,R,S,C copy: a few MB, one pass).
+Tensor filter_for(const Tensor& w, bool nhwc) { return nhwc ? w.contiguous(MemoryFormat::ChannelsLast) : w; }
 
 Tensor workspace(size_t bytes, const Tensor& like) {
   return Tensor::empty({int64_t((bytes + 3) / 4)}, DType::Float32, like.device());
@@ -128,18 +151,21 @@ Tensor workspace(size_t bytes, const Tensor& like) {
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dParams& p) {
   const char* k = "conv2d_forward";
-  for (const Tensor* t : TensorList{&x, &w, &y}) expect(*t, k, "x/w/y", x.dtype());
+  for (const Tensor* t : TensorList{&x, &y}) expect_on_device(*t, k, "x/y", x.dtype());
+  expect(w, k, "w", x.dtype());
   if (b.defined()) expect(b, k, "b", x.dtype());
+  const bool nhwc = channels_last_call(k, x, y);
+  const Tensor wk = filter_for(w, nhwc);
   Context& c = context_of(x);
   dispatch_conv(x, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     using S = typename ConvType<T>::Scale;
-    Plan& pl = plan_for<T>(x.shape(), w.shape(), p, c.device);
+    Plan& pl = plan_for<T>(x.shape(), w.shape(), p, c.device, nhwc);
     choose<cudnnConvolutionFwdAlgoPerf_t>(pl.fwd, [&](auto* perf, int* found) {
       return cudnnFindConvolutionForwardAlgorithm(c.cudnn, pl.x, pl.w, pl.conv, pl.y, 8, found, perf);
     }, k, x, w);
     Tensor ws = workspace(pl.fwd.workspace, x);
-    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<S>(), pl.x, x.raw_data(), pl.w, w.raw_data(), pl.conv,
+    ICH_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, one<S>(), pl.x, x.raw_data(), pl.w, wk.raw_data(), pl.conv,
                                             pl.fwd.algo, ws.raw_data(), pl.fwd.workspace, zero<S>(), pl.y,
                                             y.raw_data()));
     if (b.defined())
@@ -149,17 +175,20 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
 
 void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const Conv2dParams& p) {
   const char* k = "conv2d_backward_data";
-  for (const Tensor* t : TensorList{&gy, &w, &gx}) expect(*t, k, "gy/w/gx", w.dtype());
+  for (const Tensor* t : TensorList{&gy, &gx}) expect_on_device(*t, k, "gy/gx", w.dtype());
+  expect(w, k, "w", w.dtype());
+  const bool nhwc = channels_last_call(k, gy, gx);
+  const Tensor wk = filter_for(w, nhwc);
   Context& c = context_of(w);
   dispatch_conv(w, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     using S = typename ConvType<T>::Scale;
-    Plan& pl = plan_for<T>(gx.shape(), w.shape(), p, c.device);
+    Plan& pl = plan_for<T>(gx.shape(), w.shape(), p, c.device, nhwc);
     choose<cudnnConvolutionBwdDataAlgoPerf_t>(pl.data, [&](auto* perf, int* found) {
       return cudnnFindConvolutionBackwardDataAlgorithm(c.cudnn, pl.w, pl.y, pl.conv, pl.x, 8, found, perf);
     }, k, gx, w);
     Tensor ws = workspace(pl.data.workspace, w);
-    ICH_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, one<S>(), pl.w, w.raw_data(), pl.y, gy.raw_data(), pl.conv,
+    ICH_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, one<S>(), pl.w, wk.raw_data(), pl.y, gy.raw_data(), pl.conv,
                                                  pl.data.algo, ws.raw_data(), pl.data.workspace, zero<S>(), pl.x,
                                                  gx.raw_data()));
   });
@@ -167,31 +196,36 @@ void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const C
 
 void conv2d_backward_filter(const Tensor& gy, const Tensor& x, Tensor& gw, const Conv2dParams& p) {
   const char* k = "conv2d_backward_filter";
-  for (const Tensor* t : TensorList{&gy, &x, &gw}) expect(*t, k, "gy/x/gw", x.dtype());
+  for (const Tensor* t : TensorList{&gy, &x}) expect_on_device(*t, k, "gy/x", x.dtype());
+  expect(gw, k, "gw", x.dtype());
+  const bool nhwc = channels_last_call(k, x, gy);
+  // A channels-last call writes K,R,S,C: into scratch, then into gw's K,C,R,S.
+  Tensor gwk = nhwc ? Tensor::empty(gw.shape(), gw.dtype(), gw.device(), MemoryFormat::ChannelsLast) : gw;
   Context& c = context_of(x);
   dispatch_conv(x, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     using S = typename ConvType<T>::Scale;
-    Plan& pl = plan_for<T>(x.shape(), gw.shape(), p, c.device);
+    Plan& pl = plan_for<T>(x.shape(), gw.shape(), p, c.device, nhwc);
     choose<cudnnConvolutionBwdFilterAlgoPerf_t>(pl.filter, [&](auto* perf, int* found) {
       return cudnnFindConvolutionBackwardFilterAlgorithm(c.cudnn, pl.x, pl.y, pl.conv, pl.w, 8, found, perf);
     }, k, x, gw);
     Tensor ws = workspace(pl.filter.workspace, x);
     ICH_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, one<S>(), pl.x, x.raw_data(), pl.y, gy.raw_data(),
                                                    pl.conv, pl.filter.algo, ws.raw_data(), pl.filter.workspace,
-                                                   zero<S>(), pl.w, gw.raw_data()));
+                                                   zero<S>(), pl.w, gwk.raw_data()));
   });
+  if (nhwc) gw.copy_(gwk);
 }
 
 void conv2d_backward_bias(const Tensor& gy, Tensor& gb) {
   const char* k = "conv2d_backward_bias";
-  expect(gy, k, "gy", gy.dtype());
+  expect_dense(gy, gy, k, "gy", gy.dtype());
   expect(gb, k, "gb", gy.dtype());
   Context& c = context_of(gy);
   dispatch_float(gy, k, [&](auto zero_value) {
     using T = decltype(zero_value);
     TensorDesc dy, db;
-    set_nchw(dy, cudnn_type<T>(), gy.shape());
+    set_strided(dy, cudnn_type<T>(), gy);  // N,C,H,W or channels-last
     ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(db, CUDNN_TENSOR_NCHW, cudnn_type<T>(), 1, int(gy.size(1)), 1, 1));
     ICH_CUDNN_CHECK(cudnnConvolutionBackwardBias(c.cudnn, one<T>(), dy, gy.raw_data(), zero<T>(), db, gb.raw_data()));
   });

@@ -26,6 +26,17 @@ inline void expect(const Tensor& t, const char* kernel, const char* arg, DType d
   ICH_CHECK(t.is_contiguous(), kernel, ": ", arg, " ", t.str(), " is not contiguous");
 }
 
+// Pointwise kernels walk raw memory: any dense layout will do, provided
+// every operand has the same one (N,C,H,W, or N,H,W,C from channels-last
+// ops, engine/ops/op_util.h).
+inline void expect_dense(const Tensor& t, const Tensor& ref, const char* kernel, const char* arg, DType dtype) {
+  ICH_CHECK(t.defined(), kernel, ": ", arg, " is undefined");
+  ICH_CHECK(t.device().is_cuda(), kernel, ": ", arg, " is on ", t.device().str(), ", expected a CUDA device");
+  ICH_CHECK(t.dtype() == dtype, kernel, ": ", arg, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dtype));
+  ICH_CHECK(t.is_contiguous(memory_format_of(ref)), kernel, ": ", arg, " ", t.str(),
+            " is not dense in the layout of ", ref.str());
+}
+
 template <class T> T* ptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
 
 // cuDNN's data type and the type of its alpha/beta scaling factors.
@@ -72,6 +83,16 @@ using ConvDesc =
 inline void set_nchw(cudnnTensorDescriptor_t d, cudnnDataType_t type, const Shape& s) {
   const int n = int(s[0]), c = int(s[1]), h = s.size() > 2 ? int(s[2]) : 1, w = s.size() > 3 ? int(s[3]) : 1;
   ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, n, c, h, w));
+}
+
+// A descriptor from the tensor's own strides: N,C,H,W or channels-last
+// (N,H,W,C in memory) alike; (N,C) is seen as (N,C,1,1).
+inline void set_strided(cudnnTensorDescriptor_t d, cudnnDataType_t type, const Tensor& t) {
+  if (t.dim() != 4) return set_nchw(d, type, t.shape());
+  const Shape& s = t.shape();
+  const Shape& st = t.strides();
+  ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptorEx(d, type, int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(st[0]),
+                                               int(st[1]), int(st[2]), int(st[3])));
 }
 
 }  // namespace ich::cuda

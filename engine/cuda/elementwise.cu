@@ -86,8 +86,8 @@ template <class T> __global__ void final_sum(const double* part, int blocks, T* 
 }  // namespace
 
 void relu_forward(const Tensor& x, Tensor& y) {
-  expect(x, "relu_forward", "x", x.dtype());
-  expect(y, "relu_forward", "y", x.dtype());
+  expect_dense(x, x, "relu_forward", "x", x.dtype());
+  expect_dense(y, x, "relu_forward", "y", x.dtype());
   dispatch_float(x, "relu_forward", [&](auto z) {
     using T = decltype(z);
     const T* xp = ptr<T>(x);
@@ -96,7 +96,7 @@ void relu_forward(const Tensor& x, Tensor& y) {
 }
 
 void relu_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
-  for (const Tensor* t : TensorList{&gy, &y, &gx}) expect(*t, "relu_backward", "gy/y/gx", y.dtype());
+  for (const Tensor* t : TensorList{&gy, &y, &gx}) expect_dense(*t, y, "relu_backward", "gy/y/gx", y.dtype());
   dispatch_float(y, "relu_backward", [&](auto z) {
     using T = decltype(z);
     const T *g = ptr<T>(gy), *yp = ptr<T>(y);
@@ -105,8 +105,8 @@ void relu_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
 }
 
 void sigmoid_forward(const Tensor& x, Tensor& y) {
-  expect(x, "sigmoid_forward", "x", x.dtype());
-  expect(y, "sigmoid_forward", "y", x.dtype());
+  expect_dense(x, x, "sigmoid_forward", "x", x.dtype());
+  expect_dense(y, x, "sigmoid_forward", "y", x.dtype());
   dispatch_float(x, "sigmoid_forward", [&](auto z) {
     using T = decltype(z);
     const T* xp = ptr<T>(x);
@@ -115,7 +115,7 @@ void sigmoid_forward(const Tensor& x, Tensor& y) {
 }
 
 void sigmoid_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
-  for (const Tensor* t : TensorList{&gy, &y, &gx}) expect(*t, "sigmoid_backward", "gy/y/gx", y.dtype());
+  for (const Tensor* t : TensorList{&gy, &y, &gx}) expect_dense(*t, y, "sigmoid_backward", "gy/y/gx", y.dtype());
   dispatch_float(y, "sigmoid_backward", [&](auto z) {
     using T = decltype(z);
     const T *g = ptr<T>(gy), *yp = ptr<T>(y);
@@ -125,7 +125,7 @@ void sigmoid_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
 
 void add_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   same_shape("add_forward", a, b);
-  for (const Tensor* t : TensorList{&a, &b, &y}) expect(*t, "add_forward", "a/b/y", a.dtype());
+  for (const Tensor* t : TensorList{&a, &b, &y}) expect_dense(*t, a, "add_forward", "a/b/y", a.dtype());
   dispatch_float(a, "add_forward", [&](auto z) {
     using T = decltype(z);
     const T *ap = ptr<T>(a), *bp = ptr<T>(b);
@@ -135,7 +135,7 @@ void add_forward(const Tensor& a, const Tensor& b, Tensor& y) {
 
 void add_inplace(Tensor& dst, const Tensor& src) {
   same_shape("add_inplace", dst, src);
-  for (const Tensor* t : TensorList{&dst, &src}) expect(*t, "add_inplace", "dst/src", dst.dtype());
+  for (const Tensor* t : TensorList{&dst, &src}) expect_dense(*t, dst, "add_inplace", "dst/src", dst.dtype());
   dispatch_float(dst, "add_inplace", [&](auto z) {
     using T = decltype(z);
     T* d = ptr<T>(dst);
@@ -146,7 +146,7 @@ void add_inplace(Tensor& dst, const Tensor& src) {
 
 void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   same_shape("mul_forward", a, b);
-  for (const Tensor* t : TensorList{&a, &b, &y}) expect(*t, "mul_forward", "a/b/y", a.dtype());
+  for (const Tensor* t : TensorList{&a, &b, &y}) expect_dense(*t, a, "mul_forward", "a/b/y", a.dtype());
   dispatch_float(a, "mul_forward", [&](auto z) {
     using T = decltype(z);
     const T *ap = ptr<T>(a), *bp = ptr<T>(b);
@@ -155,7 +155,7 @@ void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
 }
 
 void scale_forward(const Tensor& x, double s, Tensor& y) {
-  for (const Tensor* t : TensorList{&x, &y}) expect(*t, "scale_forward", "x/y", x.dtype());
+  for (const Tensor* t : TensorList{&x, &y}) expect_dense(*t, x, "scale_forward", "x/y", x.dtype());
   dispatch_float(x, "scale_forward", [&](auto z) {
     using T = decltype(z);
     const T* xp = ptr<T>(x);

@@ -2,6 +2,9 @@
 #include "engine/cuda/context.h"
 #include "engine/cuda/runtime.h"
 
+#include <algorithm>
+#include <vector>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -57,6 +60,65 @@ template <class S> void launch_cast_from(void* dst, DType dt, const void* src, i
   ICH_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
+
+namespace {
+struct Geometry {
+  int dims;
+  int64_t shape[6], dst[6], src[6];
+};
+template <class T> __global__ void strided_kernel(T* d, const T* s, int64_t n, Geometry g) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t rest = i, od = 0, os = 0;
+    for (int k = g.dims - 1; k >= 0; --k) {
+      const int64_t idx = rest % g.shape[k];
+      rest /= g.shape[k];
+      od += idx * g.dst[k];
+      os += idx * g.src[k];
+    }
+    d[od] = s[os];
+  }
+}
+}  // namespace
+
+void copy_strided(void* dst, const std::vector<int64_t>& dst_strides, const void* src,
+                  const std::vector<int64_t>& src_strides, const std::vector<int64_t>& shape, size_t elem_size,
+                  Device dev) {
+  int64_t n = 1;
+  for (int64_t v : shape) n *= v;
+  if (n == 0) return;
+  cudaStream_t s = context(dev.index).stream;
+  if (dst_strides == src_strides) {  // the same layout: one copy of the span (both are dense tensors here)
+    bool dense = true;
+    int64_t expect = 1;
+    std::vector<size_t> order(shape.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return src_strides[a] < src_strides[b]; });
+    for (size_t k : order) {
+      if (shape[k] == 1) continue;
+      dense &= src_strides[k] == expect;
+      expect *= shape[k];
+    }
+    if (dense) {
+      ICH_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * elem_size, cudaMemcpyDeviceToDevice, s));
+      return;
+    }
+  }
+  ICH_CHECK(shape.size() <= 6, "copy_strided: at most 6 dimensions, got ", shape.size());
+  Geometry g{int(shape.size()), {}, {}, {}};
+  for (size_t k = 0; k < shape.size(); ++k) {
+    g.shape[k] = shape[k];
+    g.dst[k] = dst_strides[k];
+    g.src[k] = src_strides[k];
+  }
+  switch (elem_size) {
+    case 1: strided_kernel<uint8_t><<<blocks_for(n), 256, 0, s>>>(static_cast<uint8_t*>(dst), static_cast<const uint8_t*>(src), n, g); break;
+    case 2: strided_kernel<uint16_t><<<blocks_for(n), 256, 0, s>>>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), n, g); break;
+    case 4: strided_kernel<uint32_t><<<blocks_for(n), 256, 0, s>>>(static_cast<uint32_t*>(dst), static_cast<const uint32_t*>(src), n, g); break;
+    case 8: strided_kernel<uint64_t><<<blocks_for(n), 256, 0, s>>>(static_cast<uint64_t*>(dst), static_cast<const uint64_t*>(src), n, g); break;
+    default: throw Error("copy_strided: element size " + std::to_string(elem_size));
+  }
+  ICH_CUDA_LAUNCH_CHECK();
+}
 
 void cast(void* dst, DType dst_type, const void* src, DType src_type, int64_t n, Device dev) {
   if (n == 0) return;

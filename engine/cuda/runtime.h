@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "engine/allocator.h"
 #include "engine/dtype.h"
@@ -15,6 +16,12 @@ namespace ich::cuda {
 int device_count();
 // Copies bytes between any two of host and device memory, and waits.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// dst[index] = src[index] for every index of `shape` (at most 6 dims), each
+// side with its own strides (in elements of elem_size bytes), on one device,
+// without the host waiting: layout changes such as NCHW <-> NHWC.
+void copy_strided(void* dst, const std::vector<int64_t>& dst_strides, const void* src,
+                  const std::vector<int64_t>& src_strides, const std::vector<int64_t>& shape, size_t elem_size,
+                  Device dev);
 // Converts n contiguous elements between float32, float64, bfloat16 and
 // float16 on one device (round to nearest even, as engine/half.h).
 void cast(void* dst, DType dst_type, const void* src, DType src_type, int64_t n, Device dev);

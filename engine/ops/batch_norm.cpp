@@ -18,8 +18,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
     ICH_CHECK(t->defined() && t->numel() == C, "batch_norm2d: per-channel tensor ", t->str(), " for input ", x.str());
   ICH_CHECK(!training || x.numel() / C > 1, "batch_norm2d: training needs more than one value per channel, got input ",
             x.str());
-  const Tensor xc = x.contiguous();
-  Tensor y = empty_like(xc);
+  // cuDNN normalises channels-last batches as they are in training; the
+  // evaluation backward is our own N,C,H,W kernel, so eval converts.
+  const Layout L = layout_for(x, training);
+  const Tensor xc = L.in(x);
+  Tensor y = L.empty(x.shape(), x);
   Tensor mean = empty_on(x, {C}), invstd = empty_on(x, {C});
   if (training) {
     ICH_DISPATCH(x.device(), batch_norm_forward_train, xc, gamma, beta, running_mean, running_var, momentum, eps, y,
@@ -34,14 +37,15 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
     }
   }
   const Tensor x_saved = xc.detach(), g_saved = gamma.detach();
-  return record("batch_norm2d", y, {x, gamma, beta},
-                [x_saved, g_saved, mean, invstd, eps, training](const Tensor& gy_in, const NeedsGrad& need) {
-                  const Tensor gy = gy_in.contiguous();
-                  Tensor gx = need[0] ? empty_like(x_saved) : Tensor();
+  return record("batch_norm2d", L.out(y), {x, gamma, beta},
+                [L, x_saved, g_saved, mean, invstd, eps, training](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = L.in(gy_in);
+                  Tensor gx = need[0] ? L.empty(x_saved.shape(), x_saved) : Tensor();
                   Tensor ggamma = empty_like(g_saved), gbeta = empty_like(g_saved);
                   ICH_DISPATCH(gy.device(), batch_norm_backward, gy, x_saved, g_saved, mean, invstd, eps, training, gx,
                                ggamma, gbeta);
-                  return std::vector<Tensor>{gx, need[1] ? ggamma : Tensor(), need[2] ? gbeta : Tensor()};
+                  return std::vector<Tensor>{need[0] ? L.out(gx) : Tensor(), need[1] ? ggamma : Tensor(),
+                                             need[2] ? gbeta : Tensor()};
                 });
 }
 

@@ -16,20 +16,21 @@ namespace {
 Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
                     const Shape& y_shape) {
   const MixedOperands m{autocast_dtype(), x.device().is_cuda()};
-  const Tensor xl = m.operand(x), wl = m.operand(weight), bl = bias.defined() ? m.operand(bias) : Tensor();
-  Tensor yl = m.result(y_shape, x);
+  const Layout L = layout_for(x, true);
+  const Tensor xl = m.operand(x, L.kernel), wl = m.operand(weight), bl = bias.defined() ? m.operand(bias) : Tensor();
+  Tensor yl = m.result(y_shape, x, L.kernel);
   ICH_DISPATCH(x.device(), conv2d_forward, xl, wl, bl, yl, p);
   const Tensor x_saved = weight.requires_grad() ? xl.detach() : Tensor();
   const Tensor w_saved = x.requires_grad() ? wl.detach() : Tensor();
   const Shape x_shape = x.shape(), w_shape = weight.shape();
-  return record("conv2d", m.finish(yl), {x, weight, bias},
-                [m, x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
-                  const Tensor gyl = m.operand(gy_in);
+  return record("conv2d", L.out(m.finish(yl)), {x, weight, bias},
+                [m, L, x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gyl = m.operand(gy_in, L.kernel);
                   Tensor gx, gw, gb;
                   if (need[0]) {
-                    Tensor r = m.result(x_shape, gyl);
+                    Tensor r = m.result(x_shape, gyl, L.kernel);
                     ICH_DISPATCH(gyl.device(), conv2d_backward_data, gyl, w_saved, r, p);
-                    gx = m.finish(r);
+                    gx = L.out(m.finish(r));
                   }
                   if (need[1]) {
                     Tensor r = m.result(w_shape, gyl);
@@ -37,7 +38,7 @@ Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, c
                     gw = m.finish(r);
                   }
                   if (need[2]) {  // float32, from the float32 gradient
-                    const Tensor gy = gy_in.contiguous();
+                    const Tensor gy = L.in(gy_in);
                     gb = empty_on(gy, {w_shape[0]});
                     ICH_DISPATCH(gy.device(), conv2d_backward_bias, gy, gb);
                   }
@@ -63,20 +64,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             "conv2d: input ", x.str(), " is smaller than the kernel ", weight.str());
   if (autocast_dtype() != DType::Float32 && x.dtype() == DType::Float32)
     return conv2d_mixed(x, weight, bias, p, {x.size(0), weight.size(0), Ho, Wo});
-  const Tensor xc = x.contiguous(), wc = weight.contiguous();
-  Tensor y = empty_on(x, {x.size(0), weight.size(0), Ho, Wo});
+  // cuDNN takes channels-last activations as they are (op_util.h).
+  const Layout L = layout_for(x, true);
+  const Tensor xc = L.in(x), wc = weight.contiguous();
+  Tensor y = L.empty({x.size(0), weight.size(0), Ho, Wo}, x);
   ICH_DISPATCH(x.device(), conv2d_forward, xc, wc, bias, y, p);
 
   const Tensor x_saved = weight.requires_grad() ? xc.detach() : Tensor();
   const Tensor w_saved = x.requires_grad() ? wc.detach() : Tensor();
   const Shape x_shape = x.shape(), w_shape = weight.shape();
-  return record("conv2d", y, {x, weight, bias},
-                [x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
-                  const Tensor gy = gy_in.contiguous();
+  return record("conv2d", L.out(y), {x, weight, bias},
+                [L, x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = L.in(gy_in);
                   Tensor gx, gw, gb;
                   if (need[0]) {
-                    gx = empty_on(gy, x_shape);
+                    gx = L.empty(x_shape, gy);
                     ICH_DISPATCH(gy.device(), conv2d_backward_data, gy, w_saved, gx, p);
+                    gx = L.out(gx);
                   }
                   if (need[1]) {
                     gw = empty_on(gy, w_shape);

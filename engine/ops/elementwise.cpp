@@ -11,67 +11,80 @@
 
 namespace ich {
 
+// Pointwise ops keep their input's layout; their CUDA kernels walk raw
+// memory and so take channels-last tensors as they are (op_util.h).
 Tensor relu(const Tensor& x) {
-  const Tensor xc = x.contiguous();
-  Tensor y = empty_like(xc);
+  const Layout L = layout_for(x, true);
+  const Tensor xc = L.in(x);
+  Tensor y = L.empty(x.shape(), x);
   ICH_DISPATCH(x.device(), relu_forward, xc, y);
-  return record("relu", y, {x}, [y_saved = y.detach()](const Tensor& gy, const NeedsGrad&) {
-    Tensor gx = empty_like(y_saved);
-    ICH_DISPATCH(gy.device(), relu_backward, gy.contiguous(), y_saved, gx);
-    return std::vector<Tensor>{gx};
+  return record("relu", L.out(y), {x}, [L, y_saved = y.detach()](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = L.empty(y_saved.shape(), y_saved);
+    ICH_DISPATCH(gy.device(), relu_backward, L.in(gy), y_saved, gx);
+    return std::vector<Tensor>{L.out(gx)};
   });
 }
 
 Tensor sigmoid(const Tensor& x) {
-  const Tensor xc = x.contiguous();
-  Tensor y = empty_like(xc);
+  const Layout L = layout_for(x, true);
+  const Tensor xc = L.in(x);
+  Tensor y = L.empty(x.shape(), x);
   ICH_DISPATCH(x.device(), sigmoid_forward, xc, y);
-  return record("sigmoid", y, {x}, [y_saved = y.detach()](const Tensor& gy, const NeedsGrad&) {
-    Tensor gx = empty_like(y_saved);
-    ICH_DISPATCH(gy.device(), sigmoid_backward, gy.contiguous(), y_saved, gx);
-    return std::vector<Tensor>{gx};
+  return record("sigmoid", L.out(y), {x}, [L, y_saved = y.detach()](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = L.empty(y_saved.shape(), y_saved);
+    ICH_DISPATCH(gy.device(), sigmoid_backward, L.in(gy), y_saved, gx);
+    return std::vector<Tensor>{L.out(gx)};
   });
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
   ICH_CHECK(a.shape() == b.shape(), "add: shapes differ: ", a.str(), " and ", b.str());
   same_device_dtype("add", a, {&b});
-  Tensor y = empty_on(a, a.shape());
-  ICH_DISPATCH(a.device(), add_forward, a.contiguous(), b.contiguous(), y);
+  const Layout L = layout_for(a, true);  // b joins a's layout
+  Tensor y = L.empty(a.shape(), a);
+  ICH_DISPATCH(a.device(), add_forward, L.in(a), L.in(b), y);
   // The same gradient flows to both branches: the autograd engine never
   // writes into a gradient it hands on, so sharing the tensor is safe.
-  return record("add", y, {a, b}, [](const Tensor& gy, const NeedsGrad&) { return std::vector<Tensor>{gy, gy}; });
+  const MemoryFormat fb = memory_format_of(b);
+  return record("add", L.out(y), {a, b}, [fb](const Tensor& gy, const NeedsGrad&) {
+    return std::vector<Tensor>{gy, gy.contiguous(fb)};
+  });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   ICH_CHECK(a.shape() == b.shape(), "mul: shapes differ: ", a.str(), " and ", b.str());
   same_device_dtype("mul", a, {&b});
-  const Tensor ac = a.contiguous(), bc = b.contiguous();
-  Tensor y = empty_on(a, a.shape());
+  const Layout L = layout_for(a, true);
+  const Tensor ac = L.in(a), bc = L.in(b);
+  Tensor y = L.empty(a.shape(), a);
   ICH_DISPATCH(a.device(), mul_forward, ac, bc, y);
-  return record("mul", y, {a, b},
-                [as = ac.detach(), bs = bc.detach()](const Tensor& gy_in, const NeedsGrad& need) {
-                  const Tensor gy = gy_in.contiguous();
+  const MemoryFormat fb = memory_format_of(b);
+  return record("mul", L.out(y), {a, b},
+                [L, fb, as = ac.detach(), bs = bc.detach()](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = L.in(gy_in);
                   Tensor ga, gb;
                   if (need[0]) {
-                    ga = empty_like(gy);
+                    ga = L.empty(gy.shape(), gy);
                     ICH_DISPATCH(gy.device(), mul_forward, gy, bs, ga);
+                    ga = L.out(ga);
                   }
                   if (need[1]) {
-                    gb = empty_like(gy);
+                    gb = L.empty(gy.shape(), gy);
                     ICH_DISPATCH(gy.device(), mul_forward, gy, as, gb);
+                    gb = gb.contiguous(fb);
                   }
                   return std::vector<Tensor>{ga, gb};
                 });
 }
 
 Tensor scale(const Tensor& x, double s) {
-  Tensor y = empty_like(x);
-  ICH_DISPATCH(x.device(), scale_forward, x.contiguous(), s, y);
-  return record("scale", y, {x}, [s](const Tensor& gy, const NeedsGrad&) {
-    Tensor gx = empty_like(gy);
-    ICH_DISPATCH(gy.device(), scale_forward, gy.contiguous(), s, gx);
-    return std::vector<Tensor>{gx};
+  const Layout L = layout_for(x, true);
+  Tensor y = L.empty(x.shape(), x);
+  ICH_DISPATCH(x.device(), scale_forward, L.in(x), s, y);
+  return record("scale", L.out(y), {x}, [L, s](const Tensor& gy, const NeedsGrad&) {
+    Tensor gx = L.empty(gy.shape(), gy);
+    ICH_DISPATCH(gy.device(), scale_forward, L.in(gy), s, gx);
+    return std::vector<Tensor>{L.out(gx)};
   });
 }
 

@@ -13,6 +13,26 @@ inline void same_device_dtype(const char* op, const Tensor& ref, std::initialize
   }
 }
 
+// Memory layouts (docs/engine.md, "Channels-last"). An op's 4-D output keeps
+// its input's layout (channels-last stays channels-last) and a gradient
+// comes back in the layout of what it is the gradient of. Each kernel takes
+// the layout it computes in: on a GPU the ops whose CUDA kernels take
+// channels-last tensors natively (convolution, batch norm in training,
+// pointwise ops) get them as they are; every CPU kernel, and the GPU pools,
+// take N,C,H,W, and Layout converts around them.
+struct Layout {
+  MemoryFormat op = MemoryFormat::Contiguous, kernel = MemoryFormat::Contiguous;
+  Tensor in(const Tensor& t) const { return t.contiguous(kernel); }   // an operand, for the kernel
+  Tensor out(const Tensor& t) const { return t.contiguous(op); }     // a kernel's result, for the caller
+  Tensor empty(const Shape& s, const Tensor& like) const { return Tensor::empty(s, like.dtype(), like.device(), kernel); }
+};
+inline Layout layout_for(const Tensor& x, bool cuda_takes_channels_last) {
+  Layout l;
+  l.op = memory_format_of(x);
+  l.kernel = x.device().is_cuda() && cuda_takes_channels_last ? l.op : MemoryFormat::Contiguous;
+  return l;
+}
+
 inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
 inline Tensor empty_on(const Tensor& ref, const Shape& s) { return Tensor::empty(s, ref.dtype(), ref.device()); }
 

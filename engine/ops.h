@@ -21,6 +21,13 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
                     Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 
 Tensor relu(const Tensor& x);
+// Fusion: relu(batch_norm2d(x) + residual) (residual may be undefined) as one
+// op: batch norm writes its output, one pass adds and clamps it in place,
+// and backward masks the gradient once and hands it to the residual and to
+// batch norm's backward. The same numbers as the three ops, fewer passes
+// over memory and fewer tensors.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                       Tensor& running_var, bool training, double momentum, double eps, const Tensor& residual = Tensor());
 Tensor sigmoid(const Tensor& x);
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
 // Output (N,C,out_h,out_w); (1,1) is the global average pool of ResNet.

@@ -30,6 +30,12 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   return batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
+Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
+  if (!is_training()) return relu(residual.defined() ? add(forward(x), residual) : forward(x));
+  if (num_batches_tracked.device().is_cpu()) num_batches_tracked.data<int64_t>()[0] += 1;
+  return batch_norm_relu(x, weight, bias, running_mean, running_var, true, momentum, eps, residual);
+}
+
 Linear::Linear(int64_t in, int64_t out, Generator& gen, bool has_bias, DType dtype)
     : weight(register_parameter("weight", Tensor::empty({out, in}, dtype))),
       bias(has_bias ? register_parameter("bias", Tensor::empty({out}, dtype)) : register_parameter("bias", Tensor())) {

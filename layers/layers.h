@@ -31,6 +31,9 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, DType dtype = DType::Float32);
   Tensor forward(const Tensor& x) override;
+  // relu(this(x) + residual) (residual may be undefined): in training one
+  // fused op (engine/ops.h batch_norm_relu), in evaluation the separate ops.
+  Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
   std::string type_name() const override { return "BatchNorm2d"; }
   Tensor &weight, &bias, &running_mean, &running_var, &num_batches_tracked;
   double eps = 1e-5, momentum = 0.1;

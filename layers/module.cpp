@@ -6,6 +6,8 @@ namespace {
 thread_local ForwardObserver g_observer;
 }
 
+bool forward_observed() { return bool(g_observer); }
+
 ForwardObserverScope::ForwardObserverScope(ForwardObserver f) : prev_(std::move(g_observer)) { g_observer = std::move(f); }
 ForwardObserverScope::~ForwardObserverScope() { g_observer = std::move(prev_); }
 

@@ -22,6 +22,10 @@ class Module;
 // Called after every module's forward on this thread while set: the hook
 // that inspection (layers/summary.h) uses to see each layer's output.
 using ForwardObserver = std::function<void(Module& m, const Tensor& input, const Tensor& output)>;
+// Whether a forward observer is watching this thread (fused paths, which
+// skip modules, then run the modules one by one so that each is seen).
+bool forward_observed();
+
 class ForwardObserverScope {
  public:
   explicit ForwardObserverScope(ForwardObserver f);

@@ -46,6 +46,12 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
+  if (!forward_observed()) {  // batch norm, the residual add and ReLU fused (same numbers)
+    Tensor out = bn1_.forward_relu(conv1_(x));
+    out = bn2_.forward_relu(conv2_(out));
+    const Tensor identity = downsample_ ? (*downsample_)(x) : x;
+    return bn3_.forward_relu(conv3_(out), identity);
+  }
   Tensor out = relu_(bn1_(conv1_(x)));
   out = relu_(bn2_(conv2_(out)));
   out = bn3_(conv3_(out));
@@ -85,7 +91,8 @@ void ResNeXt::replace_head(int64_t num_classes, Generator& gen) {
 
 Tensor ResNeXt::features(const Tensor& x) {
   ICH_CHECK(x.dim() == 4 && x.size(1) == 3, cfg_.name, ": input must be (N,3,H,W), got ", x.str());
-  Tensor h = (*maxpool_)((*relu_)((*bn1_)((*conv1_)(x))));
+  Tensor h = forward_observed() ? (*relu_)((*bn1_)((*conv1_)(x))) : bn1_->forward_relu((*conv1_)(x));
+  h = (*maxpool_)(h);
   for (Sequential* stage : stages_) h = (*stage)(h);
   return h;
 }

@@ -52,6 +52,34 @@ TEST(ChannelsLast, ResNeXtKeepsTheLayoutAndTheNumbers) {
   EXPECT_EQ(memory_format_of(gx_nchw), MemoryFormat::Contiguous);
 }
 
+// The fused bottleneck (batch norm + add + ReLU in one op) runs when nothing
+// observes the modules; observed, every module runs on its own. Same numbers.
+TEST(Fusion, FusedAndSeparateBottlenecksAgreeBitForBit) {
+  auto run = [](bool observed) {
+    Generator gen(12);
+    ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+    m.train();
+    const Tensor x = Tensor::randn({2, 3, 40, 40}, gen);
+    int seen = 0;
+    Tensor logits;
+    if (observed) {
+      ForwardObserverScope watch([&](Module&, const Tensor&, const Tensor&) { ++seen; });
+      logits = m(x);
+      EXPECT_GT(seen, 30);
+    } else {
+      logits = m(x);
+    }
+    sum(mul(logits, logits)).backward();
+    std::vector<double> out = logits.to_vector();
+    for (const auto& [name, p] : m.named_parameters())
+      for (double v : p.grad().to_vector()) out.push_back(v);
+    for (const auto& [name, b] : m.named_buffers())
+      for (double v : b.to_vector()) out.push_back(v);
+    return out;
+  };
+  EXPECT_EQ(run(true), run(false));
+}
+
 TEST(ChannelsLast, MixedLayoutsMeetSafely) {
   // A channels-last tensor added to an N,C,H,W one, and gradients joining
   // from both layouts, give the same numbers as all N,C,H,W.

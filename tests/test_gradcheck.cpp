@@ -52,6 +52,33 @@ TEST(BatchNormGradcheck, TrainingMode2d) {
   EXPECT_GRADCHECK(in, [&](const std::vector<Tensor>& t) { return batch_norm2d(t[0], t[1], t[2], rm, rv, true); });
 }
 
+// The fused batch norm + residual add + ReLU (training), with and without a
+// residual; and bit for bit the three separate ops.
+TEST(BatchNormGradcheck, FusedWithResidualAndRelu) {
+  Generator gen(11);
+  std::vector<Tensor> in{leaf64({2, 4, 3, 3}, gen, 2.0), leaf64({4}, gen), leaf64({4}, gen), leaf64({2, 4, 3, 3}, gen)};
+  Tensor rm = Tensor::zeros({4}, DType::Float64), rv = Tensor::ones({4}, DType::Float64);
+  EXPECT_GRADCHECK(in, [&](const std::vector<Tensor>& t) {
+    return batch_norm_relu(t[0], t[1], t[2], rm, rv, true, 0.1, 1e-5, t[3]);
+  });
+  EXPECT_GRADCHECK(std::vector<Tensor>(in.begin(), in.begin() + 3), [&](const std::vector<Tensor>& t) {
+    return batch_norm_relu(t[0], t[1], t[2], rm, rv, true, 0.1, 1e-5);
+  });
+  auto grads = [&](bool fused) {
+    for (Tensor& t : in) t.zero_grad();
+    Tensor rm2 = Tensor::zeros({4}, DType::Float64), rv2 = Tensor::ones({4}, DType::Float64);
+    const Tensor y = fused ? batch_norm_relu(in[0], in[1], in[2], rm2, rv2, true, 0.1, 1e-5, in[3])
+                           : relu(add(batch_norm2d(in[0], in[1], in[2], rm2, rv2, true, 0.1, 1e-5), in[3]));
+    sum(mul(y, y)).backward();
+    std::vector<double> out = y.to_vector();
+    for (const Tensor& t : in)
+      for (double v : t.grad().to_vector()) out.push_back(v);
+    for (double v : rv2.to_vector()) out.push_back(v);
+    return out;
+  };
+  EXPECT_EQ(grads(true), grads(false));
+}
+
 TEST(BatchNormGradcheck, EvalMode) {
   Generator gen(10);
   std::vector<Tensor> in{leaf64({2, 3, 4, 3}, gen), leaf64({3}, gen), leaf64({3}, gen)};

@@ -136,4 +136,22 @@ void fill_like_scalar(const Tensor& gy, double s, Tensor& gx) {
   });
 }
 
+void add_relu_(Tensor& y, const Tensor& r) {
+  const char* k = "add_relu_";
+  dispatch_float(y, k, [&](auto z) {
+    using T = decltype(z);
+    expect(y, k, "y", y.dtype());
+    if (r.defined()) expect(r, k, "residual", y.dtype());
+    ICH_CHECK(!r.defined() || r.shape() == y.shape(), k, ": residual ", r.str(), " for ", y.str());
+    T* p = y.template data<T>();
+    const T* q = r.defined() ? r.template data<T>() : nullptr;
+    const int64_t n = y.numel();
+#pragma omp parallel for if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = q ? p[i] + q[i] : p[i];
+      p[i] = v > T(0) ? v : T(0);
+    }
+  });
+}
+
 }  // namespace ich::cpu

@@ -189,4 +189,26 @@ void fill_like_scalar(const Tensor& gy, double s, Tensor& gx) {
   });
 }
 
+namespace {
+template <class T> __global__ void add_relu_kernel(T* y, const T* r, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const T v = r ? y[i] + r[i] : y[i];
+    y[i] = v > T(0) ? v : T(0);
+  }
+}
+}  // namespace
+
+void add_relu_(Tensor& y, const Tensor& r) {
+  const char* k = "add_relu_";
+  expect_dense(y, y, k, "y", y.dtype());
+  if (r.defined()) expect_dense(r, y, k, "residual", y.dtype());
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  dispatch_float(y, k, [&](auto z) {
+    using T = decltype(z);
+    add_relu_kernel<T><<<blocks_for(n), 256, 0, context_of(y).stream>>>(ptr<T>(y), r.defined() ? ptr<T>(r) : nullptr, n);
+    ICH_CUDA_LAUNCH_CHECK();
+  });
+}
+
 }  // namespace ich::cuda

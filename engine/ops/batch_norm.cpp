@@ -49,4 +49,39 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
                 });
 }
 
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                       Tensor& running_var, bool training, double momentum, double eps, const Tensor& residual) {
+  ICH_CHECK(x.dim() == 4, "batch_norm_relu: input must be (N,C,H,W), got ", x.str());
+  ICH_CHECK(!residual.defined() || residual.shape() == x.shape(), "batch_norm_relu: residual ", residual.str(),
+            " does not match ", x.str());
+  same_device_dtype("batch_norm_relu", x, {&gamma, &beta, &running_mean, &running_var, &residual});
+  const int64_t C = x.size(1);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
+    ICH_CHECK(t->defined() && t->numel() == C, "batch_norm_relu: per-channel tensor ", t->str(), " for input ", x.str());
+  ICH_CHECK(training, "batch_norm_relu: for training (evaluation runs the separate ops)");
+  ICH_CHECK(x.numel() / C > 1, "batch_norm_relu: training needs more than one value per channel, got input ", x.str());
+  const Layout L = layout_for(x, true);
+  const Tensor xc = L.in(x);
+  Tensor y = L.empty(x.shape(), x);
+  Tensor mean = empty_on(x, {C}), invstd = empty_on(x, {C});
+  ICH_DISPATCH(x.device(), batch_norm_forward_train, xc, gamma, beta, running_mean, running_var, momentum, eps, y,
+               mean, invstd);
+  const Tensor rc = residual.defined() ? L.in(residual) : Tensor();
+  ICH_DISPATCH(x.device(), add_relu_, y, rc);
+  const MemoryFormat fr = residual.defined() ? memory_format_of(residual) : MemoryFormat::Contiguous;
+  return record("batch_norm_relu", L.out(y), {x, gamma, beta, residual},
+                [L, fr, x_saved = xc.detach(), y_saved = y.detach(), g_saved = gamma.detach(), mean, invstd,
+                 eps](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Tensor gy = L.in(gy_in);
+                  Tensor gz = L.empty(gy.shape(), gy);  // the gradient where the output was positive
+                  ICH_DISPATCH(gy.device(), relu_backward, gy, y_saved, gz);
+                  Tensor gx = need[0] ? L.empty(x_saved.shape(), x_saved) : Tensor();
+                  Tensor ggamma = empty_like(g_saved), gbeta = empty_like(g_saved);
+                  ICH_DISPATCH(gy.device(), batch_norm_backward, gz, x_saved, g_saved, mean, invstd, eps, true, gx,
+                               ggamma, gbeta);
+                  return std::vector<Tensor>{need[0] ? L.out(gx) : Tensor(), need[1] ? ggamma : Tensor(),
+                                             need[2] ? gbeta : Tensor(), need[3] ? gz.contiguous(fr) : Tensor()};
+                });
+}
+
 }  // namespace ich

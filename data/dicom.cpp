@@ -154,8 +154,18 @@ float hounsfield_of(const DicomSlice& s, int32_t v, bool rsna_fix) {
 }
 
 std::vector<float> hounsfield(const DicomSlice& s, bool rsna_fix) {
+  // hounsfield_of() for every pixel, with its branches decided once.
   std::vector<float> hu(s.raw.size());
-  for (size_t i = 0; i < hu.size(); ++i) hu[i] = hounsfield_of(s, s.raw[i], rsna_fix);
+  const bool fix = rsna_fix && needs_rsna_fix(s);
+  const double slope = s.slope, intercept = fix ? -1000.0 : s.intercept;
+  for (size_t i = 0; i < hu.size(); ++i) {
+    int32_t v = s.raw[i];
+    if (fix) {
+      v += 1000;
+      if (v >= 4096) v -= 4096;
+    }
+    hu[i] = float(double(v) * slope + intercept);
+  }
   return hu;
 }
 

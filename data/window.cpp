@@ -42,12 +42,6 @@ std::string windows_str(const std::vector<Window>& ws) {
   return s;
 }
 
-uint8_t window_hu_to_u8(float hu, const Window& w) {
-  const double lo = w.center - w.width / 2, hi = w.center + w.width / 2;
-  const double v = std::clamp(double(hu), lo, hi);
-  return uint8_t(std::lround(255.0 * (v - lo) / w.width));
-}
-
 std::vector<uint8_t> window_image(const std::vector<float>& hu, const std::vector<Window>& ws, bool invert) {
   const size_t C = ws.size();
   std::vector<uint8_t> out(hu.size() * C);

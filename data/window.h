@@ -24,7 +24,15 @@ struct Window {
 std::vector<Window> parse_windows(const std::string& spec);
 std::string windows_str(const std::vector<Window>& w);  // "40/80;80/200;40/380"
 
-uint8_t window_hu_to_u8(float hu, const Window& w);
+inline uint8_t window_hu_to_u8(float hu, const Window& w) {
+  const double lo = w.center - w.width / 2, hi = w.center + w.width / 2;
+  const double v = hu < lo ? lo : hu > hi ? hi : double(hu);  // std::clamp, NaN aside (HU are never NaN)
+  // std::lround for x >= 0, inline: the integer part plus one when the
+  // fraction (exact: x - floor(x) loses nothing) is at least a half.
+  const double x = 255.0 * (v - lo) / w.width;
+  const int r = int(x);
+  return uint8_t(r + (x - r >= 0.5));
+}
 
 // hu: h*w values -> h*w*C bytes, channel-last (the .npy layout HxWxC).
 // When invert (MONOCHROME1), each u8 is 255 - u8.

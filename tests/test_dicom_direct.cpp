@@ -15,6 +15,7 @@
 #include "data/dicom_direct.h"
 #include "data/phantom.h"
 #include "data/window_run.h"
+#include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -67,16 +68,14 @@ bool accepted_and_equal(const std::string& path) {
 class DirectReader : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = (fs::temp_directory_path() / ("ich_direct_test_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir_);
+    dir_ = test::fresh_dir("ich_direct_test");
     PhantomOptions o;
-    o.out = dir_ + "/ph";
     o.patients = 12;
     o.slices_per_series = 6;
     o.size = 64;
     o.seed = 5;
     o.corrupt_fraction = 0.1;
-    write_phantom(o);
+    test::make_phantom_set(dir_, o, /*windowed=*/false);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static std::vector<std::string> phantom_files() { return list_files(dir_ + "/ph/dicom"); }

@@ -11,6 +11,7 @@
 #include "data/phantom.h"
 #include "data/png.h"
 #include "data/window_run.h"
+#include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -19,24 +20,18 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(Explore, CountsEqualThePhantomsTruth) {
-  const std::string dir = (fs::temp_directory_path() / ("ich_explore_" + std::to_string(::getpid()))).string();
-  fs::remove_all(dir);
+  const std::string dir = test::fresh_dir("ich_explore");
   PhantomOptions po;
-  po.out = dir + "/ph";
   po.patients = 30;
   po.slices_per_series = 12;
   po.size = 64;
   po.seed = 2;
   po.corrupt_fraction = 0.04;
-  write_phantom(po);
-  WindowOptions wo;
-  wo.input = po.out + "/dicom";
-  wo.out = dir + "/img";
-  window_dicoms(wo);
+  const test::PhantomSet ps = test::make_phantom_set(dir, po, /*windowed=*/true, /*split=*/false);
   // Oddities on top: an exact duplicate row, a conflicting row, a malformed line.
   std::string labels;
   {
-    std::ifstream in(po.out + "/labels.csv");
+    std::ifstream in(ps.phantom + "/labels.csv");
     labels.assign(std::istreambuf_iterator<char>(in), {});
   }
   const std::vector<PhantomSlice> truth = plan_phantom(po);
@@ -48,8 +43,8 @@ TEST(Explore, CountsEqualThePhantomsTruth) {
 
   ExploreOptions eo;
   eo.labels = dir + "/labels.csv";
-  eo.dicom = po.out + "/dicom";
-  eo.images = wo.out;
+  eo.dicom = ps.phantom + "/dicom";
+  eo.images = ps.images;
   eo.out = dir + "/report";
   eo.examples = 6;
   const ExploreReport r = explore(eo);

@@ -11,6 +11,7 @@
 #include "train/checkpoint.h"
 #include "train/gradcam.h"
 #include "train/trainer.h"
+#include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -19,29 +20,16 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(GradCam, HeatmapPeaksOnTheLesion) {
-  const std::string dir = (fs::temp_directory_path() / ("ich_gradcam_" + std::to_string(::getpid()))).string();
-  fs::remove_all(dir);
+  const std::string dir = test::fresh_dir("ich_gradcam");
   PhantomOptions po;
-  po.out = dir + "/ph";
   po.patients = 40;
   po.size = 128;
   po.seed = 2;
-  write_phantom(po);
-  WindowOptions wo;
-  wo.input = po.out + "/dicom";
-  wo.out = dir + "/img";
-  window_dicoms(wo);
-  const LabelTable lt = read_rsna_labels(po.out + "/labels.csv");
-  const SplitResult sp = split_dataset(lt, read_csv(wo.out + "/meta.csv"), {});
-  for (auto [name, rows] : {std::pair{"train.csv", &sp.train}, std::pair{"valid.csv", &sp.valid}}) {
-    CsvWriter w(dir + "/" + name, split_header());
-    for (const auto& r : *rows) w.row(split_fields(r));
-    w.commit();
-  }
+  const test::PhantomSet ps = test::make_phantom_set(dir, po);
   TrainOptions to;
-  to.train_csv = dir + "/train.csv";
-  to.valid_csv = dir + "/valid.csv";
-  to.images = wo.out;
+  to.train_csv = ps.train_csv;
+  to.valid_csv = ps.valid_csv;
+  to.images = ps.images;
   to.out = dir + "/run";
   to.size = 128;
   to.epochs = 8;
@@ -52,7 +40,7 @@ TEST(GradCam, HeatmapPeaksOnTheLesion) {
   ASSERT_EQ(train(to), 0);
   LoadedCheckpoint c = load_checkpoint(dir + "/run/best.ckpt");
 
-  const CsvTable manifest = read_csv(po.out + "/manifest.csv");
+  const CsvTable manifest = read_csv(ps.phantom + "/manifest.csv");
   const size_t c_id = manifest.column("image_id"), c_any = manifest.column("any"), c_x0 = manifest.column("box_x0"),
                c_y0 = manifest.column("box_y0"), c_x1 = manifest.column("box_x1"), c_y1 = manifest.column("box_y1"),
                c_rows = manifest.column("rows"), c_cols = manifest.column("cols"), c_bad = manifest.column("corrupt");
@@ -62,7 +50,7 @@ TEST(GradCam, HeatmapPeaksOnTheLesion) {
   ao.augment = false;
   for (const auto& r : manifest.rows) {
     if (r[c_any] != "1" || r[c_bad] != "none" || r[c_rows] != "128" || r[c_cols] != "128") continue;
-    const Tensor img = read_npy(wo.out + "/" + r[c_id] + ".npy");
+    const Tensor img = read_npy(ps.images + "/" + r[c_id] + ".npy");
     Tensor x = Tensor::empty({1, 3, 128, 128});
     Generator unused(0);
     augment_slice(img.data<uint8_t>(), 128, 128, 3, ao, unused, x.data<float>());

@@ -15,6 +15,7 @@
 #include "engine/amp.h"
 #include "engine/half.h"
 #include "engine/ops.h"
+#include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"
 
@@ -252,24 +253,12 @@ TEST(LossScaler, Float16LosesSmallGradientsWithoutIt) {
 class AmpTraining : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = (fs::temp_directory_path() / ("ich_amp_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir_);
+    dir_ = test::fresh_dir("ich_amp");
     PhantomOptions po;
-    po.out = dir_ + "/ph";
     po.patients = 40;
     po.size = 64;
     po.seed = 4;
-    write_phantom(po);
-    WindowOptions wo;
-    wo.input = po.out + "/dicom";
-    wo.out = dir_ + "/img";
-    window_dicoms(wo);
-    const SplitResult sp = split_dataset(read_rsna_labels(po.out + "/labels.csv"), read_csv(wo.out + "/meta.csv"), {});
-    for (auto [name, rows] : {std::pair{"train.csv", &sp.train}, std::pair{"valid.csv", &sp.valid}}) {
-      CsvWriter w(dir_ + "/" + name, split_header());
-      for (const auto& r : *rows) w.row(split_fields(r));
-      w.commit();
-    }
+    test::make_phantom_set(dir_, po);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 

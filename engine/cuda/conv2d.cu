@@ -139,8 +139,10 @@ void expect_on_device(const Tensor& t, const char* k, const char* arg, DType dty
             ", expected ", dtype_name(dtype), " on a CUDA device");
 }
 
-// The filter in the call's layout (weights stay K,C,R,S in memory; a
-// channels-last call takes a K,R,S,C copy: a few MB, one pass).
+// The filter in the call's layout: weights stay K,C,R,S in memory; a
+// channels-last call needs K,R,S,C, which the op (engine/ops/conv2d.cpp)
+// hands over already, once per step for forward and backward; a copy is
+// made here only for a caller that did not.
 Tensor filter_for(const Tensor& w, bool nhwc) { return nhwc ? w.contiguous(MemoryFormat::ChannelsLast) : w; }
 
 Tensor workspace(size_t bytes, const Tensor& like) {

@@ -17,7 +17,10 @@ Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, c
                     const Shape& y_shape) {
   const MixedOperands m{autocast_dtype(), x.device().is_cuda()};
   const Layout L = layout_for(x, true);
-  const Tensor xl = m.operand(x, L.kernel), wl = m.operand(weight), bl = bias.defined() ? m.operand(bias) : Tensor();
+  // The weight in the kernel's layout too (K,R,S,C for a channels-last call on
+  // a GPU), made once here and kept for backward.
+  const Tensor xl = m.operand(x, L.kernel), wl = m.operand(weight, L.kernel);
+  const Tensor bl = bias.defined() ? m.operand(bias) : Tensor();
   Tensor yl = m.result(y_shape, x, L.kernel);
   ICH_DISPATCH(x.device(), conv2d_forward, xl, wl, bl, yl, p);
   const Tensor x_saved = weight.requires_grad() ? xl.detach() : Tensor();
@@ -66,7 +69,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     return conv2d_mixed(x, weight, bias, p, {x.size(0), weight.size(0), Ho, Wo});
   // cuDNN takes channels-last activations as they are (op_util.h).
   const Layout L = layout_for(x, true);
-  const Tensor xc = L.in(x), wc = weight.contiguous();
+  // The weight in the kernel's layout too (K,R,S,C for a channels-last call
+  // on a GPU), made once here and kept for backward.
+  const Tensor xc = L.in(x), wc = L.in(weight);
   Tensor y = L.empty({x.size(0), weight.size(0), Ho, Wo}, x);
   ICH_DISPATCH(x.device(), conv2d_forward, xc, wc, bias, y, p);
 

@@ -9,10 +9,12 @@
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <bit>
 #include <cstring>
 #include <fstream>
 #include <mutex>
 
+#include "data/dicom_direct.h"
 #include "engine/error.h"
 
 namespace ich {
@@ -117,26 +119,22 @@ DicomSlice read_dicom(const std::string& path, bool pixels) {
   ICH_CHECK(rep.good(), "cannot decode pixel data of transfer syntax '", s.transfer_syntax, "': ", rep.text());
   const size_t n = size_t(s.rows) * size_t(s.cols);
   s.raw.resize(n);
-  const uint32_t mask = s.bits_stored >= 32 ? 0xffffffffu : ((1u << s.bits_stored) - 1u);
-  const uint32_t sign = 1u << (s.bits_stored - 1);
-  auto store = [&](size_t i, uint32_t v) {
-    v &= mask;
-    int32_t x = int32_t(v);
-    if (s.pixel_representation == 1 && (v & sign)) x = int32_t(v | ~mask);  // sign-extend
-    s.raw[i] = x;
-  };
   unsigned long count = 0;
+  const uint8_t* bytes = nullptr;  // little-endian stored values, as read_dicom_direct() gives them
   if (s.bits_allocated == 16) {
     const Uint16* p = nullptr;
     ICH_CHECK(ds->findAndGetUint16Array(DCM_PixelData, p, &count).good() && p, "cannot read 16-bit PixelData");
-    ICH_CHECK(count >= n, "PixelData holds ", count, " values for ", s.rows, "x", s.cols, " pixels (truncated?)");
-    for (size_t i = 0; i < n; ++i) store(i, p[i]);
+    static_assert(std::endian::native == std::endian::little, "stored values are read as little endian");
+    bytes = reinterpret_cast<const uint8_t*>(p);  // DCMTK holds them in host order
   } else {
     const Uint8* p = nullptr;
     ICH_CHECK(ds->findAndGetUint8Array(DCM_PixelData, p, &count).good() && p, "cannot read 8-bit PixelData");
-    ICH_CHECK(count >= n, "PixelData holds ", count, " values for ", s.rows, "x", s.cols, " pixels (truncated?)");
-    for (size_t i = 0; i < n; ++i) store(i, p[i]);
+    bytes = p;
   }
+  ICH_CHECK(count >= n, "PixelData holds ", count, " values for ", s.rows, "x", s.cols, " pixels (truncated?)");
+  // Masked to BitsStored, sign-extended when PixelRepresentation is 1: the
+  // one decoding both readers share.
+  for_each_stored(s, bytes, n, [&](size_t i, int32_t v) { s.raw[i] = v; });
   return s;
 }
 
@@ -144,28 +142,29 @@ bool needs_rsna_fix(const DicomSlice& s) {
   return s.bits_stored == 12 && s.pixel_representation == 0 && s.intercept > -100;
 }
 
-float hounsfield_of(const DicomSlice& s, int32_t v, bool rsna_fix) {
-  const bool fix = rsna_fix && needs_rsna_fix(s);
-  if (fix) {
-    v += 1000;
-    if (v >= 4096) v -= 4096;
-  }
-  return float(double(v) * s.slope + (fix ? -1000.0 : s.intercept));
-}
-
-std::vector<float> hounsfield(const DicomSlice& s, bool rsna_fix) {
-  // hounsfield_of() for every pixel, with its branches decided once.
-  std::vector<float> hu(s.raw.size());
-  const bool fix = rsna_fix && needs_rsna_fix(s);
-  const double slope = s.slope, intercept = fix ? -1000.0 : s.intercept;
-  for (size_t i = 0; i < hu.size(); ++i) {
-    int32_t v = s.raw[i];
+namespace {
+// raw -> HU for one slice, the RSNA fix decided once.
+struct Rescale {
+  bool fix;
+  double slope, intercept;
+  Rescale(const DicomSlice& s, bool rsna_fix)
+      : fix(rsna_fix && needs_rsna_fix(s)), slope(s.slope), intercept(fix ? -1000.0 : s.intercept) {}
+  float operator()(int32_t v) const {
     if (fix) {
       v += 1000;
       if (v >= 4096) v -= 4096;
     }
-    hu[i] = float(double(v) * slope + intercept);
+    return float(double(v) * slope + intercept);
   }
+};
+}  // namespace
+
+float hounsfield_of(const DicomSlice& s, int32_t v, bool rsna_fix) { return Rescale(s, rsna_fix)(v); }
+
+std::vector<float> hounsfield(const DicomSlice& s, bool rsna_fix) {
+  const Rescale hu_of(s, rsna_fix);
+  std::vector<float> hu(s.raw.size());
+  for (size_t i = 0; i < hu.size(); ++i) hu[i] = hu_of(s.raw[i]);
   return hu;
 }
 

@@ -61,9 +61,7 @@ void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
     // channels-last gradient). Clone: g may alias a gradient handed to
     // another input (add's backward passes the same tensor to both), and
     // .grad is accumulated in place.
-    const bool cl = leaf.shape.size() == 4 && leaf.strides == contiguous_strides(leaf.shape, MemoryFormat::ChannelsLast) &&
-                    leaf.strides != contiguous_strides(leaf.shape);
-    const Tensor c = g.contiguous(cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous);
+    const Tensor c = g.contiguous(memory_format_of(leaf.shape, leaf.strides));
     leaf.grad = (c.raw_data() == g.raw_data() ? c.clone() : c).impl_ptr();
     return;
   }

@@ -125,18 +125,26 @@ int64_t Tensor::size(int64_t d) const {
   return impl().shape[size_t(d)];
 }
 
-bool Tensor::is_contiguous(MemoryFormat fmt) const {
-  if (fmt == MemoryFormat::ChannelsLast && dim() != 4) return false;
-  const Shape want = contiguous_strides(shape(), fmt);
+namespace {
+// Strides of a dense tensor in that format (those of size-1 dimensions do not matter).
+bool dense(const Shape& shape, const Shape& strides, MemoryFormat fmt) {
+  if (fmt == MemoryFormat::ChannelsLast && shape.size() != 4) return false;
+  const Shape want = contiguous_strides(shape, fmt);
   for (size_t i = 0; i < want.size(); ++i)
-    if (shape()[i] != 1 && strides()[i] != want[i]) return false;
+    if (shape[i] != 1 && strides[i] != want[i]) return false;
   return true;
 }
+}  // namespace
 
-MemoryFormat memory_format_of(const Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(MemoryFormat::ChannelsLast) ? MemoryFormat::ChannelsLast
-                                                                                           : MemoryFormat::Contiguous;
+bool Tensor::is_contiguous(MemoryFormat fmt) const { return dense(shape(), strides(), fmt); }
+
+MemoryFormat memory_format_of(const Shape& shape, const Shape& strides) {
+  return !dense(shape, strides, MemoryFormat::Contiguous) && dense(shape, strides, MemoryFormat::ChannelsLast)
+             ? MemoryFormat::ChannelsLast
+             : MemoryFormat::Contiguous;
 }
+
+MemoryFormat memory_format_of(const Tensor& t) { return memory_format_of(t.shape(), t.strides()); }
 
 std::string Tensor::str() const {
   if (!defined()) return "undefined tensor";

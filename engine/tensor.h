@@ -134,6 +134,7 @@ Shape contiguous_strides(const Shape& shape, MemoryFormat fmt = MemoryFormat::Co
 // ChannelsLast for a 4-D tensor laid out N,H,W,C (and not also N,C,H,W, as
 // when C or H*W is 1); otherwise Contiguous.
 MemoryFormat memory_format_of(const Tensor& t);
+MemoryFormat memory_format_of(const Shape& shape, const Shape& strides);
 
 template <class T> T* Tensor::data() {
   ICH_CHECK(dtype() == dtype_of<T>(), "tensor ", str(), ": data<", dtype_name(dtype_of<T>()), "> requested");

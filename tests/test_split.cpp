@@ -1,6 +1,8 @@
 // Labels parsing and the train/validation split: every labelled image on
 // exactly one side, no patient on both, label frequencies alike, and the
 // seed's image-level method shown to leak patients.
+#include <unistd.h>
+
 #include <fstream>
 #include <set>
 
@@ -21,7 +23,7 @@ std::string labels_text(const std::vector<ImageLabels>& imgs) {
 }
 
 LabelTable parse_labels(const std::string& text) {
-  const std::string p = ::testing::TempDir() + "/labels.csv";
+  const std::string p = ::testing::TempDir() + "/labels_" + std::to_string(::getpid()) + ".csv";
   std::ofstream(p) << text;
   return read_rsna_labels(p);
 }
@@ -144,7 +146,7 @@ TEST(Split, JoinCountsImagesWithoutLabelsAndLabelsWithoutImages) {
 TEST(Split, CsvRoundTrip) {
   const Synthetic s = synthetic(5);
   const SplitResult r = split_dataset(s.labels, s.meta, {});
-  const std::string p = ::testing::TempDir() + "/valid.csv";
+  const std::string p = ::testing::TempDir() + "/valid_" + std::to_string(::getpid()) + ".csv";
   CsvWriter w(p, split_header());
   for (const auto& x : r.valid) w.row(split_fields(x));
   w.commit();

@@ -83,7 +83,7 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
   Tensor g0 = gradient;
   if (!g0.defined()) {
     ICH_CHECK(root.numel() == 1, "backward: tensor ", root.str(), " is not a scalar; pass its gradient");
-    g0 = Tensor::ones(root.shape(), root.dtype()).to(root.device());
+    g0 = Tensor::ones(root.shape(), root.dtype(), root.device());  // filled there: no copy, no wait
   }
   ICH_CHECK(g0.shape() == root.shape(), "backward: gradient ", g0.str(), " does not match ", root.str());
   if (root.is_leaf()) {

@@ -3,6 +3,8 @@
 // Tolerance: 1e-5 relative to the largest reference value (max norm, see
 // test_util.h); float32 rounding differences between summation orders are
 // ~1e-7..1e-6 on these sizes.
+#include <cmath>
+
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
 
@@ -73,6 +75,24 @@ INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNormReference, ::testing::Values("tra
 
 TEST(PointwiseReference, Relu) {
   check_case("relu/a", 1, [](std::vector<Tensor>& t) { return relu(t[0]); });
+}
+// torch.relu(nan) is nan (and its gradient there 0): a NaN that enters the
+// network reaches the loss, where training stops, instead of being zeroed
+// while NaN gradients ruin the weights. The fused training op agrees.
+TEST(PointwiseReference, ReluKeepsNanAsPyTorch) {
+  const Tensor x = Tensor::from_vector({NAN, -1.0, 2.0, 0.0}, {4}).set_requires_grad(true);
+  const Tensor y = relu(x);
+  const std::vector<double> v = y.to_vector();
+  EXPECT_TRUE(std::isnan(v[0]));
+  EXPECT_EQ(std::vector<double>(v.begin() + 1, v.end()), (std::vector<double>{0, 2, 0}));
+  sum(y).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 0, 1, 0}));
+  Tensor xb = Tensor::ones({2, 2, 2, 2});
+  xb.data<float>()[3] = NAN;
+  const Tensor one = Tensor::ones({2}), zero = Tensor::zeros({2});
+  Tensor rm = Tensor::zeros({2}), rv = Tensor::ones({2});
+  const Tensor fused = batch_norm_relu(xb, one, zero, rm, rv, true, 0.1, 1e-5);
+  EXPECT_TRUE(std::isnan(fused.to_vector()[3]));
 }
 TEST(PointwiseReference, Sigmoid) {
   check_case("sigmoid/a", 1, [](std::vector<Tensor>& t) { return sigmoid(t[0]); });

@@ -33,7 +33,8 @@ void relu_forward(const Tensor& x, Tensor& y) {
   dispatch_float(x, "relu_forward", [&](auto zero) {
     using T = decltype(zero);
     const T* xp = x.data<T>();
-    map(x.numel(), y.data<T>(), [&](int64_t i) { return xp[i] > T(0) ? xp[i] : T(0); });
+    // As torch.relu: NaN stays NaN (so a NaN reaches the loss and is caught there)
+    map(x.numel(), y.data<T>(), [&](int64_t i) { return xp[i] <= T(0) ? T(0) : xp[i]; });
   });
 }
 
@@ -149,7 +150,7 @@ void add_relu_(Tensor& y, const Tensor& r) {
 #pragma omp parallel for if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) {
       const T v = q ? p[i] + q[i] : p[i];
-      p[i] = v > T(0) ? v : T(0);
+      p[i] = v <= T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
     }
   });
 }

@@ -28,7 +28,7 @@ void same_shape(const char* k, const Tensor& a, const Tensor& b) {
 // the generic lambdas of dispatch_float).
 template <class T> struct ReluFwd {
   const T* x;
-  __device__ T operator()(int64_t i) const { return x[i] > T(0) ? x[i] : T(0); }
+  __device__ T operator()(int64_t i) const { return x[i] <= T(0) ? T(0) : x[i]; }  // NaN stays NaN
 };
 template <class T> struct ReluBwd {
   const T *g, *y;
@@ -193,7 +193,7 @@ namespace {
 template <class T> __global__ void add_relu_kernel(T* y, const T* r, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const T v = r ? y[i] + r[i] : y[i];
-    y[i] = v > T(0) ? v : T(0);
+    y[i] = v <= T(0) ? T(0) : v;  // NaN stays NaN
   }
 }
 }  // namespace

@@ -38,6 +38,12 @@ struct Pool2dParams {
 struct AdamParams {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   int64_t step = 1;  // 1-based count, after this step
+  // The count kept on the device instead (adam_step_all only; a captured
+  // step cannot take it from the host, engine/graph.h): a one-element
+  // float64 tensor beside the parameters, advanced by one and then used in
+  // place of `step`, unless skip_if (one float32 element, e.g. the found_inf
+  // of unscale_check_) is non-zero, in which case nothing at all changes.
+  Tensor step_count, skip_if;
 };
 
 // One parameter's tensors for the all-parameters Adam step.

@@ -29,10 +29,31 @@ Adam::Adam(std::vector<Tensor> params, Options o) : Optimizer(std::move(params))
   }
 }
 
+void Adam::keep_count_on_device(Tensor skip_if) {
+  ICH_CHECK(!params_.empty(), "Adam: no parameters");
+  const Device d = params_.front().device();
+  ICH_CHECK(skip_if.numel() == 1 && skip_if.dtype() == DType::Float32 && skip_if.device() == d,
+            "Adam: skip_if must be one float32 element on ", d.str(), ", not ", skip_if.str());
+  device_count_ = Tensor::full({1}, double(steps_), DType::Float64, d);
+  skip_if_ = std::move(skip_if);
+}
+
+void Adam::set_steps(int64_t s) {
+  steps_ = s;
+  if (device_count_.defined()) device_count_.fill_(double(s));  // queued in order: no wait
+}
+
 void Adam::step() {
   NoGradGuard no_grad;
-  ++steps_;
-  const AdamParams a{o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, steps_};
+  AdamParams a;
+  a.lr = o_.lr, a.beta1 = o_.beta1, a.beta2 = o_.beta2, a.eps = o_.eps, a.weight_decay = o_.weight_decay;
+  a.step = steps_ + 1;
+  if (device_count_.defined()) {
+    a.step_count = device_count_;
+    a.skip_if = skip_if_;
+  } else {
+    ++steps_;
+  }
   // Every parameter with a gradient in one call: on a GPU one launch for all.
   std::vector<AdamSlot> slots;
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -26,7 +26,7 @@ class Optimizer {
   // count, for checkpoints; load_state() checks names and shapes.
   virtual std::vector<std::pair<std::string, Tensor>> state() = 0;
   int64_t steps() const { return steps_; }
-  void set_steps(int64_t s) { steps_ = s; }
+  virtual void set_steps(int64_t s) { steps_ = s; }
 
  protected:
   std::vector<Tensor> params_;
@@ -43,9 +43,20 @@ class Adam final : public Optimizer {
   std::vector<std::pair<std::string, Tensor>> state() override;
   Options& options() { return o_; }
 
+  // For a captured step (engine/graph.h; PyTorch's Adam(capturable=True)):
+  // the step count moves to a tensor on the parameters' device, which step()
+  // advances there and the bias correction reads there; the update is
+  // skipped on the device when skip_if (one float32 element) is non-zero.
+  // step() then leaves steps() alone: the caller, who reads the outcome
+  // after the replay, keeps the host's count with set_steps().
+  void keep_count_on_device(Tensor skip_if);
+  void set_steps(int64_t s) override;
+  const Tensor& device_count() const { return device_count_; }
+
  private:
   Options o_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  Tensor device_count_, skip_if_;
 };
 
 class Sgd final : public Optimizer {

@@ -64,9 +64,19 @@ void sgd_step(Tensor& param, const Tensor& grad, Tensor& buf, const SgdParams& s
 }
 
 void adam_step_all(const std::vector<AdamSlot>& slots, const AdamParams& a) {
+  AdamParams b = a;
+  if (a.step_count.defined()) {  // the count on the "device" (here: in a tensor), as a graph needs it
+    expect(a.step_count, "adam_step_all", "step_count", DType::Float64);
+    if (a.skip_if.defined()) {
+      expect(a.skip_if, "adam_step_all", "skip_if", DType::Float32);
+      if (a.skip_if.data<float>()[0] != 0.f) return;
+    }
+    Tensor count = a.step_count;
+    b.step = int64_t(count.data<double>()[0] += 1.0);
+  }
   for (const AdamSlot& s : slots) {
     Tensor p = s.param, m = s.exp_avg, v = s.exp_avg_sq;
-    adam_step(p, s.grad, m, v, a);
+    adam_step(p, s.grad, m, v, b);
   }
 }
 

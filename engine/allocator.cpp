@@ -4,12 +4,16 @@
 #include <cstdlib>
 #include <new>
 
+#include "engine/block_cache.h"
 #include "engine/error.h"
 
 namespace ich {
 
 #ifdef ICH_WITH_CUDA
 Allocator& cuda_allocator(int device);  // engine/cuda/allocator.cu
+namespace cuda {
+std::shared_ptr<Allocator> make_private_pool(int device);  // engine/cuda/allocator.cu
+}
 #endif
 
 namespace {
@@ -39,7 +43,50 @@ class CpuAllocator final : public Allocator {
   std::atomic<int64_t> in_use_{0}, peak_{0}, count_{0};
 };
 
+// The CPU's private pool: the same caching rule over the C heap, so that a
+// step emulated on the CPU (engine/graph.h) plans its memory as on a GPU.
+class CpuPool final : public BlockCache {
+ public:
+  ~CpuPool() override { release_all(); }
+
+ protected:
+  void* get_block(size_t bytes) override {
+    void* p = std::aligned_alloc(64, bytes);  // bytes: a multiple of 512
+    ICH_CHECK(p != nullptr, "cpu pool: out of memory allocating ", bytes, " bytes");
+    return p;
+  }
+  void put_block(void* p) override { std::free(p); }
+};
+
+thread_local Device t_pool_device = Device::cpu();
+thread_local std::shared_ptr<Allocator> t_pool;
+
 }  // namespace
+
+std::shared_ptr<Allocator> make_private_pool(Device d) {
+  if (d.is_cpu()) return std::make_shared<CpuPool>();
+#ifdef ICH_WITH_CUDA
+  return cuda::make_private_pool(d.index);
+#else
+  throw Error("device " + d.str() + " requested, but this build has no CUDA backend");
+#endif
+}
+
+PoolScope::PoolScope(Device d, std::shared_ptr<Allocator> pool)
+    : previous_device_(t_pool_device), previous_(std::move(t_pool)) {
+  t_pool_device = d;
+  t_pool = std::move(pool);
+}
+
+PoolScope::~PoolScope() {
+  t_pool_device = previous_device_;
+  t_pool = std::move(previous_);
+}
+
+const std::shared_ptr<Allocator>& active_pool(Device d) {
+  static const std::shared_ptr<Allocator> none;
+  return t_pool && t_pool_device == d ? t_pool : none;
+}
 
 Allocator& allocator_for(Device d) {
   if (d.is_cpu()) {

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "engine/device.h"
 
@@ -31,5 +32,28 @@ class Allocator {
 // The allocator that serves a device. Throws ich::Error for a device this
 // build cannot serve (CUDA without the CUDA backend).
 Allocator& allocator_for(Device d);
+
+// A private pool for a device (a BlockCache of its own, engine/block_cache.h):
+// what a captured step allocates (engine/graph.h), kept apart from every
+// other tensor so that the addresses a graph recorded are never handed to
+// anyone else. A tensor allocated from it keeps it alive.
+std::shared_ptr<Allocator> make_private_pool(Device d);
+
+// While a PoolScope lives, tensors this thread allocates on `d` come from
+// `pool` (scopes nest; each restores the one before).
+class PoolScope {
+ public:
+  PoolScope(Device d, std::shared_ptr<Allocator> pool);
+  ~PoolScope();
+  PoolScope(const PoolScope&) = delete;
+  PoolScope& operator=(const PoolScope&) = delete;
+
+ private:
+  Device previous_device_;
+  std::shared_ptr<Allocator> previous_;
+};
+
+// The pool of the innermost PoolScope on this thread for `d`; null if none.
+const std::shared_ptr<Allocator>& active_pool(Device d);
 
 }  // namespace ich

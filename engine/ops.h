@@ -41,13 +41,20 @@ Tensor sum(const Tensor& x);                   // one element
 Tensor mean(const Tensor& x);                  // one element
 Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor flatten(const Tensor& x);               // (N, ...) -> (N, rest)
-// Mean binary cross-entropy of logits against targets of the same shape;
-// pos_weight (C) or undefined weighs the positives of each class (last dim).
 // A batch from the loader onto the device, as network input: float32
 // batches are copied; uint8 ones (BatchLoader bytes mode) are uploaded as
 // bytes (a quarter of the traffic; asynchronously on a GPU) and normalised
 // there by normalize_u8.
 Tensor to_device_input(const Tensor& batch, Device d);
+// A batch into an existing dense tensor of the same shape and dtype on a
+// device (a captured step's input buffer): from the host on a GPU through
+// the pinned staging buffer on the copy stream, the host not waiting; from
+// the same device, a copy there.
+void load_input_(Tensor& dst, const Tensor& host);
+// uint8 images (B,C,S,S) on their device -> the network's float32 input.
+Tensor normalize_input(const Tensor& bytes);
+// Mean binary cross-entropy of logits against targets of the same shape;
+// pos_weight (C) or undefined weighs the positives of each class (last dim).
 Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight = Tensor());
 
 }  // namespace ich

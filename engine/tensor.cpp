@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "engine/allocator.h"
+#include "engine/graph.h"
 #include "engine/autograd.h"
 #include "engine/half.h"
 #include "engine/random.h"
@@ -43,8 +44,11 @@ Shape contiguous_strides(const Shape& shape, MemoryFormat fmt) {
   return st;
 }
 
-Storage::Storage(size_t n, Device d) : bytes(n), device(d) { data = allocator_for(d).allocate(n); }
-Storage::~Storage() { allocator_for(device).deallocate(data, bytes); }
+Storage::Storage(size_t n, Device d) : bytes(n), device(d), pool(active_pool(d)) {
+  allocator = pool ? pool.get() : &allocator_for(d);
+  data = allocator->allocate(n);
+}
+Storage::~Storage() { allocator->deallocate(data, bytes); }
 
 // ---- factories -----------------------------------------------------------
 
@@ -216,6 +220,8 @@ void Tensor::copy_(const Tensor& src) {
   }
   ICH_CHECK(src.dtype() == dtype() && src.strides() == strides() && src.is_contiguous(memory_format_of(src)),
             "copy_ between devices needs dense tensors of one dtype and layout: ", src.str(), " -> ", str());
+  ICH_CHECK(!capturing(), "copy_ from ", src.str(), " to ", str(),
+            " inside a captured step: a graph replay would not copy it again (engine/graph.h)");
   cuda::copy_bytes(raw_data(), device(), src.raw_data(), src.device(), size_t(numel()) * dtype_size(dtype()));
 #else
   throw Error("copy_ from " + src.str() + " to " + str() + ": this build has no CUDA backend");
@@ -290,6 +296,8 @@ Tensor Tensor::detach() const {
 }
 
 std::vector<double> Tensor::to_vector() const {
+  ICH_CHECK(!capturing(), "reading ", str(),
+            " back to the host inside a captured step: a replay would not read it again (engine/graph.h)");
   Tensor c = to(Device::cpu()).contiguous().to(DType::Float64);
   const double* p = c.data<double>();
   return std::vector<double>(p, p + c.numel());

@@ -31,7 +31,11 @@ int64_t shape_numel(const Shape& s);
 
 enum class MemoryFormat { Contiguous, ChannelsLast };
 
-// Raw bytes on a device, freed through the device's allocator.
+class Allocator;
+
+// Raw bytes on a device, freed through the allocator they came from: the
+// device's, or the private pool active when they were allocated
+// (engine/allocator.h), which they then keep alive.
 struct Storage {
   Storage(size_t bytes, Device device);
   ~Storage();
@@ -40,6 +44,8 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device;
+  Allocator* allocator = nullptr;
+  std::shared_ptr<Allocator> pool;
 };
 
 class Generator;

@@ -9,6 +9,7 @@
 #include "layers/resnext.h"
 #include "layers/toy.h"
 #include "tests/test_util.h"
+#include "train/graph_step.h"
 #include "train/step.h"
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
@@ -301,24 +302,28 @@ TEST_F(Cuda, ByteBatchesUploadAndNormaliseAsOnTheCpu) {
   }
 }
 
-// The all-parameters Adam (one launch, chunked) gives the per-parameter
-// kernel's numbers bit for bit, on sizes that cross chunk boundaries.
+// The all-parameters Adam (chunk tables in the launch parameters, 768
+// chunks a launch) gives the per-parameter kernel's numbers bit for bit, on
+// sizes that cross chunk boundaries and with more chunks than one launch takes.
 TEST_F(Cuda, AdamForAllParametersAtOnceEqualsOnePerParameter) {
 #ifdef ICH_WITH_CUDA
   Generator gen(24);
   std::vector<AdamSlot> one, all;
-  for (int64_t n : {int64_t(7), int64_t(65536), int64_t(65537), int64_t(200000)}) {
+  std::vector<int64_t> sizes{7, 262144, 262145, 600000};
+  sizes.resize(sizes.size() + 800, 5);  // 800 small parameters: two launches
+  for (int64_t n : sizes) {
     const Tensor p = Tensor::randn({n}, gen).to(Device::cuda()), g = Tensor::randn({n}, gen).to(Device::cuda());
     const Tensor m = Tensor::randn({n}, gen).to(Device::cuda()), v = Tensor::uniform({n}, 0, 1, gen).to(Device::cuda());
     one.push_back({p.clone(), g, m.clone(), v.clone()});
     all.push_back({p.clone(), g, m.clone(), v.clone()});
   }
-  const AdamParams a{1e-3, 0.9, 0.999, 1e-8, 0.01, 3};
+  AdamParams a;
+  a.lr = 1e-3, a.weight_decay = 0.01, a.step = 3;
   for (AdamSlot& s : one) cuda::adam_step(s.param, s.grad, s.exp_avg, s.exp_avg_sq, a);
   cuda::adam_step_all(all, a);
   for (size_t i = 0; i < one.size(); ++i) {
-    EXPECT_EQ(all[i].param.to(Device::cpu()).to_vector(), one[i].param.to(Device::cpu()).to_vector());
-    EXPECT_EQ(all[i].exp_avg_sq.to(Device::cpu()).to_vector(), one[i].exp_avg_sq.to(Device::cpu()).to_vector());
+    EXPECT_EQ(all[i].param.to(Device::cpu()).to_vector(), one[i].param.to(Device::cpu()).to_vector()) << i;
+    EXPECT_EQ(all[i].exp_avg_sq.to(Device::cpu()).to_vector(), one[i].exp_avg_sq.to(Device::cpu()).to_vector()) << i;
   }
 #endif
 }
@@ -357,6 +362,54 @@ TEST_F(Cuda, ChannelsLastTrainingStepsFollowCpu) {
   const std::vector<double> cpu = mini_step_losses(Device::cpu(), 6, DType::Float32, MemoryFormat::ChannelsLast);
   const std::vector<double> gpu = mini_step_losses(Device::cuda(), 6, DType::Float32, MemoryFormat::ChannelsLast);
   for (size_t s = 0; s < cpu.size(); ++s) EXPECT_NEAR(gpu[s], cpu[s], 1e-4 * std::max(1.0, cpu[s]));
+}
+
+// A captured training step (engine/graph.h, train/graph_step.h): after two
+// eager steps the step is captured and replayed; the losses and weights
+// follow the eager steps' (same kernels and algorithms; Adam's count on the
+// device), and a replay allocates nothing from the caching allocator.
+TEST_F(Cuda, CapturedTrainingStepFollowsTheEagerSteps) {
+#ifdef ICH_WITH_CUDA
+  Generator data(31);
+  std::vector<Tensor> xs, ys;
+  for (int i = 0; i < 8; ++i) {
+    Tensor x = Tensor::empty({4, 3, 64, 64}, DType::UInt8);
+    for (int64_t k = 0; k < x.numel(); ++k) x.data<uint8_t>()[k] = uint8_t(data.below(256));
+    xs.push_back(x);
+    ys.push_back(Tensor::uniform({4, 6}, 0, 1, data));
+  }
+  for (DType precision : {DType::Float32, DType::BFloat16}) {
+    for (MemoryFormat fmt : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
+      SCOPED_TRACE(std::string(precision_name(precision)) + (fmt == MemoryFormat::ChannelsLast ? " cl" : ""));
+      auto run = [&](bool graphed, int64_t* replay_allocations) {
+        Generator gen(32);
+        ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+        m.to(Device::cuda());
+        m.train();
+        Adam opt(m.parameters(), Adam::Options{1e-3});
+        GraphedStep gs(m, opt, Tensor(), precision, fmt, /*warmup=*/2);
+        std::vector<double> losses;
+        int64_t before = 0;
+        for (size_t i = 0; i < xs.size(); ++i) {
+          if (i == 4) before = cuda::allocator(0).stats().allocations;  // after the capture
+          losses.push_back(graphed ? gs.run(xs[i], ys[i]).loss
+                                   : train_step(m, opt, to_device_input(xs[i], Device::cuda()).contiguous(fmt),
+                                                ys[i].to(Device::cuda()), Tensor(), precision, nullptr)
+                                         .loss);
+        }
+        if (replay_allocations) *replay_allocations = cuda::allocator(0).stats().allocations - before;
+        EXPECT_EQ(opt.steps(), int64_t(xs.size()));
+        return std::make_pair(losses, m.state_dict().front().second.to(Device::cpu()));
+      };
+      int64_t replay_allocations = -1;
+      const auto [le, we] = run(false, nullptr);
+      const auto [lg, wg] = run(true, &replay_allocations);
+      for (size_t i = 0; i < le.size(); ++i) EXPECT_NEAR(lg[i], le[i], 1e-4 * std::max(1.0, le[i])) << "step " << i;
+      EXPECT_CLOSE(wg, we, 1e-4);
+      EXPECT_EQ(replay_allocations, 0);
+    }
+  }
+#endif
 }
 
 }  // namespace

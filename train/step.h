@@ -19,6 +19,9 @@ struct StepResult {
   bool applied = true;  // false: not finite, or the scaler found overflowed gradients and skipped the update
 };
 
+// The step's forward: the model under autocast, the loss in float32.
+Tensor forward_loss(Module& model, const Tensor& x, const Tensor& y, const Tensor& pos_weight, DType precision);
+
 // precision: Float32, BFloat16 or Float16; scaler: used when given (float16).
 StepResult train_step(Module& model, Optimizer& opt, const Tensor& x, const Tensor& y, const Tensor& pos_weight,
                       DType precision, LossScaler* scaler);

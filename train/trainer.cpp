@@ -14,6 +14,7 @@
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "train/checkpoint.h"
+#include "train/graph_step.h"
 #include "train/step.h"
 
 namespace ich {
@@ -141,6 +142,13 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   const Tensor pos_weight =
       meta.has_pos_weight ? Tensor::from_vector({meta.pos_weight.begin(), meta.pos_weight.end()}, {6}).to(dev)
                           : Tensor();
+  std::unique_ptr<GraphedStep> graphed;
+  if (o.cuda_graph) {
+    if (dev.is_cpu())
+      say("--cuda-graph on the CPU: emulated (the step's host code runs each time under the capture's rules), "
+          "for checking that the step is capturable; it is not faster");
+    graphed = std::make_unique<GraphedStep>(*model, opt, pos_weight, precision, input_format);
+  }
 
   // log.csv: rows of earlier epochs survive a resume.
   const std::string log_path = (fs::path(o.out) / "log.csv").string();
@@ -172,8 +180,9 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     Batch b;
     while (meta.next_batch < n && loader.next(b)) {
       const StepResult r =
-          train_step(*model, opt, to_device_input(b.x, dev).contiguous(input_format), b.y.to(dev), pos_weight,
-                     precision, scaled ? &scaler : nullptr);
+          graphed ? graphed->run(b.x, b.y)
+                  : train_step(*model, opt, to_device_input(b.x, dev).contiguous(input_format), b.y.to(dev),
+                               pos_weight, precision, scaled ? &scaler : nullptr);
       // Here the gradients of the step are complete: the place where a
       // data-parallel all-reduce across GPUs would go, before the update.
       const double l = r.loss;

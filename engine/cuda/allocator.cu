@@ -1,20 +1,23 @@
 // allocator.cu: the caching device allocator.
 //
 // cudaMalloc and cudaFree synchronise the device and cost tens of
-// microseconds, so a training step must not call them. Freed blocks go to a
-// per-device cache keyed by size; a request takes the smallest cached block
-// that fits and is not more than twice as large (so big blocks are not
-// wasted on small tensors), and only calls cudaMalloc when none does. Sizes
-// are rounded up to 512 bytes. All work runs on one stream per device, so a
-// block freed by a tensor can be handed out again at once: any kernel that
-// still reads it was queued before any kernel that will write it.
+// microseconds, so a training step must not call them: freed blocks are kept
+// and handed out again by engine/block_cache.h's rule. All work runs on one
+// stream per device, so a block freed by a tensor can be reused at once: any
+// kernel that still reads it was queued before any kernel that will write it.
 // When cudaMalloc fails, the cache is released and the call retried once;
 // then the error says how much was in use and suggests a smaller batch.
-#include <map>
+//
+// A private pool (make_private_pool) is a second cache of the same kind that
+// only a captured step allocates from (engine/graph.h): the addresses a CUDA
+// graph recorded stay the graph's, and its blocks are given back only when
+// the last tensor using them and the graph are gone.
+#include <cstdio>
+#include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
+#include "engine/block_cache.h"
 #include "engine/cuda/context.h"
 #include "engine/cuda/runtime.h"
 #include "engine/error.h"
@@ -23,108 +26,65 @@ namespace ich::cuda {
 
 namespace {
 
-class CachingAllocator final : public Allocator {
+class CachingAllocator final : public BlockCache {
  public:
   explicit CachingAllocator(int device) : device_(device) {}
-
-  void* allocate(size_t bytes) override {
-    const size_t size = round(bytes);
-    std::lock_guard<std::mutex> lock(mu_);
-    void* p = nullptr;
-    auto it = free_.lower_bound(size);
-    if (it != free_.end() && it->first <= 2 * size) {
-      p = it->second;
-      live_[p] = it->first;
-      cached_ -= int64_t(it->first);
-      free_.erase(it);
-    } else {
-      p = fresh(size);
-      live_[p] = size;
+  ~CachingAllocator() override {  // private pools only: the per-device ones live until exit
+    try {
+      release_all();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "warning: releasing a private GPU memory pool: %s\n", e.what());
     }
-    in_use_ += int64_t(live_[p]);
-    peak_ = std::max(peak_, in_use_);
-    ++count_;
-    return p;
   }
 
-  void deallocate(void* p, size_t) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = live_.find(p);
-    if (it == live_.end()) return;  // not ours: never happens, but never free twice
-    in_use_ -= int64_t(it->second);
-    cached_ += int64_t(it->second);
-    free_.emplace(it->second, p);
-    live_.erase(it);
-  }
-
-  AllocatorStats stats() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return {in_use_, peak_, count_};
-  }
-  void reset_peak() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    peak_ = in_use_;
-  }
-
-  void release_cache() {
-    std::lock_guard<std::mutex> lock(mu_);
-    release_locked();
-  }
-  int64_t cached() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return cached_;
-  }
-  int64_t mallocs() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return mallocs_;
-  }
-
- private:
-  static size_t round(size_t n) { return n == 0 ? 512 : (n + 511) / 512 * 512; }
-
-  void* fresh(size_t size) {
+ protected:
+  void* get_block(size_t size) override {
     ICH_CUDA_CHECK(cudaSetDevice(device_));
+    // While this thread captures a graph, cudaMalloc is one of the calls the
+    // capture forbids by default; it is safe here (not stream-ordered work),
+    // so allow it for this call, as PyTorch's allocator does.
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    ICH_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, size);
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
-      release_locked();
+      release_cached_locked();
       e = cudaMalloc(&p, size);
     }
+    ICH_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       throw Error("out of GPU memory on cuda:" + std::to_string(device_) + " allocating " +
-                  std::to_string(size >> 20) + " MiB (" + std::to_string(in_use_ >> 20) +
+                  std::to_string(size >> 20) + " MiB (" + std::to_string(in_use_locked() >> 20) +
                   " MiB in use by tensors): try a smaller --batch");
     }
     ICH_CUDA_CHECK(e);
-    ++mallocs_;
     return p;
   }
-
-  void release_locked() {
-    if (free_.empty()) return;
-    ICH_CUDA_CHECK(cudaDeviceSynchronize());
-    for (auto& [size, p] : free_) ICH_CUDA_CHECK(cudaFree(p));
-    free_.clear();
-    cached_ = 0;
+  void put_block(void* p) override { ICH_CUDA_CHECK(cudaFree(p)); }
+  void before_release() override {
+    // Kept blocks may still be read by queued work. Not while capturing: a
+    // capture queues nothing that runs, and synchronising would break it.
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    ICH_CUDA_CHECK(cudaStreamIsCapturing(context(device_).stream, &st));
+    if (st == cudaStreamCaptureStatusNone) ICH_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
+ private:
   int device_;
-  mutable std::mutex mu_;
-  std::multimap<size_t, void*> free_;
-  std::unordered_map<void*, size_t> live_;
-  int64_t in_use_ = 0, peak_ = 0, count_ = 0, cached_ = 0, mallocs_ = 0;
 };
 
 std::mutex g_mu;
-std::vector<std::unique_ptr<CachingAllocator>> g_allocators;
+// Never destroyed: at exit the CUDA runtime may already be gone, and the
+// driver takes the memory back anyway.
+std::vector<CachingAllocator*> g_allocators;
 
 CachingAllocator& get(int device) {
   std::lock_guard<std::mutex> lock(g_mu);
-  if (g_allocators.size() <= size_t(device)) g_allocators.resize(size_t(device) + 1);
+  if (g_allocators.size() <= size_t(device)) g_allocators.resize(size_t(device) + 1, nullptr);
   auto& a = g_allocators[size_t(device)];
-  if (!a) a = std::make_unique<CachingAllocator>(device);
+  if (!a) a = new CachingAllocator(device);
   return *a;
 }
 
@@ -136,7 +96,11 @@ Allocator& allocator(int device) {
 }
 void empty_cache(int device) { get(device).release_cache(); }
 int64_t cached_bytes(int device) { return get(device).cached(); }
-int64_t device_malloc_count(int device) { return get(device).mallocs(); }
+int64_t device_malloc_count(int device) { return get(device).backing_calls(); }
+std::shared_ptr<Allocator> make_private_pool(int device) {
+  context(device);
+  return std::make_shared<CachingAllocator>(device);
+}
 
 }  // namespace ich::cuda
 

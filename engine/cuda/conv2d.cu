@@ -21,6 +21,7 @@
 
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/runtime.h"
+#include "engine/graph.h"
 #include "engine/kernels.h"
 
 namespace ich::cuda {
@@ -48,6 +49,10 @@ struct Plan {
 template <class Perf, class Algo, class Find>
 void choose(Choice<Algo>& c, Find&& find, const char* kernel, const Tensor& a, const Tensor& b) {
   if (c.ready) return;
+  // cudnnFind runs and times kernels, which a capture cannot: the eager
+  // warm-up steps before a capture (train/graph_step.h) choose every algorithm.
+  ICH_CHECK(!capturing(), kernel, ": a convolution shape (", a.str(), ", ", b.str(),
+            ") met for the first time while a step is captured; run it once eagerly first");
   Perf perf[8];
   int found = 0;
   ICH_CUDNN_CHECK(find(perf, &found));

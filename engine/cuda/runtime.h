@@ -44,5 +44,13 @@ void empty_cache(int device = 0);
 int64_t cached_bytes(int device = 0);
 // How many times the allocator has called cudaMalloc: flat once warm.
 int64_t device_malloc_count(int device = 0);
+// CUDA Graphs (engine/graph.h, engine/cuda/graph.cu): capture the device's
+// stream; end it into an instantiated graph (a cudaGraphExec_t); end a
+// failed one; launch; destroy.
+void graph_capture_begin(int device);
+void* graph_capture_end(int device);
+void graph_capture_abort(int device) noexcept;
+void graph_launch(void* exec, int device);
+void graph_destroy(void* exec) noexcept;
 
 }  // namespace ich::cuda

@@ -1,0 +1,69 @@
+#include "train/graph_step.h"
+
+#include <cmath>
+
+#include "engine/kernels.h"
+#include "engine/ops.h"
+
+namespace ich {
+
+GraphedStep::GraphedStep(Module& model, Adam& opt, Tensor pos_weight, DType precision, MemoryFormat input_format,
+                         int warmup)
+    : model_(model),
+      opt_(opt),
+      pos_weight_(std::move(pos_weight)),
+      precision_(precision),
+      format_(input_format),
+      warmup_(warmup),
+      device_(opt.params().empty() ? Device::cpu() : opt.params().front().device()) {
+  ICH_CHECK(precision != DType::Float16,
+            "a captured step (--cuda-graph) cannot use float16: its loss scaler decides on the host between "
+            "backward and the update; use --precision bf16 (no scaler needed) or run without --cuda-graph");
+  ICH_CHECK(warmup >= 1, "GraphedStep: at least one eager warm-up step (cuDNN chooses algorithms there)");
+}
+
+void GraphedStep::body() {
+  opt_.zero_grad();  // the last step's gradients go back to the pool; backward writes new ones
+  found_.fill_(0.0);
+  const Tensor input = (x_.dtype() == DType::UInt8 ? normalize_input(x_) : x_).contiguous(format_);
+  const Tensor loss = forward_loss(model_, input, y_, pos_weight_, precision_);
+  loss.backward();
+  // found_ = 1 if the loss is NaN or infinite (times 1: the loss unchanged).
+  Tensor l = loss.detach();
+  ICH_DISPATCH(device_, unscale_check_, l, 1.0, found_);
+  opt_.step();  // skipped on the device when found_ is set
+  loss_ = l;
+}
+
+StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
+  if (eager_steps_ < warmup_) {
+    ++eager_steps_;
+    return train_step(model_, opt_, to_device_input(x, device_).contiguous(format_), y.to(device_), pos_weight_,
+                      precision_, nullptr);
+  }
+  if (!graph_) {
+    x_ = Tensor::empty(x.shape(), x.dtype(), device_, memory_format_of(x));  // a channels-last batch stays so
+    y_ = Tensor::empty(y.shape(), y.dtype(), device_);
+    found_ = Tensor::zeros({1}, DType::Float32, device_);
+    opt_.keep_count_on_device(found_);
+  }
+  ICH_CHECK(x.shape() == x_.shape() && x.dtype() == x_.dtype() && y.shape() == y_.shape(),
+            "captured step: batch ", x.str(), " / labels ", y.str(), " differ from the captured ", x_.str(), " / ",
+            y_.str(), " (a graph replays fixed shapes; the loader must drop the last partial batch)");
+  load_input_(x_, x);
+  load_input_(y_, y);
+  if (!graph_) {
+    auto g = std::make_unique<StepGraph>(device_);
+    g->capture([this] { body(); });  // throws with nothing kept if the step cannot be captured
+    graph_ = std::move(g);
+  } else {
+    graph_->replay();
+  }
+  StepResult r;
+  r.loss = loss_.item();  // waits for the replay
+  r.finite = r.applied = std::isfinite(r.loss);
+  if (r.applied) opt_.set_steps(opt_.steps() + 1);  // the device counted it too
+  return r;
+}
+
+}  // namespace ich

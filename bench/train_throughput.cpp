@@ -4,7 +4,8 @@
 // Adam lr 2e-5, square inputs, random data resident on the device).
 //
 // One table row per configuration (precision:batch, as the PyTorch script
-// takes them; "amp" is bf16): images per second (median of the timed steps),
+// takes them; "amp" is bf16; "+cl" channels-last activations, "+graph" the
+// step captured once and replayed as a CUDA graph): images per second (median of the timed steps),
 // peak device memory (our caching allocator's peak), the step's achieved
 // TFLOP/s (3 x 2 x the model's multiply-adds per image: forward, and
 // backward at twice the forward) and that as a share of this device's
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "apps/app_main.h"
@@ -26,6 +28,7 @@
 #include "engine/profile.h"
 #include "layers/resnext.h"
 #include "layers/summary.h"
+#include "train/graph_step.h"
 #include "train/step.h"
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
@@ -69,8 +72,9 @@ int main(int argc, char** argv) {
   app.add_option("--arch", arch, "architecture")->capture_default_str();
   app.add_option("--size", size, "square input size")->capture_default_str();
   app.add_option("--configs", configs,
-                 "precision:batch list, e.g. fp32:8,fp32:32,bf16+cl:32,bf16+cl:64 (amp = bf16, as the PyTorch "
-                 "script; +cl: channels-last activations); overrides --batches");
+                 "precision:batch list, e.g. fp32:8,fp32+graph:8,bf16+cl:64,bf16+cl+graph:64 (amp = bf16, as the "
+                 "PyTorch script; +cl: channels-last activations; +graph: the step captured as a CUDA graph after "
+                 "the warm-up and replayed); overrides --batches");
   app.add_option("--batches", batches, "comma-separated batch sizes, in float32")->capture_default_str();
   app.add_option("--steps", steps, "timed steps per configuration")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first (algorithm search, allocator warm-up)")->capture_default_str();
@@ -84,18 +88,25 @@ int main(int argc, char** argv) {
 #endif
     struct Run {
       ich::DType precision;
-      bool channels_last;
+      bool channels_last, graph;
       int64_t batch;
     };
     std::vector<Run> runs;
     std::stringstream ss(configs.empty() ? batches : configs);
     for (std::string item; std::getline(ss, item, ',');) {
       const size_t colon = item.find(':');
-      std::string prec = colon == std::string::npos ? "fp32" : item.substr(0, colon);
-      const bool cl = prec.size() > 3 && prec.substr(prec.size() - 3) == "+cl";
-      if (cl) prec.resize(prec.size() - 3);
-      runs.push_back({ich::parse_precision(prec == "amp" ? "bf16" : prec), cl,
-                      std::stoll(colon == std::string::npos ? item : item.substr(colon + 1))});
+      std::stringstream parts(colon == std::string::npos ? "fp32" : item.substr(0, colon));
+      std::string prec, mod;
+      std::getline(parts, prec, '+');
+      Run r{ich::parse_precision(prec == "amp" ? "bf16" : prec), false, false,
+            std::stoll(colon == std::string::npos ? item : item.substr(colon + 1))};
+      while (std::getline(parts, mod, '+')) {
+        ICH_CHECK(mod == "cl" || mod == "graph", "ich-bench-train: --configs ", item, ": unknown modifier +", mod,
+                  " (cl or graph)");
+        (mod == "cl" ? r.channels_last : r.graph) = true;
+      }
+      ICH_CHECK(!r.graph || warmup >= 2, "ich-bench-train: +graph needs --warmup >= 2 (eager steps, then the capture)");
+      runs.push_back(r);
     }
     ICH_CHECK(!runs.empty() && steps >= 1, "ich-bench-train: nothing to run");
 
@@ -114,7 +125,7 @@ int main(int argc, char** argv) {
                 "|---|---|---|---|---|---|---|\n");
     std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
     std::vector<std::string> config_names;
-    for (const auto& [precision, channels_last, batch] : runs) {
+    for (const auto& [precision, channels_last, graph, batch] : runs) {
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 1000), gen);
       m.replace_head(6, gen);
@@ -128,26 +139,39 @@ int main(int argc, char** argv) {
                                 .to(d)
                                 .contiguous(channels_last ? ich::MemoryFormat::ChannelsLast : ich::MemoryFormat::Contiguous);
       const ich::Tensor y = ich::Tensor::uniform({batch, 6}, 0, 1, gen).to(d);
+      // +graph: eager steps, the capture in the last untimed one, then replays
+      // (the batch copied into the graph's input buffer each step, on the device).
+      std::unique_ptr<ich::GraphedStep> graphed;
+      if (graph)
+        graphed = std::make_unique<ich::GraphedStep>(m, opt, ich::Tensor(), precision, ich::memory_format_of(x),
+                                                     int(warmup - 1));
       auto step = [&] {
         const auto t0 = std::chrono::steady_clock::now();
-        ich::train_step(m, opt, x, y, ich::Tensor(), precision, sc);
+        if (graphed)
+          graphed->run(x, y);
+        else
+          ich::train_step(m, opt, x, y, ich::Tensor(), precision, sc);
         sync(d);
         return seconds_since(t0);
       };
-      ich::allocator_for(d).reset_peak();
       for (int64_t i = 0; i < warmup; ++i) step();
+      ich::allocator_for(d).reset_peak();  // the steady state's peak (the warm-up's eager steps are done)
       std::vector<double> t;
       for (int64_t i = 0; i < steps; ++i) t.push_back(step());
       std::sort(t.begin(), t.end());
       const double median = t[t.size() / 2], ips = double(batch) / median;
-      const double peak = double(ich::allocator_for(d).stats().peak_bytes) / double(1 << 30);
+      // A graph's memory is its private pool's, on top of the allocator's.
+      const double peak = double(ich::allocator_for(d).stats().peak_bytes +
+                                 (graphed ? graphed->graph()->pool()->stats().peak_bytes : 0)) /
+                          double(1 << 30);
       const double tflops = ips * 6.0 * double(macs) / 1e12;
       const std::string name =
-          std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (tf32 ? " (tf32)" : "");
+          std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (graph ? "+graph" : "") +
+          (tf32 ? " (tf32)" : "");
       std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% |\n", d.str().c_str(), name.c_str(),
                   (long long)batch, ips, peak, tflops, 100 * tflops / ceiling);
       std::fflush(stdout);
-      if (profile) {
+      if (profile && !graph) {  // a replay runs as one launch: no kernel-by-kernel profile
         const std::string cfg = name + ":" + std::to_string(batch);
         config_names.push_back(cfg);
         const int prof_steps = 3;

@@ -94,15 +94,27 @@ rm -f "$ref"/*.pth "$ref"/*.ichw
 note "ResNeXt-101 eval logits and train step on CUDA vs PyTorch" "$s"
 
 echo "== training throughput, resnext101_32x8d, 200x200, Adam, BCE"
-configs=fp32:8,fp32:32,fp32:64,bf16+cl:8,bf16+cl:32,bf16+cl:64
+# eager, and the step captured as a CUDA graph (+graph, train/graph_step.h)
+configs=fp32:8,fp32+graph:8,fp32:32,fp32:64,bf16+cl:8,bf16+cl:32,bf16+cl:64,bf16+cl+graph:32,bf16+cl+graph:64
+torch_configs=fp32:8,fp32:32,fp32:64,amp:8,amp:32,amp:64
 [ "$gpu" = 1 ] && timeout 300 "$bin/ich-bench-train" --size 200 --configs "$configs" --steps 20 --warmup 5 \
   --device cuda --profile > "$OUT/bench_ich.md" 2>&1
 cat "$OUT/bench_ich.md" 2>/dev/null
-[ "$gpu" = 1 ] && timeout 240 "$py" .gpu/torch_resnext_baseline.py --size 200 --configs "$(echo "$configs" | sed 's/bf16+cl/amp/g')" \
+[ "$gpu" = 1 ] && timeout 240 "$py" .gpu/torch_resnext_baseline.py --size 200 --configs "$torch_configs" \
   --out "$OUT/bench_torch.md" > "$OUT/bench_torch.txt" 2>&1
 cat "$OUT/bench_torch.md" 2>/dev/null || tail -5 "$OUT/bench_torch.txt"
+# torch.compile, if it runs there (Triton present): the headline configuration only, last, and only
+# with time left (the device call stops at 10 minutes; the table is written after this)
+elapsed=$(( $(date +%s) - t_start ))
+if [ "$gpu" = 1 ] && [ "$elapsed" -lt 330 ]; then
+  timeout $(( 480 - elapsed < 150 ? 480 - elapsed : 150 )) "$py" bench/torch_compile_throughput.py --size 200 \
+    --configs amp:64 --out "$OUT/bench_compile.md" > "$OUT/bench_compile.txt" 2>&1
+else
+  echo "skipped: ${elapsed} s gone before it" > "$OUT/bench_compile.txt"
+fi
+cat "$OUT/bench_compile.md" 2>/dev/null || { echo "torch.compile did not run:"; tail -3 "$OUT/bench_compile.txt" 2>/dev/null; }
 [ -s "$OUT/bench_ich.md" ] && [ -s "$OUT/bench_torch.md" ] &&
-  python3 bench/compare_torch.py "$OUT/bench_ich.md" "$OUT/bench_torch.md" > "$OUT/ratios.md" 2>&1
+  python3 bench/compare_torch.py "$OUT/bench_ich.md" "$OUT/bench_torch.md" "$OUT/bench_compile.md" > "$OUT/ratios.md" 2>&1
 cat "$OUT/ratios.md" 2>/dev/null
 
 {
@@ -120,6 +132,9 @@ cat "$OUT/ratios.md" 2>/dev/null
   echo
   echo "## PyTorch"
   cat "$OUT/bench_torch.md" 2>/dev/null || echo "(baseline did not run; see bench_torch.txt)"
+  echo
+  echo "## PyTorch torch.compile"
+  cat "$OUT/bench_compile.md" 2>/dev/null || echo "(did not run; see bench_compile.txt)"
   echo
   echo "total $(( $(date +%s) - t_start )) s"
 } > "$table"

@@ -36,23 +36,23 @@ void GraphedStep::body() {
 }
 
 StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
-  if (eager_steps_ < warmup_) {
-    ++eager_steps_;
-    return train_step(model_, opt_, to_device_input(x, device_).contiguous(format_), y.to(device_), pos_weight_,
-                      precision_, nullptr);
-  }
-  if (!graph_) {
+  if (!x_.defined()) {
     x_ = Tensor::empty(x.shape(), x.dtype(), device_, memory_format_of(x));  // a channels-last batch stays so
     y_ = Tensor::empty(y.shape(), y.dtype(), device_);
     found_ = Tensor::zeros({1}, DType::Float32, device_);
     opt_.keep_count_on_device(found_);
   }
   ICH_CHECK(x.shape() == x_.shape() && x.dtype() == x_.dtype() && y.shape() == y_.shape(),
-            "captured step: batch ", x.str(), " / labels ", y.str(), " differ from the captured ", x_.str(), " / ",
+            "captured step: batch ", x.str(), " / labels ", y.str(), " differ from the first ", x_.str(), " / ",
             y_.str(), " (a graph replays fixed shapes; the loader must drop the last partial batch)");
   load_input_(x_, x);
   load_input_(y_, y);
-  if (!graph_) {
+  if (eager_steps_ < warmup_) {
+    // The very step the capture records, run eagerly: every kernel in it has
+    // then been loaded and every cuDNN algorithm chosen before the capture.
+    ++eager_steps_;
+    body();
+  } else if (!graph_) {
     auto g = std::make_unique<StepGraph>(device_);
     g->capture([this] { body(); });  // throws with nothing kept if the step cannot be captured
     graph_ = std::move(g);
@@ -60,7 +60,7 @@ StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
     graph_->replay();
   }
   StepResult r;
-  r.loss = loss_.item();  // waits for the replay
+  r.loss = loss_.item();  // waits for the step
   r.finite = r.applied = std::isfinite(r.loss);
   if (r.applied) opt_.set_steps(opt_.steps() + 1);  // the device counted it too
   return r;

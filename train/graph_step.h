@@ -1,11 +1,12 @@
 // graph_step.h: the training step captured once and replayed
 // (ich-train --cuda-graph, ich-bench-train's "+graph" configurations).
 //
-//   steps 1..warmup   train_step() as usual, eagerly: cuDNN chooses its
-//                     algorithms, the caching allocator warms up
-//   step warmup+1     the batch is loaded into fixed input buffers, and the
-//                     step is captured (engine/graph.h) and run once
-//   every later step  the batch into the same buffers, one replay
+//   every step        the batch is loaded into fixed input buffers
+//   steps 1..warmup   the step below runs eagerly: every kernel it launches
+//                     is loaded, cuDNN chooses its algorithms, the caching
+//                     allocator warms up
+//   step warmup+1     the same step is captured (engine/graph.h) and run once
+//   every later step  one replay
 //
 // The captured step: zero the gradients, clear the found-NaN flag, normalise
 // the byte batch, forward under autocast, loss, backward, flag the loss if it

@@ -51,6 +51,8 @@ Context& context(int device) {
   if (!c) {
     auto ctx = std::make_unique<Context>();
     ctx->device = device;
+    ICH_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->major, cudaDevAttrComputeCapabilityMajor, device));
+    ICH_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->minor, cudaDevAttrComputeCapabilityMinor, device));
     ICH_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
     ICH_CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
     ICH_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));

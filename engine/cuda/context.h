@@ -13,6 +13,7 @@ struct Context {
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
+  int major = 0, minor = 0;  // compute capability
 };
 
 // The context of a device, created on first use; makes the device current.

@@ -110,8 +110,13 @@ Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2dParams& p, int devi
   std::lock_guard<std::mutex> lock(g_mu);
   auto& slot = g_plans[key];
   if (slot) return *slot;
-  auto pl = std::make_unique<Plan>();
   const cudnnDataType_t t = ConvType<T>::data();
+  if (t == CUDNN_DATA_BFLOAT16) {  // Turing (T4, RTX 20) has float16 tensor cores but no bfloat16
+    const Context& c = context(device);
+    ICH_CHECK(c.major >= 8, "bfloat16 convolutions need an Ampere or newer GPU (compute capability 8.0); cuda:",
+              device, " is ", c.major, ".", c.minor, ": use --precision fp16 (loss-scaled) or fp32");
+  }
+  auto pl = std::make_unique<Plan>();
   const cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
   ICH_CUDNN_CHECK(cudnnSetTensor4dDescriptor(pl->x, fmt, t, int(xs[0]), int(xs[1]), int(xs[2]), int(xs[3])));
   ICH_CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl->w, t, fmt, int(ws[0]), int(ws[1]), int(ws[2]), int(ws[3])));

@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
                "activations in channels-last layout (N,H,W,C), as cuDNN's tensor-core kernels prefer; for GPUs");
   app.add_flag("--cuda-graph", o.cuda_graph,
                "capture the training step as a CUDA graph after 3 eager steps and replay it (one launch per step "
-               "instead of thousands); fixed shapes, not with --precision fp16; on the CPU only emulated, to check "
-               "that the step is capturable");
+               "instead of thousands); fixed shapes; fp16's loss scaler then works on the device; on the CPU only "
+               "emulated, to check that the step is capturable");
   app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed)");
   app.add_option("--seed", o.seed, "seed of the initialisation, data order and augmentation")->capture_default_str();
   app.add_option("--workers", o.workers, "data loading threads")->capture_default_str();

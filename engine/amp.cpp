@@ -64,7 +64,10 @@ LossScaler::LossScaler(const Options& o) : o_(o), scale_(o.init_scale) {
             "LossScaler: need init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
 }
 
-Tensor LossScaler::scale_loss(const Tensor& loss) const { return ich::scale(loss, scale_); }
+Tensor LossScaler::scale_loss(const Tensor& loss) const {
+  // mul by the one-element scale: the same float product, and its gradient, as scale()
+  return on_device() ? mul(loss, scale_t_.view(loss.shape())) : ich::scale(loss, scale_);
+}
 
 bool LossScaler::unscale(const std::vector<Tensor>& params) const {
   if (params.empty()) return true;
@@ -93,6 +96,36 @@ void LossScaler::restore(double scale, int64_t growth_tracker) {
             scale, ", tracker ", growth_tracker, ")");
   scale_ = scale;
   tracker_ = growth_tracker;
+  if (on_device()) {
+    scale_t_.fill_(scale_);
+    tracker_t_.fill_(double(tracker_));
+  }
+}
+
+void LossScaler::keep_on_device(Device d) {
+  ICH_CHECK(float(scale_) == scale_, "LossScaler: scale ", scale_, " is not exact in float32");
+  scale_t_ = Tensor::full({1}, scale_, DType::Float32, d);
+  tracker_t_ = Tensor::full({1}, double(tracker_), DType::Float32, d);
+}
+
+void LossScaler::unscale_on_device(const std::vector<Tensor>& params, Tensor& found_inf) const {
+  ICH_CHECK(on_device(), "LossScaler::unscale_on_device: keep_on_device() first");
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (g.defined()) ICH_DISPATCH(g.device(), unscale_check_by_, g, scale_t_, found_inf);
+  }
+}
+
+void LossScaler::update_on_device(const Tensor& found_inf, const Tensor& skip_if) {
+  ICH_CHECK(on_device(), "LossScaler::update_on_device: keep_on_device() first");
+  ICH_DISPATCH(scale_t_.device(), update_scale_, scale_t_, tracker_t_, found_inf, skip_if, o_.growth_factor,
+               o_.backoff_factor, o_.growth_interval);
+}
+
+void LossScaler::read_back() {
+  if (!on_device()) return;
+  scale_ = scale_t_.item();
+  tracker_ = int64_t(tracker_t_.item());
 }
 
 }  // namespace ich

@@ -85,10 +85,26 @@ class LossScaler {
   // Checkpointing: continue with the same scale.
   void restore(double scale, int64_t growth_tracker);
 
+  // For a captured step (engine/graph.h), where nothing may be decided on
+  // the host between backward and the update: the scale and the growth
+  // tracker move to one-element float32 tensors on device d (PyTorch's
+  // GradScaler keeps them so too; the scale stays a power of two with the
+  // default options, so float32 holds it exactly). scale_loss() then
+  // multiplies by the tensor; unscale_on_device() flags overflow into
+  // found_inf without reading it; update_on_device() applies the rule there,
+  // unless skip_if is set (a NaN loss: the eager step returns before the
+  // scaler too); read_back() brings scale() and growth_tracker() up to date.
+  void keep_on_device(Device d);
+  bool on_device() const { return scale_t_.defined(); }
+  void unscale_on_device(const std::vector<Tensor>& params, Tensor& found_inf) const;
+  void update_on_device(const Tensor& found_inf, const Tensor& skip_if);
+  void read_back();
+
  private:
   Options o_;
   double scale_;
   int64_t tracker_ = 0;
+  Tensor scale_t_, tracker_t_;
 };
 
 }  // namespace ich

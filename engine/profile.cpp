@@ -62,7 +62,7 @@ const char* category(const std::string& k) {
   if (starts("max_pool") || starts("adaptive_avg_pool")) return "pooling";
   if (starts("linear")) return "linear";
   if (starts("bce")) return "loss";
-  if (starts("adam") || starts("sgd") || starts("unscale")) return "optimizer";
+  if (starts("adam") || starts("sgd") || starts("unscale") || starts("update_scale")) return "optimizer";
   if (starts("round_to_precision")) return "cast";
   return "elementwise";
 }

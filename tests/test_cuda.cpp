@@ -364,8 +364,9 @@ TEST_F(Cuda, ChannelsLastTrainingStepsFollowCpu) {
   for (size_t s = 0; s < cpu.size(); ++s) EXPECT_NEAR(gpu[s], cpu[s], 1e-4 * std::max(1.0, cpu[s]));
 }
 
-// A captured training step (engine/graph.h, train/graph_step.h): after two
-// eager steps the step is captured and replayed; the losses and weights
+// A captured training step (engine/graph.h, train/graph_step.h), in fp32,
+// bf16 and fp16 (its loss scaler on the device): after two eager steps the
+// step is captured and replayed; the losses and weights
 // follow the eager steps' (same kernels and algorithms; Adam's count on the
 // device), and a replay allocates nothing from the caching allocator.
 TEST_F(Cuda, CapturedTrainingStepFollowsTheEagerSteps) {
@@ -378,7 +379,7 @@ TEST_F(Cuda, CapturedTrainingStepFollowsTheEagerSteps) {
     xs.push_back(x);
     ys.push_back(Tensor::uniform({4, 6}, 0, 1, data));
   }
-  for (DType precision : {DType::Float32, DType::BFloat16}) {
+  for (DType precision : {DType::Float32, DType::BFloat16, DType::Float16}) {
     for (MemoryFormat fmt : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
       SCOPED_TRACE(std::string(precision_name(precision)) + (fmt == MemoryFormat::ChannelsLast ? " cl" : ""));
       auto run = [&](bool graphed, int64_t* replay_allocations) {
@@ -387,14 +388,16 @@ TEST_F(Cuda, CapturedTrainingStepFollowsTheEagerSteps) {
         m.to(Device::cuda());
         m.train();
         Adam opt(m.parameters(), Adam::Options{1e-3});
-        GraphedStep gs(m, opt, Tensor(), precision, fmt, /*warmup=*/2);
+        LossScaler scaler;  // float16's, on the device in the graphed run
+        LossScaler* sc = precision == DType::Float16 ? &scaler : nullptr;
+        GraphedStep gs(m, opt, Tensor(), precision, fmt, /*warmup=*/2, sc);
         std::vector<double> losses;
         int64_t before = 0;
         for (size_t i = 0; i < xs.size(); ++i) {
           if (i == 4) before = cuda::allocator(0).stats().allocations;  // after the capture
           losses.push_back(graphed ? gs.run(xs[i], ys[i]).loss
                                    : train_step(m, opt, to_device_input(xs[i], Device::cuda()).contiguous(fmt),
-                                                ys[i].to(Device::cuda()), Tensor(), precision, nullptr)
+                                                ys[i].to(Device::cuda()), Tensor(), precision, sc)
                                          .loss);
         }
         if (replay_allocations) *replay_allocations = cuda::allocator(0).stats().allocations - before;

@@ -4,12 +4,14 @@
 // captured step (emulated here: its host code runs again at each replay
 // under the capture's rules) giving the eager step's numbers bit for bit,
 // catching a NaN loss with nothing applied, and refusing what a graph cannot
-// replay. The CUDA capture itself is tested in tests/test_cuda.cpp.
+// replay (float16's loss scaler included). The CUDA capture itself is tested
+// in tests/test_cuda.cpp.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 
 #include "data/phantom.h"
+#include "engine/amp.h"
 #include "engine/block_cache.h"
 #include "engine/graph.h"
 #include "engine/kernels.h"
@@ -255,12 +257,68 @@ TEST(GraphedStep, ANanLossIsFlaggedOnTheDeviceAndNothingIsApplied) {
   EXPECT_EQ(opt.device_count().item(), 3.0);
 }
 
-TEST(GraphedStep, RefusesFloat16AndChangedShapes) {
+// float16 with its loss scaler on the device: the eager steps' numbers, and
+// the scaler's, bit for bit, through a NaN loss (no update, scale kept), backoffs (a start at 2^20 overflows the
+// float16 gradients until the scale has come down) and growth (every 2 clean
+// steps here).
+TEST(GraphedStep, Float16WithTheScalerOnTheDeviceGivesTheEagerNumbers) {
+  Batches data = make_batches(16, 4, 40, 12);
+  data.y[12].data<float>()[3] = NAN;  // a NaN loss: nothing applied, and the scaler left alone
+  LossScaler::Options so;
+  so.init_scale = 1048576.0;  // 2^20
+  so.growth_interval = 2;
+  struct Out {
+    std::vector<double> losses, scales;
+    std::vector<bool> applied;
+    std::vector<std::vector<double>> weights;
+    int64_t steps = 0;
+  };
+  auto run = [&](bool graphed) {
+    Generator gen(9);
+    ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+    m.train();
+    Adam opt(m.parameters(), Adam::Options{1e-3});
+    LossScaler scaler(so);
+    GraphedStep gs(m, opt, Tensor(), DType::Float16, MemoryFormat::Contiguous, /*warmup=*/2, &scaler);
+    Out o;
+    for (size_t i = 0; i < data.x.size(); ++i) {
+      const StepResult r = graphed ? gs.run(data.x[i], data.y[i])
+                                   : train_step(m, opt, to_device_input(data.x[i], Device::cpu()), data.y[i],
+                                                Tensor(), DType::Float16, &scaler);
+      o.losses.push_back(r.loss);
+      o.applied.push_back(r.applied);
+      o.scales.push_back(scaler.scale());
+    }
+    o.weights = weights_of(m);
+    o.steps = opt.steps();
+    return o;
+  };
+  const Out eager = run(false), graph = run(true);
+  auto nan_as_marker = [](std::vector<double> v) {  // NaN == NaN for the comparison
+    for (double& x : v) x = std::isnan(x) ? -1e300 : x;
+    return v;
+  };
+  EXPECT_EQ(nan_as_marker(graph.losses), nan_as_marker(eager.losses));
+  EXPECT_EQ(graph.applied, eager.applied);
+  EXPECT_EQ(graph.scales, eager.scales);
+  EXPECT_EQ(graph.steps, eager.steps);
+  EXPECT_EQ(graph.weights, eager.weights);
+  EXPECT_TRUE(std::isnan(graph.losses[12]));
+  EXPECT_EQ(graph.scales[12], graph.scales[11]);
+  // the rule was exercised: some steps skipped, and the scale grew again afterwards
+  EXPECT_LT(eager.steps, int64_t(data.x.size()) - 1);
+  EXPECT_GT(eager.steps, 0);
+  bool grew = false;
+  for (size_t i = 1; i < eager.scales.size(); ++i) grew |= eager.scales[i] > eager.scales[i - 1];
+  EXPECT_TRUE(grew);
+}
+
+TEST(GraphedStep, RefusesChangedShapes) {
   Generator gen(7);
   ResNeXt m(resnext_preset("resnext_mini", 6), gen);
   Adam opt(m.parameters(), Adam::Options{1e-3});
   EXPECT_NE(error_of([&] { GraphedStep(m, opt, Tensor(), DType::Float16, MemoryFormat::Contiguous); })
-                .find("cannot use float16"),
+                .find("needs its LossScaler"),
             std::string::npos);
   GraphedStep gs(m, opt, Tensor(), DType::Float32, MemoryFormat::Contiguous, 1);
   const Tensor y = Tensor::zeros({2, 6});
@@ -272,7 +330,7 @@ TEST(GraphedStep, RefusesFloat16AndChangedShapes) {
 }
 
 // ich-train --cuda-graph on the CPU (the emulation) writes the same
-// checkpoint, bit for bit, as ich-train without it.
+// checkpoint, bit for bit, as ich-train without it, in fp32 and in fp16.
 TEST(GraphedStep, IchTrainWithCudaGraphWritesTheSameWeights) {
   const std::string dir = test::fresh_dir("ich_graph_train");
   PhantomOptions po;
@@ -280,12 +338,13 @@ TEST(GraphedStep, IchTrainWithCudaGraphWritesTheSameWeights) {
   po.size = 48;
   po.seed = 8;
   const test::PhantomSet set = test::make_phantom_set(dir, po);
-  auto train_once = [&](bool graph) {
+  auto train_once = [&](bool graph, const std::string& precision) {
     TrainOptions to;
+    to.precision = precision;
     to.train_csv = set.train_csv;
     to.valid_csv = set.valid_csv;
     to.images = set.images;
-    to.out = dir + (graph ? "/graph" : "/eager");
+    to.out = dir + (graph ? "/graph_" : "/eager_") + precision;
     to.size = 48;
     to.epochs = 2;
     to.max_steps_per_epoch = 6;
@@ -298,9 +357,11 @@ TEST(GraphedStep, IchTrainWithCudaGraphWritesTheSameWeights) {
     std::ifstream f(to.out + "/last.ckpt", std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), {});
   };
-  const std::string eager = train_once(false), graph = train_once(true);
-  EXPECT_GT(eager.size(), 100000u);  // weights, Adam's state, the step count
-  EXPECT_TRUE(graph == eager) << "the checkpoints differ";
+  for (const char* precision : {"fp32", "fp16"}) {  // fp16: the loss scale is in the checkpoint too
+    const std::string eager = train_once(false, precision), graph = train_once(true, precision);
+    EXPECT_GT(eager.size(), 100000u);  // weights, Adam's state, the step count
+    EXPECT_TRUE(graph == eager) << precision << ": the checkpoints differ";
+  }
   fs::remove_all(dir);
 }
 

@@ -8,17 +8,16 @@
 namespace ich {
 
 GraphedStep::GraphedStep(Module& model, Adam& opt, Tensor pos_weight, DType precision, MemoryFormat input_format,
-                         int warmup)
+                         int warmup, LossScaler* scaler)
     : model_(model),
       opt_(opt),
       pos_weight_(std::move(pos_weight)),
       precision_(precision),
       format_(input_format),
       warmup_(warmup),
+      scaler_(precision == DType::Float16 ? scaler : nullptr),
       device_(opt.params().empty() ? Device::cpu() : opt.params().front().device()) {
-  ICH_CHECK(precision != DType::Float16,
-            "a captured step (--cuda-graph) cannot use float16: its loss scaler decides on the host between "
-            "backward and the update; use --precision bf16 (no scaler needed) or run without --cuda-graph");
+  ICH_CHECK(precision != DType::Float16 || scaler, "GraphedStep: float16 needs its LossScaler");
   ICH_CHECK(warmup >= 1, "GraphedStep: at least one eager warm-up step (cuDNN chooses algorithms there)");
 }
 
@@ -27,11 +26,16 @@ void GraphedStep::body() {
   found_.fill_(0.0);
   const Tensor input = (x_.dtype() == DType::UInt8 ? normalize_input(x_) : x_).contiguous(format_);
   const Tensor loss = forward_loss(model_, input, y_, pos_weight_, precision_);
-  loss.backward();
+  (scaler_ ? scaler_->scale_loss(loss) : loss).backward();
   // found_ = 1 if the loss is NaN or infinite (times 1: the loss unchanged).
   Tensor l = loss.detach();
   ICH_DISPATCH(device_, unscale_check_, l, 1.0, found_);
+  if (scaler_) {
+    loss_bad_.copy_(found_);
+    scaler_->unscale_on_device(opt_.params(), found_);  // and found_ = 1 on overflow
+  }
   opt_.step();  // skipped on the device when found_ is set
+  if (scaler_) scaler_->update_on_device(found_, loss_bad_);
   loss_ = l;
 }
 
@@ -41,6 +45,10 @@ StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
     y_ = Tensor::empty(y.shape(), y.dtype(), device_);
     found_ = Tensor::zeros({1}, DType::Float32, device_);
     opt_.keep_count_on_device(found_);
+    if (scaler_) {
+      loss_bad_ = Tensor::zeros({1}, DType::Float32, device_);
+      scaler_->keep_on_device(device_);
+    }
   }
   ICH_CHECK(x.shape() == x_.shape() && x.dtype() == x_.dtype() && y.shape() == y_.shape(),
             "captured step: batch ", x.str(), " / labels ", y.str(), " differ from the first ", x_.str(), " / ",
@@ -62,6 +70,10 @@ StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
   StepResult r;
   r.loss = loss_.item();  // waits for the step
   r.finite = r.applied = std::isfinite(r.loss);
+  if (r.finite && scaler_) {
+    r.applied = found_.item() == 0;  // not skipped for overflowed gradients
+    scaler_->read_back();
+  }
   if (r.applied) opt_.set_steps(opt_.steps() + 1);  // the device counted it too
   return r;
 }

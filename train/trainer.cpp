@@ -147,7 +147,8 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     if (dev.is_cpu())
       say("--cuda-graph on the CPU: emulated (the step's host code runs each time under the capture's rules), "
           "for checking that the step is capturable; it is not faster");
-    graphed = std::make_unique<GraphedStep>(*model, opt, pos_weight, precision, input_format);
+    graphed = std::make_unique<GraphedStep>(*model, opt, pos_weight, precision, input_format, 3,
+                                            scaled ? &scaler : nullptr);
   }
 
   // log.csv: rows of earlier epochs survive a resume.

@@ -26,7 +26,7 @@ struct TrainOptions {
   int64_t max_steps_per_epoch = 0;  // 0: the whole epoch (a smaller number for smoke tests)
   std::string precision = "fp32";   // fp32, bf16 or fp16 (engine/amp.h; fp16 with loss scaling)
   bool channels_last = false;       // activations N,H,W,C from the input on (cuDNN's preferred layout)
-  bool cuda_graph = false;          // capture the step once, replay it (train/graph_step.h); not with fp16
+  bool cuda_graph = false;          // capture the step once, replay it (train/graph_step.h)
   // Called after every step: its number (from 1), the batch's loss, and
   // whether it was applied (fp16 skips steps whose gradients overflowed).
   std::function<void(int64_t step, double loss, bool applied)> on_step;

@@ -1,4 +1,5 @@
-// amp.cpp: the two CPU kernels of mixed precision (engine/amp.h).
+// amp.cpp: the CPU kernels of mixed precision (engine/amp.h): rounding, and
+// the loss scaler's unscale/check and update.
 #include <cmath>
 
 #include "engine/cpu/cpu_util.h"
@@ -37,6 +38,27 @@ void unscale_check_(Tensor& g, double inv_scale, Tensor& found_inf) {
     }
     if (bad) found_inf.data<float>()[0] = 1;
   });
+}
+
+void unscale_check_by_(Tensor& g, const Tensor& scale, Tensor& found_inf) {
+  expect(scale, "unscale_check_by_", "scale", DType::Float32);
+  unscale_check_(g, 1.0 / double(scale.data<float>()[0]), found_inf);
+}
+
+void update_scale_(Tensor& scale, Tensor& tracker, const Tensor& found_inf, const Tensor& skip_if, double growth,
+                   double backoff, int64_t interval) {
+  const char* k = "update_scale_";
+  for (const Tensor* t : TensorList{&scale, &tracker, &found_inf}) expect(*t, k, "scale/tracker/found_inf", DType::Float32);
+  if (skip_if.defined() && skip_if.data<float>()[0] != 0.f) return;
+  float& s = scale.data<float>()[0];
+  float& t = tracker.data<float>()[0];
+  if (found_inf.data<float>()[0] != 0.f) {
+    s = float(double(s) * backoff);
+    t = 0;
+  } else if ((t += 1.f) == float(interval)) {
+    s = float(double(s) * growth);
+    t = 0;
+  }
 }
 
 }  // namespace ich::cpu

@@ -1,5 +1,6 @@
-// amp.cu: the two CUDA kernels of mixed precision (engine/amp.h), the same
-// rounding as engine/half.h through CUDA's own conversions.
+// amp.cu: the CUDA kernels of mixed precision (engine/amp.h): the same
+// rounding as engine/half.h through CUDA's own conversions, and the loss
+// scaler's unscale/check and update (the latter with its state on the device).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -28,6 +29,29 @@ template <class T> __global__ void unscale_kernel(T* g, int64_t n, T inv, float*
   if (bad) *found = 1.f;  // benign race: every writer writes 1
 }
 
+// The scale in device memory (a captured step): the host path's T(1/scale).
+template <class T> __global__ void unscale_by_kernel(T* g, int64_t n, const float* scale, float* found) {
+  const T inv = T(1.0 / double(*scale));
+  bool bad = false;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    g[i] = g[i] * inv;
+    bad |= !isfinite(g[i]);
+  }
+  if (bad) *found = 1.f;
+}
+
+__global__ void update_scale_kernel(float* scale, float* tracker, const float* found, const float* skip_if,
+                                    double growth, double backoff, float interval) {
+  if (skip_if && *skip_if != 0.f) return;
+  if (*found != 0.f) {
+    *scale = float(double(*scale) * backoff);
+    *tracker = 0.f;
+  } else if ((*tracker += 1.f) == interval) {
+    *scale = float(double(*scale) * growth);
+    *tracker = 0.f;
+  }
+}
+
 }  // namespace
 
 void round_to_precision_(Tensor& t, DType precision) {
@@ -53,6 +77,33 @@ void unscale_check_(Tensor& g, double inv_scale, Tensor& found_inf) {
     using T = decltype(zero);
     unscale_kernel<T><<<blocks_for(n), 256, 0, s>>>(ptr<T>(g), n, T(inv_scale), ptr<float>(found_inf));
   });
+  ICH_CUDA_LAUNCH_CHECK();
+}
+
+void unscale_check_by_(Tensor& g, const Tensor& scale, Tensor& found_inf) {
+  const char* k = "unscale_check_by_";
+  expect(found_inf, k, "found_inf", DType::Float32);
+  expect(scale, k, "scale", DType::Float32);
+  expect(g, k, "g", g.dtype());
+  const int64_t n = g.numel();
+  if (n == 0) return;
+  cudaStream_t s = context_of(g).stream;
+  dispatch_float(g, k, [&](auto zero) {
+    using T = decltype(zero);
+    unscale_by_kernel<T><<<blocks_for(n), 256, 0, s>>>(ptr<T>(g), n, ptr<float>(scale), ptr<float>(found_inf));
+  });
+  ICH_CUDA_LAUNCH_CHECK();
+}
+
+void update_scale_(Tensor& scale, Tensor& tracker, const Tensor& found_inf, const Tensor& skip_if, double growth,
+                   double backoff, int64_t interval) {
+  const char* k = "update_scale_";
+  for (const Tensor* t : TensorList{&scale, &tracker, &found_inf}) expect(*t, k, "scale/tracker/found_inf", DType::Float32);
+  if (skip_if.defined()) expect(skip_if, k, "skip_if", DType::Float32);
+  update_scale_kernel<<<1, 1, 0, context_of(scale).stream>>>(ptr<float>(scale), ptr<float>(tracker),
+                                                             ptr<float>(found_inf),
+                                                             skip_if.defined() ? ptr<float>(skip_if) : nullptr, growth,
+                                                             backoff, float(interval));
   ICH_CUDA_LAUNCH_CHECK();
 }
 

@@ -40,38 +40,56 @@ class CachingAllocator final : public BlockCache {
  protected:
   void* get_block(size_t size) override {
     ICH_CUDA_CHECK(cudaSetDevice(device_));
-    // While this thread captures a graph, cudaMalloc is one of the calls the
-    // capture forbids by default; it is safe here (not stream-ordered work),
-    // so allow it for this call, as PyTorch's allocator does.
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    ICH_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    const bool capturing = capturing_now();
     void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      release_cached_locked();
+    cudaError_t e;
+    {
+      // While this thread captures a graph, cudaMalloc is one of the calls
+      // the capture forbids by default; it is safe here (not stream-ordered
+      // work), so it is allowed for this call, as PyTorch's allocator does.
+      RelaxedCapture relaxed;
       e = cudaMalloc(&p, size);
+      // Out of memory: give the cached blocks back and try once more. Not
+      // during a capture: blocks freed earlier in the captured step may be
+      // read by nodes already recorded, and queued work cannot be waited for.
+      if (e == cudaErrorMemoryAllocation && !capturing) {
+        cudaGetLastError();
+        release_cached_locked();
+        e = cudaMalloc(&p, size);
+      }
     }
-    ICH_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       throw Error("out of GPU memory on cuda:" + std::to_string(device_) + " allocating " +
                   std::to_string(size >> 20) + " MiB (" + std::to_string(in_use_locked() >> 20) +
-                  " MiB in use by tensors): try a smaller --batch");
+                  " MiB in use by tensors" + (capturing ? ", while capturing the step as a CUDA graph" : "") +
+                  "): try a smaller --batch");
     }
     ICH_CUDA_CHECK(e);
     return p;
   }
   void put_block(void* p) override { ICH_CUDA_CHECK(cudaFree(p)); }
   void before_release() override {
-    // Kept blocks may still be read by queued work. Not while capturing: a
-    // capture queues nothing that runs, and synchronising would break it.
-    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    ICH_CUDA_CHECK(cudaStreamIsCapturing(context(device_).stream, &st));
-    if (st == cudaStreamCaptureStatusNone) ICH_CUDA_CHECK(cudaDeviceSynchronize());
+    // Kept blocks may still be read by queued work: wait for it. (Never
+    // called while capturing: get_block does not release then, and nothing
+    // else runs inside a captured step.)
+    ICH_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
  private:
+  bool capturing_now() const {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    ICH_CUDA_CHECK(cudaStreamIsCapturing(context(device_).stream, &st));
+    return st != cudaStreamCaptureStatusNone;
+  }
+  // This thread's capture mode set to relaxed for its lifetime, and restored
+  // however the scope is left.
+  struct RelaxedCapture {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    RelaxedCapture() { ICH_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode)); }
+    ~RelaxedCapture() { cudaThreadExchangeStreamCaptureMode(&mode); }
+  };
+
   int device_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/block_cache.h"
 #include "engine/kernels.h"
 #include "engine/ops.h"
 
@@ -64,6 +65,9 @@ StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
     auto g = std::make_unique<StepGraph>(device_);
     g->capture([this] { body(); });  // throws with nothing kept if the step cannot be captured
     graph_ = std::move(g);
+    // The warm-up's activations sit in the device allocator's cache, and the
+    // replays use the graph's own pool: give them back to the driver.
+    if (auto* cache = dynamic_cast<BlockCache*>(&allocator_for(device_))) cache->release_cache();
   } else {
     graph_->replay();
   }

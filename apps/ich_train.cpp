@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--channels-last", o.channels_last,
                "activations in channels-last layout (N,H,W,C), as cuDNN's tensor-core kernels prefer; for GPUs");
+  app.add_flag("--tf32", o.tf32,
+               "float32 convolutions on TF32 tensor cores (10-bit mantissa products, float32 sums), as PyTorch "
+               "runs them by default; off: strict float32, comparable with the CPU");
   app.add_flag("--cuda-graph", o.cuda_graph,
                "capture the training step as a CUDA graph after 3 eager steps and replay it (one launch per step "
                "instead of thousands); fixed shapes; fp16's loss scaler then works on the device; on the CPU only "

@@ -8,7 +8,9 @@ and prints one row per ich configuration: its images/s and peak GiB, PyTorch
 eager's at the same precision and batch and the ratios ich/PyTorch, and
 torch.compile's images/s with that ratio. ich's bf16 (with or without
 channels-last, eager or as a CUDA graph: the "ich" column says which) is
-compared with PyTorch's "bf16 AMP + channels_last", fp32 with fp32.
+compared with PyTorch's "bf16 AMP + channels_last", fp32 with fp32 (PyTorch's
+fp32 runs cuDNN convolutions on TF32 by default, so ich's "+tf32" rows are the
+like-for-like ones; plain fp32 is strict float32).
 Targets (issue 7): bf16 speed ratio >= 1.2 with memory ratio <= 1.0; fp32 at
 batch 8 (the seed's setting) speed ratio >= 1.0.
 

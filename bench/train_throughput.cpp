@@ -9,7 +9,9 @@
 // peak device memory (our caching allocator's peak), the step's achieved
 // TFLOP/s (3 x 2 x the model's multiply-adds per image: forward, and
 // backward at twice the forward) and that as a share of this device's
-// float32 GEMM rate measured in the same run. With --profile, a second table:
+// ceiling for the row's precision measured in the same run (a 1x1
+// convolution as an 8192^3 GEMM through cuDNN in fp32, tf32 or bf16; on the
+// CPU the float32 GEMM). With --profile, a second table:
 // where a step's time goes by kernel family (conv, batchnorm, elementwise,
 // pooling, linear, loss, optimizer, cast), from profiled steps that
 // synchronise around every kernel.
@@ -62,6 +64,47 @@ double gemm_tflops(ich::Device d) {
   return reps * 2.0 * double(n) * double(n) * double(n) / seconds_since(t0) / 1e12;
 }
 
+// The rate a 1x1 convolution reaches here with n channels on n pixels (an
+// n x n x n GEMM through cuDNN, as the step's convolutions are run) in a
+// dtype and math mode: the ceiling for the step's convolutions in that
+// precision. A GPU only.
+double conv_tflops(ich::Device d, const ich::Tensor& x32, const ich::Tensor& w32, ich::DType dt, bool tf32) {
+  const int64_t n = x32.size(0);
+  ich::allow_tf32(d, tf32);
+  const ich::Tensor x = x32.to(dt), w = w32.to(dt);
+  ich::Tensor y = ich::Tensor::empty({n, n, 1, 1}, dt, d);
+  auto once = [&] { ICH_DISPATCH(d, conv2d_forward, x, w, ich::Tensor(), y, ich::Conv2dParams{}); };
+  once();  // cuDNN chooses its algorithm
+  sync(d);
+  const int reps = 10;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) once();
+  sync(d);
+  return reps * 2.0 * double(n) * double(n) * double(n) / seconds_since(t0) / 1e12;
+}
+
+struct Ceilings {
+  double fp32 = 0, tf32 = 0, half = 0;  // TFLOP/s; half: bf16 (fp16 runs at the same tensor-core rate)
+  double for_run(ich::DType precision, bool tf32_on) const {
+    return precision != ich::DType::Float32 ? half : tf32_on ? tf32 : fp32;
+  }
+};
+
+Ceilings measure_ceilings(ich::Device d) {
+  Ceilings c;
+  if (!d.is_cuda()) {  // the CPU: float32 GEMM for every row (its 16-bit modes are emulated)
+    c.fp32 = c.tf32 = c.half = gemm_tflops(d);
+    return c;
+  }
+  const int64_t n = 8192;
+  ich::Generator gen(1);
+  const ich::Tensor x = ich::Tensor::randn({n, n, 1, 1}, gen).to(d), w = ich::Tensor::randn({n, n, 1, 1}, gen).to(d);
+  c.fp32 = conv_tflops(d, x, w, ich::DType::Float32, false);
+  c.tf32 = conv_tflops(d, x, w, ich::DType::Float32, true);
+  c.half = conv_tflops(d, x, w, ich::DType::BFloat16, false);
+  return c;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -72,23 +115,21 @@ int main(int argc, char** argv) {
   app.add_option("--arch", arch, "architecture")->capture_default_str();
   app.add_option("--size", size, "square input size")->capture_default_str();
   app.add_option("--configs", configs,
-                 "precision:batch list, e.g. fp32:8,fp32+graph:8,bf16+cl:64,bf16+cl+graph:64 (amp = bf16, as the "
-                 "PyTorch script; +cl: channels-last activations; +graph: the step captured as a CUDA graph after "
-                 "the warm-up and replayed); overrides --batches");
+                 "precision:batch list, e.g. fp32:8,fp32+tf32+graph:8,bf16+cl:64,bf16+cl+graph:64 (amp = bf16, as "
+                 "the PyTorch script; +cl: channels-last activations; +graph: the step captured as a CUDA graph "
+                 "after the warm-up and replayed; +tf32: TF32 float32 convolutions, PyTorch's default); overrides "
+                 "--batches");
   app.add_option("--batches", batches, "comma-separated batch sizes, in float32")->capture_default_str();
   app.add_option("--steps", steps, "timed steps per configuration")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first (algorithm search, allocator warm-up)")->capture_default_str();
   app.add_option("--device", device, "cpu, cuda or auto")->capture_default_str();
-  app.add_flag("--tf32", tf32, "allow TF32 tensor cores for float32 convolutions and GEMMs");
+  app.add_flag("--tf32", tf32, "allow TF32 tensor cores for float32 convolutions and GEMMs in every configuration");
   app.add_flag("--profile", profile, "also print where a step's time goes, by kernel family");
   return ich::run_app("ich-bench-train", app, argc, argv, [&] {
     const ich::Device d = ich::pick_device(device);
-#ifdef ICH_WITH_CUDA
-    if (d.is_cuda()) ich::cuda::set_allow_tf32(tf32);
-#endif
     struct Run {
       ich::DType precision;
-      bool channels_last, graph;
+      bool channels_last, graph, tf32;
       int64_t batch;
     };
     std::vector<Run> runs;
@@ -98,12 +139,12 @@ int main(int argc, char** argv) {
       std::stringstream parts(colon == std::string::npos ? "fp32" : item.substr(0, colon));
       std::string prec, mod;
       std::getline(parts, prec, '+');
-      Run r{ich::parse_precision(prec == "amp" ? "bf16" : prec), false, false,
+      Run r{ich::parse_precision(prec == "amp" ? "bf16" : prec), false, false, tf32,
             std::stoll(colon == std::string::npos ? item : item.substr(colon + 1))};
       while (std::getline(parts, mod, '+')) {
-        ICH_CHECK(mod == "cl" || mod == "graph", "ich-bench-train: --configs ", item, ": unknown modifier +", mod,
-                  " (cl or graph)");
-        (mod == "cl" ? r.channels_last : r.graph) = true;
+        ICH_CHECK(mod == "cl" || mod == "graph" || mod == "tf32", "ich-bench-train: --configs ", item,
+                  ": unknown modifier +", mod, " (cl, graph or tf32)");
+        (mod == "cl" ? r.channels_last : mod == "graph" ? r.graph : r.tf32) = true;
       }
       ICH_CHECK(!r.graph || warmup >= 2, "ich-bench-train: +graph needs --warmup >= 2 (eager steps, then the capture)");
       runs.push_back(r);
@@ -117,15 +158,18 @@ int main(int argc, char** argv) {
       ich::ResNeXt m(ich::resnext_preset(arch, 6), gen);
       for (const auto& r : ich::summarize(m, {1, 3, size, size})) macs += r.macs;
     }
-    const double ceiling = gemm_tflops(d);
-    std::printf("# ich-bench-train: %s, %lldx%lld, Adam, BCE, on %s; float32 GEMM ceiling here %.2f TFLOP/s; "
-                "%.2f GMAC per image\n\n",
-                arch.c_str(), (long long)size, (long long)size, d.str().c_str(), ceiling, double(macs) / 1e9);
-    std::printf("| engine | precision | batch | images/s | peak GiB | TFLOP/s | of GEMM ceiling |\n"
+    const Ceilings ceilings = measure_ceilings(d);
+    std::printf("# ich-bench-train: %s, %lldx%lld, Adam, BCE, on %s; %.2f GMAC per image\n"
+                "ceilings here (%s): fp32 %.1f, tf32 %.1f, bf16 %.1f TFLOP/s; each row is set against its own\n\n",
+                arch.c_str(), (long long)size, (long long)size, d.str().c_str(), double(macs) / 1e9,
+                d.is_cuda() ? "a 1x1 convolution as an 8192^3 GEMM through cuDNN" : "float32 GEMM, for every row",
+                ceilings.fp32, ceilings.tf32, ceilings.half);
+    std::printf("| engine | precision | batch | images/s | peak GiB | TFLOP/s | of ceiling |\n"
                 "|---|---|---|---|---|---|---|\n");
     std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
     std::vector<std::string> config_names;
-    for (const auto& [precision, channels_last, graph, batch] : runs) {
+    for (const auto& [precision, channels_last, graph, run_tf32, batch] : runs) {
+      ich::allow_tf32(d, run_tf32);
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 1000), gen);
       m.replace_head(6, gen);
@@ -167,9 +211,9 @@ int main(int argc, char** argv) {
       const double tflops = ips * 6.0 * double(macs) / 1e12;
       const std::string name =
           std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (graph ? "+graph" : "") +
-          (tf32 ? " (tf32)" : "");
+          (run_tf32 ? "+tf32" : "");
       std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% |\n", d.str().c_str(), name.c_str(),
-                  (long long)batch, ips, peak, tflops, 100 * tflops / ceiling);
+                  (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32));
       std::fflush(stdout);
       if (profile && !graph) {  // a replay runs as one launch: no kernel-by-kernel profile
         const std::string cfg = name + ":" + std::to_string(batch);

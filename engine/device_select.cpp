@@ -15,6 +15,14 @@ bool cuda_usable() {
 #endif
 }
 
+void allow_tf32(Device d, bool allow) {
+#ifdef ICH_WITH_CUDA
+  if (d.is_cuda()) cuda::set_allow_tf32(allow);
+#endif
+  (void)d;
+  (void)allow;
+}
+
 Device pick_device(const std::string& flag) {
   if (flag == "cpu") return Device::cpu();
   if (flag == "auto") return cuda_usable() ? Device::cuda() : Device::cpu();

@@ -94,8 +94,11 @@ rm -f "$ref"/*.pth "$ref"/*.ichw
 note "ResNeXt-101 eval logits and train step on CUDA vs PyTorch" "$s"
 
 echo "== training throughput, resnext101_32x8d, 200x200, Adam, BCE"
-# eager, and the step captured as a CUDA graph (+graph, train/graph_step.h)
-configs=fp32:8,fp32+graph:8,fp32:32,fp32:64,bf16+cl:8,bf16+cl:32,bf16+cl:64,bf16+cl+graph:32,bf16+cl+graph:64
+# eager, and the step captured as a CUDA graph (+graph, train/graph_step.h). PyTorch's float32 runs its cuDNN
+# convolutions on TF32 by default (torch.backends.cudnn.allow_tf32): +tf32 is ours in the same mode; fp32:8
+# without it is the strict float32 the CPU comparisons use.
+configs=fp32:8,fp32+tf32:8,fp32+tf32+graph:8,fp32+tf32:32,fp32+tf32:64
+configs=$configs,bf16+cl:8,bf16+cl:32,bf16+cl:64,bf16+cl+graph:32,bf16+cl+graph:64
 torch_configs=fp32:8,fp32:32,fp32:64,amp:8,amp:32,amp:64
 [ "$gpu" = 1 ] && timeout 300 "$bin/ich-bench-train" --size 200 --configs "$configs" --steps 20 --warmup 5 \
   --device cuda --profile > "$OUT/bench_ich.md" 2>&1

@@ -135,6 +135,8 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   const MemoryFormat input_format = o.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
   if (o.channels_last && dev.is_cpu())
     say("--channels-last on the CPU: the CPU kernels work in N,C,H,W, so this only adds conversions");
+  if (o.tf32 && dev.is_cpu()) say("--tf32 on the CPU: no effect (a GPU tensor-core setting)");
+  allow_tf32(dev, o.tf32);
   model->to(dev);
   model->train();
   Adam opt(model->parameters(), Adam::Options{meta.lr});

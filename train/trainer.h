@@ -27,6 +27,7 @@ struct TrainOptions {
   std::string precision = "fp32";   // fp32, bf16 or fp16 (engine/amp.h; fp16 with loss scaling)
   bool channels_last = false;       // activations N,H,W,C from the input on (cuDNN's preferred layout)
   bool cuda_graph = false;          // capture the step once, replay it (train/graph_step.h)
+  bool tf32 = false;                // TF32 tensor cores for float32 convolutions on a GPU (PyTorch's default)
   // Called after every step: its number (from 1), the batch's loss, and
   // whether it was applied (fp16 skips steps whose gradients overflowed).
   std::function<void(int64_t step, double loss, bool applied)> on_step;

@@ -56,6 +56,10 @@ if ! nvidia-smi -L; then
 fi
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 py=$(command -v python3)
+# the interpreter that has PyTorch (there: the first python3; here: Debian's /usr/bin/python3)
+for cand in "$py" /usr/bin/python3; do
+  if "$cand" -c 'import torch' 2>/dev/null; then py=$cand; break; fi
+done
 cudnn_lib=$("$py" -c 'import os, nvidia.cudnn as c; print(os.path.join(os.path.dirname(c.__file__), "lib"))' 2>/dev/null || true)
 export LD_LIBRARY_PATH="$root/.gpu/lib:${cudnn_lib}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 bin="$root/.gpu/bin"

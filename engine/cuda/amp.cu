@@ -20,24 +20,17 @@ __global__ void round_fp16_kernel(float* p, int64_t n) {
     p[i] = __half2float(__float2half_rn(p[i]));
 }
 
-template <class T> __global__ void unscale_kernel(T* g, int64_t n, T inv, float* found) {
+// g *= inv, found = 1 if any result is not finite. The scale either comes
+// with the launch (inv), or is read from device memory (scale, a captured
+// step's LossScaler): then inv = T(1/scale), the host path's arithmetic.
+template <class T> __global__ void unscale_kernel(T* g, int64_t n, T inv, const float* scale, float* found) {
+  if (scale) inv = T(1.0 / double(*scale));
   bool bad = false;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     g[i] = g[i] * inv;
     bad |= !isfinite(g[i]);
   }
   if (bad) *found = 1.f;  // benign race: every writer writes 1
-}
-
-// The scale in device memory (a captured step): the host path's T(1/scale).
-template <class T> __global__ void unscale_by_kernel(T* g, int64_t n, const float* scale, float* found) {
-  const T inv = T(1.0 / double(*scale));
-  bool bad = false;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    g[i] = g[i] * inv;
-    bad |= !isfinite(g[i]);
-  }
-  if (bad) *found = 1.f;
 }
 
 __global__ void update_scale_kernel(float* scale, float* tracker, const float* found, const float* skip_if,
@@ -65,34 +58,32 @@ void round_to_precision_(Tensor& t, DType precision) {
   ICH_CUDA_LAUNCH_CHECK();
 }
 
-void unscale_check_(Tensor& g, double inv_scale, Tensor& found_inf) {
-  const char* k = "unscale_check_";
+namespace {
+// scale: undefined (inv_scale used) or one float32 element on g's device
+void launch_unscale(const char* k, Tensor& g, double inv_scale, const Tensor& scale, Tensor& found_inf) {
   expect(found_inf, k, "found_inf", DType::Float32);
   ICH_CHECK(found_inf.numel() == 1, k, ": found_inf must hold one element");
+  if (scale.defined()) expect(scale, k, "scale", DType::Float32);
   expect(g, k, "g", g.dtype());
   const int64_t n = g.numel();
   if (n == 0) return;
   cudaStream_t s = context_of(g).stream;
   dispatch_float(g, k, [&](auto zero) {
     using T = decltype(zero);
-    unscale_kernel<T><<<blocks_for(n), 256, 0, s>>>(ptr<T>(g), n, T(inv_scale), ptr<float>(found_inf));
+    unscale_kernel<T><<<blocks_for(n), 256, 0, s>>>(ptr<T>(g), n, T(inv_scale),
+                                                     scale.defined() ? ptr<float>(scale) : nullptr,
+                                                     ptr<float>(found_inf));
   });
   ICH_CUDA_LAUNCH_CHECK();
 }
+}  // namespace
+
+void unscale_check_(Tensor& g, double inv_scale, Tensor& found_inf) {
+  launch_unscale("unscale_check_", g, inv_scale, Tensor(), found_inf);
+}
 
 void unscale_check_by_(Tensor& g, const Tensor& scale, Tensor& found_inf) {
-  const char* k = "unscale_check_by_";
-  expect(found_inf, k, "found_inf", DType::Float32);
-  expect(scale, k, "scale", DType::Float32);
-  expect(g, k, "g", g.dtype());
-  const int64_t n = g.numel();
-  if (n == 0) return;
-  cudaStream_t s = context_of(g).stream;
-  dispatch_float(g, k, [&](auto zero) {
-    using T = decltype(zero);
-    unscale_by_kernel<T><<<blocks_for(n), 256, 0, s>>>(ptr<T>(g), n, ptr<float>(scale), ptr<float>(found_inf));
-  });
-  ICH_CUDA_LAUNCH_CHECK();
+  launch_unscale("unscale_check_by_", g, 1.0, scale, found_inf);
 }
 
 void update_scale_(Tensor& scale, Tensor& tracker, const Tensor& found_inf, const Tensor& skip_if, double growth,

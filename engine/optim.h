@@ -50,7 +50,8 @@ class Adam final : public Optimizer {
   // step() then leaves steps() alone: the caller, who reads the outcome
   // after the replay, keeps the host's count with set_steps().
   void keep_count_on_device(Tensor skip_if);
-  void set_steps(int64_t s) override;
+  void set_steps(int64_t s) override;  // both copies (a resume)
+  void note_device_step() { ++steps_; }  // the host's copy after a step the device counted: no write there
   const Tensor& device_count() const { return device_count_; }
 
  private:

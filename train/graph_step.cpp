@@ -78,7 +78,7 @@ StepResult GraphedStep::run(const Tensor& x, const Tensor& y) {
     r.applied = found_.item() == 0;  // not skipped for overflowed gradients
     scaler_->read_back();
   }
-  if (r.applied) opt_.set_steps(opt_.steps() + 1);  // the device counted it too
+  if (r.applied) opt_.note_device_step();  // the device counted it already
   return r;
 }
 

@@ -39,7 +39,7 @@ class CachingAllocator final : public BlockCache {
 
  protected:
   void* get_block(size_t size) override {
-    ICH_CUDA_CHECK(cudaSetDevice(device_));
+    context(device_);  // makes the device current
     const bool capturing = capturing_now();
     void* p = nullptr;
     cudaError_t e;

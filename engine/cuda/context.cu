@@ -1,3 +1,4 @@
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,13 @@ namespace {
 bool g_allow_tf32 = false;
 std::mutex g_mutex;
 std::vector<std::unique_ptr<Context>> g_contexts;
+// context() runs for every kernel launch and allocation. Once a device's
+// context exists it is published here (never destroyed), and a thread that
+// has made that device current through context() gets it back with no lock
+// and no driver call; every cudaSetDevice of the backend goes through here.
+constexpr int kMaxDevices = 64;
+std::atomic<Context*> g_ready[kMaxDevices] = {};
+thread_local int t_current = -1;
 }  // namespace
 
 void set_allow_tf32(bool allow) {
@@ -41,6 +49,8 @@ void set_allow_tf32(bool allow) {
 bool allow_tf32() { return g_allow_tf32; }
 
 Context& context(int device) {
+  if (device == t_current && device >= 0 && device < kMaxDevices)
+    if (Context* ready = g_ready[device].load(std::memory_order_acquire)) return *ready;
   std::lock_guard<std::mutex> lock(g_mutex);
   const int n = device_count();
   ICH_CHECK(n > 0, "no CUDA device is available (no GPU, or no driver): run with --device cpu");
@@ -60,7 +70,9 @@ Context& context(int device) {
     ICH_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
     ICH_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     c = std::move(ctx);
+    if (device < kMaxDevices) g_ready[device].store(c.get(), std::memory_order_release);
   }
+  t_current = device;
   return *c;
 }
 

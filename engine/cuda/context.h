@@ -17,6 +17,7 @@ struct Context {
 };
 
 // The context of a device, created on first use; makes the device current.
+// After a thread's first call for a device: no lock, no driver call.
 Context& context(int device);
 inline Context& context_of(const Tensor& t) { return context(t.device().index); }
 

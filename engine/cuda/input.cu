@@ -27,7 +27,7 @@ Uploader& uploader(int device) {
   ICH_CHECK(device >= 0 && device < 16, "upload_async: device ", device);
   Uploader& x = u[device];
   if (!x.copy) {
-    ICH_CUDA_CHECK(cudaSetDevice(device));
+    context(device);  // makes the device current
     ICH_CUDA_CHECK(cudaStreamCreateWithFlags(&x.copy, cudaStreamNonBlocking));
     ICH_CUDA_CHECK(cudaEventCreateWithFlags(&x.compute_ready, cudaEventDisableTiming));
     ICH_CUDA_CHECK(cudaEventCreateWithFlags(&x.copied, cudaEventDisableTiming));

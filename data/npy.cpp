@@ -1,5 +1,6 @@
 #include "data/npy.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -71,7 +72,7 @@ Tensor parse_npy(const std::string& b, const std::string& name) {
   Shape shape;
   const std::string dims = dict_value(h, "shape", name);
   size_t p = 0;
-  uint64_t numel = 1;
+  uint64_t numel = 1, extent = 1;
   while (p < dims.size()) {
     while (p < dims.size() && (dims[p] == ' ' || dims[p] == ',')) ++p;
     if (p >= dims.size()) break;
@@ -80,7 +81,10 @@ Tensor parse_npy(const std::string& b, const std::string& name) {
     ICH_CHECK(q > p && q - p <= 12, "npy file ", name, ": bad shape '(", dims, ")'");
     shape.push_back(std::stoll(dims.substr(p, q - p)));
     numel *= uint64_t(shape.back());
-    ICH_CHECK(numel < (uint64_t(1) << 40) && shape.size() <= 8, "npy file ", name, ": implausible shape (", dims, ")");
+    // sizes other than 0 bounded together too: a 0 must not hide a huge size beside it
+    extent *= std::max<uint64_t>(1, uint64_t(shape.back()));
+    ICH_CHECK(extent < (uint64_t(1) << 40) && shape.size() <= 8, "npy file ", name, ": implausible shape (", dims,
+              ")");
     p = q;
   }
   const uint64_t nbytes = numel * dtype_size(dtype);

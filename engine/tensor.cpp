@@ -29,17 +29,30 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+namespace {
+// a * b, or an error naming the shape when it does not fit in 64 bits
+int64_t checked_mul(int64_t a, int64_t b, const Shape& shape) {
+  int64_t r = 0;
+  ICH_CHECK(!__builtin_mul_overflow(a, b, &r), "shape ", shape_str(shape), " is too large: its strides overflow 64 bits");
+  return r;
+}
+}  // namespace
+
 Shape contiguous_strides(const Shape& shape, MemoryFormat fmt) {
   Shape st(shape.size());
+  for (int64_t d : shape) ICH_CHECK(d >= 0, "shape ", shape_str(shape), " has a negative size");
   if (fmt == MemoryFormat::ChannelsLast) {
     ICH_CHECK(shape.size() == 4, "channels-last needs a 4-d (N,C,H,W) shape, got ", shape_str(shape));
     const int64_t C = shape[1], H = shape[2], W = shape[3];
-    return {H * W * C, 1, W * C, C};
+    const int64_t WC = checked_mul(W, C, shape);
+    return {checked_mul(H, WC, shape), 1, WC, C};
   }
+  // Every stride, not just the element count: a zero size elsewhere makes the
+  // count 0 while the strides of the other sizes still overflow.
   int64_t s = 1;
   for (int64_t i = int64_t(shape.size()) - 1; i >= 0; --i) {
     st[i] = s;
-    s *= shape[i];
+    if (i > 0) s = checked_mul(s, shape[i], shape);
   }
   return st;
 }

@@ -27,6 +27,21 @@ std::vector<uint8_t> random_image(int h, int w, int c, uint64_t seed) {
 // The largest input difference half a gray level can make after normalisation.
 double half_level() { return 0.5 / 255.0 / 0.224 + 1e-6; }
 
+// The header the fuzzer found: a 0 first size hid a 10^20-element rest from
+// the plausibility check; it is one clear error now.
+TEST(Npy, AZeroSizeDoesNotHideAnImplausibleShape) {
+  std::string header = "{'descr': '|u1', 'fortran_order': False, 'shape': (0, 3, 111111111111, 11111111, 3, 3), }";
+  header.resize(118, ' ');
+  header += '\n';
+  std::string bytes = std::string("\x93NUMPY\x01\x00", 8) + char(header.size() & 0xff) + char(header.size() >> 8) + header;
+  try {
+    (void)parse_npy(bytes, "fuzz.npy");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("implausible shape"), std::string::npos) << e.what();
+  }
+}
+
 TEST(InputPipeline, BytesThenNormaliseEqualsTheFloatPathExactlyWithoutAWarp) {
   const int S = 16, C = 3;
   const std::vector<uint8_t> img = random_image(S, S, C, 1);

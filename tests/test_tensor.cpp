@@ -5,6 +5,19 @@
 namespace ich {
 namespace {
 
+// A zero size makes the element count 0, but the strides of the other sizes
+// must still fit (the fuzzer found such a .npy header overflowing them).
+TEST(Tensor, ShapesWhoseStridesOverflowAreAnError) {
+  try {
+    (void)Tensor::empty({0, 3, 111111111111, 11111111, 3, 3}, DType::UInt8);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)Tensor::empty({2, -1}), Error);
+  EXPECT_EQ(Tensor::empty({0, 3, 1000, 1000}).strides(), (Shape{3000000, 1000000, 1000, 1}));
+}
+
 TEST(Tensor, ShapeStridesAndNumel) {
   Tensor t = Tensor::zeros({2, 3, 4, 5});
   EXPECT_EQ(t.numel(), 120);

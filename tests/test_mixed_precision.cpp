@@ -246,10 +246,22 @@ TEST(LossScaler, Float16LosesSmallGradientsWithoutIt) {
 
 // The training curve: resnext_mini on phantom slices for 300 steps in
 // float32, bf16 and fp16 (with the scaler) from the same initialisation and
-// data order. The loss, averaged over blocks of 25 steps, must stay within
-// the tolerance of within() of float32's; a float32 run with 3x the learning
-// rate, as a control, must not (so the bound tells a real change from
-// rounding noise).
+// data order, the loss averaged over blocks of 25 steps.
+//
+// Two claims, each stated against what float32 itself does. Training with
+// Adam on batches of 16 is chaotic: any rounding change grows step by step,
+// and after ~50 steps a float32 run on another BLAS kernel or thread count
+// is as far from this one as the bf16 run is (block gaps of ~0.004 on
+// average, 0.011 at worst, measured with OPENBLAS_CORETYPE and
+// OMP_NUM_THREADS changed), so later blocks cannot tell bf16 from float32.
+// - The first block, before the rounding has grown: bf16 and fp16 within
+//   0.003 of float32 (float32 on other kernels and thread counts: within
+//   0.0004; bf16 and fp16 measured within 0.0012). A float32 run with 3x the
+//   learning rate, the control, is 0.03 away: the bound tells a real change
+//   from rounding.
+// - The last six blocks, where the runs are independent draws: bf16 and fp16
+//   learn as float32 does, their mean loss within 25% of float32's (the
+//   float32 runs' own spread there: ~8%).
 class AmpTraining : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -294,20 +306,11 @@ class AmpTraining : public ::testing::Test {
     }
     return out;
   }
-  struct Gap {
-    double mean = 0, worst = 0;
-  };
-  static Gap gap(const std::vector<double>& a, const std::vector<double>& ref) {
-    Gap g;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      g.mean += std::fabs(a[i] - ref[i]) / double(ref.size());
-      g.worst = std::max(g.worst, std::fabs(a[i] - ref[i]));
-    }
-    return g;
+  static double late_mean(const std::vector<double>& b) {
+    double s = 0;
+    for (size_t i = b.size() - 6; i < b.size(); ++i) s += b[i] / 6;
+    return s;
   }
-  // The stated tolerance: the block means within 0.004 of float32's on
-  // average (about 5% of a loss that runs 0.17 -> 0.06) and 0.012 at worst.
-  static bool within(const Gap& g) { return g.mean <= 0.004 && g.worst <= 0.012; }
   static std::string dir_;
 };
 std::string AmpTraining::dir_;
@@ -325,12 +328,15 @@ TEST_F(AmpTraining, Bf16AndFp16FollowTheFloat32CurveOver300Steps) {
     std::printf("%5zu  %.4f  %.4f  %.4f  %.4f\n", i, f32[i], bf16[i], fp16[i], control[i]);
   std::printf("fp16 steps skipped by the loss scaler: %lld\n", (long long)skipped);
   EXPECT_LT(f32.back(), f32.front() * 0.8);  // it learns
-  const Gap gb = gap(bf16, f32), gf = gap(fp16, f32), gc = gap(control, f32);
-  std::printf("|difference| to fp32, mean and worst block: bf16 %.4f %.4f, fp16 %.4f %.4f, 3x lr %.4f %.4f\n", gb.mean,
-              gb.worst, gf.mean, gf.worst, gc.mean, gc.worst);
-  EXPECT_TRUE(within(gb));
-  EXPECT_TRUE(within(gf));
-  EXPECT_FALSE(within(gc));
+  std::printf("first block, |difference| to fp32: bf16 %.4f, fp16 %.4f, 3x lr %.4f\n", std::fabs(bf16[0] - f32[0]),
+              std::fabs(fp16[0] - f32[0]), std::fabs(control[0] - f32[0]));
+  std::printf("last six blocks, mean loss: fp32 %.4f, bf16 %.4f, fp16 %.4f\n", late_mean(f32), late_mean(bf16),
+              late_mean(fp16));
+  EXPECT_LE(std::fabs(bf16[0] - f32[0]), 0.003);
+  EXPECT_LE(std::fabs(fp16[0] - f32[0]), 0.003);
+  EXPECT_GT(std::fabs(control[0] - f32[0]), 0.003);
+  for (const std::vector<double>* c : {&bf16, &fp16})
+    EXPECT_NEAR(late_mean(*c), late_mean(f32), 0.25 * late_mean(f32));
   EXPECT_LT(skipped, 5);
 }
 

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace ich::cpu {
@@ -19,8 +20,16 @@ template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   single_threaded_blas();
-  cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C,
-              int(ldc));
+  // The reduction in blocks of kSumBlock terms, each block's sum added into
+  // C (gemm.h says why).
+  const int64_t kb = kSumBlock;
+  for (int64_t k0 = 0; k0 < K; k0 += kb) {
+    const int64_t k = std::min(kb, K - k0);
+    const float* a = ta ? A + k0 * lda : A + k0;
+    const float* b = tb ? B + k0 : B + k0 * ldb;
+    cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), int(M), int(N), int(k), alpha, a, int(lda), b, int(ldb),
+                k0 == 0 ? beta : 1.0f, C, int(ldc));
+  }
 }
 
 template <>

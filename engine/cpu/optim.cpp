@@ -6,6 +6,10 @@
 //   g = grad + wd*p
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g
 //   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+// 1-b1 and 1-b2 are formed in double and then rounded, as torch.optim does
+// in Python: 1 - 0.999f in float32 is 0.00100004673, a bias of 4.7e-5 on
+// every second moment (and 2.3e-5 on every update) that float32 Adam used to
+// carry here (tests/test_float32_accuracy.cpp, docs/engine.md).
 // SGD with momentum mu, dampening d:
 //   g = grad + wd*p;  buf = g on the first step, else mu*buf + (1-d)*g
 //   p -= lr * (nesterov ? g + mu*buf : buf)
@@ -24,6 +28,7 @@ void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_a
     T *p = param.data<T>(), *m = exp_avg.data<T>(), *v = exp_avg_sq.data<T>();
     const T* g = grad.data<T>();
     const T b1 = T(a.beta1), b2 = T(a.beta2), wd = T(a.weight_decay), eps = T(a.eps);
+    const T one_minus_b1 = T(1.0 - a.beta1), one_minus_b2 = T(1.0 - a.beta2);
     const double bc1 = 1.0 - std::pow(a.beta1, double(a.step));
     const double bc2 = 1.0 - std::pow(a.beta2, double(a.step));
     const T step_size = T(a.lr / bc1), bc2_sqrt = T(std::sqrt(bc2));
@@ -31,10 +36,10 @@ void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_a
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       const T gi = wd != T(0) ? g[i] + wd * p[i] : g[i];
-      m[i] = m[i] * b1 + gi * (T(1) - b1);
-      v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;  // addcmul: value * t1 * t2
+      m[i] = m[i] * b1 + gi * one_minus_b1;
+      v[i] = v[i] * b2 + one_minus_b2 * gi * gi;  // addcmul: value * t1 * t2
       const T denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      p[i] = p[i] + (-step_size) * (m[i] / denom);
+      p[i] = p[i] + (-step_size) * m[i] / denom;  // addcdiv: value * t1 / t2
     }
   });
 }

@@ -11,14 +11,14 @@ namespace ich::cuda {
 namespace {
 
 template <class T>
-__global__ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, T b2, T wd, T eps, T step_size,
-                            T bc2_sqrt) {
+__global__ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, T b2, T one_minus_b1, T one_minus_b2,
+                            T wd, T eps, T step_size, T bc2_sqrt) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const T gi = wd != T(0) ? g[i] + wd * p[i] : g[i];
-    m[i] = m[i] * b1 + gi * (T(1) - b1);
-    v[i] = v[i] * b2 + (T(1) - b2) * gi * gi;
+    m[i] = m[i] * b1 + gi * one_minus_b1;
+    v[i] = v[i] * b2 + one_minus_b2 * gi * gi;
     const T denom = sqrt(v[i]) / bc2_sqrt + eps;
-    p[i] = p[i] + (-step_size) * (m[i] / denom);
+    p[i] = p[i] + (-step_size) * m[i] / denom;
   }
 }
 
@@ -59,8 +59,8 @@ __global__ void advance_step_kernel(double* count, const float* skip_if) {
   *count += 1.0;
 }
 
-__global__ void adam_all_kernel(const __grid_constant__ AdamChunkTable t, float b1, float b2, float wd, float eps,
-                                float step_size, float bc2_sqrt, double lr, double beta1, double beta2,
+__global__ void adam_all_kernel(const __grid_constant__ AdamChunkTable t, float b1, float b2, float one_minus_b1,
+                                float one_minus_b2, float wd, float eps, float step_size, float bc2_sqrt, double lr, double beta1, double beta2,
                                 const double* count, const float* skip_if) {
   if (skip_if && *skip_if != 0.f) return;
   if (count) {  // the host's formula (engine/cpu/optim.cpp), in double, from the device's count
@@ -72,10 +72,10 @@ __global__ void adam_all_kernel(const __grid_constant__ AdamChunkTable t, float 
   for (int64_t i = threadIdx.x; i < c.n; i += blockDim.x) {
     // adam_kernel's arithmetic, operation for operation
     const float gi = wd != 0.f ? c.g[i] + wd * c.p[i] : c.g[i];
-    c.m[i] = c.m[i] * b1 + gi * (1.f - b1);
-    c.v[i] = c.v[i] * b2 + (1.f - b2) * gi * gi;
+    c.m[i] = c.m[i] * b1 + gi * one_minus_b1;
+    c.v[i] = c.v[i] * b2 + one_minus_b2 * gi * gi;
     const float denom = sqrtf(c.v[i]) / bc2_sqrt + eps;
-    c.p[i] = c.p[i] + (-step_size) * (c.m[i] / denom);
+    c.p[i] = c.p[i] + (-step_size) * c.m[i] / denom;
   }
 }
 
@@ -126,6 +126,7 @@ void adam_step_all(const std::vector<AdamSlot>& slots, const AdamParams& a) {
     const size_t n = std::min<size_t>(kChunksPerLaunch, chunks.size() - first);
     std::copy(chunks.begin() + long(first), chunks.begin() + long(first + n), table.c);
     adam_all_kernel<<<unsigned(n), 512, 0, c.stream>>>(table, float(a.beta1), float(a.beta2),
+                                                       float(1.0 - a.beta1), float(1.0 - a.beta2),
                                                        float(a.weight_decay), float(a.eps), float(a.lr / bc1),
                                                        float(std::sqrt(bc2)), a.lr, a.beta1, a.beta2, count, skip_if);
     ICH_CUDA_LAUNCH_CHECK();
@@ -141,7 +142,7 @@ void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_a
     const double bc1 = 1.0 - std::pow(a.beta1, double(a.step)), bc2 = 1.0 - std::pow(a.beta2, double(a.step));
     adam_kernel<T><<<blocks_for(param.numel()), 256, 0, c.stream>>>(
         ptr<T>(param), ptr<T>(grad), ptr<T>(exp_avg), ptr<T>(exp_avg_sq), param.numel(), T(a.beta1), T(a.beta2),
-        T(a.weight_decay), T(a.eps), T(a.lr / bc1), T(std::sqrt(bc2)));
+        T(1.0 - a.beta1), T(1.0 - a.beta2), T(a.weight_decay), T(a.eps), T(a.lr / bc1), T(std::sqrt(bc2)));
     ICH_CUDA_LAUNCH_CHECK();
   });
 }

@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   app.add_option("--labels", o.labels, "RSNA labels CSV (ID,Label)")->required();
   auto* dicom = app.add_option("--dicom", o.dicom, "DICOM folder: headers are scanned (pixels not decoded)");
   app.add_option("--meta", o.meta, "or ich-window's meta.csv instead of scanning DICOM")->excludes(dicom);
-  app.add_option("--images", o.images, "ich-window's .npy folder, for the contact sheets");
+  app.add_option("--images", o.images,
+                 "ich-window's .npy folder, for the contact sheets (without it they are windowed from --dicom)");
   app.add_option("--out", o.out, "output folder")->required();
   app.add_option("--examples", o.examples, "slices per contact sheet")->capture_default_str();
   app.add_option("--threads", o.threads, "header-scanning threads (0: all cores)")->capture_default_str();

@@ -10,9 +10,12 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "Window DICOM slices into uint8 images: OUT/<image_id>.npy (H x W x C), OUT/meta.csv, OUT/errors.csv.\n"
-      "Files that are not DICOM or cannot be decoded are listed in errors.csv with the reason and skipped.\n"
+      "A multi-frame file (e.g. Enhanced CT) gives one image per frame, <SOPInstanceUID>_f<N>. Only CT is\n"
+      "converted unless --any-modality. Files that are not DICOM or cannot be decoded are listed in errors.csv\n"
+      "with the reason and skipped. A run killed at any moment goes on with --resume (same flags): only what\n"
+      "is missing is converted, and the outputs are those of an uninterrupted run.\n"
       "Exit codes: 0 every file converted, 3 finished but some files failed (see errors.csv),\n"
-      "1 the run could not go on (e.g. output not writable), 2 bad flags."};
+      "1 the run could not go on (e.g. output not writable, --resume with other flags), 2 bad flags."};
   ich::WindowOptions o;
   bool no_fix = false;
   app.add_option("--input", o.input, "a DICOM file, or a folder: every regular file under it")->required();
@@ -24,7 +27,14 @@ int main(int argc, char** argv) {
   app.add_option("--size", o.size, "resize to SIZE x SIZE (bilinear, before windowing); 0 keeps the file's size")
       ->capture_default_str();
   app.add_option("--threads", o.threads, "worker threads (0: all cores)")->capture_default_str();
-  app.add_flag("--no-rsna-fix", no_fix, "do not correct the RSNA 12-bit files (BitsStored 12, unsigned, intercept > -100)");
+  app.add_flag("--no-rsna-fix", no_fix,
+               "do not correct the RSNA 12-bit files (CT, BitsStored 12, unsigned, intercept > -100, and at least 1% "
+               "of the stored values at 3096 or above: docs/data.md)");
+  app.add_flag("--any-modality", o.any_modality, "convert files of any modality (MR, CR, ...), not only CT");
+  app.add_flag("--resume", o.resume, "go on with an interrupted run into the same --out (same flags)");
+  app.add_option("--chunk", o.chunk, "files converted between two records of the resume journal")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   return ich::run_app("ich-window", app, argc, argv, [&] {
     // Every slice allocates a few MB and frees them again; glibc would hand
     // such blocks back to the kernel each time (mmap/munmap, then a page fault
@@ -34,8 +44,10 @@ int main(int argc, char** argv) {
     o.rsna_fix = !no_fix;
     ich::Progress progress("ich-window");
     const ich::WindowReport r = ich::window_dicoms(o, std::ref(progress));
-    std::printf("%lld files: %lld converted, %lld failed (see %s/errors.csv)\n", (long long)r.files,
-                (long long)r.converted, (long long)r.failed, o.out.c_str());
+    std::printf("%lld files (%lld done by an earlier run): %lld converted into %lld images, %lld failed (see "
+                "%s/errors.csv)\n",
+                (long long)r.files, (long long)r.resumed, (long long)r.converted, (long long)r.slices,
+                (long long)r.failed, o.out.c_str());
     return r.failed > 0 ? 3 : 0;
   });
 }

@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <string_view>
 
 namespace ich {
@@ -32,12 +34,18 @@ struct Wanted {
 constexpr Wanted kWanted[] = {
     {tag(0x0008, 0x0018), "UI"}, {tag(0x0008, 0x0060), "CS"}, {tag(0x0010, 0x0020), "LO"},
     {tag(0x0020, 0x000D), "UI"}, {tag(0x0020, 0x000E), "UI"}, {tag(0x0020, 0x0032), "DS"},
+    {tag(0x0020, 0x0037), "DS"},
     {tag(0x0028, 0x0002), "US"}, {tag(0x0028, 0x0004), "CS"}, {tag(0x0028, 0x0008), "IS"},
     {tag(0x0028, 0x0010), "US"}, {tag(0x0028, 0x0011), "US"}, {tag(0x0028, 0x0030), "DS"},
     {tag(0x0028, 0x0100), "US"}, {tag(0x0028, 0x0101), "US"}, {tag(0x0028, 0x0103), "US"},
     {tag(0x0028, 0x1050), "DS"}, {tag(0x0028, 0x1051), "DS"}, {tag(0x0028, 0x1052), "DS"},
     {tag(0x0028, 0x1053), "DS"}, {tag(0x7FE0, 0x0010), "ox"},  // OB or OW
 };
+
+// Attributes that change what the pixels mean beyond what this reader reads:
+// a Modality LUT Sequence, and the functional groups of Enhanced images (an
+// Enhanced CT file of one frame keeps its rescale there). Left to DCMTK.
+constexpr uint32_t kDeclined[] = {tag(0x0028, 0x3000), tag(0x5200, 0x9229), tag(0x5200, 0x9230)};
 
 const Wanted* wanted(uint32_t t) {
   for (const Wanted& w : kWanted)
@@ -100,6 +108,7 @@ class Walker {
       if ((t >> 16) == 0xFFFE || (!first && t <= last)) return false;  // stray delimiter, or out of order
       first = false;
       last = t;
+      if (depth == 0 && std::find(std::begin(kDeclined), std::end(kDeclined), t) != std::end(kDeclined)) return false;
       char vr[2] = {0, 0};
       uint32_t length;
       size_t header = 8;
@@ -297,7 +306,8 @@ bool read_dicom_direct(const std::string& path, std::vector<uint8_t>& file, Dico
   s = DicomSlice();
   s.path = path;
   s.transfer_syntax = DcmXfer(xfer).getXferName();
-  std::vector<double> pos3, slope, icpt, spacing;
+  s.transfer_syntax_uid = DcmXfer(xfer).getXferID();
+  std::vector<double> pos3, ori, slope, icpt, spacing;
   if (!plain_string(walk.get(tag(0x0008, 0x0018)), s.sop_uid) ||
       !plain_string(walk.get(tag(0x0010, 0x0020)), s.patient_id) ||
       !plain_string(walk.get(tag(0x0020, 0x000D)), s.study_uid) ||
@@ -305,6 +315,7 @@ bool read_dicom_direct(const std::string& path, std::vector<uint8_t>& file, Dico
       !plain_string(walk.get(tag(0x0008, 0x0060)), s.modality) ||
       !plain_string(walk.get(tag(0x0028, 0x0004)), s.photometric) ||
       !plain_decimals(walk.get(tag(0x0020, 0x0032)), pos3) ||
+      !plain_decimals(walk.get(tag(0x0020, 0x0037)), ori) ||
       !plain_decimals(walk.get(tag(0x0028, 0x1053)), slope) ||
       !plain_decimals(walk.get(tag(0x0028, 0x1052)), icpt) ||
       !plain_decimals(walk.get(tag(0x0028, 0x1050)), s.window_centers) ||
@@ -318,6 +329,10 @@ bool read_dicom_direct(const std::string& path, std::vector<uint8_t>& file, Dico
   if (pos3.size() >= 3) {
     s.z = pos3[2];
     s.has_z = true;
+  }
+  if (ori.size() >= 6) {
+    s.has_orientation = true;
+    std::copy(ori.begin(), ori.begin() + 6, s.orientation);
   }
   if (!slope.empty()) s.slope = slope[0];
   if (!icpt.empty()) s.intercept = icpt[0];

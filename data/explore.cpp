@@ -10,6 +10,7 @@
 
 #include "data/csv.h"
 #include "data/dicom.h"
+#include "data/hounsfield.h"
 #include "data/font.h"
 #include "data/labels.h"
 #include "data/npy.h"
@@ -102,7 +103,14 @@ LabelStats label_stats(const std::string& path, std::unordered_map<std::string, 
 
 std::string ds(double v) { return fmt_double(v, 6); }
 
+// Where a slice found in the header scan lives: its file and frame.
+struct Source {
+  std::string path;
+  int frame = 1;
+};
+
 void scan_headers(const ExploreOptions& o, ExploreReport& rep, std::unordered_map<std::string, Ids>& ids,
+                  std::unordered_map<std::string, Source>& sources,
                   const std::function<void(int64_t, int64_t)>& progress) {
   AttributeStats& a = rep.attributes;
   const std::vector<std::string> files = list_files(o.dicom, o.out);
@@ -110,34 +118,42 @@ void scan_headers(const ExploreOptions& o, ExploreReport& rep, std::unordered_ma
   std::mutex mu;
   const auto t0 = std::chrono::steady_clock::now();
   run_parallel(a.files, o.threads, progress, [&](int64_t i) {
+    std::vector<DicomSlice> frames;
     try {
-      const DicomSlice s = read_dicom(files[size_t(i)], /*pixels=*/false);
-      std::lock_guard<std::mutex> l(mu);
-      ++a.readable;
-      auto& t = a.tables;
-      ++t["rows x columns"][std::to_string(s.rows) + " x " + std::to_string(s.cols)];
-      ++t["pixel spacing (mm)"][s.spacing_row > 0 ? ds(s.spacing_row) + " x " + ds(s.spacing_col) : "absent"];
-      ++t["BitsStored"][std::to_string(s.bits_stored)];
-      ++t["PixelRepresentation"][std::to_string(s.pixel_representation)];
-      ++t["RescaleIntercept"][ds(s.intercept)];
-      ++t["RescaleSlope"][ds(s.slope)];
-      ++t["WindowCenter values"][std::to_string(s.window_centers.size())];
-      ++t["WindowCenter (first)"][s.window_centers.empty() ? "absent" : ds(s.window_centers[0])];
-      ++t["WindowWidth (first)"][s.window_widths.empty() ? "absent" : ds(s.window_widths[0])];
-      ++t["Modality"][s.modality.empty() ? "absent" : s.modality];
-      ++t["PhotometricInterpretation"][s.photometric];
-      ++t["transfer syntax"][s.transfer_syntax];
-      if (needs_rsna_fix(s)) ++a.rsna_fix;
-      if (s.window_centers.size() > 1 || s.window_widths.size() > 1) {
-        ++a.multi_window;
-        const bool differ = (s.window_centers.size() > 1 && s.window_centers[0] != s.window_centers[1]) ||
-                            (s.window_widths.size() > 1 && s.window_widths[0] != s.window_widths[1]);
-        a.multi_window_differing += differ;
-      }
-      ids[image_id_for(s)] = {s.patient_id, s.study_uid, s.series_uid};
+      read_dicom_frames(files[size_t(i)], [&](DicomSlice& s) { frames.push_back(std::move(s)); }, /*pixels=*/false);
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> l(mu);
       a.unreadable.emplace_back(files[size_t(i)], e.what());
+      return;
+    }
+    std::lock_guard<std::mutex> l(mu);
+    ++a.readable;
+    auto& t = a.tables;
+    const DicomSlice& s = frames.front();  // the file's attributes; frames differ in position and rescale
+    ++t["rows x columns"][std::to_string(s.rows) + " x " + std::to_string(s.cols)];
+    ++t["pixel spacing (mm)"][s.spacing_row > 0 ? ds(s.spacing_row) + " x " + ds(s.spacing_col) : "absent"];
+    ++t["BitsStored"][std::to_string(s.bits_stored)];
+    ++t["PixelRepresentation"][std::to_string(s.pixel_representation)];
+    ++t["RescaleIntercept"][s.lut ? "Modality LUT" : ds(s.intercept)];
+    ++t["RescaleSlope"][s.lut ? "Modality LUT" : ds(s.slope)];
+    ++t["WindowCenter values"][std::to_string(s.window_centers.size())];
+    ++t["WindowCenter (first)"][s.window_centers.empty() ? "absent" : ds(s.window_centers[0])];
+    ++t["WindowWidth (first)"][s.window_widths.empty() ? "absent" : ds(s.window_widths[0])];
+    ++t["Modality"][s.modality.empty() ? "absent" : s.modality];
+    ++t["PhotometricInterpretation"][s.photometric];
+    ++t["transfer syntax"][s.transfer_syntax];
+    ++t["frames per file"][std::to_string(s.frames)];
+    if (rsna_fix_candidate(s)) ++a.rsna_fix;
+    if (s.window_centers.size() > 1 || s.window_widths.size() > 1) {
+      ++a.multi_window;
+      const bool differ = (s.window_centers.size() > 1 && s.window_centers[0] != s.window_centers[1]) ||
+                          (s.window_widths.size() > 1 && s.window_widths[0] != s.window_widths[1]);
+      a.multi_window_differing += differ;
+    }
+    for (const DicomSlice& f : frames) {
+      const std::string id = image_id_for(f);
+      ids[id] = {f.patient_id, f.study_uid, f.series_uid};
+      sources[id] = {files[size_t(i)], f.frame};
     }
   });
   std::sort(a.unreadable.begin(), a.unreadable.end());
@@ -173,17 +189,45 @@ void read_meta(const std::string& path, ExploreReport& rep, std::unordered_map<s
   rep.has_attributes = true;
 }
 
+// A slice's image for a tile: uint8 (H, W, C), channel 0 shown.
+using TileSource = std::function<Tensor(const std::string& id)>;
+
+// From ich-window's images.
+TileSource images_from_npy(const std::string& folder) {
+  return [folder](const std::string& id) { return read_npy((fs::path(folder) / (id + ".npy")).string()); };
+}
+
+// Straight from the DICOM files, windowed on the fly (brain window), as the
+// seed's third notebook shows them: any modality, the RSNA fix where due.
+TileSource images_from_dicom(const std::unordered_map<std::string, Source>& sources) {
+  return [&sources](const std::string& id) {
+    const Source& src = sources.at(id);
+    SliceWindowing how;
+    how.windows = parse_windows("brain");
+    how.any_modality = true;
+    WindowScratch scratch;
+    Tensor img;
+    window_file(src.path, how, scratch, [&](const WindowedFile& f) {
+      if (f.slice.frame != src.frame) return;
+      img = Tensor::empty({f.h, f.w, f.channels}, DType::UInt8);
+      std::copy(f.pixels, f.pixels + size_t(f.h) * f.w * f.channels, img.data<uint8_t>());
+    });
+    ICH_CHECK(img.defined(), src.path, ": frame ", src.frame, " not found");
+    return img;
+  };
+}
+
 // One contact sheet: examples of a category, brain window (channel 0) as
 // gray, each tile captioned with its image id and labels.
 std::string contact_sheet(const ExploreOptions& o, const std::string& name, const std::vector<std::string>& ids,
+                          const std::vector<Tensor>& images,
                           const std::unordered_map<std::string, std::array<int, 6>>& labels) {
   const int tile = 160, cap = 24, cols = 4, n = int(ids.size());
   const int rows = (n + cols - 1) / cols, W = cols * tile, H = rows * (tile + cap) + 16;
   std::vector<uint8_t> rgb(size_t(W) * H * 3, 0);
   draw_text(rgb, W, H, 4, 4, name + ": " + std::to_string(n) + " examples, brain window", {255, 255, 0});
   for (int i = 0; i < n; ++i) {
-    const Tensor img = read_npy((fs::path(o.images) / (ids[size_t(i)] + ".npy")).string());
-    ICH_CHECK(img.dtype() == DType::UInt8 && img.dim() == 3, "image ", ids[size_t(i)], ": not uint8 (H,W,C)");
+    const Tensor& img = images[size_t(i)];
     const int h = int(img.size(0)), w = int(img.size(1)), C = int(img.size(2));
     const uint8_t* p = img.data<uint8_t>();
     const int x0 = (i % cols) * tile, y0 = 16 + (i / cols) * (tile + cap);
@@ -214,7 +258,8 @@ ExploreReport explore(const ExploreOptions& o, const std::function<void(int64_t,
   std::unordered_map<std::string, std::array<int, 6>> labels;
   rep.labels = label_stats(o.labels, labels);
   std::unordered_map<std::string, Ids> ids;
-  if (!o.dicom.empty()) scan_headers(o, rep, ids, progress);
+  std::unordered_map<std::string, Source> sources;
+  if (!o.dicom.empty()) scan_headers(o, rep, ids, sources, progress);
   else if (!o.meta.empty()) read_meta(o.meta, rep, ids);
   if (rep.has_attributes) {
     rep.labels.labelled_without_dicom = 0;
@@ -276,19 +321,32 @@ ExploreReport explore(const ExploreOptions& o, const std::function<void(int64_t,
     for (const auto& [p, r] : rep.attributes.unreadable) u.row({p, r});
     u.commit();
   }
-  // Contact sheets, one per category, examples in id order (deterministic).
-  if (!o.images.empty()) {
+  // Contact sheets, one per category, examples in id order (deterministic):
+  // from ich-window's images when given, else from the DICOM files.
+  if (!o.images.empty() || !sources.empty()) {
+    const TileSource image = o.images.empty() ? images_from_dicom(sources) : images_from_npy(o.images);
     std::vector<std::string> sorted;
     for (const auto& [img, y] : labels)
-      if (fs::exists(fs::path(o.images) / (img + ".npy"))) sorted.push_back(img);
+      if (o.images.empty() ? sources.count(img) > 0 : fs::exists(fs::path(o.images) / (img + ".npy")))
+        sorted.push_back(img);
     std::sort(sorted.begin(), sorted.end());
     for (int cat = -1; cat < 5; ++cat) {
       std::vector<std::string> pick;
+      std::vector<Tensor> tiles;
       for (const auto& img : sorted) {
         const auto& y = labels.at(img);
-        if ((cat < 0 ? !y[5] : y[size_t(cat)]) && int(pick.size()) < o.examples) pick.push_back(img);
+        if (!(cat < 0 ? !y[5] : y[size_t(cat)]) || int(pick.size()) >= o.examples) continue;
+        try {  // a slice whose pixels cannot be read is passed over (and listed)
+          Tensor t = image(img);
+          ICH_CHECK(t.dtype() == DType::UInt8 && t.dim() == 3, "not uint8 (H,W,C)");
+          tiles.push_back(t);
+          pick.push_back(img);
+        } catch (const std::exception& e) {
+          rep.sheet_skipped.emplace_back(img, e.what());
+        }
       }
-      if (!pick.empty()) rep.sheets.push_back(contact_sheet(o, cat < 0 ? "normal" : kSubtypes[size_t(cat)], pick, labels));
+      if (!pick.empty())
+        rep.sheets.push_back(contact_sheet(o, cat < 0 ? "normal" : kSubtypes[size_t(cat)], pick, tiles, labels));
     }
   }
   // The report.
@@ -316,7 +374,8 @@ ExploreReport explore(const ExploreOptions& o, const std::function<void(int64_t,
   if (rep.has_attributes) {
     const AttributeStats& a = rep.attributes;
     md += "\n## 2. DICOM attributes\n\n" + std::to_string(a.readable) + " of " + std::to_string(a.files) +
-          " files readable; " + std::to_string(a.rsna_fix) + " need the RSNA 12-bit fix; " +
+          " files readable; " + std::to_string(a.rsna_fix) +
+          " have the RSNA 12-bit header (ich-window fixes those whose values show it, docs/data.md); " +
           std::to_string(a.multi_window) + " have multi-valued windows (" + std::to_string(a.multi_window_differing) +
           " with differing values)";
     if (a.files_per_second > 0) md += "; headers scanned at " + ds(a.files_per_second) + " files/s";
@@ -332,7 +391,10 @@ ExploreReport explore(const ExploreOptions& o, const std::function<void(int64_t,
   }
   if (!rep.sheets.empty()) {
     md += "\n## 3. Examples per category\n\n";
+    md += o.images.empty() ? "Windowed from the DICOM files (brain window 40/80).\n\n"
+                           : "From ich-window's images in `" + o.images + "` (channel 0).\n\n";
     for (const auto& s : rep.sheets) md += "![" + fs::path(s).stem().string() + "](" + fs::path(s).filename().string() + ")\n\n";
+    for (const auto& [id, why] : rep.sheet_skipped) md += "- passed over " + id + ": " + why + "\n";
   }
   write_file_atomic((fs::path(o.out) / "report.md").string(), md);
   return rep;
@@ -348,7 +410,8 @@ std::string summary_text(const ExploreReport& r) {
        " subtype without any, " + std::to_string(L.any_without_subtype) + " any without subtype\n";
   if (r.has_attributes)
     s += "DICOM: " + std::to_string(r.attributes.readable) + "/" + std::to_string(r.attributes.files) + " readable, " +
-         std::to_string(r.attributes.rsna_fix) + " need the RSNA fix, " + std::to_string(r.attributes.multi_window) +
+         std::to_string(r.attributes.rsna_fix) + " with the RSNA 12-bit header, " +
+         std::to_string(r.attributes.multi_window) +
          " multi-valued windows" +
          (r.attributes.files_per_second > 0 ? ", " + fmt_double(r.attributes.files_per_second, 4) + " headers/s" : "") +
          "\n";

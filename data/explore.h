@@ -16,7 +16,7 @@ struct ExploreOptions {
   std::string labels;      // RSNA labels CSV (required)
   std::string dicom;       // a DICOM folder to scan headers of (without decoding pixels), or
   std::string meta;        // ich-window's meta.csv instead
-  std::string images;      // ich-window's .npy folder, for the contact sheets
+  std::string images;      // ich-window's .npy folder for the contact sheets (else drawn from `dicom`)
   std::string out;
   int examples = 8;        // slices per contact sheet
   int threads = 0;
@@ -34,7 +34,7 @@ struct LabelStats {
 };
 
 struct AttributeStats {
-  int64_t files = 0, readable = 0, rsna_fix = 0, multi_window = 0, multi_window_differing = 0;
+  int64_t files = 0, readable = 0, rsna_fix = 0 /* files with the RSNA 12-bit header */, multi_window = 0, multi_window_differing = 0;
   std::map<std::string, std::map<std::string, int64_t>> tables;  // attribute -> value -> count
   std::vector<std::pair<std::string, std::string>> unreadable;  // path, reason
   double files_per_second = 0;
@@ -46,6 +46,7 @@ struct ExploreReport {
   bool has_attributes = false;
   std::map<std::string, double> prevalence;  // "patients with any" etc., fractions, when grouping ids are known
   std::vector<std::string> sheets;            // contact sheet paths written
+  std::vector<std::pair<std::string, std::string>> sheet_skipped;  // slices passed over (id, reason)
 };
 
 ExploreReport explore(const ExploreOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);

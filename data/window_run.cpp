@@ -13,6 +13,7 @@
 
 #include "data/csv.h"
 #include "data/dicom_direct.h"
+#include "data/journal.h"
 #include "data/npy.h"
 #include "data/parallel.h"
 #include "engine/error.h"
@@ -38,13 +39,10 @@ std::vector<std::string> list_files(const std::string& input, const std::string&
   return out;
 }
 
-std::string image_id_for(const DicomSlice& s) {
-  const std::string& u = s.sop_uid;
-  const bool safe = !u.empty() && u.size() <= 128 && u != "." && u != ".." &&
-                    std::all_of(u.begin(), u.end(), [](char c) {
-                      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-                    });
-  return safe ? u : fs::path(s.path).stem().string();
+void check_modality(const DicomSlice& s, bool any_modality) {
+  if (any_modality || s.modality == "CT") return;
+  throw Error(s.modality.empty() ? "no Modality: not known to be CT (--any-modality converts it anyway)"
+                                 : "Modality " + s.modality + " is not CT (--any-modality converts it anyway)");
 }
 
 namespace {
@@ -59,11 +57,10 @@ std::vector<Window> resolve_windows(const DicomSlice& s, const std::vector<Windo
 
 }  // namespace
 
-void WindowTable::prepare(const DicomSlice& s, const std::vector<Window>& ws, bool rsna_fix, int32_t lo,
-                          int32_t hi) {
-  const bool fix = rsna_fix && needs_rsna_fix(s), invert = s.photometric == "MONOCHROME1";
-  const bool same = !table_.empty() && s.slope == slope_ && s.intercept == intercept_ && fix == fix_ &&
-                    invert == invert_ && ws.size() == windows_.size() &&
+void WindowTable::prepare(const DicomSlice& s, const std::vector<Window>& ws, bool fix, int32_t lo, int32_t hi) {
+  const ModalityTransform hu(s, fix);
+  const bool invert = s.photometric == "MONOCHROME1";
+  const bool same = !table_.empty() && hu.same_as(hu_) && invert == invert_ && ws.size() == windows_.size() &&
                     std::equal(ws.begin(), ws.end(), windows_.begin(), [](const Window& a, const Window& b) {
                       return a.center == b.center && a.width == b.width;
                     });
@@ -74,9 +71,7 @@ void WindowTable::prepare(const DicomSlice& s, const std::vector<Window>& ws, bo
   }
   lo_ = int32_t(std::max<int64_t>(INT32_MIN, int64_t(lo) - 256));
   hi_ = int32_t(std::min<int64_t>(INT32_MAX, int64_t(hi) + 256));
-  slope_ = s.slope;
-  intercept_ = s.intercept;
-  fix_ = fix;
+  hu_ = hu;
   invert_ = invert;
   windows_ = ws;
   channels_ = ws.size();
@@ -84,9 +79,9 @@ void WindowTable::prepare(const DicomSlice& s, const std::vector<Window>& ws, bo
   const size_t span = size_t(int64_t(hi_) - lo_) + 1;
   table_.assign(span * stride_, 0);
   for (size_t k = 0; k < span; ++k) {
-    const float hu = hounsfield_of(s, int32_t(int64_t(lo_) + int64_t(k)), rsna_fix);
+    const float v = hu_(int32_t(int64_t(lo_) + int64_t(k)));
     for (size_t c = 0; c < channels_; ++c) {
-      const uint8_t u = window_hu_to_u8(hu, ws[c]);
+      const uint8_t u = window_hu_to_u8(v, ws[c]);
       table_[k * stride_ + c] = invert ? uint8_t(255 - u) : u;
     }
   }
@@ -146,13 +141,13 @@ void stored_range(const DicomSlice& s, const uint8_t* stored, size_t n, int32_t*
 
 }  // namespace
 
-void window_stored(const DicomSlice& s, const uint8_t* stored, const std::vector<Window>& windows, bool rsna_fix,
+void window_stored(const DicomSlice& s, const uint8_t* stored, const std::vector<Window>& windows, bool fix,
                    WindowTable& table, std::vector<uint8_t>& out) {
   const std::vector<Window> ws = resolve_windows(s, windows);
   const size_t n = size_t(s.rows) * size_t(s.cols);
   int32_t lo, hi;
   stored_range(s, stored, n, &lo, &hi);
-  table.prepare(s, ws, rsna_fix, lo, hi);
+  table.prepare(s, ws, fix, lo, hi);
   out.resize(n * ws.size() + 3);
   table.apply(s, stored, n, out.data());
   out.resize(n * ws.size());  // keeps the capacity
@@ -167,7 +162,7 @@ std::vector<uint8_t> windowed_pixels(const DicomSlice& s, const std::vector<Wind
     *out_w = s.cols;
     WindowTable table;
     std::vector<uint8_t> out;
-    window_stored(s, nullptr, windows, rsna_fix, table, out);
+    window_stored(s, nullptr, windows, rsna_fix && needs_rsna_fix(s), table, out);
     return out;
   }
   const std::vector<Window> ws = resolve_windows(s, windows);
@@ -176,27 +171,45 @@ std::vector<uint8_t> windowed_pixels(const DicomSlice& s, const std::vector<Wind
   return window_image(hu, ws, s.photometric == "MONOCHROME1");
 }
 
-WindowedFile window_file(const std::string& path, const std::vector<Window>& windows, int size, bool rsna_fix,
-                         WindowScratch& scratch) {
+void window_file(const std::string& path, const SliceWindowing& how, WindowScratch& scratch,
+                 const std::function<void(const WindowedFile&)>& f) {
+  const int channels = int(how.windows.empty() ? 1 : how.windows.size());
+  auto window_one = [&](WindowedFile& r, const uint8_t* stored) {
+    DicomSlice& s = r.slice;
+    check_modality(s, how.any_modality);
+    r.channels = channels;
+    const size_t n = size_t(s.rows) * size_t(s.cols);
+    r.rsna_fixed = how.rsna_fix && needs_rsna_fix(s, stored, n);
+    if (how.size <= 0 || (how.size == s.rows && how.size == s.cols)) {
+      r.h = s.rows;
+      r.w = s.cols;
+      window_stored(s, stored, how.windows, r.rsna_fixed, scratch.table, scratch.out);
+    } else {
+      if (stored) {  // the resize path works on Hounsfield units of every pixel
+        s.raw.resize(n);
+        for_each_stored(s, stored, n, [&](size_t i, int32_t v) { s.raw[i] = v; });
+      }
+      scratch.out = windowed_pixels(s, how.windows, how.size, how.rsna_fix, &r.h, &r.w);
+    }
+    r.pixels = scratch.out.data();
+    f(r);
+  };
   WindowedFile r;
   const uint8_t* stored = nullptr;
   r.direct = read_dicom_direct(path, scratch.file, r.slice, stored);
-  if (!r.direct) r.slice = read_dicom(path);
-  DicomSlice& s = r.slice;
-  r.channels = int(windows.empty() ? 1 : windows.size());
-  if (size <= 0 || (size == s.rows && size == s.cols)) {
-    r.h = s.rows;
-    r.w = s.cols;
-    window_stored(s, stored, windows, rsna_fix, scratch.table, scratch.out);
-  } else {
-    if (stored) {  // the resize path works on Hounsfield units of every pixel
-      s.raw.resize(size_t(s.rows) * size_t(s.cols));
-      for_each_stored(s, stored, s.raw.size(), [&](size_t i, int32_t v) { s.raw[i] = v; });
-    }
-    scratch.out = windowed_pixels(s, windows, size, rsna_fix, &r.h, &r.w);
+  if (r.direct) {
+    window_one(r, stored);
+    return;
   }
-  r.pixels = scratch.out.data();
-  return r;
+  // DCMTK: the header first (a file of another modality is refused before
+  // its pixels are decoded), then every frame.
+  if (!how.any_modality)
+    read_dicom_frames(path, [&](DicomSlice& s) { check_modality(s, how.any_modality); }, /*pixels=*/false);
+  read_dicom_frames(path, [&](DicomSlice& s) {
+    WindowedFile fr;
+    fr.slice = std::move(s);
+    window_one(fr, nullptr);
+  });
 }
 
 namespace {
@@ -232,82 +245,201 @@ void write_part(const std::string& path, const std::string& header, const uint8_
 
 }  // namespace
 
+const std::vector<std::string>& meta_columns() {
+  static const std::vector<std::string> c = {
+      "path",  "image_id",  "frame",     "file",      "patient_id",    "study_uid",     "series_uid",
+      "z",     "rows",      "cols",      "modality",  "transfer_syntax", "slope",       "intercept",
+      "window_center", "window_width", "windows", "pixel_spacing", "rsna_fix", "status"};
+  return c;
+}
+
+namespace {
+
+// One slice's meta.csv row.
+std::vector<std::string> meta_row(const std::string& path, const std::string& id, const WindowedFile& f,
+                                  const std::string& wspec) {
+  const DicomSlice& s = f.slice;
+  return {path,
+          id,
+          std::to_string(s.frame),
+          id + ".npy",
+          s.patient_id,
+          s.study_uid,
+          s.series_uid,
+          s.has_z ? fmt_double(s.z, 10) : "",
+          std::to_string(s.rows),
+          std::to_string(s.cols),
+          s.modality,
+          s.transfer_syntax_uid,
+          s.lut ? "" : fmt_double(s.slope),  // a Modality LUT gives the values instead
+          s.lut ? "" : fmt_double(s.intercept),
+          s.window_centers.empty() ? "" : fmt_double(s.window_centers[0]),
+          s.window_widths.empty() ? "" : fmt_double(s.window_widths[0]),
+          wspec,
+          s.spacing_row > 0 ? fmt_double(s.spacing_row) + ";" + fmt_double(s.spacing_col) : "",
+          f.rsna_fixed ? "1" : "0",
+          "ok"};
+}
+
+std::vector<std::string> error_row(const std::string& path, const std::string& wspec) {
+  std::vector<std::string> r(meta_columns().size());
+  r.front() = path;
+  r[16] = wspec;
+  r.back() = "error";
+  return r;
+}
+
+// The journal's record of one file: "ok", path, then its slices' meta rows
+// one after the other; or "error", path, reason.
+struct FileResult {
+  std::string error;
+  std::vector<std::vector<std::string>> rows;  // meta rows, one per slice
+  std::vector<std::string> parts;              // where each slice's image waits for its name
+};
+
+JournalRecord to_record(const std::string& path, const FileResult& r) {
+  JournalRecord rec{r.error.empty() ? "ok" : "error", path};
+  if (!r.error.empty()) {
+    rec.push_back(r.error);
+    return rec;
+  }
+  for (const auto& row : r.rows) rec.insert(rec.end(), row.begin(), row.end());
+  return rec;
+}
+
+FileResult from_record(const JournalRecord& rec, const std::string& where) {
+  const size_t m = meta_columns().size();
+  FileResult r;
+  const bool ok = rec.size() >= 2 && rec[0] == "ok" && (rec.size() - 2) % m == 0 && rec.size() > 2;
+  ICH_CHECK(ok || (rec.size() == 3 && rec[0] == "error"), where, ": a record that is neither ok nor error");
+  if (!ok) {
+    r.error = rec[2];
+    return r;
+  }
+  for (size_t k = 2; k < rec.size(); k += m) r.rows.emplace_back(rec.begin() + long(k), rec.begin() + long(k + m));
+  return r;
+}
+
+void remove_stale_parts(const std::string& out) {
+  for (const auto& e : fs::directory_iterator(out))
+    if (e.is_regular_file() && e.path().filename().string().find(".npy.part") != std::string::npos)
+      fs::remove(e.path());
+}
+
+}  // namespace
+
 WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
-  const std::vector<Window> windows = parse_windows(o.windows);
+  SliceWindowing how;
+  how.windows = parse_windows(o.windows);
+  how.size = o.size;
+  how.rsna_fix = o.rsna_fix;
+  how.any_modality = o.any_modality;
+  ICH_CHECK(o.chunk >= 1, "chunk of ", o.chunk, " files");
   fs::create_directories(o.out);
   const std::vector<std::string> files = list_files(o.input, o.out);
   ICH_CHECK(!files.empty(), "input ", o.input, " holds no files");
-  struct Result {
-    std::string id, part;  // image id, and where its image waits (see below)
-    std::vector<std::string> meta;
-    std::string error;
-  };
-  std::vector<Result> results(files.size());
-  const std::string wspec = windows.empty() ? "dicom" : windows_str(windows);
-  run_parallel(int64_t(files.size()), o.threads, progress, [&](int64_t i) {
-    const std::string& path = files[size_t(i)];
-    Result& r = results[size_t(i)];
-    thread_local WindowScratch scratch;
-    try {
-      const WindowedFile f = window_file(path, windows, o.size, o.rsna_fix, scratch);
-      const DicomSlice& s = f.slice;
-      const std::string id = image_id_for(s);
-      // Written under a name of its own first: two files may carry the same
-      // image id, and which of them gets the real name is decided after the
-      // run, in file order, not by which thread finishes first.
-      r.id = id;
-      r.part = (fs::path(o.out) / (id + ".npy.part" + std::to_string(i))).string();
-      write_part(r.part, npy_header(DType::UInt8, {f.h, f.w, f.channels}), f.pixels,
-                 size_t(f.h) * size_t(f.w) * size_t(f.channels));
-      r.meta = {path,
-                id,
-                id + ".npy",
-                s.patient_id,
-                s.study_uid,
-                s.series_uid,
-                s.has_z ? fmt_double(s.z, 10) : "",
-                std::to_string(s.rows),
-                std::to_string(s.cols),
-                fmt_double(s.slope),
-                fmt_double(s.intercept),
-                s.window_centers.empty() ? "" : fmt_double(s.window_centers[0]),
-                s.window_widths.empty() ? "" : fmt_double(s.window_widths[0]),
-                wspec,
-                s.spacing_row > 0 ? fmt_double(s.spacing_row) + ";" + fmt_double(s.spacing_col) : "",
-                o.rsna_fix && needs_rsna_fix(s) ? "1" : "0",
-                "ok"};
-    } catch (const std::exception& e) {
-      r.error = e.what();
-    }
-  });
-  // The first file (in sorted order) with an image id keeps it; later ones
-  // are duplicates.
-  std::unordered_map<std::string, size_t> owner;
-  for (size_t i = 0; i < files.size(); ++i) {
-    Result& r = results[i];
-    if (!r.error.empty()) continue;
-    auto [it, fresh] = owner.emplace(r.id, i);
-    if (fresh) {
-      fs::rename(r.part, fs::path(o.out) / (r.id + ".npy"));
-    } else {
-      fs::remove(r.part);
-      r.error = "duplicate image id " + r.id + " (also in " + files[it->second] + ")";
-    }
+  const std::string wspec = how.windows.empty() ? "dicom" : windows_str(how.windows);
+  // What the images depend on: a resumed run must be the same run.
+  const JournalRecord settings{"ich-window 2",
+                               "input=" + fs::weakly_canonical(o.input).string(),
+                               "windows=" + wspec,
+                               "size=" + std::to_string(o.size),
+                               std::string("rsna_fix=") + (o.rsna_fix ? "1" : "0"),
+                               std::string("any_modality=") + (o.any_modality ? "1" : "0"),
+                               "chunk=" + std::to_string(o.chunk)};
+  Journal journal((fs::path(o.out) / ".ich-window.journal").string(), settings, o.resume);
+  remove_stale_parts(o.out);  // images a killed run had not yet named
+
+  std::unordered_map<std::string, FileResult> done;  // path -> result, from the journal
+  std::unordered_map<std::string, std::string> owner;  // image id -> the file that has it
+  for (const JournalRecord& rec : journal.records()) {
+    ICH_CHECK(rec.size() >= 2, journal.path(), ": a record without a path");
+    FileResult r = from_record(rec, journal.path());
+    for (const auto& row : r.rows) owner.emplace(row[1], rec[1]);
+    done[rec[1]] = std::move(r);
   }
   WindowReport rep;
-  CsvWriter meta((fs::path(o.out) / "meta.csv").string(),
-                 {"path", "image_id", "file", "patient_id", "study_uid", "series_uid", "z", "rows", "cols", "slope",
-                  "intercept", "window_center", "window_width", "windows", "pixel_spacing", "rsna_fix", "status"});
+  for (const std::string& f : files) rep.resumed += done.count(f);
+
+  // Fixed chunks of the sorted list: a resumed run records the same chunks.
+  const int64_t n_files = int64_t(files.size());
+  for (int64_t base = 0; base < n_files; base += o.chunk) {
+    std::vector<int64_t> todo;
+    for (int64_t i = base; i < std::min(n_files, base + o.chunk); ++i)
+      if (!done.count(files[size_t(i)])) todo.push_back(i);
+    if (todo.empty()) continue;
+    std::vector<FileResult> results(todo.size());
+    run_parallel(
+        int64_t(todo.size()), o.threads,
+        [&](int64_t d, int64_t) {
+          if (progress) progress(base + d, n_files);
+        },
+        [&](int64_t t) {
+          const int64_t i = todo[size_t(t)];
+          const std::string& path = files[size_t(i)];
+          FileResult& r = results[size_t(t)];
+          thread_local WindowScratch scratch;
+          try {
+            window_file(path, how, scratch, [&](const WindowedFile& f) {
+              const std::string id = image_id_for(f.slice);
+              // Written under a name of its own first: two files may carry
+              // the same image id, and which of them gets the real name is
+              // decided in file order, not by which thread finishes first.
+              const std::string part =
+                  (fs::path(o.out) / (id + ".npy.part" + std::to_string(i) + "_" + std::to_string(r.parts.size())))
+                      .string();
+              r.parts.push_back(part);
+              write_part(part, npy_header(DType::UInt8, {f.h, f.w, f.channels}), f.pixels,
+                         size_t(f.h) * size_t(f.w) * size_t(f.channels));
+              r.rows.push_back(meta_row(path, id, f, wspec));
+            });
+          } catch (const std::exception& e) {
+            r.error = e.what();
+            for (const std::string& p : r.parts) fs::remove(p);
+            r.parts.clear();
+            r.rows.clear();
+          }
+        });
+    // In file order: the first file with an image id keeps it; a later one
+    // is a duplicate (all of its slices go).
+    std::vector<JournalRecord> records;
+    for (size_t t = 0; t < todo.size(); ++t) {
+      const std::string& path = files[size_t(todo[t])];
+      FileResult& r = results[t];
+      if (r.error.empty()) {
+        for (const auto& row : r.rows)
+          if (auto it = owner.find(row[1]); it != owner.end() && it->second != path) {
+            r.error = "duplicate image id " + row[1] + " (also in " + it->second + ")";
+            break;
+          }
+        if (r.error.empty())
+          for (const auto& row : r.rows) owner.emplace(row[1], path);
+      }
+      for (size_t k = 0; k < r.parts.size(); ++k) {
+        if (r.error.empty()) fs::rename(r.parts[k], fs::path(o.out) / r.rows[k][3]);
+        else fs::remove(r.parts[k]);
+      }
+      if (!r.error.empty()) r.rows.clear();
+      records.push_back(to_record(path, r));
+      done[path] = std::move(r);
+    }
+    journal.append(records);
+  }
+  if (progress) progress(n_files, n_files);
+
+  CsvWriter meta((fs::path(o.out) / "meta.csv").string(), meta_columns());
   CsvWriter errors((fs::path(o.out) / "errors.csv").string(), {"path", "reason"});
-  for (size_t i = 0; i < files.size(); ++i) {
+  for (const std::string& path : files) {
+    const FileResult& r = done.at(path);
     ++rep.files;
-    if (results[i].error.empty()) {
+    if (r.error.empty()) {
       ++rep.converted;
-      meta.row(results[i].meta);
+      rep.slices += int64_t(r.rows.size());
+      for (const auto& row : r.rows) meta.row(row);
     } else {
       ++rep.failed;
-      errors.row({files[i], results[i].error});
-      meta.row({files[i], "", "", "", "", "", "", "", "", "", "", "", "", wspec, "", "", "error"});
+      errors.row({path, r.error});
+      meta.row(error_row(path, wspec));
     }
   }
   meta.commit();

@@ -12,7 +12,7 @@ secs=${1:-30}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DICH_FUZZ=ON \
   -DICH_ENABLE_CUDA=OFF -DICH_BUILD_TESTS=OFF > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 targets="fuzz_npy fuzz_labels fuzz_checkpoint fuzz_weights"
-grep -q "ich: DCMTK 1" build-fuzz.log && targets="$targets fuzz_dicom"
+grep -q "ich: DICOM tools ON" build-fuzz.log && targets="$targets fuzz_dicom"
 cmake --build build-fuzz --target $targets
 seeds=build-fuzz/seeds
 rm -rf "$seeds" && mkdir -p "$seeds"/{npy,labels,checkpoint,weights,dicom} build-fuzz/crashes
@@ -21,7 +21,8 @@ cp tests/fuzz/seeds/labels/* "$seeds/labels/"
 cp tests/fixtures/checkpoints/*.pth "$seeds/checkpoint/"
 cp tests/fixtures/checkpoints/expected.ichw "$seeds/weights/"
 pyd=/usr/lib/python3/dist-packages/pydicom/data/test_files
-for f in CT_small.dcm MR_small.dcm MR_small_RLE.dcm MR_small_bigendian.dcm MR_small_implicit.dcm no_meta.dcm; do
+for f in CT_small.dcm MR_small.dcm MR_small_RLE.dcm MR_small_bigendian.dcm MR_small_implicit.dcm no_meta.dcm \
+         MR_small_jp2klossless.dcm JPEG2000.dcm; do
   [ -f "$pyd/$f" ] && cp "$pyd/$f" "$seeds/dicom/"
 done
 status=0

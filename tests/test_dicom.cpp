@@ -39,7 +39,8 @@ TEST(IchWindow, MatchesPydicomWithinOneGrayLevel) {
     SCOPED_TRACE(name);
     const std::string out = kRef + "/out_" + name;
     fs::remove_all(out);
-    const std::string cmd = kBin + "/ich-window --input " + kRef + "/input/" + name + " --out " + out + " 2>/dev/null";
+    const std::string cmd =
+        kBin + "/ich-window --any-modality --input " + kRef + "/input/" + name + " --out " + out + " 2>/dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     // Hounsfield units (pixels after the modality LUT) are exact.
     const DicomSlice s = read_dicom(kRef + "/input/" + name);
@@ -58,7 +59,7 @@ TEST(IchWindow, MatchesPydicomWithinOneGrayLevel) {
 TEST(IchWindow, BadFilesLandInErrorsCsvWithAReason) {
   const std::string out = kRef + "/out_all";
   fs::remove_all(out);
-  const std::string cmd = kBin + "/ich-window --input " + kRef + "/input --out " + out + " > /dev/null 2>&1";
+  const std::string cmd = kBin + "/ich-window --any-modality --input " + kRef + "/input --out " + out + " > /dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 3);  // finished, some files failed
   const CsvTable errors = read_csv(out + "/errors.csv");
   std::map<std::string, std::string> reason;
@@ -76,6 +77,24 @@ TEST(IchWindow, BadFilesLandInErrorsCsvWithAReason) {
   int ok = 0;
   for (const auto& r : meta.rows) ok += r[meta.column("status")] == "ok";
   EXPECT_EQ(ok, 6);
+}
+
+// Without --any-modality only CT is converted: the MR files get one line
+// each in errors.csv that says so, the CT files are converted.
+TEST(IchWindow, OnlyCtWithoutAnyModality) {
+  const std::string out = kRef + "/out_ct_only";
+  fs::remove_all(out);
+  const std::string cmd = kBin + "/ich-window --input " + kRef + "/input --out " + out + " > /dev/null 2>&1";
+  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 3);
+  const CsvTable errors = read_csv(out + "/errors.csv");
+  int mr = 0;
+  for (const auto& r : errors.rows)
+    if (r[1] == "Modality MR is not CT (--any-modality converts it anyway)") ++mr;
+  EXPECT_EQ(mr, 4);  // MR_small in four encodings
+  const CsvTable meta = read_csv(out + "/meta.csv");
+  int ct = 0;
+  for (const auto& r : meta.rows) ct += r[meta.column("modality")] == "CT" && r[meta.column("status")] == "ok";
+  EXPECT_EQ(ct, 4);  // CT_small and the three dicomdir CT slices
 }
 
 TEST(Windowing, FormulaEdgesAndNoMinMaxScaling) {

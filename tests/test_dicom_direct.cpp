@@ -59,6 +59,11 @@ bool accepted_and_equal(const std::string& path) {
   EXPECT_EQ(d.window_widths, r.window_widths);
   EXPECT_EQ(d.spacing_row, r.spacing_row);
   EXPECT_EQ(d.spacing_col, r.spacing_col);
+  EXPECT_EQ(d.has_orientation, r.has_orientation);
+  EXPECT_TRUE(std::equal(d.orientation, d.orientation + 6, r.orientation));
+  EXPECT_EQ(d.frame, r.frame);
+  EXPECT_EQ(d.frames, r.frames);
+  EXPECT_EQ(d.transfer_syntax_uid, r.transfer_syntax_uid);
   size_t differ = 0;
   for_each_stored(d, px, r.raw.size(), [&](size_t i, int32_t v) { differ += v != r.raw[i]; });
   EXPECT_EQ(differ, 0u) << path;
@@ -187,6 +192,23 @@ TEST_F(DirectReader, EncodingsAndAttributeVariants) {
   EXPECT_FALSE(accepted_and_equal(variant("leading_space_id", [](DcmDataset* ds) {
     ds->putAndInsertString(DCM_PatientID, " ID_X");
   })));
+  // A Modality LUT, or Enhanced functional groups (one frame's rescale
+  // there), change what the stored values mean: DCMTK's path reads them.
+  EXPECT_FALSE(accepted_and_equal(variant("modality_lut", [](DcmDataset* ds) {
+    DcmItem* item = nullptr;
+    ASSERT_TRUE(ds->findOrCreateSequenceItem(DCM_ModalityLUTSequence, item, -2).good());
+    const Uint16 desc[3] = {4, 0, 16}, data[4] = {0, 100, 200, 300};
+    item->putAndInsertUint16Array(DCM_LUTDescriptor, desc, 3);
+    item->putAndInsertUint16Array(DCM_LUTData, data, 4);
+  })));
+  EXPECT_FALSE(accepted_and_equal(variant("enhanced_one_frame", [](DcmDataset* ds) {
+    DcmItem* shared = nullptr;
+    ASSERT_TRUE(ds->findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, -2).good());
+    DcmItem* pvt = nullptr;
+    ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, pvt, -2).good());
+    pvt->putAndInsertString(DCM_RescaleIntercept, "-1000");
+    pvt->putAndInsertString(DCM_RescaleSlope, "1");
+  })));
   const std::string cut = variant("cut", keep);
   fs::resize_file(cut, fs::file_size(cut) - 2);
   EXPECT_FALSE(accepted_and_equal(cut));
@@ -195,26 +217,40 @@ TEST_F(DirectReader, EncodingsAndAttributeVariants) {
 TEST_F(DirectReader, WindowFileGivesTheSameBytesBothWays) {
   // window_file() (direct reader, cached table) against the per-pixel formula.
   WindowScratch scratch;
+  std::vector<uint8_t> got_bytes;
   int direct = 0;
   for (const std::string& f : phantom_files()) {
     for (const char* spec : {"brain,subdural,soft", "dicom", "brain", "40/80,80/200,40/380,600/2800,1/1"}) {
       SCOPED_TRACE(f + " " + spec);
       const std::vector<Window> ws = parse_windows(spec);
       DicomSlice s;
+      SliceWindowing how;
+      how.windows = ws;
+      std::vector<WindowedFile> got_frames;
+      auto window_it = [&] {
+        got_frames.clear();
+        window_file(f, how, scratch, [&](const WindowedFile& w) {
+          got_frames.push_back(w);
+          // The pixels live in the scratch buffer until the next frame.
+          got_bytes.assign(w.pixels, w.pixels + size_t(w.h) * w.w * w.channels);
+        });
+      };
       try {
         s = read_dicom(f);
       } catch (const Error&) {
-        EXPECT_THROW(window_file(f, ws, 0, true, scratch), Error);
+        EXPECT_THROW(window_it(), Error);
         continue;
       }
       // The oracle: the formula on every pixel's HU, no table.
       const std::vector<Window> resolved =
           ws.empty() ? std::vector<Window>{{s.window_centers[0], s.window_widths[0]}} : ws;
       const std::vector<uint8_t> want = window_image(hounsfield(s), resolved, s.photometric == "MONOCHROME1");
-      const WindowedFile got = window_file(f, ws, 0, true, scratch);
+      window_it();
+      ASSERT_EQ(got_frames.size(), 1u);
+      const WindowedFile& got = got_frames[0];
       direct += got.direct;
       ASSERT_EQ(size_t(got.h) * got.w * got.channels, want.size());
-      EXPECT_TRUE(std::equal(want.begin(), want.end(), got.pixels));
+      EXPECT_EQ(got_bytes, want);
     }
   }
   EXPECT_GT(direct, 100);

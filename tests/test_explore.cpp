@@ -107,6 +107,24 @@ TEST(Explore, CountsEqualThePhantomsTruth) {
   }
   EXPECT_TRUE(fs::exists(eo.out + "/report.md"));
   EXPECT_TRUE(fs::exists(eo.out + "/cooccurrence.csv"));
+
+  // With only --dicom, the sheets are windowed from the DICOM files on the
+  // fly: the same picks and the same pixels as from ich-window's images (the
+  // brain window is their channel 0), so the very same PNG bytes; slices
+  // whose pixels cannot be decoded are passed over, as they have no image.
+  ExploreOptions dicom_only = eo;
+  dicom_only.images.clear();
+  dicom_only.out = dir + "/report_dicom";
+  const ExploreReport rd = explore(dicom_only);
+  ASSERT_EQ(rd.sheets.size(), r.sheets.size());
+  auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string{std::istreambuf_iterator<char>(in), {}};
+  };
+  for (size_t i = 0; i < r.sheets.size(); ++i) {
+    EXPECT_EQ(fs::path(rd.sheets[i]).filename(), fs::path(r.sheets[i]).filename());
+    EXPECT_TRUE(bytes(rd.sheets[i]) == bytes(r.sheets[i])) << rd.sheets[i] << " differs from " << r.sheets[i];
+  }
   fs::remove_all(dir);
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Resumable windowing and prediction: kill -9 ich-window (then ich-predict)
+# at random moments, again and again, and go on with --resume each time.
+# After every kill, no image under its final name differs from the
+# uninterrupted run's (nothing half-written is ever taken as done), and
+# meta.csv / errors.csv / the submission are absent or whole; after the last
+# resume the output folder is byte for byte the uninterrupted run's, and the
+# last resume converted only what was missing.
+# Usage: tests/kill_window.sh BIN_DIR WORK_DIR [KILLS]
+set -euo pipefail
+bin=$1
+work=$2
+kills=${3:-6}
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
+fail() { echo "FAIL: $*"; exit 1; }
+"$bin/ich-phantom" --out ph --patients 16 --slices-per-series 60 --size 128 --corrupt-fraction 0.02 --seed 8 \
+  > /dev/null 2>&1
+files=$(ls ph/dicom | wc -l)
+# Small chunks: a journal record every 8 files, so that kills land between
+# and inside records.
+wargs=(--input ph/dicom --size 96 --threads 2 --chunk 8)
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+t0=$(ms)
+"$bin/ich-window" "${wargs[@]}" --out straight > /dev/null 2>&1 || [ $? = 3 ] || fail "uninterrupted ich-window failed"
+window_ms=$(( $(ms) - t0 ))
+# A kill lands 5-25% of an uninterrupted run's time after the start: most
+# runs are cut short, and a few kills leave work for the last resume.
+kill_after() { sleep "$(awk -v t="$1" -v r="$RANDOM" 'BEGIN { printf "%.3f", t * (0.05 + 0.20 * r / 32767) / 1000 }')"; }
+
+# Every image the killed run has under its final name is the uninterrupted
+# run's; the tables, if there, are whole.
+check_partial() {
+  for f in killed/*.npy; do
+    [ -e "$f" ] || continue
+    cmp -s "$f" "straight/$(basename "$f")" || fail "after kill $1: $f differs from the uninterrupted run's"
+  done
+  for t in meta.csv errors.csv; do
+    [ -e "killed/$t" ] || continue
+    cmp -s "killed/$t" "straight/$t" || fail "after kill $1: killed/$t is not whole"
+  done
+}
+
+RANDOM=7
+cut_short=0
+for ((i = 1; i <= kills; i++)); do
+  resume=()
+  [ -f killed/.ich-window.journal ] && resume=(--resume)
+  "$bin/ich-window" "${wargs[@]}" --out killed "${resume[@]}" > /dev/null 2>&1 &
+  pid=$!
+  kill_after "$window_ms"
+  kill -9 "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+  [ -e killed/meta.csv ] || cut_short=$((cut_short + 1))
+  check_partial "$i"
+done
+[ "$cut_short" -ge 1 ] || fail "no kill landed before ich-window finished (an uninterrupted run takes $window_ms ms)"
+set +e
+"$bin/ich-window" "${wargs[@]}" --out killed --resume > last.txt 2>&1
+rc=$?
+set -e
+[ $rc = 0 ] || [ $rc = 3 ] || fail "the last resume failed ($rc): $(cat last.txt)"
+done_before=$(sed -nE 's/.*\(([0-9]+) done by an earlier run\).*/\1/p' last.txt)
+[ -n "$done_before" ] || fail "no report line: $(cat last.txt)"
+[ "$done_before" -gt 0 ] || fail "the last resume started from nothing: earlier runs' work was lost"
+diff -r straight killed > diff.txt || fail "after $kills kills and a resume, the outputs differ: $(head -5 diff.txt)"
+ls killed | grep -q '\.part' && fail "temporary images left behind"
+
+# Resuming with other flags is refused, and says so.
+set +e
+"$bin/ich-window" --input ph/dicom --size 64 --threads 2 --chunk 8 --out killed --resume > other.txt 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "other settings" other.txt || fail "a resume with another --size was not refused: $(cat other.txt)"
+
+# ich-predict the same way, on a small model trained here.
+"$bin/ich-split" --labels ph/labels.csv --meta straight/meta.csv --out split > /dev/null
+"$bin/ich-train" --train split/train.csv --valid split/valid.csv --images straight --arch resnext_mini --size 64 \
+  --batch 16 --lr 1e-3 --device cpu --seed 3 --epochs 1 --out run > /dev/null 2>&1
+pargs=(--checkpoint run/last.ckpt --input ph/dicom --device cpu --chunk 16 --batch 16)
+t0=$(ms)
+"$bin/ich-predict" "${pargs[@]}" --out straight.csv > /dev/null 2>&1 || [ $? = 3 ] || fail "uninterrupted ich-predict failed"
+predict_ms=$(( $(ms) - t0 ))
+pcut=0
+for ((i = 1; i <= kills; i++)); do
+  resume=()
+  [ -f killed.csv.journal ] && resume=(--resume)
+  "$bin/ich-predict" "${pargs[@]}" --out killed.csv "${resume[@]}" > /dev/null 2>&1 &
+  pid=$!
+  kill_after "$predict_ms"
+  kill -9 "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+  [ -e killed.csv ] || pcut=$((pcut + 1))
+  if [ -e killed.csv ]; then cmp -s killed.csv straight.csv || fail "after kill $i: killed.csv is not whole"; fi
+done
+[ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict finished (an uninterrupted run takes $predict_ms ms)"
+set +e
+"$bin/ich-predict" "${pargs[@]}" --out killed.csv --resume > plast.txt 2>&1
+rc=$?
+set -e
+[ $rc = 0 ] || [ $rc = 3 ] || fail "the last ich-predict resume failed ($rc): $(cat plast.txt)"
+cmp -s killed.csv straight.csv || fail "after $kills kills and a resume, the submission differs"
+pdone=$(sed -nE 's/.*\(([0-9]+) done by an earlier run\).*/\1/p' plast.txt)
+echo "kill -9 x$kills each: ich-window ($files files in $window_ms ms; $cut_short runs cut short; $done_before files" \
+     "done before the last resume) and ich-predict ($predict_ms ms; $pcut cut short; $pdone done before the last" \
+     "resume) end byte for byte as uninterrupted runs"
+echo "1 passed, 0 failed"

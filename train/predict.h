@@ -1,0 +1,35 @@
+// predict.h: what ich-predict does: DICOM files in, the six probabilities of
+// every slice out, in the Kaggle submission format (ID_<image>_<subtype>,
+// Label), windowed as the checkpoint's training images were.
+//
+// Files go in fixed chunks of the sorted list: a chunk is windowed in
+// parallel, run through the model in batches, and recorded in a journal
+// beside the output (data/journal.h) before the next one starts, so that a
+// run killed at any moment goes on with `resume` from its last chunk; the
+// CSV is written atomically at the end, the same bytes as an uninterrupted
+// run's.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ich {
+
+struct PredictOptions {
+  std::string checkpoint, input, out, device = "auto";
+  int64_t batch = 16;
+  bool any_modality = false;  // slices of any modality, not only CT
+  bool resume = false;
+  int64_t chunk = 2048;       // files between two journal records
+};
+
+struct PredictReport {
+  int64_t files = 0, slices = 0, failed = 0, resumed = 0;
+  std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
+};
+
+PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
+
+}  // namespace ich

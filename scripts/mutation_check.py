@@ -22,11 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (what is broken, file, exact original text, replacement)
 MUTATIONS = [
     ("conv2d backward data", "engine/cpu/conv2d.cpp",
-     "gemm<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);",
-     "gemm<T>(true, false, g.K, g.P, g.Og, T(0.999), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);"),
+     "gemm_sum_blocked<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);",
+     "gemm_sum_blocked<T>(true, false, g.K, g.P, g.Og, T(0.999), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);"),
     ("conv2d backward data, 1x1 path", "engine/cpu/conv2d.cpp",
-     "gemm<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);",
-     "gemm<T>(true, false, g.K, g.P, g.Og, T(0.999), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);"),
+     "gemm_sum_blocked<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);",
+     "gemm_sum_blocked<T>(true, false, g.K, g.P, g.Og, T(0.999), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);"),
     ("conv2d backward filter", "engine/cpu/conv2d.cpp", "gwp[i] = s;", "gwp[i] = s * T(1.001);"),
     ("conv2d backward bias", "engine/cpu/conv2d.cpp", "out[o] = T(s);", "out[o] = T(s * 1.001);"),
     ("batchnorm backward dx (mean term)", "engine/cpu/batch_norm.cpp",

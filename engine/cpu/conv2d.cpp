@@ -151,10 +151,10 @@ void conv2d_backward_data(const Tensor& gy, const Tensor& w, Tensor& gx, const C
           const T* dy_g = gyp + (n * g.O + gr * g.Og) * g.P;
           const T* w_g = wp + gr * g.Og * g.K;
           if (g.identity_col()) {  // dx_c (K=Cg, P) = w_g^T dy_g, written directly
-            gemm<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);
+            gemm_sum_blocked<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), dx_c, g.P);
             continue;
           }
-          gemm<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);
+          gemm_sum_blocked<T>(true, false, g.K, g.P, g.Og, T(1), w_g, g.K, dy_g, g.P, T(0), col.data(), g.P);
           for (int64_t q = 0; q < g.Cg * g.H * g.W; ++q) dx_c[q] = T(0);
           col2im_add(col.data(), g, dx_c);
         }

@@ -76,6 +76,11 @@ with torch.no_grad():
 target = torch.tensor([[1, 0, 0, 1, 0, 1], [0, 0, 1, 0, 0, 1]], dtype=torch.float32)
 out.append(("target", target.numpy()))
 GRADS = ["conv1.weight", "layer3.5.conv2.weight", "fc.weight", "fc.bias", "bn1.weight", "layer4.2.bn3.weight"]
+# And every batch norm's weight and bias (208 small tensors through the
+# whole depth): one ill-conditioned gradient is one draw of float32 rounding,
+# their typical error a measure of accuracy (tests/test_resnext.cpp).
+GRADS = list(dict.fromkeys(GRADS + [n for n, _ in m.named_parameters()
+                                    if n.startswith("bn1.") or ".bn" in n or ".downsample.1." in n]))
 STATS = ["bn1.running_mean", "bn1.running_var", "layer3.17.bn2.running_var", "layer1.0.downsample.1.running_mean"]
 # One train-mode step in float32 and, from the same weights, in float64.
 # A freshly initialised 101-layer net in train mode (BatchNorm on batch

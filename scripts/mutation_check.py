@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,9 +105,14 @@ def main():
         subprocess.run([TORCH_PYTHON, os.path.join(src, script), "--out", os.path.join(build, folder)], check=True,
                        stdout=subprocess.DEVNULL)
 
+    spent = {"build": 0.0, "tests": 0.0}
+
     def build_and_test():
         """The suites that fail, and the float32 twenty-step test's verdict."""
+        t0 = time.time()
         subprocess.run(["cmake", "--build", build, "--target", *TESTS], check=True, stdout=subprocess.DEVNULL)
+        t1 = time.time()
+        spent["build"] += t1 - t0
         failing, f32 = [], False
         for t in TESTS:
             r = subprocess.run([os.path.join(build, "bin", t), "--gtest_brief=1"], env=env, stdout=subprocess.PIPE,
@@ -114,6 +120,7 @@ def main():
             if r.returncode:
                 failing.append(t)
                 f32 |= "[  FAILED  ] " + FLOAT32_RUN in r.stdout
+        spent["tests"] += time.time() - t1
         return failing, f32
 
     assert build_and_test() == ([], False), "tests fail before any mutation"
@@ -134,6 +141,7 @@ def main():
             survivors.append(what)
     if not args.keep:
         shutil.rmtree(scratch)
+    print(f"time: building {spent['build']:.0f} s, running the suites {spent['tests']:.0f} s")
     print(f"{len(MUTATIONS) - len(survivors)} of {len(MUTATIONS)} broken rules caught "
           f"({by_float32} of them by the float32 training run alone)")
     return 1 if survivors else 0

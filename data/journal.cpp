@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -66,6 +67,17 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 }
 
 }  // namespace
+
+void for_each_pending_chunk(int64_t n, int64_t chunk, const std::function<bool(int64_t)>& done,
+                            const std::function<void(int64_t, const std::vector<int64_t>&)>& f) {
+  ICH_CHECK(chunk >= 1, "chunk of ", chunk, " items");
+  for (int64_t first = 0; first < n; first += chunk) {
+    std::vector<int64_t> pending;
+    for (int64_t i = first; i < std::min(n, first + chunk); ++i)
+      if (!done(i)) pending.push_back(i);
+    if (!pending.empty()) f(first, pending);
+  }
+}
 
 std::string journal_line(const JournalRecord& r) {
   std::string body;

@@ -14,6 +14,8 @@
 // append() makes them and the records durable (syncfs, then fdatasync)
 // before returning.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,13 @@ class Journal {
   int fd_ = -1;
   std::vector<JournalRecord> records_;
 };
+
+// The work of a resumable run over a sorted list of n items in fixed chunks
+// [k*chunk, (k+1)*chunk): f(first, pending) for every chunk that has items
+// done(i) says are not yet recorded, their indices in order. Fixed chunks
+// make a resumed run append the very records an uninterrupted one does.
+void for_each_pending_chunk(int64_t n, int64_t chunk, const std::function<bool(int64_t)>& done,
+                            const std::function<void(int64_t first, const std::vector<int64_t>& pending)>& f);
 
 std::string journal_line(const JournalRecord& r);  // with its CRC and "\n"
 // Parses one line (without "\n"); false when torn or corrupt.

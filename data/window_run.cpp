@@ -361,13 +361,9 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
   WindowReport rep;
   for (const std::string& f : files) rep.resumed += done.count(f);
 
-  // Fixed chunks of the sorted list: a resumed run records the same chunks.
   const int64_t n_files = int64_t(files.size());
-  for (int64_t base = 0; base < n_files; base += o.chunk) {
-    std::vector<int64_t> todo;
-    for (int64_t i = base; i < std::min(n_files, base + o.chunk); ++i)
-      if (!done.count(files[size_t(i)])) todo.push_back(i);
-    if (todo.empty()) continue;
+  auto recorded = [&](int64_t i) { return done.count(files[size_t(i)]) > 0; };
+  for_each_pending_chunk(n_files, o.chunk, recorded, [&](int64_t base, const std::vector<int64_t>& todo) {
     std::vector<FileResult> results(todo.size());
     run_parallel(
         int64_t(todo.size()), o.threads,
@@ -424,7 +420,7 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
       done[path] = std::move(r);
     }
     journal.append(records);
-  }
+  });
   if (progress) progress(n_files, n_files);
 
   CsvWriter meta((fs::path(o.out) / "meta.csv").string(), meta_columns());

@@ -80,11 +80,8 @@ PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(i
   for (const std::string& f : files) rep.resumed += done.count(f);
   NoGradGuard ng;
   const int64_t n_files = int64_t(files.size());
-  for (int64_t base = 0; base < n_files; base += o.chunk) {
-    std::vector<int64_t> todo;
-    for (int64_t i = base; i < std::min(n_files, base + o.chunk); ++i)
-      if (!done.count(files[size_t(i)])) todo.push_back(i);
-    if (todo.empty()) continue;
+  auto recorded = [&](int64_t i) { return done.count(files[size_t(i)]) > 0; };
+  for_each_pending_chunk(n_files, o.chunk, recorded, [&](int64_t base, const std::vector<int64_t>& todo) {
     std::vector<FileInputs> in(todo.size());
     run_parallel(
         int64_t(todo.size()), 0, [&](int64_t d, int64_t) { if (progress) progress(base + d, n_files); },
@@ -136,7 +133,7 @@ PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(i
       done[path] = std::move(r);
     }
     journal.append(records);
-  }
+  });
   if (progress) progress(n_files, n_files);
   std::string csv = "ID,Label\n";
   for (const std::string& path : files) {

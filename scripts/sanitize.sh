@@ -2,7 +2,9 @@
 # The CPU test suite under AddressSanitizer and UndefinedBehaviorSanitizer
 # (gcc), leak checking on. The heavy ResNeXt-101 reference tests (1.5 GB of
 # files, minutes under ASan) and the CUDA tests are left out; everything
-# labelled "cpu" runs.
+# labelled "cpu" runs but the 300-step mixed-precision training curves (two
+# minutes under ASan), whose kernels and loop the shorter mixed-precision
+# tests run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICH_SANITIZE=ON -DICH_ENABLE_CUDA=OFF \
@@ -10,4 +12,4 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICH_SANITI
 cmake --build build-asan
 cd build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest -L cpu --output-on-failure
+  ctest -L cpu -E "AmpTraining.Bf16AndFp16FollowTheFloat32CurveOver300Steps" --output-on-failure

@@ -54,6 +54,24 @@ for ((i = 1; i <= kills; i++)); do
   check_partial "$i"
 done
 [ "$cut_short" -ge 1 ] || fail "no kill landed before ich-window finished (an uninterrupted run takes $window_ms ms)"
+# One more run, killed only once it has recorded work of its own (random
+# kills may all land before the first record on a fast machine): the last
+# resume must then find work done, and redo none of it.
+kill_after_progress() {  # PID JOURNAL: kill PID once JOURNAL has grown, or once PID has ended
+  local size0 size
+  size0=$(stat -c %s "$2" 2> /dev/null || echo 0)
+  while kill -0 "$1" 2> /dev/null; do
+    size=$(stat -c %s "$2" 2> /dev/null || echo 0)
+    if [ "$size" -gt "$size0" ] && [ "$size0" -gt 0 ]; then break; fi
+    [ "$size0" -gt 0 ] || size0=$size
+    sleep 0.01
+  done
+  kill -9 "$1" 2> /dev/null || true
+  wait "$1" 2> /dev/null || true
+}
+"$bin/ich-window" "${wargs[@]}" --out killed --resume > /dev/null 2>&1 &
+kill_after_progress $! killed/.ich-window.journal
+check_partial "progress"
 set +e
 "$bin/ich-window" "${wargs[@]}" --out killed --resume > last.txt 2>&1
 rc=$?
@@ -93,6 +111,8 @@ for ((i = 1; i <= kills; i++)); do
   if [ -e killed.csv ]; then cmp -s killed.csv straight.csv || fail "after kill $i: killed.csv is not whole"; fi
 done
 [ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict finished (an uninterrupted run takes $predict_ms ms)"
+"$bin/ich-predict" "${pargs[@]}" --out killed.csv --resume > /dev/null 2>&1 &
+kill_after_progress $! killed.csv.journal
 set +e
 "$bin/ich-predict" "${pargs[@]}" --out killed.csv --resume > plast.txt 2>&1
 rc=$?
@@ -100,6 +120,7 @@ set -e
 [ $rc = 0 ] || [ $rc = 3 ] || fail "the last ich-predict resume failed ($rc): $(cat plast.txt)"
 cmp -s killed.csv straight.csv || fail "after $kills kills and a resume, the submission differs"
 pdone=$(sed -nE 's/.*\(([0-9]+) done by an earlier run\).*/\1/p' plast.txt)
+[ -n "$pdone" ] && [ "$pdone" -gt 0 ] || fail "the last ich-predict resume started from nothing: $(cat plast.txt)"
 echo "kill -9 x$kills each: ich-window ($files files in $window_ms ms; $cut_short runs cut short; $done_before files" \
      "done before the last resume) and ich-predict ($predict_ms ms; $pcut cut short; $pdone done before the last" \
      "resume) end byte for byte as uninterrupted runs"

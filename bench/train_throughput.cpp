@@ -14,7 +14,8 @@
 // CPU the float32 GEMM). With --profile, a second table:
 // where a step's time goes by kernel family (conv, batchnorm, elementwise,
 // pooling, linear, loss, optimizer, cast), from profiled steps that
-// synchronise around every kernel.
+// synchronise around every kernel. "+eval" rows time inference instead
+// (eval mode, no gradients: one forward pass, 2 x macs per image).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "apps/app_main.h"
 #include "engine/allocator.h"
 #include "engine/amp.h"
+#include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/kernels.h"
 #include "engine/profile.h"
@@ -125,11 +127,12 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu, cuda or auto")->capture_default_str();
   app.add_flag("--tf32", tf32, "allow TF32 tensor cores for float32 convolutions and GEMMs in every configuration");
   app.add_flag("--profile", profile, "also print where a step's time goes, by kernel family");
+
   return ich::run_app("ich-bench-train", app, argc, argv, [&] {
     const ich::Device d = ich::pick_device(device);
     struct Run {
       ich::DType precision;
-      bool channels_last, graph, tf32;
+      bool channels_last, graph, tf32, eval;
       int64_t batch;
     };
     std::vector<Run> runs;
@@ -139,14 +142,15 @@ int main(int argc, char** argv) {
       std::stringstream parts(colon == std::string::npos ? "fp32" : item.substr(0, colon));
       std::string prec, mod;
       std::getline(parts, prec, '+');
-      Run r{ich::parse_precision(prec == "amp" ? "bf16" : prec), false, false, tf32,
+      Run r{ich::parse_precision(prec == "amp" ? "bf16" : prec), false, false, tf32, false,
             std::stoll(colon == std::string::npos ? item : item.substr(colon + 1))};
       while (std::getline(parts, mod, '+')) {
-        ICH_CHECK(mod == "cl" || mod == "graph" || mod == "tf32", "ich-bench-train: --configs ", item,
-                  ": unknown modifier +", mod, " (cl, graph or tf32)");
-        (mod == "cl" ? r.channels_last : mod == "graph" ? r.graph : r.tf32) = true;
+        ICH_CHECK(mod == "cl" || mod == "graph" || mod == "tf32" || mod == "eval", "ich-bench-train: --configs ", item,
+                  ": unknown modifier +", mod, " (cl, graph, tf32 or eval)");
+        (mod == "cl" ? r.channels_last : mod == "graph" ? r.graph : mod == "tf32" ? r.tf32 : r.eval) = true;
       }
       ICH_CHECK(!r.graph || warmup >= 2, "ich-bench-train: +graph needs --warmup >= 2 (eager steps, then the capture)");
+      ICH_CHECK(!(r.graph && r.eval), "ich-bench-train: --configs ", item, ": +graph captures a training step, not +eval");
       runs.push_back(r);
     }
     ICH_CHECK(!runs.empty() && steps >= 1, "ich-bench-train: nothing to run");
@@ -168,13 +172,13 @@ int main(int argc, char** argv) {
                 "|---|---|---|---|---|---|---|\n");
     std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
     std::vector<std::string> config_names;
-    for (const auto& [precision, channels_last, graph, run_tf32, batch] : runs) {
+    for (const auto& [precision, channels_last, graph, run_tf32, eval, batch] : runs) {
       ich::allow_tf32(d, run_tf32);
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 1000), gen);
       m.replace_head(6, gen);
       m.to(d);
-      m.train();
+      m.train(!eval);
       ich::Adam opt(m.parameters(), ich::Adam::Options{2e-5});
       ich::LossScaler scaler;
       ich::LossScaler* sc = precision == ich::DType::Float16 ? &scaler : nullptr;
@@ -191,9 +195,14 @@ int main(int argc, char** argv) {
                                                      int(warmup - 1));
       auto step = [&] {
         const auto t0 = std::chrono::steady_clock::now();
-        if (graphed)
+        if (graphed) {
           graphed->run(x, y);
-        else
+        } else if (eval) {  // inference: running statistics, no graph kept
+          ich::NoGradGuard no_grad;
+          ich::AutocastGuard autocast(precision);
+          const ich::Tensor logits = m(x);
+          (void)logits;
+        } else
           ich::train_step(m, opt, x, y, ich::Tensor(), precision, sc);
         sync(d);
         return seconds_since(t0);
@@ -208,10 +217,10 @@ int main(int argc, char** argv) {
       const double peak = double(ich::allocator_for(d).stats().peak_bytes +
                                  (graphed ? graphed->graph()->pool()->stats().peak_bytes : 0)) /
                           double(1 << 30);
-      const double tflops = ips * 6.0 * double(macs) / 1e12;
+      const double tflops = ips * (eval ? 2.0 : 6.0) * double(macs) / 1e12;
       const std::string name =
           std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (graph ? "+graph" : "") +
-          (run_tf32 ? "+tf32" : "");
+          (run_tf32 ? "+tf32" : "") + (eval ? "+eval" : "");
       std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% |\n", d.str().c_str(), name.c_str(),
                   (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32));
       std::fflush(stdout);

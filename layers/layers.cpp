@@ -1,5 +1,6 @@
 #include "layers/layers.h"
 
+#include "engine/autograd.h"
 #include "engine/init.h"
 #include "engine/ops.h"
 
@@ -31,7 +32,11 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 }
 
 Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
-  if (!is_training()) return relu(residual.defined() ? add(forward(x), residual) : forward(x));
+  if (!is_training()) {
+    if (needs_graph({x, weight, bias, residual}))  // e.g. Grad-CAM: the separate ops record their backward
+      return relu(residual.defined() ? add(forward(x), residual) : forward(x));
+    return batch_norm_relu(x, weight, bias, running_mean, running_var, false, momentum, eps, residual);
+  }
   if (num_batches_tracked.device().is_cpu()) num_batches_tracked.data<int64_t>()[0] += 1;
   return batch_norm_relu(x, weight, bias, running_mean, running_var, true, momentum, eps, residual);
 }

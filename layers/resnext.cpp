@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "engine/init.h"
 #include "engine/ops.h"
 
 namespace ich {
@@ -116,8 +117,9 @@ void check_resnext_shapes(const std::string& arch, const NamedShapes& entries, c
   const Shape* fc = find_shape(entries, "fc.weight");
   ICH_CHECK(fc != nullptr && fc->size() == 2, source, ": no 2-d 'fc.weight' entry, so not a ResNet/ResNeXt classifier");
   Generator gen(0);
-  // Builds the model once for its names and shapes (350 MB for a moment for
-  // the largest preset).
+  // Builds the model once for its names and shapes (350 MB allocated, not
+  // drawn nor touched, for a moment for the largest preset).
+  const SkipInitGuard no_init;
   const ResNeXt model(resnext_preset(arch, (*fc)[0]), gen);
   std::set<std::string> names;
   for (const auto& [name, t] : model.state_dict()) {
@@ -155,6 +157,7 @@ std::shared_ptr<ResNeXt> load_resnext(const std::string& arch, const std::string
   for (const auto& e : f.entries()) entries.emplace_back(e.name, e.shape);
   check_resnext_shapes(arch, entries, "weights file " + weights_path);
   Generator gen(0);
+  const SkipInitGuard no_init;  // every parameter comes from the file (checked above)
   auto model = std::make_shared<ResNeXt>(resnext_preset(arch, find_shape(entries, "fc.weight")->at(0)), gen);
   NamedTensors targets;
   for (auto& [name, t] : model->state_dict())

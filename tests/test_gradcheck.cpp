@@ -87,6 +87,32 @@ TEST(BatchNormGradcheck, EvalMode) {
   EXPECT_GRADCHECK(in, [&](const std::vector<Tensor>& t) { return batch_norm2d(t[0], t[1], t[2], rm, rv, false); });
 }
 
+// Inference: the fused op in evaluation (no gradients) equals the separate
+// ops bit for bit, float32 and float64, NCHW and channels-last, with and
+// without a residual; with gradients wanted it refuses (the layer then runs
+// the separate ops, as Grad-CAM needs).
+TEST(BatchNormFusion, EvalWithoutGradientsEqualsTheSeparateOps) {
+  Generator gen(12);
+  for (DType dt : {DType::Float32, DType::Float64})
+    for (MemoryFormat fmt : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
+      const Tensor x = Tensor::randn({3, 5, 4, 6}, gen, dt).contiguous(fmt);
+      const Tensor r = Tensor::randn({3, 5, 4, 6}, gen, dt).contiguous(fmt);
+      const Tensor gamma = Tensor::randn({5}, gen, dt), beta = Tensor::randn({5}, gen, dt);
+      Tensor rm = Tensor::randn({5}, gen, dt), rv = Tensor::uniform({5}, 0.5, 2.0, gen, dt);
+      const NoGradGuard no_grad;
+      for (const Tensor& res : {r, Tensor()}) {
+        const Tensor fused = batch_norm_relu(x, gamma, beta, rm, rv, false, 0.1, 1e-5, res);
+        const Tensor bn = batch_norm2d(x, gamma, beta, rm, rv, false, 0.1, 1e-5);
+        const Tensor separate = relu(res.defined() ? add(bn, res) : bn);
+        EXPECT_EQ(fused.to_vector(), separate.to_vector()) << dtype_name(dt) << (res.defined() ? " residual" : "");
+        EXPECT_EQ(memory_format_of(fused), fmt);
+      }
+    }
+  std::vector<Tensor> in{leaf64({2, 3, 2, 2}, gen), leaf64({3}, gen), leaf64({3}, gen)};
+  Tensor rm = Tensor::zeros({3}, DType::Float64), rv = Tensor::ones({3}, DType::Float64);
+  EXPECT_THROW(batch_norm_relu(in[0], in[1], in[2], rm, rv, false, 0.1, 1e-5), Error);
+}
+
 TEST(PointwiseGradcheck, Relu) {
   Generator gen(11);
   EXPECT_GRADCHECK(std::vector<Tensor>{leaf64({3, 4, 5}, gen)},

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/init.h"
 #include "layers/layers.h"
 #include "weights/atomic_file.h"
 #include "weights/weights_file.h"
@@ -118,6 +119,43 @@ TEST_F(WeightsTest, LoadIntoChecksEveryNameAndShapeAndChangesNothingOnError) {
   e = error_of([&] { f.load_into(fewer); });
   EXPECT_NE(e.find("unexpected entry 'bias'"), std::string::npos) << e;
   EXPECT_NO_THROW(f.load_into(extra, /*strict=*/false));
+}
+
+TEST_F(WeightsTest, LoadIntoReadsStraightIntoTargetsConvertsOthersAndChecksEveryChecksum) {
+  write_weights(path("a.ichw"), sample());
+  const WeightsFile f = WeightsFile::open(path("a.ichw"));
+  const NamedTensors want = sample();
+  // Same dtype, contiguous: read in place. Another dtype: staged and converted.
+  Tensor direct = Tensor::zeros({4, 3, 3, 3});
+  Tensor converted = Tensor::zeros({4}, DType::Float32);
+  f.load_into({{"conv.weight", direct}, {"bn.running_var", converted}}, /*strict=*/false);
+  EXPECT_EQ(direct.to_vector(), want[0].second.to_vector());
+  EXPECT_EQ(converted.to_vector(), want[1].second.to(DType::Float32).to_vector());
+
+  std::string b = bytes(path("a.ichw"));
+  b[size_t(f.find("conv.weight")->offset + 9)] ^= 0x10;
+  put(path("c.ichw"), b);
+  const WeightsFile g = WeightsFile::open(path("c.ichw"));
+  const std::string e = error_of([&] { g.load_into({{"conv.weight", direct}}, /*strict=*/false); });
+  EXPECT_NE(e.find("c.ichw: entry 'conv.weight' checksum mismatch"), std::string::npos) << e;
+  const std::string e2 = error_of([&] { g.read_all(); });
+  EXPECT_NE(e2.find("'conv.weight' checksum mismatch"), std::string::npos) << e2;
+}
+
+TEST(SkipInit, DrawsNothingInsideAndIsRestoredAfter) {
+  Generator plain(5), skipped(5);
+  const Linear reference(6, 4, plain);
+  {
+    const SkipInitGuard no_init;
+    EXPECT_TRUE(SkipInitGuard::active());
+    const Conv2d c(3, 8, 3, 1, 1, 1, false, skipped);
+    const Linear l(6, 4, skipped);
+    (void)c, (void)l;
+  }
+  EXPECT_FALSE(SkipInitGuard::active());
+  const Linear after(6, 4, skipped);  // the generator was not advanced inside
+  EXPECT_EQ(after.weight.to_vector(), reference.weight.to_vector());
+  EXPECT_EQ(after.bias.to_vector(), reference.bias.to_vector());
 }
 
 TEST_F(WeightsTest, FailedWriteLeavesNoFile) {

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "engine/init.h"
 #include "weights/weights_file.h"
 
 namespace ich {
@@ -75,14 +76,15 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     for (size_t k = 0; k < 6; ++k) m.pos_weight[k] = float(pw[k]);
     m.has_pos_weight = true;
   }
-  Generator gen(0);
-  c.model = std::make_shared<ResNeXt>(resnext_preset(m.arch, 6), gen);
-  NamedTensors targets;
-  for (auto& [n, v] : c.model->state_dict()) targets.emplace_back("model/" + n, v);
   NamedShapes shapes;
   for (const auto& e : f.entries())
     if (e.name.rfind("model/", 0) == 0) shapes.emplace_back(e.name.substr(6), e.shape);
   check_resnext_shapes(m.arch, shapes, "checkpoint " + path);
+  Generator gen(0);
+  const SkipInitGuard no_init;  // every parameter comes from the file (checked above)
+  c.model = std::make_shared<ResNeXt>(resnext_preset(m.arch, 6), gen);
+  NamedTensors targets;
+  for (auto& [n, v] : c.model->state_dict()) targets.emplace_back("model/" + n, v);
   f.load_into(targets, /*strict=*/false);
   return c;
 }

@@ -85,7 +85,6 @@ WeightsFile WeightsFile::open(const std::string& path) {
             ": table checksum mismatch (file corrupted)");
 
   Reader r{path, table};
-  std::unordered_set<std::string> seen;
   for (uint64_t i = 0; i < count; ++i) {
     WeightsEntry e;
     const uint16_t len = r.get<uint16_t>("a name length");
@@ -93,7 +92,8 @@ WeightsFile WeightsFile::open(const std::string& path) {
               " has a bad name length ", len);
     e.name.assign(table.data() + r.pos, len);
     r.pos += len;
-    ICH_CHECK(seen.insert(e.name).second, "weights file ", path, ": entry '", e.name, "' appears twice");
+    ICH_CHECK(wf.index_.emplace(e.name, wf.entries_.size()).second, "weights file ", path, ": entry '", e.name,
+              "' appears twice");
     const uint8_t dt = r.get<uint8_t>("a dtype");
     ICH_CHECK(dt <= uint8_t(DType::Int64), "weights file ", path, ": entry '", e.name, "' has unknown dtype code ",
               int(dt));
@@ -133,33 +133,63 @@ WeightsFile WeightsFile::open(const std::string& path) {
 }
 
 const WeightsEntry* WeightsFile::find(const std::string& name) const {
-  for (const auto& e : entries_)
-    if (e.name == name) return &e;
-  return nullptr;
+  const auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
+}
+
+namespace {
+// An open descriptor, closed however the scope ends.
+struct Fd {
+  int fd;
+  explicit Fd(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+}  // namespace
+
+void WeightsFile::read_entry(int fd, const WeightsEntry& e, void* dst) const {
+  auto* p = static_cast<char*>(dst);
+  uint64_t done = 0;
+  while (done < e.nbytes) {
+    const ssize_t got = ::pread(fd, p + done, size_t(std::min<uint64_t>(e.nbytes - done, 1u << 30)),
+                                off_t(e.offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    ICH_CHECK(got > 0, "weights file ", path_, ": cannot read entry '", e.name, "' at byte ", e.offset + done, " (",
+              got < 0 ? std::strerror(errno) : "file truncated?", ")");
+    done += uint64_t(got);
+  }
+  ICH_CHECK(crc32_of(dst, e.nbytes) == e.crc, "weights file ", path_, ": entry '", e.name,
+            "' checksum mismatch (file corrupted)");
 }
 
 Tensor WeightsFile::read(const std::string& name) const {
   const WeightsEntry* e = find(name);
   ICH_CHECK(e != nullptr, "weights file ", path_, ": no entry '", name, "'");
   Tensor t = Tensor::empty(e->shape, e->dtype);
-  std::ifstream in(path_, std::ios::binary);
-  ICH_CHECK(in, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
-  in.seekg(std::streamoff(e->offset));
-  ICH_CHECK(in.read(static_cast<char*>(t.raw_data()), std::streamsize(e->nbytes)), "weights file ", path_,
-            ": cannot read entry '", name, "' (file truncated?)");
-  ICH_CHECK(crc32_of(t.raw_data(), e->nbytes) == e->crc, "weights file ", path_, ": entry '", name,
-            "' checksum mismatch (file corrupted)");
+  const Fd f(path_);
+  ICH_CHECK(f.fd >= 0, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
+  read_entry(f.fd, *e, t.raw_data());
   return t;
 }
 
 NamedTensors WeightsFile::read_all() const {
+  const Fd f(path_);
+  ICH_CHECK(f.fd >= 0, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
   NamedTensors out;
-  for (const auto& e : entries_) out.emplace_back(e.name, read(e.name));
+  for (const auto& e : entries_) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    read_entry(f.fd, e, t.raw_data());
+    out.emplace_back(e.name, std::move(t));
+  }
   return out;
 }
 
 void WeightsFile::load_into(const NamedTensors& targets, bool strict) const {
   std::set<std::string> wanted;
+  std::vector<std::pair<const WeightsEntry*, Tensor>> plan;
   for (const auto& [name, t] : targets) {
     wanted.insert(name);
     const WeightsEntry* e = find(name);
@@ -170,16 +200,26 @@ void WeightsFile::load_into(const NamedTensors& targets, bool strict) const {
     }
     ICH_CHECK(e->shape == t.shape(), "weights file ", path_, ": entry '", name, "' has shape ", shape_str(e->shape),
               ", the model expects ", shape_str(t.shape()), ": is it a file for another architecture?");
+    plan.emplace_back(e, t);
   }
   if (strict)
     for (const auto& e : entries_)
       ICH_CHECK(wanted.count(e.name), "weights file ", path_, ": unexpected entry '", e.name, "' ",
                 shape_str(e.shape), " that the model does not have");
-  // Only after every check passed: change nothing on a mismatch.
-  for (const auto& [name, t] : targets) {
-    if (!find(name)) continue;
+  // Only after every check passed: change nothing on a mismatch. File order,
+  // so the disk reads one stretch.
+  std::sort(plan.begin(), plan.end(), [](const auto& a, const auto& b) { return a.first->offset < b.first->offset; });
+  const Fd f(path_);
+  ICH_CHECK(f.fd >= 0, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
+  for (auto& [e, t] : plan) {
+    if (t.device().is_cpu() && t.dtype() == e->dtype && t.is_contiguous()) {
+      read_entry(f.fd, *e, t.raw_data());  // straight into the target
+      continue;
+    }
+    Tensor staged = Tensor::empty(e->shape, e->dtype);
+    read_entry(f.fd, *e, staged.raw_data());
     Tensor dst = t;
-    dst.copy_(read(name).to(t.dtype()).to(t.device()));
+    dst.copy_(staged.to(t.dtype()).to(t.device()));
   }
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -36,12 +37,23 @@ class WeightsFile {
   // converted if needed), on the targets' devices. With strict, a target
   // missing from the file or a file entry not among the targets is an error
   // naming the first such name; otherwise missing targets keep their values.
+  // Names and shapes are checked before anything is written (a mismatch
+  // changes nothing). The file is read once, in file order, with one pread
+  // per entry straight into a contiguous CPU target of the same dtype (a
+  // staging buffer otherwise), and each entry's CRC is checked on the bytes
+  // that arrived; a checksum error is thrown after earlier entries were
+  // copied, so a caller must not keep using the targets then (load_resnext
+  // and load_checkpoint build a fresh model, ich-train stops).
   void load_into(const NamedTensors& targets, bool strict = true) const;
 
  private:
+  // Reads entry e into dst (e's dtype and size, CPU, contiguous) through fd.
+  void read_entry(int fd, const WeightsEntry& e, void* dst) const;
+
   std::string path_;
   uint64_t file_size_ = 0;
   std::vector<WeightsEntry> entries_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in entries_
 };
 
 // Writes tensors (any device; copied to the host) atomically: a temporary

@@ -58,7 +58,16 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   const int64_t C = x.size(1);
   for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
     ICH_CHECK(t->defined() && t->numel() == C, "batch_norm_relu: per-channel tensor ", t->str(), " for input ", x.str());
-  ICH_CHECK(training, "batch_norm_relu: for training (evaluation runs the separate ops)");
+  if (!training) {  // inference: batch norm with the running statistics, then one in-place add + clamp pass
+    ICH_CHECK(!needs_graph({x, gamma, beta, residual}),
+              "batch_norm_relu: in evaluation only without gradients (Grad-CAM runs the separate ops)");
+    const Layout L = layout_for(x, false);
+    Tensor y = L.empty(x.shape(), x);
+    ICH_DISPATCH(x.device(), batch_norm_forward_eval, L.in(x), gamma, beta, running_mean, running_var, eps, y);
+    const Tensor rc = residual.defined() ? L.in(residual) : Tensor();
+    ICH_DISPATCH(x.device(), add_relu_, y, rc);
+    return L.out(y);
+  }
   ICH_CHECK(x.numel() / C > 1, "batch_norm_relu: training needs more than one value per channel, got input ", x.str());
   const Layout L = layout_for(x, true);
   const Tensor xc = L.in(x);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -140,6 +141,24 @@ TEST_F(WeightsTest, LoadIntoReadsStraightIntoTargetsConvertsOthersAndChecksEvery
   EXPECT_NE(e.find("c.ichw: entry 'conv.weight' checksum mismatch"), std::string::npos) << e;
   const std::string e2 = error_of([&] { g.read_all(); });
   EXPECT_NE(e2.find("'conv.weight' checksum mismatch"), std::string::npos) << e2;
+}
+
+// The initialisers fill CPU tensors in place; the numbers are the sampled
+// tensors' of the general path (randn in the dtype, scaled in double).
+TEST(Initialisers, InPlaceFillEqualsTheSampledTensors) {
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    Generator g1(7), g2(7);
+    Tensor w = Tensor::empty({8, 4, 3, 3}, dt);
+    kaiming_normal_fan_out(w, g1);
+    std::vector<double> want = Tensor::randn({8, 4, 3, 3}, g2, dt).to_vector();
+    for (double& v : want) v *= std::sqrt(2.0 / (8 * 9));
+    EXPECT_EQ(w.to_vector(), Tensor::from_vector(want, {8, 4, 3, 3}, dt).to_vector()) << dtype_name(dt);
+    Tensor lw = Tensor::empty({3, 5}, dt), lb = Tensor::empty({3}, dt);
+    linear_default(lw, lb, g1);
+    const double bound = 1.0 / std::sqrt(5.0);
+    EXPECT_EQ(lw.to_vector(), Tensor::uniform({3, 5}, -bound, bound, g2, dt).to_vector());
+    EXPECT_EQ(lb.to_vector(), Tensor::uniform({3}, -bound, bound, g2, dt).to_vector());
+  }
 }
 
 TEST(SkipInit, DrawsNothingInsideAndIsRestoredAfter) {

@@ -16,6 +16,7 @@
 // given thread count).
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "engine/cpu/cpu_util.h"
@@ -86,6 +87,109 @@ template <class T> void col2im_add(const T* col, const ConvGeom& g, T* dx_c) {
       }
 }
 
+// Grouped 3x3 convolutions (ResNeXt's: 8-64 channels per group) computed
+// directly instead of by im2col + GEMM: a GEMM of 8-64 rows is thin, and
+// im2col copies 9 values per input value for it (measured at batch 32,
+// 200x200 on 2 cores: 16-60 GFLOP/s against 110-160 for the 1x1
+// convolutions). One (image, group) pair at a time: its input planes are
+// copied once with a zero border (and slack after the last row, so that a
+// run of kPix outputs never branches at the edge); the group's weights are
+// laid out tap-major, wt[(c*9 + i*3 + j)*Og + o], so that for each output
+// row kPix outputs x kOut output channels are held in registers, and each
+// input value is broadcast once per (channel, tap) into kOut channels'
+// multiply-adds (vectorised along the output channels, which the deep
+// layers' 7-13 pixel rows could not fill). Each output is the sum over (c,
+// i, j) in that order, one multiply-add at a time, as the definition reads.
+// Compiled for AVX-512, AVX2+FMA and baseline x86-64, picked at load time
+// (target_clones).
+constexpr int64_t kPix = 8, kOutMax = 16;
+
+// By CPU feature, not model ("arch=haswell" clones are picked by model, and
+// an AMD EPYC got the baseline one); x86-64 only, one build elsewhere.
+#if defined(__x86_64__)
+#define ICH_CPU_CLONES __attribute__((target_clones("avx512f", "fma", "default")))
+#else
+#define ICH_CPU_CLONES
+#endif
+
+bool direct_3x3(const ConvGeom& g) {
+  return g.G > 1 && g.kh == 3 && g.kw == 3 && g.p.pad_h == 1 && g.p.pad_w == 1 && g.p.stride_h == g.p.stride_w &&
+         g.p.stride_h <= 2 && g.Og % 8 == 0;
+}
+
+template <class T, int64_t s, int64_t kOut>
+__attribute__((always_inline)) inline void direct_3x3_body(const T* x_c, const T* wt, T* y_g, const ConvGeom& g,
+                                                           T* pad) {
+  const int64_t Hp = g.H + 2, Wp = g.W + 2;
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::copy(x_c + (c * g.H + h) * g.W, x_c + (c * g.H + h + 1) * g.W, pad + (c * Hp + h + 1) * Wp + 1);
+  for (int64_t ob = 0; ob < g.Og; ob += kOut)
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow0 = 0; ow0 < g.Wo; ow0 += kPix) {
+        T acc[kPix][kOut] = {};
+        for (int64_t c = 0; c < g.Cg; ++c)
+          for (int64_t i = 0; i < 3; ++i) {
+            const T* row = pad + (c * Hp + oh * s + i) * Wp + ow0 * s;
+            for (int64_t j = 0; j < 3; ++j) {
+              const T* wv = wt + (c * 9 + i * 3 + j) * g.Og + ob;
+#pragma GCC unroll 8
+              for (int64_t q = 0; q < kPix; ++q) {
+                const T xv = row[q * s + j];
+#pragma omp simd
+                for (int64_t o = 0; o < kOut; ++o) acc[q][o] += xv * wv[o];
+              }
+            }
+          }
+        const int64_t n = std::min(kPix, g.Wo - ow0);
+        for (int64_t q = 0; q < n; ++q)
+          for (int64_t o = 0; o < kOut; ++o) y_g[(ob + o) * g.P + oh * g.Wo + ow0 + q] = acc[q][o];
+      }
+}
+
+template <class T, int64_t s>
+__attribute__((always_inline)) inline void direct_3x3_width(const T* x_c, const T* wt, T* y_g, const ConvGeom& g,
+                                                            T* pad) {
+  if (g.Og % kOutMax == 0)
+    direct_3x3_body<T, s, kOutMax>(x_c, wt, y_g, g, pad);
+  else
+    direct_3x3_body<T, s, 8>(x_c, wt, y_g, g, pad);
+}
+
+ICH_CPU_CLONES void direct_3x3_f32(
+    const float* x_c, const float* wt, float* y_g, const ConvGeom& g, float* pad) {
+  if (g.p.stride_h == 1)
+    direct_3x3_width<float, 1>(x_c, wt, y_g, g, pad);
+  else
+    direct_3x3_width<float, 2>(x_c, wt, y_g, g, pad);
+}
+ICH_CPU_CLONES void direct_3x3_f64(
+    const double* x_c, const double* wt, double* y_g, const ConvGeom& g, double* pad) {
+  if (g.p.stride_h == 1)
+    direct_3x3_width<double, 1>(x_c, wt, y_g, g, pad);
+  else
+    direct_3x3_width<double, 2>(x_c, wt, y_g, g, pad);
+}
+void direct_3x3(const float* x_c, const float* wt, float* y_g, const ConvGeom& g, float* pad) {
+  direct_3x3_f32(x_c, wt, y_g, g, pad);
+}
+void direct_3x3(const double* x_c, const double* wt, double* y_g, const ConvGeom& g, double* pad) {
+  direct_3x3_f64(x_c, wt, y_g, g, pad);
+}
+
+// The weights of every group tap-major: wt[g][(c*9 + i*3 + j)*Og + o] = w[g*Og + o][c][i][j].
+template <class T> std::vector<T> taps_major(const T* w, const ConvGeom& g) {
+  std::vector<T> wt(size_t(g.O * g.K));
+  for (int64_t gr = 0; gr < g.G; ++gr)
+    for (int64_t o = 0; o < g.Og; ++o)
+      for (int64_t k = 0; k < g.K; ++k) wt[size_t((gr * g.K + k) * g.Og + o)] = w[(gr * g.Og + o) * g.K + k];
+  return wt;
+}
+
+// Padded planes of one (image, group), zero border, with slack for the last
+// vector's reads past the row.
+int64_t direct_pad_size(const ConvGeom& g) { return g.Cg * (g.H + 2) * (g.W + 2) + kPix * g.p.stride_w + 4; }
+
 void check_conv(const char* k, const Tensor& x, const Tensor& w, const Conv2dParams& p) {
   ICH_CHECK(x.dim() == 4 && w.dim() == 4, k, ": expected 4-d x and w, got ", x.str(), " and ", w.str());
   ICH_CHECK(p.groups >= 1 && x.size(1) % p.groups == 0 && w.size(0) % p.groups == 0, k, ": groups ", p.groups,
@@ -108,13 +212,24 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
     using T = decltype(zero);
     const T *xp = x.data<T>(), *wp = w.data<T>(), *bp = b.defined() ? b.data<T>() : nullptr;
     T* yp = y.data<T>();
+    const bool direct = direct_3x3(g);
+    const std::vector<T> wt = direct ? taps_major(wp, g) : std::vector<T>();
 #pragma omp parallel
     {
-      std::vector<T> col(g.identity_col() ? 0 : size_t(g.K * g.P));
+      std::vector<T> col(g.identity_col() || direct ? 0 : size_t(g.K * g.P));
+      std::vector<T> pad(direct ? size_t(direct_pad_size(g)) : 0, T(0));  // the border stays zero
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t gr = 0; gr < g.G; ++gr) {
           const T* x_c = xp + (n * g.C + gr * g.Cg) * g.H * g.W;
+          if (direct) {
+            T* y_g = yp + (n * g.O + gr * g.Og) * g.P;
+            direct_3x3(x_c, wt.data() + gr * g.Og * g.K, y_g, g, pad.data());
+            if (bp)
+              for (int64_t o = 0; o < g.Og; ++o)
+                for (int64_t q = 0; q < g.P; ++q) y_g[o * g.P + q] += bp[gr * g.Og + o];
+            continue;
+          }
           const T* cp = x_c;
           if (!g.identity_col()) {
             im2col(x_c, g, col.data());

@@ -6,13 +6,7 @@ namespace ich {
 
 namespace {
 thread_local bool skip_init = false;
-}
 
-SkipInitGuard::SkipInitGuard() : prev_(skip_init) { skip_init = true; }
-SkipInitGuard::~SkipInitGuard() { skip_init = prev_; }
-bool SkipInitGuard::active() { return skip_init; }
-
-namespace {
 // Fills a CPU, contiguous float32/float64 tensor with v(draw()) in element
 // order, as from_vector(sample) would, without the sample's transient copies
 // (four per tensor: they fragmented the heap, and a freshly built ResNeXt-101
@@ -33,6 +27,10 @@ template <class Draw> bool fill_in_place(Tensor& t, Draw&& draw) {
   return false;
 }
 }  // namespace
+
+SkipInitGuard::SkipInitGuard() : prev_(skip_init) { skip_init = true; }
+SkipInitGuard::~SkipInitGuard() { skip_init = prev_; }
+bool SkipInitGuard::active() { return skip_init; }
 
 void kaiming_normal_fan_out(Tensor& w, Generator& gen) {
   ICH_CHECK(w.dim() >= 2, "kaiming_normal_fan_out: weight ", w.str(), " needs at least 2 dimensions");

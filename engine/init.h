@@ -22,6 +22,8 @@
 namespace ich {
 
 void kaiming_normal_fan_out(Tensor& conv_weight, Generator& gen);
+void linear_default(Tensor& weight, Tensor& bias, Generator& gen);
+
 class SkipInitGuard {
  public:
   SkipInitGuard();
@@ -33,7 +35,5 @@ class SkipInitGuard {
  private:
   bool prev_;
 };
-
-void linear_default(Tensor& weight, Tensor& bias, Generator& gen);
 
 }  // namespace ich

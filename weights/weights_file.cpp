@@ -138,10 +138,12 @@ const WeightsEntry* WeightsFile::find(const std::string& name) const {
 }
 
 namespace {
-// An open descriptor, closed however the scope ends.
+// The file opened again for reading, closed however the scope ends.
 struct Fd {
   int fd;
-  explicit Fd(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
+  explicit Fd(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    ICH_CHECK(fd >= 0, "weights file ", path, ": cannot reopen (", std::strerror(errno), ")");
+  }
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
@@ -170,14 +172,12 @@ Tensor WeightsFile::read(const std::string& name) const {
   ICH_CHECK(e != nullptr, "weights file ", path_, ": no entry '", name, "'");
   Tensor t = Tensor::empty(e->shape, e->dtype);
   const Fd f(path_);
-  ICH_CHECK(f.fd >= 0, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
   read_entry(f.fd, *e, t.raw_data());
   return t;
 }
 
 NamedTensors WeightsFile::read_all() const {
   const Fd f(path_);
-  ICH_CHECK(f.fd >= 0, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
   NamedTensors out;
   for (const auto& e : entries_) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
@@ -210,7 +210,6 @@ void WeightsFile::load_into(const NamedTensors& targets, bool strict) const {
   // so the disk reads one stretch.
   std::sort(plan.begin(), plan.end(), [](const auto& a, const auto& b) { return a.first->offset < b.first->offset; });
   const Fd f(path_);
-  ICH_CHECK(f.fd >= 0, "weights file ", path_, ": cannot reopen (", std::strerror(errno), ")");
   for (auto& [e, t] : plan) {
     if (t.device().is_cpu() && t.dtype() == e->dtype && t.is_contiguous()) {
       read_entry(f.fd, *e, t.raw_data());  // straight into the target

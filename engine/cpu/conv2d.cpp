@@ -100,7 +100,7 @@ template <class T> void col2im_add(const T* col, const ConvGeom& g, T* dx_c) {
 // multiply-adds (vectorised along the output channels, which the deep
 // layers' 7-13 pixel rows could not fill). Each output is the sum over (c,
 // i, j) in that order, one multiply-add at a time, as the definition reads.
-// Compiled for AVX-512, AVX2+FMA and baseline x86-64, picked at load time
+// Compiled for AVX-512, AVX with FMA and baseline x86-64, picked at load time
 // (target_clones).
 constexpr int64_t kPix = 8, kOutMax = 16;
 
@@ -112,7 +112,7 @@ constexpr int64_t kPix = 8, kOutMax = 16;
 #define ICH_CPU_CLONES
 #endif
 
-bool direct_3x3(const ConvGeom& g) {
+bool use_direct_3x3(const ConvGeom& g) {
   return g.G > 1 && g.kh == 3 && g.kw == 3 && g.p.pad_h == 1 && g.p.pad_w == 1 && g.p.stride_h == g.p.stride_w &&
          g.p.stride_h <= 2 && g.Og % 8 == 0;
 }
@@ -147,34 +147,22 @@ __attribute__((always_inline)) inline void direct_3x3_body(const T* x_c, const T
       }
 }
 
-template <class T, int64_t s>
-__attribute__((always_inline)) inline void direct_3x3_width(const T* x_c, const T* wt, T* y_g, const ConvGeom& g,
-                                                            T* pad) {
-  if (g.Og % kOutMax == 0)
-    direct_3x3_body<T, s, kOutMax>(x_c, wt, y_g, g, pad);
+template <class T>
+__attribute__((always_inline)) inline void direct_3x3_any(const T* x_c, const T* wt, T* y_g, const ConvGeom& g,
+                                                          T* pad) {
+  const bool wide = g.Og % kOutMax == 0;
+  if (g.p.stride_h == 1)
+    wide ? direct_3x3_body<T, 1, kOutMax>(x_c, wt, y_g, g, pad) : direct_3x3_body<T, 1, 8>(x_c, wt, y_g, g, pad);
   else
-    direct_3x3_body<T, s, 8>(x_c, wt, y_g, g, pad);
+    wide ? direct_3x3_body<T, 2, kOutMax>(x_c, wt, y_g, g, pad) : direct_3x3_body<T, 2, 8>(x_c, wt, y_g, g, pad);
 }
 
-ICH_CPU_CLONES void direct_3x3_f32(
-    const float* x_c, const float* wt, float* y_g, const ConvGeom& g, float* pad) {
-  if (g.p.stride_h == 1)
-    direct_3x3_width<float, 1>(x_c, wt, y_g, g, pad);
-  else
-    direct_3x3_width<float, 2>(x_c, wt, y_g, g, pad);
+// One (image, group): wt its weights tap-major, pad its scratch (direct_pad_size).
+ICH_CPU_CLONES void direct_3x3(const float* x_c, const float* wt, float* y_g, const ConvGeom& g, float* pad) {
+  direct_3x3_any(x_c, wt, y_g, g, pad);
 }
-ICH_CPU_CLONES void direct_3x3_f64(
-    const double* x_c, const double* wt, double* y_g, const ConvGeom& g, double* pad) {
-  if (g.p.stride_h == 1)
-    direct_3x3_width<double, 1>(x_c, wt, y_g, g, pad);
-  else
-    direct_3x3_width<double, 2>(x_c, wt, y_g, g, pad);
-}
-void direct_3x3(const float* x_c, const float* wt, float* y_g, const ConvGeom& g, float* pad) {
-  direct_3x3_f32(x_c, wt, y_g, g, pad);
-}
-void direct_3x3(const double* x_c, const double* wt, double* y_g, const ConvGeom& g, double* pad) {
-  direct_3x3_f64(x_c, wt, y_g, g, pad);
+ICH_CPU_CLONES void direct_3x3(const double* x_c, const double* wt, double* y_g, const ConvGeom& g, double* pad) {
+  direct_3x3_any(x_c, wt, y_g, g, pad);
 }
 
 // The weights of every group tap-major: wt[g][(c*9 + i*3 + j)*Og + o] = w[g*Og + o][c][i][j].
@@ -212,7 +200,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
     using T = decltype(zero);
     const T *xp = x.data<T>(), *wp = w.data<T>(), *bp = b.defined() ? b.data<T>() : nullptr;
     T* yp = y.data<T>();
-    const bool direct = direct_3x3(g);
+    const bool direct = use_direct_3x3(g);
     const std::vector<T> wt = direct ? taps_major(wp, g) : std::vector<T>();
 #pragma omp parallel
     {
@@ -222,21 +210,17 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t gr = 0; gr < g.G; ++gr) {
           const T* x_c = xp + (n * g.C + gr * g.Cg) * g.H * g.W;
-          if (direct) {
-            T* y_g = yp + (n * g.O + gr * g.Og) * g.P;
-            direct_3x3(x_c, wt.data() + gr * g.Og * g.K, y_g, g, pad.data());
-            if (bp)
-              for (int64_t o = 0; o < g.Og; ++o)
-                for (int64_t q = 0; q < g.P; ++q) y_g[o * g.P + q] += bp[gr * g.Og + o];
-            continue;
-          }
-          const T* cp = x_c;
-          if (!g.identity_col()) {
-            im2col(x_c, g, col.data());
-            cp = col.data();
-          }
           T* y_g = yp + (n * g.O + gr * g.Og) * g.P;
-          gemm<T>(false, false, g.Og, g.P, g.K, T(1), wp + gr * g.Og * g.K, g.K, cp, g.P, T(0), y_g, g.P);
+          if (direct) {
+            direct_3x3(x_c, wt.data() + gr * g.Og * g.K, y_g, g, pad.data());
+          } else {
+            const T* cp = x_c;
+            if (!g.identity_col()) {
+              im2col(x_c, g, col.data());
+              cp = col.data();
+            }
+            gemm<T>(false, false, g.Og, g.P, g.K, T(1), wp + gr * g.Og * g.K, g.K, cp, g.P, T(0), y_g, g.P);
+          }
           if (bp)
             for (int64_t o = 0; o < g.Og; ++o)
               for (int64_t q = 0; q < g.P; ++q) y_g[o * g.P + q] += bp[gr * g.Og + o];

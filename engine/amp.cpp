@@ -40,19 +40,30 @@ Tensor rounded(const Tensor& t, DType precision) {
   return r;
 }
 
-Tensor MixedOperands::operand(const Tensor& t, MemoryFormat fmt) const {
-  if (!native) return rounded(t.contiguous(fmt), precision);
+Tensor MixedOperands::low(const Tensor& t, MemoryFormat fmt) const {
+  ICH_CHECK(t.dtype() == DType::Float32 || t.dtype() == precision, "autocast to ", dtype_name(precision),
+            ": operand ", t.str(), " is neither float32 nor ", dtype_name(precision));
+  if (t.dtype() == precision) return t.contiguous(fmt);
   Tensor r = Tensor::empty(t.shape(), precision, t.device(), fmt);
-  r.copy_(t);  // converts and lays out in one go
+  r.copy_(t);  // rounds and lays out in one go
   return r;
+}
+
+Tensor MixedOperands::for_kernel(const Tensor& t16) const { return native ? t16 : t16.to(DType::Float32); }
+
+Tensor MixedOperands::operand(const Tensor& t, MemoryFormat fmt) const {
+  if (!native && t.dtype() == DType::Float32) return rounded(t.contiguous(fmt), precision);
+  return for_kernel(low(t, fmt));
 }
 
 Tensor MixedOperands::result(const Shape& shape, const Tensor& like, MemoryFormat fmt) const {
   return Tensor::empty(shape, native ? precision : DType::Float32, like.device(), fmt);
 }
 
-Tensor MixedOperands::finish(const Tensor& r) const {
-  if (native) return r.to(DType::Float32);
+Tensor MixedOperands::finish(const Tensor& r, DType as) const {
+  ICH_CHECK(as == DType::Float32 || as == precision, "autocast to ", dtype_name(precision), ": a result as ",
+            dtype_name(as));
+  if (r.dtype() != DType::Float32 || as != DType::Float32) return r.to(as);  // converting rounds, once
   Tensor out = r;
   ICH_DISPATCH(out.device(), round_to_precision_, out, precision);
   return out;

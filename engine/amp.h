@@ -1,20 +1,28 @@
-// amp.h: mixed precision, as PyTorch's autocast + GradScaler do it, for the
-// two ops that carry the arithmetic (conv2d and linear).
+// amp.h: mixed precision, as PyTorch's autocast + GradScaler do it.
 //
 // Under an AutocastGuard(bfloat16 or float16), conv2d and linear take their
-// float32 operands (activation, weight, bias, and in backward the incoming
-// gradient) rounded to the low precision, multiply with float32
-// accumulation, and round their results (output, input and weight
-// gradients) to it too. Everything else stays float32: batch-norm
-// statistics, the loss, the master weights and the optimizer state.
+// operands (activation, weight, bias, and in backward the incoming gradient)
+// in the low precision, multiply with float32 accumulation, and round their
+// results (output, input and weight gradients) to it too. A convolution's
+// output is a bfloat16/float16 tensor, and so, end to end, are the
+// activations after it: batch norm takes and gives 16-bit tensors with
+// float32 parameters and statistics, and ReLU, add, the fused batch norm +
+// add + ReLU and both pools run on 16-bit tensors, each computing in float32
+// and rounding its result once (engine/cpu/cpu_util.h). Their gradients are
+// 16-bit as well (autograd checks that a gradient has its tensor's dtype).
+// float32 stay: the network's input, the linear head's output (the loss
+// takes float32 logits, as autocast's BCE does), the loss, the master
+// weights and their gradients, and the optimizer state. That halves the
+// activations kept for backward, as PyTorch's autocast does.
 //
-// Where the device's kernel takes 16-bit tensors (cuDNN convolutions on a
-// GPU: tensor cores), the operands really are bfloat16/float16 tensors, half
-// the bytes, and the convolution saves those for backward. On the CPU (and
-// for linear, a GEMM of 2048 x 6) the same numbers are made by rounding
-// float32 values in place (round_to_precision_): numerically what tensor
-// cores compute, up to the order of accumulation. That is what lets the CPU
-// tests check the training curve of mixed precision.
+// Where the device's kernel takes 16-bit operands (cuDNN convolutions on a
+// GPU: tensor cores) they are given as such. On the CPU, and for linear (a
+// GEMM of 2048 x 6), the convolution widens its 16-bit operands to float32
+// (exactly), and rounds float32 weights to the low precision in place
+// (round_to_precision_): numerically what tensor cores compute, up to the
+// order of accumulation. The CPU is the oracle of the CUDA path: the same
+// rounding points. That is what lets the CPU tests check the training curve
+// of mixed precision.
 //
 // float16's range stops at 65504 and its smallest subnormal is 2^-24: small
 // gradients flush to zero. LossScaler multiplies the loss by a large factor
@@ -49,16 +57,26 @@ class AutocastGuard {
 };
 
 // The operands and results of one op under autocast. native: the device's
-// kernel takes 16-bit tensors (results come back as such and are widened);
-// otherwise float32 tensors holding rounded values.
+// kernel takes 16-bit tensors; otherwise it computes on float32 tensors
+// holding 16-bit values.
 struct MixedOperands {
   DType precision;
   bool native;
-  // contiguous in `fmt`, rounded or converted
+  // t (float32, or 16-bit of `precision`) as a `precision` tensor,
+  // contiguous in `fmt`: rounded to nearest even, or t itself. What a
+  // convolution keeps for backward: half the bytes of float32.
+  Tensor low(const Tensor& t, MemoryFormat fmt = MemoryFormat::Contiguous) const;
+  // A low-precision tensor as the kernel takes it: itself (native), or
+  // widened to float32 (exactly) for the time of one kernel call.
+  Tensor for_kernel(const Tensor& t16) const;
+  // t for the kernel, contiguous in `fmt`: for_kernel(low(t, fmt)), but a
+  // float32 t is rounded in a float32 copy straight away.
   Tensor operand(const Tensor& t, MemoryFormat fmt = MemoryFormat::Contiguous) const;
   // an empty output of the kernel
   Tensor result(const Shape& shape, const Tensor& like, MemoryFormat fmt = MemoryFormat::Contiguous) const;
-  Tensor finish(const Tensor& r) const;  // float32, rounded, in r's layout
+  // the kernel's result r in dtype `as`: `precision` (a 16-bit tensor) or
+  // Float32 (holding values rounded to `precision`), in r's layout
+  Tensor finish(const Tensor& r, DType as) const;
 };
 
 // A float32 copy of t with every element rounded to `precision`.

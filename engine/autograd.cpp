@@ -31,6 +31,7 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
     const bool need = t.defined() && t.requires_grad();
     if (need) {
       e.shape = t.shape();
+      e.dtype = t.dtype();
       if (t.is_leaf())
         e.leaf = t.impl_ptr();
       else
@@ -124,8 +125,9 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
       const Edge& e = n->inputs[i];
       if (!n->needs[i]) continue;
       const Tensor& gi = grads[i];
-      ICH_CHECK(gi.defined() && gi.shape() == e.shape, "op '", n->name, "': gradient of input ", i, " is ",
-                gi.str(), ", expected shape ", shape_str(e.shape));
+      ICH_CHECK(gi.defined() && gi.shape() == e.shape && gi.dtype() == e.dtype, "op '", n->name,
+                "': gradient of input ", i, " is ", gi.str(), ", expected ", dtype_name(e.dtype), " of shape ",
+                shape_str(e.shape));
       if (e.leaf) {
         accumulate_leaf(*e.leaf, gi);
         continue;

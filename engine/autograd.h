@@ -30,7 +30,8 @@ namespace ich {
 struct Edge {
   std::shared_ptr<Node> fn;           // producer of a non-leaf input, or
   std::shared_ptr<TensorImpl> leaf;   // the leaf input that accumulates
-  Shape shape;                        // the input's shape, to check the gradient
+  Shape shape;                        // the input's shape and dtype, to check the gradient
+  DType dtype = DType::Float32;       // (a 16-bit activation gets a 16-bit gradient)
 };
 
 // needs[i]: whether input i wants a gradient; a backward closure may return

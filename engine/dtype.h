@@ -37,6 +37,12 @@ inline const char* dtype_name(DType t) {
   return "unknown";
 }
 
+inline bool is_16bit(DType t) { return t == DType::BFloat16 || t == DType::Float16; }
+// The dtype of the per-channel parameters and statistics of batch norm next
+// to activations of dtype x: float32 for 16-bit activations (as PyTorch),
+// else x's own.
+inline DType param_dtype(DType x) { return is_16bit(x) ? DType::Float32 : x; }
+
 // The C++ type behind a dtype, for the templated CPU kernels.
 template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::Float32; }

@@ -41,6 +41,9 @@ Tensor sum(const Tensor& x);                   // one element
 Tensor mean(const Tensor& x);                  // one element
 Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor flatten(const Tensor& x);               // (N, ...) -> (N, rest)
+// x in another floating-point dtype (rounded to nearest even, as
+// Tensor::to), its gradient converted back: as PyTorch's x.to(dtype).
+Tensor cast(const Tensor& x, DType dtype);
 // A batch from the loader onto the device, as network input: float32
 // batches are copied; uint8 ones (BatchLoader bytes mode) are uploaded as
 // bytes (a quarter of the traffic; asynchronously on a GPU) and normalised

@@ -323,7 +323,7 @@ double Tensor::item() const {
 
 Tensor& Tensor::set_requires_grad(bool r) {
   ICH_CHECK(is_leaf(), "set_requires_grad on a non-leaf tensor ", str(), ": detach() it first");
-  ICH_CHECK(!r || dtype() == DType::Float32 || dtype() == DType::Float64,
+  ICH_CHECK(!r || dtype() == DType::Float32 || dtype() == DType::Float64 || is_16bit(dtype()),
             "only floating-point tensors can require gradients, got ", str());
   impl().requires_grad = r;
   return *this;

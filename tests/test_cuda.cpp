@@ -46,7 +46,9 @@ void compare_backends(std::vector<Tensor> cpu_in, const std::function<Tensor(con
     if (t.requires_grad()) g.set_requires_grad(true);
     gpu_in.push_back(g);
   }
-  Tensor y_cpu = f(cpu_in), y_gpu = f(gpu_in);
+  // a 16-bit result (autocast) is compared, and differentiated, as float32
+  const auto wide = [](const Tensor& y) { return is_16bit(y.dtype()) ? cast(y, DType::Float32) : y; };
+  Tensor y_cpu = wide(f(cpu_in)), y_gpu = wide(f(gpu_in));
   ASSERT_TRUE(y_gpu.device().is_cuda());
   Generator gen(4);
   const Tensor r = Tensor::randn(y_cpu.shape(), gen, y_cpu.dtype());
@@ -257,6 +259,54 @@ TEST_F(Cuda, AutocastConvolutionMatchesCpuEmulation) {
     compare_backends({leaf32({2, 64, 14, 14}, gen), leaf32({64, 2, 3, 3}, gen), Tensor()},
                      [&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], p); },
                      lp == DType::BFloat16 ? 1e-2 : 2e-3);
+  }
+}
+
+// 16-bit activations (engine/amp.h): batch norm (training, with the running
+// statistics, and eval), the fused batch norm + add + ReLU, ReLU, add and
+// both pools on bfloat16/float16 tensors, forward and backward, against the
+// CPU's emulation. Our CUDA kernels round at the CPU's points; what differs
+// is the order of batch norm's float64 sums, which can move a result by one
+// unit of the 16-bit format (2^-8 / 2^-11 relative).
+TEST_F(Cuda, SixteenBitActivationsMatchCpuEmulation) {
+  Generator gen(23);
+  Pool2dParams mp;
+  mp.kernel_h = mp.kernel_w = 3;
+  mp.stride_h = mp.stride_w = 2;
+  mp.pad_h = mp.pad_w = 1;
+  for (DType lp : {DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(dtype_name(lp));
+    const double tol = lp == DType::BFloat16 ? 1e-2 : 2e-3;
+    const auto low = [lp](const Tensor& t) { return cast(t, lp); };
+    for (bool training : {true, false}) {
+      Tensor rm_c = Tensor::zeros({16}), rv_c = Tensor::ones({16});
+      Tensor rm_g = rm_c.to(Device::cuda()), rv_g = rv_c.to(Device::cuda());
+      int call = 0;
+      compare_backends({leaf32({4, 16, 7, 5}, gen), leaf32({16}, gen), leaf32({16}, gen), leaf32({4, 16, 7, 5}, gen)},
+                       [&](const std::vector<Tensor>& in) {
+                         Tensor& rm = call == 0 ? rm_c : rm_g;
+                         Tensor& rv = call++ == 0 ? rv_c : rv_g;
+                         const Tensor bn = batch_norm2d(low(in[0]), in[1], in[2], rm, rv, training);
+                         return relu(add(bn, low(in[3])));
+                       },
+                       tol);
+      EXPECT_CLOSE(rm_g.to(Device::cpu()), rm_c, 1e-6);
+      EXPECT_CLOSE(rv_g.to(Device::cpu()), rv_c, 1e-6);
+    }
+    Tensor rm_c = Tensor::zeros({16}), rv_c = Tensor::ones({16});
+    Tensor rm_g = rm_c.to(Device::cuda()), rv_g = rv_c.to(Device::cuda());
+    int call = 0;
+    compare_backends({leaf32({4, 16, 7, 5}, gen), leaf32({16}, gen), leaf32({16}, gen), leaf32({4, 16, 7, 5}, gen)},
+                     [&](const std::vector<Tensor>& in) {
+                       Tensor& rm = call == 0 ? rm_c : rm_g;
+                       Tensor& rv = call++ == 0 ? rv_c : rv_g;
+                       return batch_norm_relu(low(in[0]), in[1], in[2], rm, rv, true, 0.1, 1e-5, low(in[3]));
+                     },
+                     tol);
+    compare_backends({leaf32({2, 8, 11, 9}, gen)},
+                     [&](const std::vector<Tensor>& in) { return max_pool2d(low(in[0]), mp); }, tol);
+    compare_backends({leaf32({2, 8, 5, 7}, gen)},
+                     [&](const std::vector<Tensor>& in) { return adaptive_avg_pool2d(low(in[0]), 3, 2); }, tol);
   }
 }
 

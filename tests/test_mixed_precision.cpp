@@ -128,16 +128,18 @@ TEST(Autocast, ConvAndLinearRoundOperandsAndResults) {
       y = conv2d(x, w, b, p);
     }
     EXPECT_EQ(autocast_dtype(), DType::Float32);
-    EXPECT_EQ(y.dtype(), DType::Float32);
+    EXPECT_EQ(y.dtype(), lp);  // a 16-bit activation
     // The definition: float32 arithmetic on rounded operands, result rounded.
     Tensor want = conv2d(rounded(x, lp), rounded(w, lp), rounded(b, lp), p).detach();
     want = rounded(want, lp);
     EXPECT_EQ(y.to_vector(), want.to_vector());
-    for (double v : y.to_vector()) ASSERT_TRUE(lp == DType::BFloat16 ? is_bf16(float(v)) : is_fp16(float(v)));
     const double tol = lp == DType::BFloat16 ? 2e-2 : 3e-3;  // a few units of 2^-8 / 2^-11
-    EXPECT_LT(rel_diff(y, y32), tol);
-    EXPECT_GT(rel_diff(y, y32), 0);  // something was rounded
-    sum(mul(y, y)).backward();       // backward outside the guard still runs in the forward's precision
+    EXPECT_LT(rel_diff(y.to(DType::Float32), y32), tol);
+    EXPECT_GT(rel_diff(y.to(DType::Float32), y32), 0);  // something was rounded
+    const Tensor y_wide = cast(y, DType::Float32);     // its gradient comes back as lp
+    sum(mul(y_wide, y_wide)).backward();  // backward outside the guard still runs in the forward's precision
+    EXPECT_EQ(x.grad().dtype(), DType::Float32);  // x's own dtype, holding rounded values
+    EXPECT_EQ(w.grad().dtype(), DType::Float32);
     for (double v : x.grad().to_vector()) ASSERT_TRUE(lp == DType::BFloat16 ? is_bf16(float(v)) : is_fp16(float(v)));
     for (double v : w.grad().to_vector()) ASSERT_TRUE(lp == DType::BFloat16 ? is_bf16(float(v)) : is_fp16(float(v)));
     EXPECT_LT(rel_diff(x.grad(), gx32), 3 * tol);

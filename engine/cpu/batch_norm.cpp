@@ -11,7 +11,9 @@
 //   dx     = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma)
 // (mean and var depend on every x, hence the two sums). In eval the
 // statistics are constants and dx = gamma*invstd*dy.
-// Sums run in double, per channel, in a fixed order.
+// Sums run in double, per channel, in a fixed order. bfloat16/float16
+// activations (x, y, dy, dx) come with float32 parameters and statistics
+// (param_dtype, as PyTorch), and y and dx are rounded to 16 bits once.
 #include <cmath>
 
 #include "engine/cpu/cpu_util.h"
@@ -39,14 +41,17 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
   ICH_CHECK(g.M() > 1, k, ": needs more than one value per channel in training, got ", x.str());
   for (const Tensor* t : TensorList{&x, &y}) expect(*t, k, "x/y", x.dtype());
   for (const Tensor* t : TensorList{&gamma, &beta, &running_mean, &running_var, &save_mean, &save_invstd}) {
-    expect(*t, k, "per-channel tensor", x.dtype());
+    expect(*t, k, "per-channel tensor", param_dtype(x.dtype()));
     ICH_CHECK(t->numel() == g.C, k, ": per-channel tensor ", t->str(), " for ", g.C, " channels");
   }
-  dispatch_float(x, k, [&](auto zero) {
+  dispatch_activation(x, k, [&](auto zero) {
     using T = decltype(zero);
-    const T *xp = x.data<T>(), *gp = gamma.data<T>(), *bp = beta.data<T>();
-    T *yp = y.data<T>(), *rm = running_mean.data<T>(), *rv = running_var.data<T>();
-    T *sm = save_mean.data<T>(), *si = save_invstd.data<T>();
+    using P = wide_t<T>;  // the per-channel tensors
+    const T* xp = x.data<T>();
+    const P *gp = gamma.data<P>(), *bp = beta.data<P>();
+    T* yp = y.data<T>();
+    P *rm = running_mean.data<P>(), *rv = running_var.data<P>();
+    P *sm = save_mean.data<P>(), *si = save_invstd.data<P>();
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < g.C; ++c) {
       double sum = 0;
@@ -67,11 +72,11 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
           const int64_t i = (n * g.C + c) * g.P + q;
           yp[i] = T(double(xp[i]) * scale + shift);
         }
-      sm[c] = T(mean);
-      si[c] = T(invstd);
+      sm[c] = P(mean);
+      si[c] = P(invstd);
       const double unbiased = var * double(g.M()) / double(g.M() - 1);
-      rm[c] = T((1.0 - momentum) * double(rm[c]) + momentum * mean);
-      rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * unbiased);
+      rm[c] = P((1.0 - momentum) * double(rm[c]) + momentum * mean);
+      rv[c] = P((1.0 - momentum) * double(rv[c]) + momentum * unbiased);
     }
   });
 }
@@ -82,13 +87,15 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
   const BnGeom g = bn_geometry(k, x);
   for (const Tensor* t : TensorList{&x, &y}) expect(*t, k, "x/y", x.dtype());
   for (const Tensor* t : TensorList{&gamma, &beta, &running_mean, &running_var}) {
-    expect(*t, k, "per-channel tensor", x.dtype());
+    expect(*t, k, "per-channel tensor", param_dtype(x.dtype()));
     ICH_CHECK(t->numel() == g.C, k, ": per-channel tensor ", t->str(), " for ", g.C, " channels");
   }
-  dispatch_float(x, k, [&](auto zero) {
+  dispatch_activation(x, k, [&](auto zero) {
     using T = decltype(zero);
-    const T *xp = x.data<T>(), *gp = gamma.data<T>(), *bp = beta.data<T>();
-    const T *rm = running_mean.data<T>(), *rv = running_var.data<T>();
+    using P = wide_t<T>;  // the per-channel tensors
+    const T* xp = x.data<T>();
+    const P *gp = gamma.data<P>(), *bp = beta.data<P>();
+    const P *rm = running_mean.data<P>(), *rv = running_var.data<P>();
     T* yp = y.data<T>();
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < g.N; ++n)
@@ -110,13 +117,14 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma,
   const BnGeom g = bn_geometry(k, x);
   for (const Tensor* t : TensorList{&gy, &x}) expect(*t, k, "gy/x", x.dtype());
   if (gx.defined()) expect(gx, k, "gx", x.dtype());
-  for (const Tensor* t : TensorList{&gamma, &mean, &invstd, &ggamma, &gbeta}) expect(*t, k, "per-channel tensor", x.dtype());
-  dispatch_float(x, k, [&](auto zero) {
+  for (const Tensor* t : TensorList{&gamma, &mean, &invstd, &ggamma, &gbeta}) expect(*t, k, "per-channel tensor", param_dtype(x.dtype()));
+  dispatch_activation(x, k, [&](auto zero) {
     using T = decltype(zero);
-    const T *gyp = gy.data<T>(), *xp = x.data<T>(), *gp = gamma.data<T>();
-    const T *mp = mean.data<T>(), *ip = invstd.data<T>();
+    using P = wide_t<T>;  // the per-channel tensors
+    const T *gyp = gy.data<T>(), *xp = x.data<T>();
+    const P *gp = gamma.data<P>(), *mp = mean.data<P>(), *ip = invstd.data<P>();
     T* gxp = gx.defined() ? gx.data<T>() : nullptr;
-    T *ggp = ggamma.data<T>(), *gbp = gbeta.data<T>();
+    P *ggp = ggamma.data<P>(), *gbp = gbeta.data<P>();
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < g.C; ++c) {
       const double m = double(mp[c]), is = double(ip[c]);
@@ -127,8 +135,8 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma,
           sum_dy += double(gyp[i]);
           sum_dy_xhat += double(gyp[i]) * (double(xp[i]) - m) * is;
         }
-      ggp[c] = T(sum_dy_xhat);
-      gbp[c] = T(sum_dy);
+      ggp[c] = P(sum_dy_xhat);
+      gbp[c] = P(sum_dy);
       if (!gxp) continue;
       const double M = double(g.M()), k1 = double(gp[c]) * is;
       for (int64_t n = 0; n < g.N; ++n)

@@ -7,7 +7,9 @@
 //   scale:    y = s * x;              dx = s * dy
 //   sum:      y = sum(x);             dx = dy everywhere
 // sum adds fixed-size blocks in double, then the block sums in order, so its
-// result does not depend on the number of threads.
+// result does not depend on the number of threads. relu, add and add_relu_
+// also take bfloat16/float16 tensors (cpu_util.h: computed in float32,
+// rounded once).
 #include <cmath>
 #include <vector>
 
@@ -30,20 +32,22 @@ void same_shape(const char* k, const Tensor& a, const Tensor& b) {
 void relu_forward(const Tensor& x, Tensor& y) {
   expect(x, "relu_forward", "x", x.dtype());
   expect(y, "relu_forward", "y", x.dtype());
-  dispatch_float(x, "relu_forward", [&](auto zero) {
+  dispatch_activation(x, "relu_forward", [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     const T* xp = x.data<T>();
     // As torch.relu: NaN stays NaN (so a NaN reaches the loss and is caught there)
-    map(x.numel(), y.data<T>(), [&](int64_t i) { return xp[i] <= T(0) ? T(0) : xp[i]; });
+    map(x.numel(), y.data<T>(), [&](int64_t i) { return A(xp[i]) <= A(0) ? T(A(0)) : xp[i]; });
   });
 }
 
 void relu_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
   for (const Tensor* t : TensorList{&gy, &y, &gx}) expect(*t, "relu_backward", "gy/y/gx", y.dtype());
-  dispatch_float(y, "relu_backward", [&](auto zero) {
+  dispatch_activation(y, "relu_backward", [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     const T *g = gy.data<T>(), *yp = y.data<T>();
-    map(y.numel(), gx.data<T>(), [&](int64_t i) { return yp[i] > T(0) ? g[i] : T(0); });
+    map(y.numel(), gx.data<T>(), [&](int64_t i) { return A(yp[i]) > A(0) ? g[i] : T(A(0)); });
   });
 }
 
@@ -69,21 +73,23 @@ void sigmoid_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
 void add_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   same_shape("add_forward", a, b);
   for (const Tensor* t : TensorList{&a, &b, &y}) expect(*t, "add_forward", "a/b/y", a.dtype());
-  dispatch_float(a, "add_forward", [&](auto zero) {
+  dispatch_activation(a, "add_forward", [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     const T *ap = a.data<T>(), *bp = b.data<T>();
-    map(a.numel(), y.data<T>(), [&](int64_t i) { return ap[i] + bp[i]; });
+    map(a.numel(), y.data<T>(), [&](int64_t i) { return T(A(ap[i]) + A(bp[i])); });
   });
 }
 
 void add_inplace(Tensor& dst, const Tensor& src) {
   same_shape("add_inplace", dst, src);
   for (const Tensor* t : TensorList{&dst, &src}) expect(*t, "add_inplace", "dst/src", dst.dtype());
-  dispatch_float(dst, "add_inplace", [&](auto zero) {
+  dispatch_activation(dst, "add_inplace", [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     T* d = dst.data<T>();
     const T* s = src.data<T>();
-    map(dst.numel(), d, [&](int64_t i) { return d[i] + s[i]; });
+    map(dst.numel(), d, [&](int64_t i) { return T(A(d[i]) + A(s[i])); });
   });
 }
 
@@ -139,8 +145,9 @@ void fill_like_scalar(const Tensor& gy, double s, Tensor& gx) {
 
 void add_relu_(Tensor& y, const Tensor& r) {
   const char* k = "add_relu_";
-  dispatch_float(y, k, [&](auto z) {
+  dispatch_activation(y, k, [&](auto z) {
     using T = decltype(z);
+    using A = wide_t<T>;
     expect(y, k, "y", y.dtype());
     if (r.defined()) expect(r, k, "residual", y.dtype());
     ICH_CHECK(!r.defined() || r.shape() == y.shape(), k, ": residual ", r.str(), " for ", y.str());
@@ -149,8 +156,8 @@ void add_relu_(Tensor& y, const Tensor& r) {
     const int64_t n = y.numel();
 #pragma omp parallel for if (n > (1 << 16))
     for (int64_t i = 0; i < n; ++i) {
-      const T v = q ? p[i] + q[i] : p[i];
-      p[i] = v <= T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
+      const A v = q ? A(p[i]) + A(q[i]) : A(p[i]);
+      p[i] = T(v <= A(0) ? A(0) : v);  // NaN stays NaN, as torch.relu
     }
   });
 }

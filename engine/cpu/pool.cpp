@@ -10,8 +10,13 @@
 // adaptive_avg_pool2d: output cell (i,j) averages rows floor(i*H/Ho) ..
 // ceil((i+1)*H/Ho)-1 and the matching columns; 1x1 output is the global mean.
 // Backward spreads dy/count evenly over the cell's inputs.
+//
+// Both take bfloat16/float16 tensors too (cpu_util.h): the maximum is exact,
+// averages and the gradients that several outputs send to one input are
+// summed in float32 and rounded once, as the CUDA kernels do.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "engine/cpu/cpu_util.h"
 #include "engine/kernels.h"
@@ -24,8 +29,9 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
   expect(y, k, "y", x.dtype());
   expect(argmax, k, "argmax", DType::Int64);
   const int64_t NC = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3);
-  dispatch_float(x, k, [&](auto zero) {
+  dispatch_activation(x, k, [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
     int64_t* ap = argmax.data<int64_t>();
@@ -34,7 +40,7 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
       const T* xin = xp + plane * H * W;
       for (int64_t oh = 0; oh < Ho; ++oh)
         for (int64_t ow = 0; ow < Wo; ++ow) {
-          T best = -std::numeric_limits<T>::infinity();
+          A best = -std::numeric_limits<A>::infinity();
           int64_t where = -1;
           for (int64_t i = 0; i < p.kernel_h; ++i) {
             const int64_t ih = oh * p.stride_h - p.pad_h + i;
@@ -42,7 +48,7 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
             for (int64_t j = 0; j < p.kernel_w; ++j) {
               const int64_t iw = ow * p.stride_w - p.pad_w + j;
               if (iw < 0 || iw >= W) continue;
-              const T v = xin[ih * W + iw];
+              const A v = A(xin[ih * W + iw]);
               if (where < 0 || v > best || std::isnan(v)) {  // NaN propagates, as in PyTorch
                 best = v;
                 where = ih * W + iw;
@@ -51,7 +57,7 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
             }
           }
         done:
-          yp[(plane * Ho + oh) * Wo + ow] = best;
+          yp[(plane * Ho + oh) * Wo + ow] = T(best);
           ap[(plane * Ho + oh) * Wo + ow] = where;
         }
     }
@@ -64,18 +70,26 @@ void max_pool2d_backward(const Tensor& gy, const Tensor& argmax, Tensor& gx, con
   expect(gx, k, "gx", gy.dtype());
   expect(argmax, k, "argmax", DType::Int64);
   const int64_t NC = gx.size(0) * gx.size(1), HW = gx.size(2) * gx.size(3), HWo = gy.size(2) * gy.size(3);
-  dispatch_float(gy, k, [&](auto zero) {
+  dispatch_activation(gy, k, [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     const T* g = gy.data<T>();
     const int64_t* ap = argmax.data<int64_t>();
     T* out = gx.data<T>();
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < NC; ++plane) {
-      T* dx = out + plane * HW;
-      for (int64_t q = 0; q < HW; ++q) dx[q] = T(0);
-      for (int64_t q = 0; q < HWo; ++q) {
-        const int64_t a = ap[plane * HWo + q];
-        if (a >= 0) dx[a] += g[plane * HWo + q];
+#pragma omp parallel
+    {
+      std::vector<A> acc(is_16bit_type<T> ? size_t(HW) : 0);  // 16-bit: the sums in float32, rounded once
+#pragma omp for schedule(static)
+      for (int64_t plane = 0; plane < NC; ++plane) {
+        A* dx = acc.data();
+        if constexpr (!is_16bit_type<T>) dx = out + plane * HW;
+        for (int64_t q = 0; q < HW; ++q) dx[q] = A(0);
+        for (int64_t q = 0; q < HWo; ++q) {
+          const int64_t a = ap[plane * HWo + q];
+          if (a >= 0) dx[a] += A(g[plane * HWo + q]);
+        }
+        if constexpr (is_16bit_type<T>)
+          for (int64_t q = 0; q < HW; ++q) out[plane * HW + q] = T(dx[q]);
       }
     }
   });
@@ -91,7 +105,7 @@ void adaptive_avg_pool2d_forward(const Tensor& x, Tensor& y) {
   expect(x, k, "x", x.dtype());
   expect(y, k, "y", x.dtype());
   const int64_t NC = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3);
-  dispatch_float(x, k, [&](auto zero) {
+  dispatch_activation(x, k, [&](auto zero) {
     using T = decltype(zero);
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
@@ -104,7 +118,7 @@ void adaptive_avg_pool2d_forward(const Tensor& x, Tensor& y) {
           double s = 0;
           for (int64_t ih = h0; ih < h1; ++ih)
             for (int64_t iw = w0; iw < w1; ++iw) s += double(xp[(plane * H + ih) * W + iw]);
-          yp[(plane * Ho + oh) * Wo + ow] = T(s / double((h1 - h0) * (w1 - w0)));
+          yp[(plane * Ho + oh) * Wo + ow] = T(wide_t<T>(s / double((h1 - h0) * (w1 - w0))));
         }
   });
 }
@@ -114,21 +128,30 @@ void adaptive_avg_pool2d_backward(const Tensor& gy, Tensor& gx) {
   expect(gy, k, "gy", gy.dtype());
   expect(gx, k, "gx", gy.dtype());
   const int64_t NC = gx.size(0) * gx.size(1), H = gx.size(2), W = gx.size(3), Ho = gy.size(2), Wo = gy.size(3);
-  dispatch_float(gy, k, [&](auto zero) {
+  dispatch_activation(gy, k, [&](auto zero) {
     using T = decltype(zero);
+    using A = wide_t<T>;
     const T* g = gy.data<T>();
-    T* dx = gx.data<T>();
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < NC; ++plane) {
-      for (int64_t q = 0; q < H * W; ++q) dx[plane * H * W + q] = T(0);
-      for (int64_t oh = 0; oh < Ho; ++oh)
-        for (int64_t ow = 0; ow < Wo; ++ow) {
-          const int64_t h0 = cell_start(oh, H, Ho), h1 = cell_end(oh, H, Ho);
-          const int64_t w0 = cell_start(ow, W, Wo), w1 = cell_end(ow, W, Wo);
-          const T share = T(double(g[(plane * Ho + oh) * Wo + ow]) / double((h1 - h0) * (w1 - w0)));
-          for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) dx[(plane * H + ih) * W + iw] += share;
-        }
+    T* out = gx.data<T>();
+#pragma omp parallel
+    {
+      std::vector<A> acc(is_16bit_type<T> ? size_t(H * W) : 0);  // 16-bit: the sums in float32, rounded once
+#pragma omp for schedule(static)
+      for (int64_t plane = 0; plane < NC; ++plane) {
+        A* dx = acc.data();
+        if constexpr (!is_16bit_type<T>) dx = out + plane * H * W;
+        for (int64_t q = 0; q < H * W; ++q) dx[q] = A(0);
+        for (int64_t oh = 0; oh < Ho; ++oh)
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            const int64_t h0 = cell_start(oh, H, Ho), h1 = cell_end(oh, H, Ho);
+            const int64_t w0 = cell_start(ow, W, Wo), w1 = cell_end(ow, W, Wo);
+            const A share = A(double(g[(plane * Ho + oh) * Wo + ow]) / double((h1 - h0) * (w1 - w0)));
+            for (int64_t ih = h0; ih < h1; ++ih)
+              for (int64_t iw = w0; iw < w1; ++iw) dx[ih * W + iw] += share;
+          }
+        if constexpr (is_16bit_type<T>)
+          for (int64_t q = 0; q < H * W; ++q) out[plane * H * W + q] = T(dx[q]);
+      }
     }
   });
 }

@@ -1,6 +1,9 @@
 // cuda_util.h: argument checks and dtype dispatch shared by the CUDA kernels
 // (the same contract as engine/cpu/cpu_util.h).
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <string>
 
 #include "engine/cuda/context.h"
@@ -18,6 +21,32 @@ template <class F> void dispatch_float(const Tensor& t, const char* kernel, F&& 
     default: throw Error(std::string(kernel) + ": dtype " + dtype_name(t.dtype()) + " is not supported on cuda");
   }
 }
+
+// The activation kernels (pointwise, batch norm, pools) also take the 16-bit
+// tensors of mixed precision, as the CPU's (engine/cpu/cpu_util.h): f(T{})
+// with T = float, double, __nv_bfloat16 or __half; each element widened to
+// float32 (widen), computed, and rounded once where it is stored (narrow).
+template <class F> void dispatch_activation(const Tensor& t, const char* kernel, F&& f) {
+  switch (t.dtype()) {
+    case DType::BFloat16: f(__nv_bfloat16{}); return;
+    case DType::Float16: f(__half{}); return;
+    default: dispatch_float(t, kernel, f);
+  }
+}
+template <class T> struct WideOf { using type = T; };
+template <> struct WideOf<__half> { using type = float; };
+template <> struct WideOf<__nv_bfloat16> { using type = float; };
+template <class T> using wide_t = typename WideOf<T>::type;
+__device__ __forceinline__ float widen(float v) { return v; }
+__device__ __forceinline__ double widen(double v) { return v; }
+__device__ __forceinline__ float widen(__half v) { return __half2float(v); }
+__device__ __forceinline__ float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <class T> __device__ __forceinline__ T narrow(wide_t<T> v) { return T(v); }
+template <> __device__ __forceinline__ __half narrow<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+// From a double (batch norm's float64 sums): to float32 first, as the CPU's
+// BFloat16(double) / Float16(double) do, then rounded once more to 16 bits.
+template <class T> __device__ __forceinline__ T narrow_from_double(double v) { return narrow<T>(wide_t<T>(v)); }
 
 inline void expect(const Tensor& t, const char* kernel, const char* arg, DType dtype) {
   ICH_CHECK(t.defined(), kernel, ": ", arg, " is undefined");

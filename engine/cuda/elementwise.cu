@@ -1,6 +1,8 @@
 // elementwise.cu: pointwise kernels and the full sum (the math is in
 // engine/cpu/elementwise.cpp). Grid-stride loops; the sum reduces a fixed
 // grid of blocks, then the block sums in order, so it is deterministic.
+// relu, add and add_relu_ also take bfloat16/float16 tensors (cuda_util.h:
+// computed in float32, rounded once, as the CPU's).
 #include "engine/cuda/cuda_util.h"
 #include "engine/kernels.h"
 
@@ -28,11 +30,13 @@ void same_shape(const char* k, const Tensor& a, const Tensor& b) {
 // the generic lambdas of dispatch_float).
 template <class T> struct ReluFwd {
   const T* x;
-  __device__ T operator()(int64_t i) const { return x[i] <= T(0) ? T(0) : x[i]; }  // NaN stays NaN
+  __device__ T operator()(int64_t i) const {
+    return widen(x[i]) <= wide_t<T>(0) ? narrow<T>(0) : x[i];  // NaN stays NaN
+  }
 };
 template <class T> struct ReluBwd {
   const T *g, *y;
-  __device__ T operator()(int64_t i) const { return y[i] > T(0) ? g[i] : T(0); }
+  __device__ T operator()(int64_t i) const { return widen(y[i]) > wide_t<T>(0) ? g[i] : narrow<T>(0); }
 };
 template <class T> struct SigmoidFwd {
   const T* x;
@@ -44,7 +48,7 @@ template <class T> struct SigmoidBwd {
 };
 template <class T> struct Add {
   const T *a, *b;
-  __device__ T operator()(int64_t i) const { return a[i] + b[i]; }
+  __device__ T operator()(int64_t i) const { return narrow<T>(widen(a[i]) + widen(b[i])); }
 };
 template <class T> struct Mul {
   const T *a, *b;
@@ -88,7 +92,7 @@ template <class T> __global__ void final_sum(const double* part, int blocks, T* 
 void relu_forward(const Tensor& x, Tensor& y) {
   expect_dense(x, x, "relu_forward", "x", x.dtype());
   expect_dense(y, x, "relu_forward", "y", x.dtype());
-  dispatch_float(x, "relu_forward", [&](auto z) {
+  dispatch_activation(x, "relu_forward", [&](auto z) {
     using T = decltype(z);
     const T* xp = ptr<T>(x);
     map<T>(y, ReluFwd<T>{xp});
@@ -97,7 +101,7 @@ void relu_forward(const Tensor& x, Tensor& y) {
 
 void relu_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
   for (const Tensor* t : TensorList{&gy, &y, &gx}) expect_dense(*t, y, "relu_backward", "gy/y/gx", y.dtype());
-  dispatch_float(y, "relu_backward", [&](auto z) {
+  dispatch_activation(y, "relu_backward", [&](auto z) {
     using T = decltype(z);
     const T *g = ptr<T>(gy), *yp = ptr<T>(y);
     map<T>(gx, ReluBwd<T>{g, yp});
@@ -126,7 +130,7 @@ void sigmoid_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
 void add_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   same_shape("add_forward", a, b);
   for (const Tensor* t : TensorList{&a, &b, &y}) expect_dense(*t, a, "add_forward", "a/b/y", a.dtype());
-  dispatch_float(a, "add_forward", [&](auto z) {
+  dispatch_activation(a, "add_forward", [&](auto z) {
     using T = decltype(z);
     const T *ap = ptr<T>(a), *bp = ptr<T>(b);
     map<T>(y, Add<T>{ap, bp});
@@ -136,7 +140,7 @@ void add_forward(const Tensor& a, const Tensor& b, Tensor& y) {
 void add_inplace(Tensor& dst, const Tensor& src) {
   same_shape("add_inplace", dst, src);
   for (const Tensor* t : TensorList{&dst, &src}) expect_dense(*t, dst, "add_inplace", "dst/src", dst.dtype());
-  dispatch_float(dst, "add_inplace", [&](auto z) {
+  dispatch_activation(dst, "add_inplace", [&](auto z) {
     using T = decltype(z);
     T* d = ptr<T>(dst);
     const T* s = ptr<T>(src);
@@ -192,8 +196,8 @@ void fill_like_scalar(const Tensor& gy, double s, Tensor& gx) {
 namespace {
 template <class T> __global__ void add_relu_kernel(T* y, const T* r, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const T v = r ? y[i] + r[i] : y[i];
-    y[i] = v <= T(0) ? T(0) : v;  // NaN stays NaN
+    const wide_t<T> v = r ? widen(y[i]) + widen(r[i]) : widen(y[i]);
+    y[i] = narrow<T>(v <= wide_t<T>(0) ? wide_t<T>(0) : v);  // NaN stays NaN
   }
 }
 }  // namespace
@@ -204,7 +208,7 @@ void add_relu_(Tensor& y, const Tensor& r) {
   if (r.defined()) expect_dense(r, y, k, "residual", y.dtype());
   const int64_t n = y.numel();
   if (n == 0) return;
-  dispatch_float(y, k, [&](auto z) {
+  dispatch_activation(y, k, [&](auto z) {
     using T = decltype(z);
     add_relu_kernel<T><<<blocks_for(n), 256, 0, context_of(y).stream>>>(ptr<T>(y), r.defined() ? ptr<T>(r) : nullptr, n);
     ICH_CUDA_LAUNCH_CHECK();

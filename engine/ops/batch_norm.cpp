@@ -1,6 +1,8 @@
 // batch_norm2d: forward and backward (see engine/cpu/batch_norm.cpp for the
 // math). The running statistics are buffers, not inputs of the graph: they
 // are updated in place by the training forward and never get gradients.
+// 16-bit activations (engine/amp.h) come with float32 parameters, running
+// and saved statistics (param_dtype).
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -12,7 +14,8 @@ namespace ich {
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                     Tensor& running_var, bool training, double momentum, double eps) {
   ICH_CHECK(x.dim() == 4 || x.dim() == 2, "batch_norm2d: input must be (N,C,H,W) or (N,C), got ", x.str());
-  same_device_dtype("batch_norm2d", x, {&gamma, &beta, &running_mean, &running_var});
+  const DType pd = param_dtype(x.dtype());
+  same_device_as("batch_norm2d", x, {&gamma, &beta, &running_mean, &running_var}, &pd);
   const int64_t C = x.size(1);
   for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
     ICH_CHECK(t->defined() && t->numel() == C, "batch_norm2d: per-channel tensor ", t->str(), " for input ", x.str());
@@ -23,7 +26,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
   const Layout L = layout_for(x, training);
   const Tensor xc = L.in(x);
   Tensor y = L.empty(x.shape(), x);
-  Tensor mean = empty_on(x, {C}), invstd = empty_on(x, {C});
+  Tensor mean = Tensor::empty({C}, pd, x.device()), invstd = Tensor::empty({C}, pd, x.device());
   if (training) {
     ICH_DISPATCH(x.device(), batch_norm_forward_train, xc, gamma, beta, running_mean, running_var, momentum, eps, y,
                  mean, invstd);
@@ -33,7 +36,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
       mean = running_mean.clone();
       std::vector<double> v = running_var.to_vector();
       for (double& e : v) e = 1.0 / std::sqrt(e + eps);
-      invstd = Tensor::from_vector(v, {C}, x.dtype()).to(x.device());
+      invstd = Tensor::from_vector(v, {C}, pd).to(x.device());
     }
   }
   const Tensor x_saved = xc.detach(), g_saved = gamma.detach();
@@ -54,7 +57,9 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   ICH_CHECK(x.dim() == 4, "batch_norm_relu: input must be (N,C,H,W), got ", x.str());
   ICH_CHECK(!residual.defined() || residual.shape() == x.shape(), "batch_norm_relu: residual ", residual.str(),
             " does not match ", x.str());
-  same_device_dtype("batch_norm_relu", x, {&gamma, &beta, &running_mean, &running_var, &residual});
+  const DType pd = param_dtype(x.dtype());
+  same_device_dtype("batch_norm_relu", x, {&residual});
+  same_device_as("batch_norm_relu", x, {&gamma, &beta, &running_mean, &running_var}, &pd);
   const int64_t C = x.size(1);
   for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
     ICH_CHECK(t->defined() && t->numel() == C, "batch_norm_relu: per-channel tensor ", t->str(), " for input ", x.str());
@@ -72,7 +77,7 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   const Layout L = layout_for(x, true);
   const Tensor xc = L.in(x);
   Tensor y = L.empty(x.shape(), x);
-  Tensor mean = empty_on(x, {C}), invstd = empty_on(x, {C});
+  Tensor mean = Tensor::empty({C}, pd, x.device()), invstd = Tensor::empty({C}, pd, x.device());
   ICH_DISPATCH(x.device(), batch_norm_forward_train, xc, gamma, beta, running_mean, running_var, momentum, eps, y,
                mean, invstd);
   const Tensor rc = residual.defined() ? L.in(residual) : Tensor();

@@ -12,36 +12,43 @@ namespace ich {
 namespace {
 
 // Under autocast (engine/amp.h): bfloat16/float16 operands, float32
-// accumulation, results rounded; cuDNN takes 16-bit tensors natively.
+// accumulation, results rounded; cuDNN takes 16-bit tensors natively. The
+// output is a 16-bit tensor; x's gradient comes back in x's dtype (float32
+// for the network's input), the weight's and bias's in float32.
 Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
                     const Shape& y_shape) {
   const MixedOperands m{autocast_dtype(), x.device().is_cuda()};
   const Layout L = layout_for(x, true);
-  // The weight in the kernel's layout too (K,R,S,C for a channels-last call on
-  // a GPU), made once here and kept for backward.
-  const Tensor xl = m.operand(x, L.kernel), wl = m.operand(weight, L.kernel);
+  // x as a 16-bit tensor in the kernel's layout, kept for backward (half the
+  // bytes of float32; the same tensor as x when x is a 16-bit activation).
+  // The weight is kept as the float32 parameter and rounded (in the
+  // kernel's layout: K,R,S,C for a channels-last call on a GPU) again in
+  // backward: 16-bit copies of all weights, kept through the step, would
+  // cost ResNeXt-101 176 MB.
+  const Tensor x16 = m.low(x, L.kernel);
   const Tensor bl = bias.defined() ? m.operand(bias) : Tensor();
   Tensor yl = m.result(y_shape, x, L.kernel);
-  ICH_DISPATCH(x.device(), conv2d_forward, xl, wl, bl, yl, p);
-  const Tensor x_saved = weight.requires_grad() ? xl.detach() : Tensor();
-  const Tensor w_saved = x.requires_grad() ? wl.detach() : Tensor();
+  ICH_DISPATCH(x.device(), conv2d_forward, m.for_kernel(x16), m.operand(weight, L.kernel), bl, yl, p);
+  const Tensor x_saved = weight.requires_grad() ? x16.detach() : Tensor();
+  const Tensor w_saved = x.requires_grad() ? weight.detach() : Tensor();
   const Shape x_shape = x.shape(), w_shape = weight.shape();
-  return record("conv2d", L.out(m.finish(yl)), {x, weight, bias},
-                [m, L, x_saved, w_saved, x_shape, w_shape, p](const Tensor& gy_in, const NeedsGrad& need) {
+  const DType x_dtype = x.dtype();
+  return record("conv2d", L.out(m.finish(yl, m.precision)), {x, weight, bias},
+                [m, L, x_saved, w_saved, x_shape, w_shape, x_dtype, p](const Tensor& gy_in, const NeedsGrad& need) {
                   const Tensor gyl = m.operand(gy_in, L.kernel);
                   Tensor gx, gw, gb;
                   if (need[0]) {
                     Tensor r = m.result(x_shape, gyl, L.kernel);
-                    ICH_DISPATCH(gyl.device(), conv2d_backward_data, gyl, w_saved, r, p);
-                    gx = L.out(m.finish(r));
+                    ICH_DISPATCH(gyl.device(), conv2d_backward_data, gyl, m.operand(w_saved, L.kernel), r, p);
+                    gx = L.out(m.finish(r, x_dtype));
                   }
                   if (need[1]) {
                     Tensor r = m.result(w_shape, gyl);
-                    ICH_DISPATCH(gyl.device(), conv2d_backward_filter, gyl, x_saved, r, p);
-                    gw = m.finish(r);
+                    ICH_DISPATCH(gyl.device(), conv2d_backward_filter, gyl, m.for_kernel(x_saved), r, p);
+                    gw = m.finish(r, DType::Float32);
                   }
-                  if (need[2]) {  // float32, from the float32 gradient
-                    const Tensor gy = L.in(gy_in);
+                  if (need[2]) {  // float32, from the 16-bit gradient widened
+                    const Tensor gy = L.in(gy_in).to(DType::Float32);
                     gb = empty_on(gy, {w_shape[0]});
                     ICH_DISPATCH(gy.device(), conv2d_backward_bias, gy, gb);
                   }
@@ -54,7 +61,14 @@ Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   ICH_CHECK(x.dim() == 4, "conv2d: input must be (N,C,H,W), got ", x.str());
   ICH_CHECK(weight.dim() == 4, "conv2d: weight must be (O,C/groups,kh,kw), got ", weight.str());
-  same_device_dtype("conv2d", x, {&weight, &bias});
+  const bool mixed = autocast_dtype() != DType::Float32 &&
+                     (x.dtype() == DType::Float32 || x.dtype() == autocast_dtype());  // float32 parameters
+  if (mixed) {
+    same_device_dtype("conv2d", weight, {&bias});
+    same_device_as("conv2d", weight, {&x});
+  } else {
+    same_device_dtype("conv2d", x, {&weight, &bias});
+  }
   ICH_CHECK(p.groups >= 1 && x.size(1) % p.groups == 0 && weight.size(0) % p.groups == 0 &&
                 weight.size(1) * p.groups == x.size(1),
             "conv2d: input ", x.str(), " and weight ", weight.str(), " do not fit groups=", p.groups);
@@ -65,8 +79,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const int64_t Wo = (x.size(3) + 2 * p.pad_w - weight.size(3)) / p.stride_w + 1;
   ICH_CHECK(x.size(2) + 2 * p.pad_h >= weight.size(2) && x.size(3) + 2 * p.pad_w >= weight.size(3),
             "conv2d: input ", x.str(), " is smaller than the kernel ", weight.str());
-  if (autocast_dtype() != DType::Float32 && x.dtype() == DType::Float32)
-    return conv2d_mixed(x, weight, bias, p, {x.size(0), weight.size(0), Ho, Wo});
+  if (mixed) return conv2d_mixed(x, weight, bias, p, {x.size(0), weight.size(0), Ho, Wo});
   // cuDNN takes channels-last activations as they are (op_util.h).
   const Layout L = layout_for(x, true);
   // The weight in the kernel's layout too (K,R,S,C for a channels-last call

@@ -1,4 +1,4 @@
-// relu, sigmoid, add, mul, scale, sum, mean, reshape: forward and backward;
+// relu, sigmoid, add, mul, scale, sum, mean, reshape, cast: forward and backward;
 // to_device_input (batches from the loader onto the device).
 // relu and sigmoid save their output (as a detached alias: a tensor must not
 // own the node that made it) because their derivatives are cheapest from y.
@@ -111,6 +111,17 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   const Shape x_shape = x.shape();
   return record("reshape", y, {x}, [x_shape](const Tensor& gy, const NeedsGrad&) {
     return std::vector<Tensor>{gy.contiguous().view(x_shape)};
+  });
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  const bool fl = dtype == DType::Float32 || dtype == DType::Float64 || is_16bit(dtype);
+  ICH_CHECK(fl && (x.dtype() == DType::Float32 || x.dtype() == DType::Float64 || is_16bit(x.dtype())), "cast: ",
+            x.str(), " to ", dtype_name(dtype), ": only between floating-point dtypes");
+  if (dtype == x.dtype()) return x;
+  const DType from = x.dtype();
+  return record("cast", x.to(dtype), {x}, [from](const Tensor& gy, const NeedsGrad&) {
+    return std::vector<Tensor>{gy.to(from)};
   });
 }
 

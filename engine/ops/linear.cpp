@@ -9,7 +9,8 @@ namespace ich {
 namespace {
 
 // Under autocast (engine/amp.h): operands and results rounded to the low
-// precision, float32 GEMMs (a 2048 x 6 head: not worth a 16-bit path).
+// precision, float32 GEMMs (a 2048 x 6 head: not worth a 16-bit path). The
+// output is float32 (the logits, for the loss), x's gradient in x's dtype.
 Tensor linear_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const MixedOperands m{autocast_dtype(), /*native=*/false};
   const Tensor xl = m.operand(x), wl = m.operand(weight), bl = bias.defined() ? m.operand(bias) : Tensor();
@@ -17,21 +18,22 @@ Tensor linear_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   ICH_DISPATCH(x.device(), linear_forward, xl, wl, bl, y);
   const Tensor x_saved = xl.detach(), w_saved = wl.detach();
   const Shape x_shape = x.shape(), w_shape = weight.shape();
-  return record("linear", m.finish(y), {x, weight, bias},
-                [m, x_saved, w_saved, x_shape, w_shape](const Tensor& gy_in, const NeedsGrad& need) {
+  const DType x_dtype = x.dtype();
+  return record("linear", m.finish(y, DType::Float32), {x, weight, bias},
+                [m, x_saved, w_saved, x_shape, w_shape, x_dtype](const Tensor& gy_in, const NeedsGrad& need) {
                   const Tensor gyl = m.operand(gy_in);
                   Tensor gx, gw, gb;
                   if (need[0]) {
                     gx = m.result(x_shape, gyl);
                     ICH_DISPATCH(gyl.device(), linear_backward_input, gyl, w_saved, gx);
-                    gx = m.finish(gx);
+                    gx = m.finish(gx, x_dtype);
                   }
                   if (need[1]) gw = m.result(w_shape, gyl);
                   if (need[2]) gb = m.result({w_shape[0]}, gyl);
                   if (need[1] || need[2]) {
                     ICH_DISPATCH(gyl.device(), linear_backward_params, gyl, x_saved, gw, gb);
-                    if (need[1]) gw = m.finish(gw);
-                    if (need[2]) gb = m.finish(gb);
+                    if (need[1]) gw = m.finish(gw, DType::Float32);
+                    if (need[2]) gb = m.finish(gb, DType::Float32);
                   }
                   return std::vector<Tensor>{gx, gw, gb};
                 });
@@ -44,8 +46,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
             " and weight ", weight.str(), " do not match (expected (N,in) and (out,in))");
   ICH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ", bias.str(),
             " does not match weight ", weight.str());
+  if (autocast_dtype() != DType::Float32 && (x.dtype() == DType::Float32 || x.dtype() == autocast_dtype())) {
+    same_device_dtype("linear", weight, {&bias});  // float32 parameters
+    same_device_as("linear", weight, {&x});
+    return linear_mixed(x, weight, bias);
+  }
   same_device_dtype("linear", x, {&weight, &bias});
-  if (autocast_dtype() != DType::Float32 && x.dtype() == DType::Float32) return linear_mixed(x, weight, bias);
   const Tensor xc = x.contiguous(), wc = weight.contiguous();
   Tensor y = empty_on(x, {x.size(0), weight.size(0)});
   ICH_DISPATCH(x.device(), linear_forward, xc, wc, bias, y);

@@ -4,13 +4,20 @@
 
 namespace ich {
 
-// Every defined tensor in `ts` is on `ref`'s device with `ref`'s dtype.
-inline void same_device_dtype(const char* op, const Tensor& ref, std::initializer_list<const Tensor*> ts) {
+// Every defined tensor in `ts` is on `ref`'s device (with dtype `dtype`).
+inline void same_device_as(const char* op, const Tensor& ref, std::initializer_list<const Tensor*> ts,
+                           const DType* dtype = nullptr) {
   for (const Tensor* t : ts) {
     if (!t->defined()) continue;
     ICH_CHECK(t->device() == ref.device(), op, ": ", t->str(), " is not on ", ref.device().str(), " like ", ref.str());
-    ICH_CHECK(t->dtype() == ref.dtype(), op, ": ", t->str(), " is not ", dtype_name(ref.dtype()), " like ", ref.str());
+    if (dtype)
+      ICH_CHECK(t->dtype() == *dtype, op, ": ", t->str(), " is not ", dtype_name(*dtype), " (next to ", ref.str(), ")");
   }
+}
+// Every defined tensor in `ts` is on `ref`'s device with `ref`'s dtype.
+inline void same_device_dtype(const char* op, const Tensor& ref, std::initializer_list<const Tensor*> ts) {
+  const DType d = ref.dtype();
+  same_device_as(op, ref, ts, &d);
 }
 
 // Memory layouts (docs/engine.md, "Channels-last"). An op's 4-D output keeps

@@ -16,6 +16,17 @@ void* BlockCache::allocate(size_t bytes) {
     cached_ -= int64_t(got);
     free_.erase(it);
   } else {
+    if (trim_on_miss_ && !free_.empty()) {
+      before_release();
+      int64_t freed = 0;
+      while (freed < int64_t(size) && !free_.empty()) {
+        auto last = std::prev(free_.end());
+        freed += int64_t(last->first);
+        cached_ -= int64_t(last->first);
+        put_block(last->second);
+        free_.erase(last);
+      }
+    }
     p = get_block(size);
     ++backing_;
   }

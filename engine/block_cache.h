@@ -32,6 +32,13 @@ class BlockCache : public Allocator {
   int64_t cached() const;        // bytes kept for reuse
   int64_t backing_calls() const; // times the backing memory was asked
 
+  // Trim on a miss: before the backing memory is asked for a block, kept
+  // blocks are given back until as many bytes as the request are freed
+  // (largest first). Kept + used bytes then never grow past the peak in use
+  // by more than one request, where a plain cache can hold a step's worth of
+  // blocks of the wrong sizes beside the ones in use.
+  void set_trim_on_miss(bool on) { trim_on_miss_ = on; }
+
   void set_trace(bool on);           // start (clearing) or stop recording
   std::vector<size_t> trace() const; // the rounded sizes handed out while recording
 
@@ -53,7 +60,7 @@ class BlockCache : public Allocator {
   std::multimap<size_t, void*> free_;
   std::unordered_map<void*, size_t> live_;
   int64_t in_use_ = 0, peak_ = 0, count_ = 0, cached_ = 0, backing_ = 0;
-  bool tracing_ = false;
+  bool tracing_ = false, trim_on_miss_ = false;
   std::vector<size_t> trace_;
 };
 

@@ -58,6 +58,32 @@ TEST(BlockCache, ReusesFreedBlocksUpToTwiceTheSizeAndTracesRequests) {
   EXPECT_TRUE(c.trace().empty());
 }
 
+TEST(BlockCache, TrimOnMissGivesBackKeptBlocksLargestFirstBeforeAskingForMore) {
+  auto pool = make_private_pool(Device::cpu());
+  auto& c = dynamic_cast<BlockCache&>(*pool);
+  c.set_trim_on_miss(true);
+  void* a = c.allocate(512);
+  void* b = c.allocate(1024);
+  void* d = c.allocate(8192);
+  for (void* p : {a, b, d}) c.deallocate(p, 0);
+  EXPECT_EQ(c.cached(), 512 + 1024 + 8192);
+  EXPECT_EQ(c.allocate(1000), b);  // a hit trims nothing
+  EXPECT_EQ(c.cached(), 512 + 8192);
+  c.allocate(3000);                // 3072: 8192 is too large, a miss: 8192 alone covers it
+  EXPECT_EQ(c.cached(), 512);
+  EXPECT_EQ(c.backing_calls(), 4);
+  c.allocate(2048);                // kept 512 < 2048: all of it goes
+  EXPECT_EQ(c.cached(), 0);
+  // Steps whose sizes do not fit each other's blocks: kept + in use stays at
+  // the larger step's size (a plain cache would keep both steps' blocks).
+  for (int round = 0; round < 3; ++round)
+    for (size_t s : {size_t(4096), size_t(16384)}) {
+      void* p = c.allocate(s);
+      EXPECT_LE(c.cached() + c.stats().bytes_in_use, int64_t(16384) + 1024 + 3072 + 2048) << s;  // + the three held above
+      c.deallocate(p, s);
+    }
+}
+
 TEST(PoolScope, TensorsComeFromTheActivePoolAndKeepItAlive) {
   auto pool = make_private_pool(Device::cpu());
   const std::weak_ptr<Allocator> alive = pool;

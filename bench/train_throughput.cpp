@@ -167,8 +167,11 @@ int main(int argc, char** argv) {
                 arch.c_str(), (long long)size, (long long)size, d.str().c_str(), double(macs) / 1e9,
                 d.is_cuda() ? "a 1x1 convolution as an 8192^3 GEMM through cuDNN" : "float32 GEMM, for every row",
                 ceilings.fp32, ceilings.tf32, ceilings.half);
-    std::printf("| engine | precision | batch | images/s | peak GiB | TFLOP/s | of ceiling |\n"
-                "|---|---|---|---|---|---|---|\n");
+    // step GiB: the peak less what was held before the timed steps (weights,
+    // gradients, Adam's moments, the batch): what one step itself needs,
+    // activations most of it.
+    std::printf("| engine | precision | batch | images/s | peak GiB | TFLOP/s | of ceiling | step GiB |\n"
+                "|---|---|---|---|---|---|---|---|\n");
     std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
     std::vector<std::string> config_names;
     for (const auto& [precision, channels_last, graph, run_tf32, eval, batch] : runs) {
@@ -212,6 +215,7 @@ int main(int argc, char** argv) {
       };
       for (int64_t i = 0; i < warmup; ++i) step();
       ich::allocator_for(d).reset_peak();  // the steady state's peak (the warm-up's eager steps are done)
+      const int64_t held = ich::allocator_for(d).stats().bytes_in_use;
       std::vector<double> t;
       for (int64_t i = 0; i < steps; ++i) t.push_back(step());
       std::sort(t.begin(), t.end());
@@ -224,8 +228,9 @@ int main(int argc, char** argv) {
       const std::string name =
           std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (graph ? "+graph" : "") +
           (run_tf32 ? "+tf32" : "") + (eval ? "+eval" : "");
-      std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% |\n", d.str().c_str(), name.c_str(),
-                  (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32));
+      const double step_gib = peak - double(held) / double(1 << 30);
+      std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% | %.2f |\n", d.str().c_str(), name.c_str(),
+                  (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32), step_gib);
       std::fflush(stdout);
       if (profile && !graph) {  // a replay runs as one launch: no kernel-by-kernel profile
         const std::string cfg = name + ":" + std::to_string(batch);

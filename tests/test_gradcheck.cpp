@@ -41,7 +41,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // (small: the mutation check runs these on an unoptimised build 30 times)
                       ConvCase{"direct_og8_bias_ragged", {2, 4, 3, 11}, {16, 2, 3, 3}, 1, 1, 2, true},
                       ConvCase{"direct_og16_stride2", {1, 4, 7, 6}, {32, 2, 3, 3}, 2, 1, 2, false},
-                      ConvCase{"direct_og24", {1, 2, 3, 9}, {48, 1, 3, 3}, 1, 1, 2, false}),
+                      ConvCase{"direct_og24", {1, 2, 3, 9}, {48, 1, 3, 3}, 1, 1, 2, false},
+                      // the direct backward kernels: the data gradient needs 8 or 16 input
+                      // channels per group (stride 1); the filter gradient sums blocks of
+                      // whole rows (here 3 blocks of one 40-pixel row) and 2 images in order
+                      ConvCase{"direct_backward_cg8_row_blocks", {1, 16, 3, 40}, {16, 8, 3, 3}, 1, 1, 2, false},
+                      ConvCase{"direct_backward_cg16_two_images", {2, 32, 4, 5}, {32, 16, 3, 3}, 1, 1, 2, false}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(BatchNormGradcheck, TrainingMode4d) {

@@ -19,9 +19,13 @@
 namespace ich::cpu {
 
 namespace {
-// y[i] = f(inputs[i]...) over n elements, in parallel.
+// y[i] = f(inputs[i]...) over n elements, in parallel and in vectors: each
+// y[i] depends on element i alone (y may be one of the inputs), which
+// `simd` asserts; without it the compiler kept every pointer in memory (y
+// might alias them) and a select as a branch, and relu_backward ran at a
+// fifth of the memory's speed (2.4 ns an element on random signs).
 template <class T, class F> void map(int64_t n, T* y, F&& f) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = f(i);
 }
 void same_shape(const char* k, const Tensor& a, const Tensor& b) {
@@ -47,7 +51,11 @@ void relu_backward(const Tensor& gy, const Tensor& y, Tensor& gx) {
     using T = decltype(zero);
     using A = wide_t<T>;
     const T *g = gy.data<T>(), *yp = y.data<T>();
-    map(y.numel(), gx.data<T>(), [&](int64_t i) { return A(yp[i]) > A(0) ? g[i] : T(A(0)); });
+    // both loaded whatever the sign: a select, not a branch on random signs
+    map(y.numel(), gx.data<T>(), [&](int64_t i) {
+      const T gi = g[i];
+      return A(yp[i]) > A(0) ? gi : T(A(0));
+    });
   });
 }
 

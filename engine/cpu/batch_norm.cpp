@@ -11,9 +11,11 @@
 //   dx     = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma)
 // (mean and var depend on every x, hence the two sums). In eval the
 // statistics are constants and dx = gamma*invstd*dy.
-// Sums run in double, per channel, in a fixed order. bfloat16/float16
+// Sums run in double, per channel, in a fixed order (plane_sums below).
+// bfloat16/float16
 // activations (x, y, dy, dx) come with float32 parameters and statistics
 // (param_dtype, as PyTorch), and y and dx are rounded to 16 bits once.
+#include <array>
 #include <cmath>
 
 #include "engine/cpu/cpu_util.h"
@@ -30,6 +32,34 @@ BnGeom bn_geometry(const char* k, const Tensor& x) {
   ICH_CHECK(x.dim() == 4 || x.dim() == 2, k, ": expected (N,C,H,W) or (N,C), got ", x.str());
   const int64_t P = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
   return {x.size(0), x.size(1), P};
+}
+
+// K sums over the positions of one plane, in double: term(q) gives position
+// q's K terms. Each sum is kept as kLanes running sums by position modulo
+// kLanes, added pairwise at the end: a fixed order whatever the thread
+// count, and the adds run side by side in vectors instead of waiting on one
+// chain of dependent adds (a channel's sums took most of batch norm's time).
+// A channel's sum is then its planes' sums added in image order.
+constexpr int kLanes = 8;
+template <int K, class F> std::array<double, K> plane_sums(int64_t P, F&& term) {
+  double acc[K][kLanes] = {};
+  int64_t q = 0;
+  for (; q + kLanes <= P; q += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const std::array<double, K> t = term(q + l);
+      for (int k = 0; k < K; ++k) acc[k][l] += t[k];
+    }
+  for (int l = 0; q < P; ++q, ++l) {
+    const std::array<double, K> t = term(q);
+    for (int k = 0; k < K; ++k) acc[k][l] += t[k];
+  }
+  std::array<double, K> out;
+  for (int k = 0; k < K; ++k) {
+    for (int w = kLanes / 2; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) acc[k][l] += acc[k][l + w];
+    out[k] = acc[k][0];
+  }
+  return out;
 }
 }  // namespace
 
@@ -55,15 +85,19 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < g.C; ++c) {
       double sum = 0;
-      for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t q = 0; q < g.P; ++q) sum += double(xp[(n * g.C + c) * g.P + q]);
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* xc = xp + (n * g.C + c) * g.P;
+        sum += plane_sums<1>(g.P, [&](int64_t q) { return std::array<double, 1>{double(xc[q])}; })[0];
+      }
       const double mean = sum / double(g.M());
       double ss = 0;
-      for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t q = 0; q < g.P; ++q) {
-          const double d = double(xp[(n * g.C + c) * g.P + q]) - mean;
-          ss += d * d;
-        }
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* xc = xp + (n * g.C + c) * g.P;
+        ss += plane_sums<1>(g.P, [&](int64_t q) {
+          const double d = double(xc[q]) - mean;
+          return std::array<double, 1>{d * d};
+        })[0];
+      }
       const double var = ss / double(g.M());
       const double invstd = 1.0 / std::sqrt(var + eps);
       const double scale = double(gp[c]) * invstd, shift = double(bp[c]) - mean * scale;
@@ -129,26 +163,29 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& gamma,
     for (int64_t c = 0; c < g.C; ++c) {
       const double m = double(mp[c]), is = double(ip[c]);
       double sum_dy = 0, sum_dy_xhat = 0;
-      for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t q = 0; q < g.P; ++q) {
-          const int64_t i = (n * g.C + c) * g.P + q;
-          sum_dy += double(gyp[i]);
-          sum_dy_xhat += double(gyp[i]) * (double(xp[i]) - m) * is;
-        }
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T *gc = gyp + (n * g.C + c) * g.P, *xc = xp + (n * g.C + c) * g.P;
+        // two passes of one sum each: they vectorise where one pass of two did not
+        sum_dy += plane_sums<1>(g.P, [&](int64_t q) { return std::array<double, 1>{double(gc[q])}; })[0];
+        sum_dy_xhat += plane_sums<1>(g.P, [&](int64_t q) {
+          return std::array<double, 1>{double(gc[q]) * (double(xc[q]) - m) * is};
+        })[0];
+      }
       ggp[c] = P(sum_dy_xhat);
       gbp[c] = P(sum_dy);
       if (!gxp) continue;
-      const double M = double(g.M()), k1 = double(gp[c]) * is;
-      for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t q = 0; q < g.P; ++q) {
-          const int64_t i = (n * g.C + c) * g.P + q;
-          if (training) {
+      const double M = double(g.M()), k1 = double(gp[c]) * is, k1_M = k1 / M;
+      for (int64_t n = 0; n < g.N; ++n) {
+        const int64_t i0 = (n * g.C + c) * g.P;
+        if (training) {
+          for (int64_t i = i0; i < i0 + g.P; ++i) {
             const double xhat = (double(xp[i]) - m) * is;
-            gxp[i] = T(k1 / M * (M * double(gyp[i]) - sum_dy - xhat * sum_dy_xhat));
-          } else {
-            gxp[i] = T(k1 * double(gyp[i]));
+            gxp[i] = T(k1_M * (M * double(gyp[i]) - sum_dy - xhat * sum_dy_xhat));
           }
+        } else {
+          for (int64_t i = i0; i < i0 + g.P; ++i) gxp[i] = T(k1 * double(gyp[i]));
         }
+      }
     }
   });
 }

@@ -14,7 +14,8 @@
 // CPU the float32 GEMM). With --profile, a second table:
 // where a step's time goes by kernel family (conv, batchnorm, elementwise,
 // pooling, linear, loss, optimizer, cast), from profiled steps that
-// synchronise around every kernel. "+eval" rows time inference instead
+// synchronise around every kernel, and the largest kernels of each
+// configuration. "+eval" rows time inference instead
 // (eval mode, no gradients: one forward pass, 2 x macs per image).
 #include <algorithm>
 #include <chrono>
@@ -173,6 +174,12 @@ int main(int argc, char** argv) {
     std::printf("| engine | precision | batch | images/s | peak GiB | TFLOP/s | of ceiling | step GiB |\n"
                 "|---|---|---|---|---|---|---|---|\n");
     std::map<std::string, std::map<std::string, double>> families;  // config -> family -> ms per step
+  struct KernelTime {
+    std::string kernel;
+    int64_t calls;
+    double ms;
+  };
+  std::map<std::string, std::vector<KernelTime>> kernels;  // config -> kernels, largest time first
     std::vector<std::string> config_names;
     for (const auto& [precision, channels_last, graph, run_tf32, eval, batch] : runs) {
       ich::allow_tf32(d, run_tf32);
@@ -240,8 +247,10 @@ int main(int argc, char** argv) {
         ich::profile::enable(true);
         for (int i = 0; i < prof_steps; ++i) step();
         ich::profile::enable(false);
-        for (const auto& e : ich::profile::take())
+        for (const auto& e : ich::profile::take()) {
           families[cfg][ich::profile::category(e.kernel)] += 1e3 * e.seconds / prof_steps;
+          kernels[cfg].push_back({e.kernel, e.calls / prof_steps, 1e3 * e.seconds / prof_steps});
+        }
       }
     }
     if (profile) {
@@ -260,6 +269,13 @@ int main(int argc, char** argv) {
           std::printf(" %.1f (%.0f%%) |", v, total > 0 ? 100 * v / total : 0.0);
         }
         std::printf("\n");
+      }
+      for (const auto& c : config_names) {  // the kernels that make up the families
+        std::printf("\n### %s: the 12 largest kernels\n\n| kernel | calls per step | ms per step |\n|---|---|---|\n",
+                    c.c_str());
+        for (size_t i = 0; i < std::min<size_t>(12, kernels[c].size()); ++i)
+          std::printf("| %s | %lld | %.1f |\n", kernels[c][i].kernel.c_str(), (long long)kernels[c][i].calls,
+                      kernels[c][i].ms);
       }
     }
     return 0;

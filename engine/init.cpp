@@ -62,4 +62,10 @@ void linear_default(Tensor& weight, Tensor& bias, Generator& gen) {
     bias.copy_(Tensor::uniform(bias.shape(), -bound, bound, gen, bias.dtype()).to(bias.device()));
 }
 
+void uniform_symmetric(Tensor& t, double bound, Generator& gen) {
+  if (skip_init || !t.defined()) return;
+  if (!fill_in_place(t, [&](bool) { return gen.uniform(-bound, bound); }))
+    t.copy_(Tensor::uniform(t.shape(), -bound, bound, gen, t.dtype()).to(t.device()));
+}
+
 }  // namespace ich

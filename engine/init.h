@@ -6,6 +6,8 @@
 //   linear_default: PyTorch's nn.Linear reset_parameters: weight and bias
 //     uniform in [-1/sqrt(in), 1/sqrt(in)] (kaiming_uniform with a=sqrt(5)
 //     reduces to that bound for the weight).
+//   uniform_symmetric: uniform in [-bound, bound]; torch.nn.LSTM/GRU draw
+//     every weight and bias so with bound 1/sqrt(hidden_size).
 // Values are drawn from our Generator, so they are reproducible for a seed,
 // but not the same numbers as torch's generator: comparisons with PyTorch
 // pass weights through files instead.
@@ -23,6 +25,7 @@ namespace ich {
 
 void kaiming_normal_fan_out(Tensor& conv_weight, Generator& gen);
 void linear_default(Tensor& weight, Tensor& bias, Generator& gen);
+void uniform_symmetric(Tensor& t, double bound, Generator& gen);
 
 class SkipInitGuard {
  public:

@@ -57,7 +57,11 @@ void load_input_(Tensor& dst, const Tensor& host);
 // uint8 images (B,C,S,S) on their device -> the network's float32 input.
 Tensor normalize_input(const Tensor& bytes);
 // Mean binary cross-entropy of logits against targets of the same shape;
-// pos_weight (C) or undefined weighs the positives of each class (last dim).
-Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight = Tensor());
+// pos_weight (C) or undefined weighs the positives of each class (last dim),
+// weight (C) or undefined each class's whole term (torch's weight=: the
+// competition's any x2 is weight (1,1,1,1,1,2) * 6/7, each row's weighted
+// mean).
+Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight = Tensor(),
+                       const Tensor& weight = Tensor());
 
 }  // namespace ich

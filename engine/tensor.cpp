@@ -298,6 +298,23 @@ Tensor Tensor::view(const Shape& s) const {
   return Tensor(std::move(impl2));
 }
 
+Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  ICH_CHECK(d0 >= 0 && d1 >= 0 && d0 < dim() && d1 < dim(), "transpose: dimensions ", d0, " and ", d1, " of ", str());
+  Tensor t = detach();
+  std::swap(t.impl().shape[size_t(d0)], t.impl().shape[size_t(d1)]);
+  std::swap(t.impl().strides[size_t(d0)], t.impl().strides[size_t(d1)]);
+  return t;
+}
+
+Tensor Tensor::select0(int64_t i) const {
+  ICH_CHECK(dim() >= 1 && i >= 0 && i < size(0), "select0: index ", i, " out of range for ", str());
+  Tensor t = detach();
+  t.impl().offset += i * strides()[0];
+  t.impl().shape.erase(t.impl().shape.begin());
+  t.impl().strides.erase(t.impl().strides.begin());
+  return t;
+}
+
 Tensor Tensor::detach() const {
   auto impl2 = std::make_shared<TensorImpl>();
   impl2->storage = impl().storage;

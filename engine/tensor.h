@@ -108,6 +108,8 @@ class Tensor {
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
   Tensor view(const Shape& shape) const;  // same storage; needs a contiguous tensor
+  Tensor transpose(int64_t d0, int64_t d1) const;  // same storage, two dimensions swapped (strided)
+  Tensor select0(int64_t i) const;                 // same storage: t[i], the first dimension dropped
   Tensor detach() const;                  // same storage, no autograd history
   void copy_(const Tensor& src);          // values of src (same shape) into self
   void fill_(double value);

@@ -46,7 +46,7 @@ MUTATIONS = [
     ("batchnorm backward dgamma", "engine/cpu/batch_norm.cpp", "ggp[c] = P(sum_dy_xhat);", "ggp[c] = P(sum_dy);"),
     ("batchnorm backward dbeta", "engine/cpu/batch_norm.cpp", "gbp[c] = P(sum_dy);", "gbp[c] = P(sum_dy * 1.001);"),
     ("relu backward", "engine/cpu/elementwise.cpp",
-     "return A(yp[i]) > A(0) ? g[i] : T(A(0));", "return A(yp[i]) >= A(0) ? g[i] : T(A(0));"),
+     "return A(yp[i]) > A(0) ? gi : T(A(0));", "return A(yp[i]) >= A(0) ? gi : T(A(0));"),
     ("sigmoid backward", "engine/cpu/elementwise.cpp",
      "return g[i] * yp[i] * (T(1) - yp[i]);", "return g[i] * yp[i];"),
     ("sum backward", "engine/ops/elementwise.cpp",
@@ -68,7 +68,8 @@ MUTATIONS = [
      "gemm<T>(true, false, out, in, N, T(1),", "gemm<T>(true, false, out, in, N, T(1.001),"),
     ("linear backward bias", "engine/cpu/linear.cpp", "bp[o] = T(s);", "bp[o] = T(s * 1.001);"),
     ("bce backward (pos_weight)", "engine/cpu/loss.cpp",
-     "out[i] = T(g * ((1.0 - t) - (1.0 + (w - 1.0) * t) * sig_neg));", "out[i] = T(g * ((1.0 - t) - (1.0 + w * t) * sig_neg));"),
+     "out[i] = T(g * v * ((1.0 - t) - (1.0 + (w - 1.0) * t) * sig_neg));",
+     "out[i] = T(g * v * ((1.0 - t) - (1.0 + w * t) * sig_neg));"),
     ("fused batch norm + ReLU: residual gradient", "engine/ops/batch_norm.cpp",
      "need[3] ? gz.contiguous(fr) : Tensor()", "need[3] ? gy.contiguous(fr) : Tensor()"),
     ("fused batch norm + ReLU: the mask", "engine/ops/batch_norm.cpp",
@@ -77,6 +78,16 @@ MUTATIONS = [
      "it->second = sum_of(it->second, gi);", "it->second = gi;"),
     ("autograd: leaf gradients accumulate", "engine/autograd.cpp",
      "ICH_DISPATCH(acc.device(), add_inplace, acc, L.in(g));", "acc.copy_(L.in(g));"),
+    ("lstm backward (forget gate)", "engine/cpu/rnn.cpp",
+     "d[H + j] = dct * cpt[q] * f * (T(1) - f);", "d[H + j] = dct * f * (T(1) - f);"),
+    ("lstm backward (cell state through time)", "engine/cpu/rnn.cpp", "dcp[q] = dct * f;", "dcp[q] = dct;"),
+    ("gru backward (reset gate into the hidden projection)", "engine/cpu/rnn.cpp",
+     "y[2 * H + j] = dan * r;", "y[2 * H + j] = dan;"),
+    ("gru backward (state through the update gate)", "engine/cpu/rnn.cpp", "dhp[q] = dht * z;", "dhp[q] = dht;"),
+    ("rnn backward through time (the recurrent product)", "engine/ops/rnn.cpp",
+     "ICH_DISPATCH(dev, add_inplace, dh, back);", "(void)back;"),
+    ("select_rows backward", "engine/cpu/rnn.cpp",
+     "std::copy(g + m * C, g + (m + 1) * C, out + r[m] * C);", "std::copy(g + m * C, g + (m + 1) * C, out + m * C);"),
     ("adam: first moment", "engine/cpu/optim.cpp",
      "m[i] = m[i] * b1 + gi * one_minus_b1;", "m[i] = m[i] * b1 + gi;"),
     ("adam: second moment's bias correction", "engine/cpu/optim.cpp",
@@ -85,11 +96,12 @@ MUTATIONS = [
      "one_minus_b2 = T(1.0 - a.beta2);", "one_minus_b2 = T(1) - b2;"),
 ]
 TESTS = ["test_gradcheck", "test_reference_ops", "test_autograd", "test_optim", "test_train_reference",
-         "test_float32_accuracy"]
+         "test_float32_accuracy", "test_rnn"]
 # Reference data these suites read from the build folder (ctest makes it as
 # fixtures; here it is made once, before the first build).
 GENERATORS = [("tests/reference/gen_train_reference.py", "train_ref"),
-              ("tests/reference/gen_accuracy_reference.py", "accuracy_ref")]
+              ("tests/reference/gen_accuracy_reference.py", "accuracy_ref"),
+              ("tests/reference/gen_rnn_reference.py", "rnn_ref")]
 # Reported apart: whether the float32 training run alone catches a mutation
 # (an optimizer with scale-free updates cannot see a gradient off by 0.1%;
 # the gradient checks and the float64 run do).

@@ -6,6 +6,7 @@
 #include "engine/amp.h"
 #include "engine/kernels.h"
 #include "engine/optim.h"
+#include "engine/rnn.h"
 #include "layers/resnext.h"
 #include "layers/toy.h"
 #include "tests/test_util.h"
@@ -63,6 +64,36 @@ void compare_backends(std::vector<Tensor> cpu_in, const std::function<Tensor(con
 }
 
 Tensor leaf32(const Shape& s, Generator& gen) { return Tensor::randn(s, gen).set_requires_grad(true); }
+
+// LSTM and GRU (engine/ops/rnn.cpp: cuBLAS products and one fused cell
+// kernel per step on the GPU), both directions, ragged lengths; the row
+// selection and the class-weighted loss of the sequence model.
+TEST_F(Cuda, RecurrentLayersMatchCpu) {
+  for (RnnCell cell : {RnnCell::LSTM, RnnCell::GRU}) {
+    SCOPED_TRACE(cell == RnnCell::LSTM ? "LSTM" : "GRU");
+    Generator gen(11);
+    const int64_t G = cell == RnnCell::LSTM ? 4 : 3, H = 8, In = 6;
+    std::vector<Tensor> in{leaf32({3, 7, In}, gen)};
+    for (int d = 0; d < 2; ++d)
+      for (const Shape& s : {Shape{G * H, In}, Shape{G * H, H}, Shape{G * H}, Shape{G * H}}) in.push_back(leaf32(s, gen));
+    compare_backends(in, [cell](const std::vector<Tensor>& t) {
+      return rnn_layer(cell, t[0], {7, 3, 5}, {{t[1], t[2], t[3], t[4]}, {t[5], t[6], t[7], t[8]}});
+    });
+  }
+}
+
+TEST_F(Cuda, SelectRowsAndWeightedBceMatchCpu) {
+  Generator gen(12);
+  const Tensor target = (Tensor::uniform({4, 6}, 0, 1, gen)), w = Tensor::uniform({6}, 0.5, 2, gen);
+  std::vector<double> tv = target.to_vector();
+  for (double& v : tv) v = v > 0.7 ? 1 : 0;
+  const Tensor t01 = Tensor::from_vector(tv, {4, 6});
+  compare_backends({leaf32({7, 6}, gen)}, [&](const std::vector<Tensor>& t) {
+    const bool gpu = t[0].device().is_cuda();
+    const Tensor rows = select_rows(t[0], {6, 0, 3, 2});
+    return bce_with_logits(rows, gpu ? t01.to(Device::cuda()) : t01, Tensor(), gpu ? w.to(Device::cuda()) : w);
+  });
+}
 
 struct ConvCase {
   const char* name;

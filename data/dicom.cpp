@@ -221,6 +221,7 @@ void read_dicom_frames(const std::string& path, const std::function<void(DicomSl
     const std::vector<double> p = pick(DCM_PlanePositionSequence, DCM_ImagePositionPatient, pos);
     t.has_z = p.size() >= 3;
     t.z = t.has_z ? p[2] : 0;
+    if (t.has_z) std::copy(p.begin(), p.begin() + 3, t.position);
     const std::vector<double> o = pick(DCM_PlaneOrientationSequence, DCM_ImageOrientationPatient, ori);
     t.has_orientation = o.size() >= 6;
     if (t.has_orientation) std::copy(o.begin(), o.begin() + 6, t.orientation);

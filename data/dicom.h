@@ -38,6 +38,7 @@ struct DicomSlice {
   int frames = 1;           // NumberOfFrames of the file
   double z = 0;             // ImagePositionPatient[2] (the frame's own in Enhanced CT)
   bool has_z = false;
+  double position[3] = {0, 0, 0};  // ImagePositionPatient, all three (valid when has_z)
   double orientation[6] = {1, 0, 0, 0, 1, 0};  // ImageOrientationPatient (the frame's own in Enhanced CT)
   bool has_orientation = false;
   int rows = 0, cols = 0;

@@ -329,6 +329,7 @@ bool read_dicom_direct(const std::string& path, std::vector<uint8_t>& file, Dico
   if (pos3.size() >= 3) {
     s.z = pos3[2];
     s.has_z = true;
+    std::copy(pos3.begin(), pos3.begin() + 3, s.position);
   }
   if (ori.size() >= 6) {
     s.has_orientation = true;

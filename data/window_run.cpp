@@ -249,11 +249,17 @@ const std::vector<std::string>& meta_columns() {
   static const std::vector<std::string> c = {
       "path",  "image_id",  "frame",     "file",      "patient_id",    "study_uid",     "series_uid",
       "z",     "rows",      "cols",      "modality",  "transfer_syntax", "slope",       "intercept",
-      "window_center", "window_width", "windows", "pixel_spacing", "rsna_fix", "status"};
+      "window_center", "window_width", "windows", "pixel_spacing", "rsna_fix", "position", "orientation", "status"};
   return c;
 }
 
 namespace {
+
+std::string join_doubles(const double* v, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += (i ? ";" : "") + fmt_double(v[i], 10);
+  return s;
+}
 
 // One slice's meta.csv row.
 std::vector<std::string> meta_row(const std::string& path, const std::string& id, const WindowedFile& f,
@@ -278,6 +284,9 @@ std::vector<std::string> meta_row(const std::string& path, const std::string& id
           wspec,
           s.spacing_row > 0 ? fmt_double(s.spacing_row) + ";" + fmt_double(s.spacing_col) : "",
           f.rsna_fixed ? "1" : "0",
+          s.has_z ? fmt_double(s.position[0], 10) + ";" + fmt_double(s.position[1], 10) + ";" + fmt_double(s.position[2], 10)
+                  : "",
+          s.has_orientation ? join_doubles(s.orientation, 6) : "",
           "ok"};
 }
 

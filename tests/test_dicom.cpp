@@ -9,6 +9,7 @@
 
 #include "data/csv.h"
 #include "data/npy.h"
+#include "data/series.h"
 #include "data/window_run.h"
 #include "tests/test_util.h"
 #include "weights/weights_file.h"
@@ -35,6 +36,7 @@ TEST(IchWindow, MatchesPydicomWithinOneGrayLevel) {
   const WeightsFile expected = WeightsFile::open(kRef + "/expected.ichw");
   const auto files = good_files();
   ASSERT_GE(files.size(), 9u);
+  int with_geometry = 0;
   for (const auto& [name, uid] : files) {
     SCOPED_TRACE(name);
     const std::string out = kRef + "/out_" + name;
@@ -53,7 +55,18 @@ TEST(IchWindow, MatchesPydicomWithinOneGrayLevel) {
     double worst = 0;
     for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, std::fabs(g[i] - w[i]));
     EXPECT_LE(worst, 1.0);
+    // The geometry in meta.csv is pydicom's ImagePositionPatient and ImageOrientationPatient.
+    if (expected.find(name + "/ipp")) {
+      const std::vector<SliceGeometry> g = read_geometry(read_csv(out + "/meta.csv"));
+      ASSERT_EQ(g.size(), 1u);
+      ASSERT_TRUE(g[0].has_position && g[0].has_orientation);
+      const std::vector<double> ipp = expected.read(name + "/ipp").to_vector(), iop = expected.read(name + "/iop").to_vector();
+      for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(g[0].position[i], ipp[i], 1e-9 * (1 + std::fabs(ipp[i])));
+      for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(g[0].orientation[i], iop[i], 1e-9);
+      ++with_geometry;
+    }
   }
+  EXPECT_GE(with_geometry, 4);  // CT_small, MR_small and the dicomdir CT series have it
 }
 
 TEST(IchWindow, BadFilesLandInErrorsCsvWithAReason) {

@@ -5,7 +5,8 @@ Copies real DICOM files from Debian's pydicom test data (python3-pydicom)
 into OUT/input/ together with files that must fail (MR_truncated.dcm,
 no_meta.dcm, a zero-byte file, random bytes, a text file), and writes
 OUT/expected.ichw: for each good file, pydicom's pixels after the modality
-LUT (raw * slope + intercept) and the windowed uint8 image in the default
+LUT (raw * slope + intercept), ImagePositionPatient and ImageOrientationPatient
+where the file has them, and the windowed uint8 image in the default
 windows (brain 40/80, subdural 80/200, soft 40/380) computed with numpy:
     u8 = round(255 * (clip(HU, c - w/2, c + w/2) - (c - w/2)) / w)
 Usage: gen_dicom_reference.py --out DIR
@@ -52,6 +53,9 @@ for i, path in enumerate(files):
         u8 = 255 - u8
     key = str(ds.SOPInstanceUID)
     out += [(f"{name}/hu", hu.astype(np.float32)), (f"{name}/u8", u8)]
+    if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:  # the geometry meta.csv must carry
+        out += [(f"{name}/ipp", np.array([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)),
+                (f"{name}/iop", np.array([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64))]
     with open(os.path.join(args.out, "ids.txt"), "a" if i else "w") as f:
         f.write(f"{name},{key}\n")
 for b in BAD:

@@ -5,6 +5,7 @@
 // written by PyTorch, in float32 (within 1e-5) and float64 (1e-12); the
 // masking op and the class-weighted loss the sequence model trains with.
 #include <cmath>
+#include <cstdlib>
 
 #include "engine/rnn.h"
 #include "layers/rnn.h"
@@ -140,6 +141,22 @@ INSTANTIATE_TEST_SUITE_P(Torch, RnnTorch,
                          ::testing::Values(TorchCase{"lstm", "f32"}, TorchCase{"lstm", "f64"},
                                            TorchCase{"gru", "f32"}, TorchCase{"gru", "f64"}),
                          [](const auto& i) { return std::string(i.param.cell) + "_" + i.param.dtype; });
+
+TEST(RnnTorch, AStateDictSavedByTorchConvertsWithIchConvertAndLoads) {
+  const WeightsFile ref = reference();
+  for (const std::string cell : {"lstm", "gru"}) {
+    const std::string dir = ICH_RNN_REF_DIR, ichw = dir + "/" + cell + "_converted.ichw";
+    const std::string cmd = std::string(ICH_BIN_DIR) + "/ich-convert --input " + dir + "/" + cell + ".pth --output " +
+                            ichw + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    Generator gen(0);
+    RNN m({cell == "lstm" ? RnnCell::LSTM : RnnCell::GRU, 5, 4, 2, true, true}, gen);
+    WeightsFile::open(ichw).load_into(m.state_dict());  // strict: the same names and shapes, nothing more
+    std::vector<int64_t> lengths;
+    for (double v : ref.read(cell + "/f32/lengths").to_vector()) lengths.push_back(int64_t(v));
+    expect_close(cell + " converted", m.forward(ref.read(cell + "/f32/x"), lengths), ref.read(cell + "/f32/out"), 1e-5);
+  }
+}
 
 // ---- what the sequence model's loss is made of ------------------------------
 

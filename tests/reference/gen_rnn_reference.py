@@ -7,7 +7,9 @@ For each cell C (lstm, gru) and dtype D (f32, f64), OUT/rnn_ref.ichw holds
 under "C/D/": state/<name> (the module's state_dict, torch's names), x
 (B, T, in), lengths (int64), out (B, T, 2H; zero past each length, as
 pad_packed_sequence gives), h_n (and c_n for the LSTM), R (a random tensor
-like out) and g/<name> and g/x: the gradients of sum(out * R).
+like out) and g/<name> and g/x: the gradients of sum(out * R). The float32
+modules' state_dicts are also saved as OUT/lstm.pth and OUT/gru.pth, for
+ich-convert.
 Deterministic (seeded). Usage: gen_rnn_reference.py --out DIR
 """
 import argparse
@@ -23,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ichw  # noqa: E402
 
 IN, H, LAYERS, B, T = 5, 4, 2, 3, 6
+OUT = "."
 LENGTHS = [6, 2, 4]  # unsorted, ragged, one full
 
 
@@ -39,6 +42,8 @@ def case(cell, dtype, seed):
     (out * R).sum().backward()
     name = "f32" if dtype == torch.float32 else "f64"
     p = f"{cell}/{name}/"
+    if name == "f32":  # as a user would have it: a .pth for ich-convert
+        torch.save(m.state_dict(), os.path.join(OUT, f"{cell}.pth"))
     items = [(p + "state/" + k, v.detach().numpy()) for k, v in m.state_dict().items()]
     items += [(p + "x", x.detach().numpy()), (p + "lengths", lengths.numpy()), (p + "out", out.detach().numpy()),
               (p + "R", R.numpy()), (p + "g/x", x.grad.numpy())]
@@ -55,6 +60,8 @@ def main():
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    global OUT
+    OUT = a.out
     items = []
     for seed, cell in enumerate(("lstm", "gru")):
         for dtype in (torch.float32, torch.float64):

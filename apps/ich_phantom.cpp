@@ -12,8 +12,14 @@ int main(int argc, char** argv) {
       "Exit codes: 0 written, 1 failed, 2 bad flags."};
   ich::PhantomOptions o;
   app.add_option("--out", o.out, "output folder")->required();
+  app.add_option("--difficulty", o.difficulty,
+                 "realistic: a tilted 3-D head with CT texture, noise, skull base, partial-volume blood from large to "
+                 "one-slice lesions (data/phantom_realistic.cpp); easy: the first phantom's bright, sharp lesions "
+                 "(fast tests)")
+      ->check(CLI::IsMember({"realistic", "easy"}))
+      ->capture_default_str();
   app.add_option("--patients", o.patients, "patients (one study and one series each)")->capture_default_str();
-  app.add_option("--slices-per-series", o.slices_per_series, "slices per series (5 mm apart)")->capture_default_str();
+  app.add_option("--slices-per-series", o.slices_per_series, "slices per series (easy: 5 mm apart; realistic: skull base to vertex)")->capture_default_str();
   app.add_option("--size", o.size, "rows and columns of most series (a few differ, as in RSNA)")
       ->capture_default_str();
   app.add_option("--seed", o.seed, "seed: the same seed gives the same files")->capture_default_str();

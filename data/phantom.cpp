@@ -14,6 +14,7 @@
 #include "data/csv.h"
 #include "data/dicom.h"
 #include "data/parallel.h"
+#include "data/phantom_realistic.h"
 #include "engine/error.h"
 #include "engine/random.h"
 #include "weights/atomic_file.h"
@@ -205,11 +206,43 @@ int min_lesion_pixels(const PhantomSlice& s) { return std::max(20, int(0.0002 * 
 
 }  // namespace
 
+namespace {
+bool realistic(const PhantomOptions& o) {
+  ICH_CHECK(o.difficulty == "realistic" || o.difficulty == "easy", "phantom: difficulty '", o.difficulty,
+            "' (expected realistic or easy)");
+  return o.difficulty == "realistic";
+}
+
+// The realistic model of a set of options, built once per thread and kept
+// (plan and render ask for it slice after slice).
+const RealisticModel& realistic_model(const PhantomOptions& o, const std::vector<Patient>& ps) {
+  static thread_local std::unique_ptr<RealisticModel> model;
+  static thread_local std::string key;
+  const std::string k = std::to_string(o.seed) + "/" + std::to_string(o.patients) + "/" + std::to_string(o.size) +
+                        "/" + std::to_string(o.slices_per_series);
+  if (!model || key != k) {
+    std::vector<std::array<int, 2>> sizes;
+    for (const Patient& P : ps) sizes.push_back({P.rows, P.cols});
+    model = std::make_unique<RealisticModel>(o, sizes);
+    key = k;
+  }
+  return *model;
+}
+
+double ds_round(double v) { return std::round(v * 1000) / 1000; }  // what a 16-character DS holds exactly
+
+uint64_t noise_seed(const PhantomOptions& o, const PhantomSlice& s) {
+  return o.seed ^ (uint64_t(s.patient) << 32) ^ uint64_t(s.slice) * 0x9E3779B97F4A7C15ull;
+}
+}  // namespace
+
 std::vector<PhantomSlice> plan_phantom(const PhantomOptions& o) {
   ICH_CHECK(o.patients >= 1 && o.slices_per_series >= 4 && o.size >= 32 && o.size <= 2048,
             "phantom: need >= 1 patient, >= 4 slices per series, size 32..2048");
   ICH_CHECK(o.corrupt_fraction >= 0 && o.corrupt_fraction <= 1, "phantom: corrupt fraction must be in [0, 1]");
+  const bool real = realistic(o);
   const std::vector<Patient> ps = plan_patients(o);
+  const RealisticModel* model = real ? &realistic_model(o, ps) : nullptr;
   Generator g(o.seed * 31 + 7);
   std::set<std::string> used;
   std::vector<PhantomSlice> out;
@@ -227,11 +260,30 @@ std::vector<PhantomSlice> plan_phantom(const PhantomOptions& o) {
       s.slice = k;
       s.rows = P.rows;
       s.cols = P.cols;
-      s.z = std::round((z0 + 5.0 * k) * 1000) / 1000;  // what a 16-character DS holds exactly
+      if (model) {
+        const SliceGeometryInfo gi = model->geometry(int(p), k);
+        for (int i = 0; i < 3; ++i) s.position[size_t(i)] = ds_round(gi.position[size_t(i)]);
+        s.orientation = gi.orientation;
+        for (double& v : s.orientation) v = std::round(v * 1e6) / 1e6;
+        s.pixel_spacing = std::round(gi.pixel_spacing * 1e6) / 1e6;
+        s.z = s.position[2];
+      } else {
+        s.z = ds_round(z0 + 5.0 * k);
+        s.position = {-125, -121, s.z};
+      }
       s.multi_window = P.multi_window;
       s.rsna12 = P.rsna12;
       const double c = g.uniform();
       if (c < o.corrupt_fraction) s.corrupt = g.uniform() < 0.5 ? "truncated" : "garbage";
+      if (model) {  // labels from the blood the model draws on this slice
+        model->render(int(p), k, 0, nullptr, &s.lesion_pixels, nullptr);
+        for (int t = 0; t < 5; ++t) {
+          s.labels[size_t(t)] = double(s.lesion_pixels[size_t(t)]) >= model->min_blood_pixels(int(p)) ? 1 : 0;
+          s.labels[5] |= s.labels[size_t(t)];
+        }
+        out.push_back(s);
+        continue;
+      }
       // Labels from the blood mask (lesions only exist inside their spans).
       bool any_lesion = false;
       for (const Lesion& L : P.lesions) any_lesion |= z_factor(L, k) > 0;
@@ -262,11 +314,19 @@ std::vector<float> render_phantom_slice(const PhantomOptions& o, const PhantomSl
   static thread_local uint64_t cache_seed = ~0ull;
   static thread_local int cache_n = -1, cache_size = -1, cache_s = -1;
   if (cache_seed != o.seed || cache_n != o.patients || cache_size != o.size || cache_s != o.slices_per_series) {
+    // (the realistic model keys its own cache the same way)
     cache = plan_patients(o);
     cache_seed = o.seed, cache_n = o.patients, cache_size = o.size, cache_s = o.slices_per_series;
   }
   const Patient& P = cache.at(size_t(s.patient));
-  Generator noise(o.seed ^ (uint64_t(s.patient) << 32) ^ uint64_t(s.slice) * 0x9E3779B97F4A7C15ull);
+  if (realistic(o)) {
+    std::vector<float> hu;
+    realistic_model(o, cache).render(s.patient, s.slice, noise_seed(o, s), &hu, nullptr, blood);
+    if (s.rsna12)
+      for (float& v : hu) v = std::max(v, -1000.f);  // the 12-bit files' floor
+    return hu;
+  }
+  Generator noise(noise_seed(o, s));
   std::vector<float> hu(size_t(s.rows) * size_t(s.cols));
   if (blood) blood->assign(hu.size(), -1);
   const float floor = s.rsna12 ? -1000.f : -1024.f;
@@ -303,9 +363,13 @@ void write_slice_dicom(const PhantomOptions& o, const PhantomSlice& s, const std
   put(DCM_StudyInstanceUID, s.study_uid);
   put(DCM_SeriesInstanceUID, s.series_uid);
   put(DCM_Modality, "CT");
-  put(DCM_ImagePositionPatient, "-125.000000\\-121.000000\\" + fmt_double(s.z, 8));
-  put(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
-  put(DCM_PixelSpacing, "0.48828125\\0.48828125");
+  auto decimal = [](double v) { return fmt_double(v, 10); };
+  put(DCM_ImagePositionPatient,
+      decimal(s.position[0]) + "\\" + decimal(s.position[1]) + "\\" + decimal(s.position[2]));
+  std::string ori;
+  for (size_t i = 0; i < 6; ++i) ori += (i ? "\\" : "") + decimal(s.orientation[i]);
+  put(DCM_ImageOrientationPatient, ori);
+  put(DCM_PixelSpacing, decimal(s.pixel_spacing) + "\\" + decimal(s.pixel_spacing));
   put(DCM_PhotometricInterpretation, "MONOCHROME2");
   put(DCM_RescaleSlope, "1");
   put(DCM_RescaleIntercept, s.rsna12 ? "0" : "-1024");

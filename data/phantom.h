@@ -6,13 +6,16 @@
 //   OUT/manifest.csv           the generator's truth per slice (labels, quirks,
 //                              lesion sizes and boxes), for tests and ich-explore
 //
-// Anatomy in Hounsfield units: air, skull, a rim of CSF, gray and white
-// matter, sulci, lateral ventricles; the head grows and shrinks along z.
-// Acute blood (50-90 HU) drawn where each subtype appears: epidural, a lens
-// against the inner table; subdural, a thin crescent along it;
-// intraparenchymal, a blob in the brain; intraventricular, in the
-// ventricles; subarachnoid, along sulci and the surface. Lesions span
-// neighbouring slices. By default about 14% of slices have some hemorrhage.
+// Two difficulties. "realistic" (the default; data/phantom_realistic.cpp): a
+// 3-D head sampled slice by slice, tilted in the scanner, with CT-like grey
+// and white matter, sulci, ventricles, skull base, calcifications, beam
+// hardening streaks and noise of a few HU; blood 45-85 HU with partial
+// volume, lesions from large to one or two slices, thin subdural crescents,
+// sulcal and cisternal subarachnoid blood; RSNA's prevalence (about 14% of
+// slices, epidural in at least three patients of 30). "easy" (the first phantom, for
+// fast tests): air, skull, grey and white matter, sulci, ventricles, and
+// bright, sharp lesions (50-90 HU) of each subtype; the head grows and
+// shrinks along z. In both, lesions span neighbouring slices.
 // RSNA quirks: multi-valued WindowCenter/Width, 12-bit unsigned files with an
 // intercept that needs the RSNA fix, a few non-512 and non-square series,
 // and, when asked, truncated or garbage files. Deterministic for a seed.
@@ -31,6 +34,8 @@ constexpr std::array<const char*, 6> kSubtypes = {"epidural",     "intraparenchy
 
 struct PhantomOptions {
   std::string out;
+  std::string difficulty = "realistic";  // or "easy"
+
   int patients = 80;
   int slices_per_series = 25;
   int size = 512;
@@ -43,7 +48,10 @@ struct PhantomOptions {
 struct PhantomSlice {
   std::string image_id, patient_id, study_uid, series_uid;
   int patient = 0, slice = 0, rows = 0, cols = 0;
-  double z = 0;
+  double z = 0;                                   // ImagePositionPatient[2]
+  std::array<double, 3> position{};               // ImagePositionPatient (mm)
+  std::array<double, 6> orientation{1, 0, 0, 0, 1, 0};
+  double pixel_spacing = 0.48828125;              // mm
   std::array<int, 6> labels{};
   std::array<int64_t, 5> lesion_pixels{};  // per subtype on this slice
   std::array<int, 4> lesion_box{-1, -1, -1, -1};  // x0, y0, x1, y1 of all blood (inclusive), -1 if none

@@ -10,7 +10,7 @@ work=$2
 kills=${3:-6}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
-"$bin/ich-phantom" --out ph --patients 6 --slices-per-series 20 --size 64 --seed 5 > /dev/null 2>&1
+"$bin/ich-phantom" --difficulty easy --out ph --patients 6 --slices-per-series 20 --size 64 --seed 5 > /dev/null 2>&1
 "$bin/ich-window" --input ph/dicom --out img > /dev/null 2>&1
 "$bin/ich-split" --labels ph/labels.csv --meta img/meta.csv --out split > /dev/null
 args=(--train split/train.csv --valid split/valid.csv --images img --arch resnext_mini --size 64 --batch 8

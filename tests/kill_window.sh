@@ -13,7 +13,7 @@ work=$2
 kills=${3:-6}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
-"$bin/ich-phantom" --out ph --patients 16 --slices-per-series 60 --size 128 --corrupt-fraction 0.02 --seed 8 \
+"$bin/ich-phantom" --difficulty easy --out ph --patients 16 --slices-per-series 60 --size 128 --corrupt-fraction 0.02 --seed 8 \
   > /dev/null 2>&1
 files=$(ls ph/dicom | wc -l)
 # Small chunks: a journal record every 8 files, so that kills land between

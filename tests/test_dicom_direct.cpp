@@ -75,6 +75,7 @@ class DirectReader : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = test::fresh_dir("ich_direct_test");
     PhantomOptions o;
+  o.difficulty = "easy";  // the first phantom: bright, sharp lesions, quick to learn
     o.patients = 12;
     o.slices_per_series = 6;
     o.size = 64;

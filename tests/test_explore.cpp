@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 TEST(Explore, CountsEqualThePhantomsTruth) {
   const std::string dir = test::fresh_dir("ich_explore");
   PhantomOptions po;
+  po.difficulty = "easy";  // the first phantom: bright, sharp lesions, quick to learn
   po.patients = 30;
   po.slices_per_series = 12;
   po.size = 64;

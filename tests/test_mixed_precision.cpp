@@ -269,6 +269,7 @@ class AmpTraining : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = test::fresh_dir("ich_amp");
     PhantomOptions po;
+  po.difficulty = "easy";  // the first phantom: bright, sharp lesions, quick to learn
     po.patients = 40;
     po.size = 64;
     po.seed = 4;

@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", o.epochs, "epochs")->capture_default_str();
   app.add_option("--batch", o.batch, "images per step")->capture_default_str();
   app.add_option("--lr", o.lr, "Adam learning rate (the seed: 2e-5 from pretrained weights)")->capture_default_str();
+  app.add_option("--lr-schedule", o.lr_schedule,
+                 "constant, or cosine: lr * (1 + cos(pi * epoch / epochs)) / 2 for each epoch (steadier last epochs)")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
   app.add_option("--size", o.size, "input size (images are resized to SIZE x SIZE)")->capture_default_str();
   app.add_option("--pos-weight", o.pos_weight, "none, or auto: weigh each label's positives by negatives/positives")
       ->capture_default_str();

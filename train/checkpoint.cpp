@@ -38,6 +38,7 @@ void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* o
   t.emplace_back("meta/lr", f64(m.lr));
   t.emplace_back("meta/best_valid_loss", f64(m.best_valid_loss));
   t.emplace_back("meta/precision", text_tensor(m.precision));
+  t.emplace_back("meta/lr_schedule", text_tensor(m.lr_schedule));
   t.emplace_back("meta/loss_scale", f64(m.loss_scale));
   t.emplace_back("meta/loss_scale_tracker", i64(m.loss_scale_tracker));
   if (m.has_pos_weight) {
@@ -70,6 +71,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     m.loss_scale = need("meta/loss_scale").item();
     m.loss_scale_tracker = int64_t(need("meta/loss_scale_tracker").item());
   }
+  if (f.find("meta/lr_schedule")) m.lr_schedule = tensor_text(f.read("meta/lr_schedule"));  // before: constant
   if (f.find("meta/pos_weight")) {
     const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
     ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");

@@ -24,6 +24,7 @@ struct CheckpointMeta {
   std::array<float, 6> pos_weight{1, 1, 1, 1, 1, 1};
   bool has_pos_weight = false;
   std::string precision = "fp32";             // fp32, bf16 or fp16 (engine/amp.h)
+  std::string lr_schedule = "constant";       // constant or cosine (trainer.h epoch_lr)
   double loss_scale = 65536;                  // fp16: the LossScaler's state
   int64_t loss_scale_tracker = 0;
 };

@@ -30,6 +30,12 @@ std::string fmt(double v) { return fmt_double(v, 6); }
 
 }  // namespace
 
+double epoch_lr(double lr, const std::string& schedule, int64_t epoch, int64_t epochs) {
+  ICH_CHECK(schedule == "constant" || schedule == "cosine", "--lr-schedule '", schedule, "': constant or cosine");
+  if (schedule == "constant") return lr;
+  return lr * 0.5 * (1 + std::cos(3.14159265358979323846 * double(epoch) / double(std::max<int64_t>(1, epochs))));
+}
+
 std::string windows_of_images(const std::string& dir) {
   const fs::path meta = fs::path(dir) / "meta.csv";
   if (!fs::exists(meta)) return "brain,subdural,soft";
@@ -76,6 +82,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   };
   ICH_CHECK(o.epochs >= 1 && o.batch >= 1 && o.size >= 32 && o.lr > 0, "ich-train: epochs, batch, size >= 32 and lr must be positive");
   ICH_CHECK(o.pos_weight == "none" || o.pos_weight == "auto", "--pos-weight '", o.pos_weight, "': none or auto");
+  epoch_lr(o.lr, o.lr_schedule, 0, o.epochs);  // checks the schedule's name before any work
   fs::create_directories(o.out);
   {  // fail before training when the run folder cannot take a file
     const std::string probe = (fs::path(o.out) / ".write_test").string();
@@ -98,9 +105,10 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     model = c.model;
     meta = c.meta;
     ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed &&
-                  parse_precision(meta.precision) == parse_precision(o.precision),
+                  parse_precision(meta.precision) == parse_precision(o.precision) && meta.lr_schedule == o.lr_schedule,
               "--resume ", o.resume, ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch,
-              ", seed ", meta.seed, ", precision ", meta.precision, "; pass the same values to continue it exactly");
+              ", seed ", meta.seed, ", precision ", meta.precision, ", lr schedule ", meta.lr_schedule,
+              "; pass the same values to continue it exactly");
     say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
         std::to_string(meta.next_batch));
   } else {
@@ -114,6 +122,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     meta.seed = o.seed;
     meta.lr = o.lr;
     meta.precision = precision_name(parse_precision(o.precision));
+    meta.lr_schedule = o.lr_schedule;
     meta.windows = windows_of_images(o.images);
     if (o.pos_weight == "auto") {
       // Rare labels weigh more: negatives/positives per label (the seed's own suggestion), at most 100.
@@ -175,6 +184,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   ao.augment = o.augment;
   for (int64_t epoch = meta.epoch; epoch < o.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
+    opt.options().lr = epoch_lr(meta.lr, o.lr_schedule, epoch, o.epochs);
     BatchLoader loader(train_ds, ao, meta.batch, /*shuffle=*/true, /*drop_last=*/true, meta.seed, epoch,
                        meta.next_batch, o.workers, 4, /*bytes=*/dev.is_cuda());
     const int64_t n = o.max_steps_per_epoch > 0 ? std::min(loader.batches(), o.max_steps_per_epoch) : loader.batches();

@@ -17,6 +17,7 @@ struct TrainOptions {
   std::string weights;            // pretrained backbone (ich weights file); empty: random init
   int64_t epochs = 3, batch = 8, size = 200;
   double lr = 2e-5;
+  std::string lr_schedule = "constant";  // or "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2 for each epoch
   std::string pos_weight = "none";  // none or auto (negatives/positives per label, from the train split)
   std::string device = "auto";
   std::string resume;               // a checkpoint to continue from
@@ -43,6 +44,11 @@ struct EpochLog {
 // after writing RUN/last.ckpt). Throws ich::Error on bad input or a NaN/Inf
 // loss (after which RUN/last.ckpt is still the last good state).
 int train(const TrainOptions& o, const std::function<void(const std::string&)>& log = nullptr);
+
+// The learning rate of an epoch (from 0) under a schedule: constant, or
+// cosine (timm's and torch's CosineAnnealingLR per epoch, down to 0 at the
+// end: later epochs move the weights less, so the last ones are steadier).
+double epoch_lr(double lr, const std::string& schedule, int64_t epoch, int64_t epochs);
 
 // Probabilities (sigmoid of the logits) for every image of a dataset.
 std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,

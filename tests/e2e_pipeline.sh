@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End to end on a tiny phantom: ich-phantom -> ich-window -> ich-split ->
-# ich-train -> ich-eval -> ich-predict, checking every stage's outputs, that
-# the training loss falls, and that a run resumed from a checkpoint ends
-# bitwise identical to an uninterrupted one (CPU).
+# ich-train -> ich-eval -> ich-predict, then ich-embed -> ich-train-seq ->
+# ich-eval --sequence, checking every stage's outputs, that the training loss
+# falls, and that runs resumed from a checkpoint end bitwise identical to
+# uninterrupted ones (CPU).
 # Usage: tests/e2e_pipeline.sh BIN_DIR WORK_DIR
 set -euo pipefail
 bin=$1
@@ -10,7 +11,7 @@ work=$2
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$bin/ich-phantom" --out ph --patients 8 --slices-per-series 25 --size 96 --corrupt-fraction 0.03 --seed 11 > phantom.txt 2>&1
+"$bin/ich-phantom" --difficulty easy --out ph --patients 8 --slices-per-series 25 --size 96 --corrupt-fraction 0.03 --seed 11 > phantom.txt 2>&1
 [ "$(ls ph/dicom | wc -l)" = 200 ] || fail "phantom: expected 200 DICOM files"
 [ "$(wc -l < ph/labels.csv)" = 1201 ] || fail "phantom: expected 1200 label rows"
 corrupt=$(grep -c -E ',(truncated|garbage)$' ph/manifest.csv || true)
@@ -53,5 +54,36 @@ set -e
 if [ "$corrupt" -gt 0 ]; then [ $rc = 3 ] || fail "ich-predict: exit $rc, expected 3"; fi
 [ "$(( $(wc -l < submission.csv) - 1 ))" = $(( 6 * (200 - corrupt) )) ] || fail "ich-predict: row count"
 head -1 submission.csv | grep -q '^ID,Label$' || fail "ich-predict: header"
-echo "e2e: 200 slices ($corrupt corrupt), train loss $(cut -d, -f3 run/log.csv | tail -2 | tr '\n' ' '), resume identical"
+# The second stage: embeddings (both splits, one folder), the sequence model,
+# its resume, and the evaluation with series context.
+"$bin/ich-embed" --checkpoint run/best.ckpt --data split/train.csv --data split/valid.csv --images img --out emb \
+  --device cpu > embed.txt 2> /dev/null
+[ "$(( $(wc -l < emb/index.csv) - 1 ))" = "$rows" ] || fail "ich-embed: index.csv should list the $rows slices"
+for s in $(tail -n +2 emb/index.csv | cut -d, -f5 | uniq); do  # each series together, in order along the normal
+  tail -n +2 emb/index.csv | awk -F, -v s="$s" '$5 == s {print $6}' | sort -g -c ||
+    fail "ich-embed: series $s is not in order of position"
+done
+[ "$(tail -n +2 emb/index.csv | cut -d, -f5 | uniq | wc -l)" = "$(tail -n +2 emb/index.csv | cut -d, -f5 | sort -u | wc -l)" ] ||
+  fail "ich-embed: a series' slices are not together"
+seq_train() { "$bin/ich-train-seq" --train split/train.csv --valid split/valid.csv --embeddings emb --hidden 8 \
+                --batch 2 --device cpu --seed 4 "$@" > /dev/null 2> seq_err.txt; }
+seq_train --out seqrun --epochs 3
+for f in log.csv last.ckpt best.ckpt; do [ -f seqrun/$f ] || fail "ich-train-seq: no seqrun/$f"; done
+seq_train --out seqres --epochs 2
+seq_train --out seqres --epochs 3 --resume
+cmp -s seqrun/last.ckpt seqres/last.ckpt || fail "ich-train-seq: resume (2+1 epochs) differs from 3 epochs"
+"$bin/ich-eval" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --data split/valid.csv --images img --out evalseq \
+  --device cpu > evalseq.txt 2> /dev/null
+for f in predictions.csv metrics.json per_slice/predictions.csv; do [ -s evalseq/$f ] || fail "ich-eval --sequence: no $f"; done
+grep -q "^weighted log loss (competition metric): per-slice [0-9.]*, with series context [0-9.]*$" evalseq.txt ||
+  fail "ich-eval --sequence: no comparison line"
+set +e
+"$bin/ich-eval" --checkpoint run/best.ckpt --sequence run/best.ckpt --data split/valid.csv --images img --out bad \
+  --device cpu > /dev/null 2> bad.txt
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "not a sequence checkpoint" bad.txt || fail "ich-eval: an ich-train checkpoint as --sequence: exit $rc, $(cat bad.txt)"
+
+echo "e2e: 200 slices ($corrupt corrupt), train loss $(cut -d, -f3 run/log.csv | tail -2 | tr '\n' ' '), resume identical," \
+  "sequence stage and its resume"
 echo "1 passed, 0 failed"

@@ -1,0 +1,79 @@
+#include "seq/evaluate.h"
+
+#include <filesystem>
+
+#include "data/csv.h"
+#include "data/phantom.h"
+#include "data/plot.h"
+#include "engine/device_select.h"
+#include "seq/apply.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+#include "weights/atomic_file.h"
+
+namespace ich {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// predictions.csv, metrics.json and roc.png of one set of probabilities.
+EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p) {
+  fs::create_directories(dir);
+  std::vector<std::array<int, 6>> y(ds.size());
+  std::vector<std::string> header{"image_id"};
+  for (const char* s : kSubtypes) header.push_back(std::string("p_") + s);
+  for (const char* s : kSubtypes) header.push_back(s);
+  CsvWriter w((fs::path(dir) / "predictions.csv").string(), header);
+  for (size_t i = 0; i < ds.size(); ++i) {
+    y[i] = ds.row(i).y;
+    std::vector<std::string> row{ds.row(i).image_id};
+    for (double v : p[i]) row.push_back(fmt_double(v, 6));
+    for (int v : y[i]) row.push_back(std::to_string(v));
+    w.row(row);
+  }
+  w.commit();
+  const EvalReport r = evaluate(p, y);
+  write_file_atomic((fs::path(dir) / "metrics.json").string(), to_json(r));
+  std::vector<Series> curves;
+  for (size_t k = 0; k < 6; ++k) {
+    std::vector<double> s(p.size());
+    std::vector<int> l(p.size());
+    for (size_t i = 0; i < p.size(); ++i) s[i] = p[i][k], l[i] = y[i][k];
+    curves.push_back({kSubtypes[k], roc_curve(s, l), palette(k)});
+  }
+  write_line_plot((fs::path(dir) / "roc.png").string(), curves, 0, 1, 0, 1, true);
+  return r;
+}
+
+}  // namespace
+
+EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::string&)>& log,
+                    const std::function<void(int64_t, int64_t)>& progress) {
+  ICH_CHECK(o.batch >= 1, "--batch ", o.batch, " must be positive");
+  const Device dev = pick_device(o.device);
+  LoadedCheckpoint c = load_checkpoint(o.checkpoint);
+  c.model->to(dev);
+  const std::vector<SplitRow> rows = read_split(o.data);
+  ICH_CHECK(!rows.empty(), o.data, ": no slices");
+  const SliceDataset ds(rows, o.images);
+  EvalResult res;
+  const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress);
+  if (o.sequence.empty()) {
+    res.per_slice = res.final_report = write_outputs(o.out, ds, p);
+    return res;
+  }
+  res.with_context = true;
+  res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p);
+  const LoadedSeqCheckpoint seq = load_seq_checkpoint(o.sequence);
+  seq.model->to(dev);
+  const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, seq.meta.flip, progress);
+  ICH_CHECK(f.size(1) == seq.model->config().features, "--sequence ", o.sequence, " reads ",
+            seq.model->config().features, " features per slice; ", o.checkpoint, " gives ", f.size(1),
+            " (the sequence model was trained on another CNN's embeddings)");
+  const std::vector<OrderedSlice> order = order_split(rows, o.images, log);
+  res.final_report = write_outputs(o.out, ds, predict_with_context(seq, f, order, dev));
+  return res;
+}
+
+}  // namespace ich

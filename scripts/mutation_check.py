@@ -97,6 +97,8 @@ MUTATIONS = [
 ]
 TESTS = ["test_gradcheck", "test_reference_ops", "test_autograd", "test_optim", "test_train_reference",
          "test_float32_accuracy", "test_rnn"]
+# Executables the suites run (test_rnn converts a PyTorch state_dict).
+TOOLS = ["ich-convert"]
 # Reference data these suites read from the build folder (ctest makes it as
 # fixtures; here it is made once, before the first build).
 GENERATORS = [("tests/reference/gen_train_reference.py", "train_ref"),
@@ -131,7 +133,7 @@ def main():
     def build_and_test(full):
         """The suites that fail (only the first, unless full), and the float32 twenty-step test's verdict."""
         t0 = time.time()
-        subprocess.run(["cmake", "--build", build, "--target", *TESTS], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", build, "--target", *TESTS, *TOOLS], check=True, stdout=subprocess.DEVNULL)
         t1 = time.time()
         spent["build"] += t1 - t0
         failing, f32 = [], False

@@ -33,14 +33,6 @@ Tensor SeqModel::forward(const Tensor& x) {
 }
 
 namespace {
-Tensor text_tensor(const std::string& s) {
-  Tensor t = Tensor::empty({int64_t(s.size())}, DType::UInt8);
-  if (!s.empty()) std::memcpy(t.raw_data(), s.data(), s.size());
-  return t;
-}
-std::string tensor_text(const Tensor& t) { return std::string(static_cast<const char*>(t.raw_data()), size_t(t.numel())); }
-Tensor i64(int64_t v) { return Tensor::full({}, double(v), DType::Int64); }
-Tensor f64(double v) { return Tensor::full({}, v, DType::Float64); }
 Tensor floats(const std::vector<float>& v) { return Tensor::from_data(v.data(), {int64_t(v.size())}); }
 }  // namespace
 
@@ -50,29 +42,29 @@ void save_seq_checkpoint(const std::string& path, const SeqModel& model, Optimiz
   for (auto& [n, v] : model.state_dict()) t.emplace_back("model/" + n, v);
   if (opt) {
     for (auto& [n, v] : opt->state()) t.emplace_back("optim/" + n, v);
-    t.emplace_back("optim/steps", i64(opt->steps()));
+    t.emplace_back("optim/steps", int_entry(opt->steps()));
   }
   t.emplace_back("norm/mean", floats(norm.mean));
   t.emplace_back("norm/inv_std", floats(norm.inv_std));
   const SeqModelConfig& c = model.config();
-  t.emplace_back("meta/kind", text_tensor("sequence"));
-  t.emplace_back("meta/cell", text_tensor(cell_name(c.cell)));
-  t.emplace_back("meta/hidden", i64(c.hidden));
-  t.emplace_back("meta/layers", i64(c.layers));
-  t.emplace_back("meta/features", i64(c.features));
-  t.emplace_back("meta/epoch", i64(m.epoch));
-  t.emplace_back("meta/step", i64(m.step));
-  t.emplace_back("meta/batch", i64(m.batch));
-  t.emplace_back("meta/seed", i64(int64_t(m.seed)));
-  t.emplace_back("meta/lr", f64(m.lr));
-  t.emplace_back("meta/best_valid_loss", f64(m.best_valid_loss));
-  t.emplace_back("meta/flip", i64(m.flip ? 1 : 0));
+  t.emplace_back("meta/kind", text_entry("sequence"));
+  t.emplace_back("meta/cell", text_entry(cell_name(c.cell)));
+  t.emplace_back("meta/hidden", int_entry(c.hidden));
+  t.emplace_back("meta/layers", int_entry(c.layers));
+  t.emplace_back("meta/features", int_entry(c.features));
+  t.emplace_back("meta/epoch", int_entry(m.epoch));
+  t.emplace_back("meta/step", int_entry(m.step));
+  t.emplace_back("meta/batch", int_entry(m.batch));
+  t.emplace_back("meta/seed", int_entry(int64_t(m.seed)));
+  t.emplace_back("meta/lr", real_entry(m.lr));
+  t.emplace_back("meta/best_valid_loss", real_entry(m.best_valid_loss));
+  t.emplace_back("meta/flip", int_entry(m.flip ? 1 : 0));
   write_weights(path, t);
 }
 
 LoadedSeqCheckpoint load_seq_checkpoint(const std::string& path) {
   const WeightsFile f = WeightsFile::open(path);
-  ICH_CHECK(f.find("meta/kind") && tensor_text(f.read("meta/kind")) == "sequence", "checkpoint ", path,
+  ICH_CHECK(f.find("meta/kind") && entry_text(f.read("meta/kind")) == "sequence", "checkpoint ", path,
             ": not a sequence checkpoint (from ich-train-seq); ", f.find("meta/arch") ? "it is an ich-train one" : "");
   auto need = [&](const std::string& n) {
     ICH_CHECK(f.find(n) != nullptr, "sequence checkpoint ", path, ": no entry '", n, "'");
@@ -80,7 +72,7 @@ LoadedSeqCheckpoint load_seq_checkpoint(const std::string& path) {
   };
   LoadedSeqCheckpoint c;
   SeqModelConfig cfg;
-  cfg.cell = parse_cell(tensor_text(need("meta/cell")));
+  cfg.cell = parse_cell(entry_text(need("meta/cell")));
   cfg.hidden = int64_t(need("meta/hidden").item());
   cfg.layers = int64_t(need("meta/layers").item());
   cfg.features = int64_t(need("meta/features").item());

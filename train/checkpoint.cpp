@@ -7,40 +7,28 @@
 
 namespace ich {
 
-namespace {
-Tensor text_tensor(const std::string& s) {
-  Tensor t = Tensor::empty({int64_t(s.size())}, DType::UInt8);
-  if (!s.empty()) std::memcpy(t.raw_data(), s.data(), s.size());
-  return t;
-}
-std::string tensor_text(const Tensor& t) {
-  return std::string(static_cast<const char*>(t.raw_data()), size_t(t.numel()));
-}
-Tensor i64(int64_t v) { return Tensor::full({}, double(v), DType::Int64); }
-Tensor f64(double v) { return Tensor::full({}, v, DType::Float64); }
-}  // namespace
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& m) {
   NamedTensors t;
   for (auto& [n, v] : model.state_dict()) t.emplace_back("model/" + n, v);
   if (opt) {
     for (auto& [n, v] : opt->state()) t.emplace_back("optim/" + n, v);
-    t.emplace_back("optim/steps", i64(opt->steps()));
+    t.emplace_back("optim/steps", int_entry(opt->steps()));
   }
-  t.emplace_back("meta/arch", text_tensor(m.arch));
-  t.emplace_back("meta/windows", text_tensor(m.windows));
-  t.emplace_back("meta/size", i64(m.size));
-  t.emplace_back("meta/batch", i64(m.batch));
-  t.emplace_back("meta/epoch", i64(m.epoch));
-  t.emplace_back("meta/next_batch", i64(m.next_batch));
-  t.emplace_back("meta/step", i64(m.step));
-  t.emplace_back("meta/seed", i64(int64_t(m.seed)));
-  t.emplace_back("meta/lr", f64(m.lr));
-  t.emplace_back("meta/best_valid_loss", f64(m.best_valid_loss));
-  t.emplace_back("meta/precision", text_tensor(m.precision));
-  t.emplace_back("meta/lr_schedule", text_tensor(m.lr_schedule));
-  t.emplace_back("meta/loss_scale", f64(m.loss_scale));
-  t.emplace_back("meta/loss_scale_tracker", i64(m.loss_scale_tracker));
+  t.emplace_back("meta/arch", text_entry(m.arch));
+  t.emplace_back("meta/windows", text_entry(m.windows));
+  t.emplace_back("meta/size", int_entry(m.size));
+  t.emplace_back("meta/batch", int_entry(m.batch));
+  t.emplace_back("meta/epoch", int_entry(m.epoch));
+  t.emplace_back("meta/next_batch", int_entry(m.next_batch));
+  t.emplace_back("meta/step", int_entry(m.step));
+  t.emplace_back("meta/seed", int_entry(int64_t(m.seed)));
+  t.emplace_back("meta/lr", real_entry(m.lr));
+  t.emplace_back("meta/best_valid_loss", real_entry(m.best_valid_loss));
+  t.emplace_back("meta/precision", text_entry(m.precision));
+  t.emplace_back("meta/lr_schedule", text_entry(m.lr_schedule));
+  t.emplace_back("meta/loss_scale", real_entry(m.loss_scale));
+  t.emplace_back("meta/loss_scale_tracker", int_entry(m.loss_scale_tracker));
   if (m.has_pos_weight) {
     std::vector<double> pw(m.pos_weight.begin(), m.pos_weight.end());
     t.emplace_back("meta/pos_weight", Tensor::from_vector(pw, {6}));
@@ -56,8 +44,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   };
   LoadedCheckpoint c;
   CheckpointMeta& m = c.meta;
-  m.arch = tensor_text(need("meta/arch"));
-  m.windows = tensor_text(need("meta/windows"));
+  m.arch = entry_text(need("meta/arch"));
+  m.windows = entry_text(need("meta/windows"));
   m.size = int64_t(need("meta/size").item());
   m.batch = int64_t(need("meta/batch").item());
   m.epoch = int64_t(need("meta/epoch").item());
@@ -67,11 +55,11 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   m.lr = need("meta/lr").item();
   m.best_valid_loss = need("meta/best_valid_loss").item();
   if (f.find("meta/precision")) {  // checkpoints before mixed precision: fp32
-    m.precision = tensor_text(f.read("meta/precision"));
+    m.precision = entry_text(f.read("meta/precision"));
     m.loss_scale = need("meta/loss_scale").item();
     m.loss_scale_tracker = int64_t(need("meta/loss_scale_tracker").item());
   }
-  if (f.find("meta/lr_schedule")) m.lr_schedule = tensor_text(f.read("meta/lr_schedule"));  // before: constant
+  if (f.find("meta/lr_schedule")) m.lr_schedule = entry_text(f.read("meta/lr_schedule"));  // before: constant
   if (f.find("meta/pos_weight")) {
     const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
     ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");

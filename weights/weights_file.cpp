@@ -272,4 +272,16 @@ void write_weights(const std::string& path, const NamedTensors& tensors) {
   out.commit();
 }
 
+Tensor text_entry(const std::string& s) {
+  Tensor t = Tensor::empty({int64_t(s.size())}, DType::UInt8);
+  if (!s.empty()) std::memcpy(t.raw_data(), s.data(), s.size());
+  return t;
+}
+std::string entry_text(const Tensor& t) {
+  const Tensor c = t.to(Device::cpu()).contiguous();
+  return std::string(static_cast<const char*>(c.raw_data()), size_t(c.numel()));
+}
+Tensor int_entry(int64_t v) { return Tensor::full({}, double(v), DType::Int64); }
+Tensor real_entry(double v) { return Tensor::full({}, v, DType::Float64); }
+
 }  // namespace ich

@@ -21,6 +21,7 @@
 
 #include "engine/cpu/cpu_util.h"
 #include "engine/kernels.h"
+#include "engine/rnn_step.h"
 
 namespace ich::cpu {
 
@@ -28,21 +29,11 @@ namespace {
 
 template <class T> T sig(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
-struct StepGeom {
-  int64_t B, H, DH;  // batch, hidden, output columns (directions x hidden)
-};
-
-StepGeom step_geom(const char* k, const Tensor& gx, int64_t gates, const Tensor& h, const Tensor& out,
-                   const Tensor& lengths, int64_t t, int64_t col) {
-  ICH_CHECK(gx.dim() == 3 && h.dim() == 2 && out.dim() == 3, k, ": expected gx (T,B,G*H), h (B,H), out (T,B,D*H)");
-  const int64_t T_ = gx.size(0), B = gx.size(1), H = h.size(1);
-  ICH_CHECK(gx.size(2) == gates * H && h.size(0) == B, k, ": gx ", gx.str(), " does not fit h ", h.str());
-  ICH_CHECK(out.size(0) == T_ && out.size(1) == B && col >= 0 && col + H <= out.size(2), k, ": out ", out.str(),
-            " has no columns ", col, "..", col + H);
-  ICH_CHECK(t >= 0 && t < T_, k, ": step ", t, " of ", T_);
-  ICH_CHECK(lengths.dtype() == DType::Int64 && lengths.numel() == B && lengths.device().is_cpu(), k,
-            ": lengths must be int64 (B) on the CPU, got ", lengths.str());
-  return {B, H, out.size(2)};
+// The shared shape checks, and lengths on the CPU.
+RnnStepShape step_geom(const char* k, const Tensor& gx, int64_t gates, const Tensor& h, const Tensor& out,
+                       const Tensor& lengths, int64_t t, int64_t col) {
+  ICH_CHECK(lengths.device().is_cpu(), k, ": lengths must be on the CPU, got ", lengths.str());
+  return rnn_step_shape(k, gx, gates, h, out, lengths, t, col);
 }
 
 }  // namespace
@@ -50,7 +41,7 @@ StepGeom step_geom(const char* k, const Tensor& gx, int64_t gates, const Tensor&
 void lstm_step_forward(const Tensor& gx, const Tensor& gh, const Tensor& lengths, int64_t t, Tensor& h, Tensor& c,
                        Tensor& act, Tensor& cprev, Tensor& hprev, Tensor& out, int64_t col) {
   const char* k = "lstm_step_forward";
-  const StepGeom s = step_geom(k, gx, 4, h, out, lengths, t, col);
+  const RnnStepShape s = step_geom(k, gx, 4, h, out, lengths, t, col);
   for (const Tensor* x : TensorList{&gx, &gh, &h, &c, &act, &cprev, &hprev, &out}) expect(*x, k, "tensor", gx.dtype());
   dispatch_float(gx, k, [&](auto zero) {
     using T = decltype(zero);
@@ -89,7 +80,7 @@ void lstm_step_forward(const Tensor& gx, const Tensor& gh, const Tensor& lengths
 void lstm_step_backward(const Tensor& gout, int64_t col, const Tensor& act, const Tensor& cprev, const Tensor& lengths,
                         int64_t t, Tensor& dh, Tensor& dc, Tensor& dgates) {
   const char* k = "lstm_step_backward";
-  const StepGeom s = step_geom(k, act, 4, dh, gout, lengths, t, col);
+  const RnnStepShape s = step_geom(k, act, 4, dh, gout, lengths, t, col);
   for (const Tensor* x : TensorList{&gout, &act, &cprev, &dh, &dc, &dgates}) expect(*x, k, "tensor", act.dtype());
   dispatch_float(act, k, [&](auto zero) {
     using T = decltype(zero);
@@ -127,7 +118,7 @@ void lstm_step_backward(const Tensor& gout, int64_t col, const Tensor& act, cons
 void gru_step_forward(const Tensor& gx, const Tensor& gh, const Tensor& lengths, int64_t t, Tensor& h, Tensor& act,
                       Tensor& hprev, Tensor& out, int64_t col) {
   const char* k = "gru_step_forward";
-  const StepGeom s = step_geom(k, gx, 3, h, out, lengths, t, col);
+  const RnnStepShape s = step_geom(k, gx, 3, h, out, lengths, t, col);
   for (const Tensor* x : TensorList{&gx, &gh, &h, &act, &hprev, &out}) expect(*x, k, "tensor", gx.dtype());
   dispatch_float(gx, k, [&](auto zero) {
     using T = decltype(zero);
@@ -163,7 +154,7 @@ void gru_step_forward(const Tensor& gx, const Tensor& gh, const Tensor& lengths,
 void gru_step_backward(const Tensor& gout, int64_t col, const Tensor& act, const Tensor& hprev, const Tensor& lengths,
                        int64_t t, Tensor& dh, Tensor& dgx, Tensor& dgh) {
   const char* k = "gru_step_backward";
-  const StepGeom s = step_geom(k, dgx, 3, dh, gout, lengths, t, col);
+  const RnnStepShape s = step_geom(k, dgx, 3, dh, gout, lengths, t, col);
   for (const Tensor* x : TensorList{&gout, &act, &hprev, &dh, &dgx, &dgh}) expect(*x, k, "tensor", act.dtype());
   dispatch_float(act, k, [&](auto zero) {
     using T = decltype(zero);

@@ -8,6 +8,7 @@
 // and the sequences of a CT series are short (tens of slices).
 #include "engine/cuda/cuda_util.h"
 #include "engine/kernels.h"
+#include "engine/rnn_step.h"
 
 namespace ich::cuda {
 
@@ -22,15 +23,9 @@ struct StepArgs {
 
 StepArgs step_args(const char* k, const Tensor& gx, int64_t gates, const Tensor& h, const Tensor& out,
                    const Tensor& lengths, int64_t t, int64_t col) {
-  ICH_CHECK(gx.dim() == 3 && h.dim() == 2 && out.dim() == 3, k, ": expected gx (T,B,G*H), h (B,H), out (T,B,D*H)");
-  const int64_t T_ = gx.size(0), B = gx.size(1), H = h.size(1);
-  ICH_CHECK(gx.size(2) == gates * H && h.size(0) == B, k, ": gx ", gx.str(), " does not fit h ", h.str());
-  ICH_CHECK(out.size(0) == T_ && out.size(1) == B && col >= 0 && col + H <= out.size(2), k, ": out ", out.str(),
-            " has no columns ", col, "..", col + H);
-  ICH_CHECK(t >= 0 && t < T_, k, ": step ", t, " of ", T_);
+  const RnnStepShape s = rnn_step_shape(k, gx, gates, h, out, lengths, t, col);
   expect(lengths, k, "lengths", DType::Int64);
-  ICH_CHECK(lengths.numel() == B, k, ": lengths ", lengths.str(), " for a batch of ", B);
-  return {B, H, out.size(2), t, col, ptr<int64_t>(lengths)};
+  return {s.B, s.H, s.DH, t, col, ptr<int64_t>(lengths)};
 }
 
 template <class T>

@@ -10,12 +10,14 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "Evaluate a checkpoint on a split CSV: OUT/predictions.csv, OUT/metrics.json, OUT/roc.png, and a table.\n"
-      "With --sequence, the sequence model over each series gives the predictions (OUT/per_slice/ holds the\n"
-      "CNN's alone) and one line compares the two.\n"
+      "With --sequence, the sequence model over each series gives the predictions (several: their mean;\n"
+      "OUT/per_slice/ holds the CNN's alone) and one line compares the two.\n"
       "Exit codes: 0 done, 1 failed, 2 bad flags."};
   ich::EvalOptions o;
   app.add_option("--checkpoint", o.checkpoint, "checkpoint from ich-train (best.ckpt, last.ckpt, ...)")->required();
-  app.add_option("--sequence", o.sequence, "checkpoint from ich-train-seq (RUN/best.ckpt), trained on this CNN's embeddings");
+  app.add_option("--sequence", o.sequence,
+                 "checkpoint from ich-train-seq (RUN/best.ckpt), trained on this CNN's embeddings; give it more than "
+                 "once (models of other seeds) to average their probabilities");
   app.add_option("--data", o.data, "split CSV with labels (valid.csv from ich-split)")->required();
   app.add_option("--images", o.images, "folder of .npy images from ich-window")->required();
   app.add_option("--out", o.out, "output folder")->required();

@@ -65,14 +65,25 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   }
   res.with_context = true;
   res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p);
-  const LoadedSeqCheckpoint seq = load_seq_checkpoint(o.sequence);
-  seq.model->to(dev);
-  const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, seq.meta.flip, progress);
-  ICH_CHECK(f.size(1) == seq.model->config().features, "--sequence ", o.sequence, " reads ",
-            seq.model->config().features, " features per slice; ", o.checkpoint, " gives ", f.size(1),
-            " (the sequence model was trained on another CNN's embeddings)");
+  std::vector<LoadedSeqCheckpoint> seqs;
+  for (const std::string& path : o.sequence) {
+    seqs.push_back(load_seq_checkpoint(path));
+    seqs.back().model->to(dev);
+    ICH_CHECK(seqs.back().meta.flip == seqs.front().meta.flip, "--sequence ", path, " was trained on embeddings ",
+              seqs.back().meta.flip ? "with" : "without", " the mirrored slice, ", o.sequence.front(), " on the other");
+  }
+  const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, seqs.front().meta.flip, progress);
   const std::vector<OrderedSlice> order = order_split(rows, o.images, log);
-  res.final_report = write_outputs(o.out, ds, predict_with_context(seq, f, order, dev));
+  std::vector<std::array<double, 6>> q(rows.size());
+  for (size_t m = 0; m < seqs.size(); ++m) {
+    ICH_CHECK(f.size(1) == seqs[m].model->config().features, "--sequence ", o.sequence[m], " reads ",
+              seqs[m].model->config().features, " features per slice; ", o.checkpoint, " gives ", f.size(1),
+              " (the sequence model was trained on another CNN's embeddings)");
+    const std::vector<std::array<double, 6>> pm = predict_with_context(seqs[m], f, order, dev);
+    for (size_t i = 0; i < q.size(); ++i)
+      for (size_t k = 0; k < 6; ++k) q[i][k] += pm[i][k] / double(seqs.size());
+  }
+  res.final_report = write_outputs(o.out, ds, q);
   return res;
 }
 

@@ -5,13 +5,17 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "data/metrics.h"
 
 namespace ich {
 
 struct EvalOptions {
-  std::string checkpoint, sequence, data, images, out, device = "auto";
+  std::string checkpoint, data, images, out, device = "auto";
+  // Sequence checkpoints: none (the CNN alone), one, or several trained on
+  // the same embeddings (other seeds): their probabilities are averaged.
+  std::vector<std::string> sequence;
   int64_t batch = 16;
 };
 

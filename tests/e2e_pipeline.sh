@@ -75,6 +75,14 @@ cmp -s seqrun/last.ckpt seqres/last.ckpt || fail "ich-train-seq: resume (2+1 epo
 "$bin/ich-eval" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --data split/valid.csv --images img --out evalseq \
   --device cpu > evalseq.txt 2> /dev/null
 for f in predictions.csv metrics.json per_slice/predictions.csv; do [ -s evalseq/$f ] || fail "ich-eval --sequence: no $f"; done
+# several sequence models are averaged: one model twice is that model
+"$bin/ich-eval" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --sequence seqrun/best.ckpt --data split/valid.csv \
+  --images img --out evalseq2 --device cpu > /dev/null 2> /dev/null
+cmp -s evalseq/predictions.csv evalseq2/predictions.csv || fail "ich-eval: a model averaged with itself changed"
+"$bin/ich-eval" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --sequence seqres/best.ckpt --data split/valid.csv \
+  --images img --out evalseq3 --device cpu > /dev/null 2> /dev/null
+[ -s evalseq3/predictions.csv ] || fail "ich-eval: two sequence models"
+
 grep -q "^weighted log loss (competition metric): per-slice [0-9.]*, with series context [0-9.]*$" evalseq.txt ||
   fail "ich-eval --sequence: no comparison line"
 set +e

@@ -1,10 +1,10 @@
 // ich-predict: DICOM in, probabilities out, in the Kaggle submission format
-// (train/predict.h).
+// (predict/predict.h).
 #include <cstdio>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
-#include "train/predict.h"
+#include "predict/predict.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -22,6 +22,13 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_flag("--any-modality", o.any_modality, "predict for slices of any modality (MR, CR, ...), not only CT");
   app.add_flag("--resume", o.resume, "go on with an interrupted run into the same --out (same checkpoint and input)");
+  app.add_option("--sequence", o.sequence,
+                 "checkpoint from ich-train-seq trained on this CNN's embeddings (give several to average them): "
+                 "the slices are grouped into series, ordered by their geometry, and the sequence model's "
+                 "probabilities are written; also writes --studies");
+  app.add_option("--studies", o.studies,
+                 "with --sequence: one row per series (highest probability per label, key slices); default "
+                 "studies.csv beside --out");
   app.add_option("--chunk", o.chunk, "files predicted between two records of the resume journal")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -31,6 +38,7 @@ int main(int argc, char** argv) {
     for (const auto& [path, why] : r.skipped) std::fprintf(stderr, "ich-predict: skipped %s: %s\n", path.c_str(), why.c_str());
     std::printf("%lld files (%lld done by an earlier run): %lld slices predicted, %lld files skipped -> %s\n",
                 (long long)r.files, (long long)r.resumed, (long long)r.slices, (long long)r.failed, o.out.c_str());
+    if (!o.sequence.empty()) std::printf("%lld series with series context -> studies.csv\n", (long long)r.series);
     return r.failed > 0 ? 3 : 0;
   });
 }

@@ -68,6 +68,11 @@ std::vector<OrderedSlice> order_split(const std::vector<SplitRow>& rows, const s
     g.image_id = r.image_id, g.patient_id = r.patient_id, g.study_uid = r.study_uid, g.series_uid = r.series_uid;
     in.push_back(g);
   }
+  return order_slices(in, log);
+}
+
+std::vector<OrderedSlice> order_slices(const std::vector<SliceGeometry>& in,
+                                       const std::function<void(const std::string&)>& log) {
   std::vector<OrderedSlice> out;
   for (const SeriesOrder& s : order_series(in)) {
     const std::string irregular = describe_irregularities(s);

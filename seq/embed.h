@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/series.h"
 #include "layers/resnext.h"
 
 namespace ich {
@@ -40,6 +41,10 @@ struct OrderedSlice {
   double position = 0;
   std::array<double, 2> gaps{};  // to the previous and the next slice (mm)
 };
+// Slices series by series in order along each series' normal (source: the
+// index into `slices`); irregular series are described through `log`.
+std::vector<OrderedSlice> order_slices(const std::vector<SliceGeometry>& slices,
+                                       const std::function<void(const std::string&)>& log = nullptr);
 // The rows of a split, series by series in order along each series' normal;
 // the geometry comes from the images folder's meta.csv (ich-window), else
 // from the split's z. Irregular series are described through `log`.

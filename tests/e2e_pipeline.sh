@@ -85,6 +85,24 @@ cmp -s evalseq/predictions.csv evalseq2/predictions.csv || fail "ich-eval: a mod
 
 grep -q "^weighted log loss (competition metric): per-slice [0-9.]*, with series context [0-9.]*$" evalseq.txt ||
   fail "ich-eval --sequence: no comparison line"
+# ich-predict with the sequence stage: every slice, a row per series in studies.csv; a resumed run (all
+# chunks recorded: the features come back from OUT.features/) writes the same bytes
+set +e
+"$bin/ich-predict" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --input ph/dicom --out seqsub/submission.csv \
+  --chunk 64 --device cpu > predict_seq.txt 2> /dev/null
+rc=$?
+set -e
+if [ "$corrupt" -gt 0 ]; then [ $rc = 3 ] || fail "ich-predict --sequence: exit $rc, expected 3"; fi
+[ "$(( $(wc -l < seqsub/submission.csv) - 1 ))" = $(( 6 * (200 - corrupt) )) ] || fail "ich-predict --sequence: row count"
+[ "$(( $(wc -l < seqsub/studies.csv) - 1 ))" = 8 ] || fail "ich-predict --sequence: studies.csv should have the 8 series"
+head -1 seqsub/studies.csv | grep -q '^patient_id,study_uid,series_uid,slices,p_any,' || fail "studies.csv: header"
+cmp -s seqsub/submission.csv submission.csv && fail "ich-predict --sequence: the same probabilities as per slice"
+cp seqsub/submission.csv seqsub/first.csv
+set +e
+"$bin/ich-predict" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --input ph/dicom --out seqsub/submission.csv \
+  --chunk 64 --device cpu --resume > /dev/null 2> /dev/null
+set -e
+cmp -s seqsub/submission.csv seqsub/first.csv || fail "ich-predict --sequence --resume: other bytes"
 set +e
 "$bin/ich-eval" --checkpoint run/best.ckpt --sequence run/best.ckpt --data split/valid.csv --images img --out bad \
   --device cpu > /dev/null 2> bad.txt

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Resumable windowing and prediction: kill -9 ich-window (then ich-predict)
+# Resumable windowing and prediction: kill -9 ich-window (then ich-predict,
+# per slice and with the sequence stage)
 # at random moments, again and again, and go on with --resume each time.
 # After every kill, no image under its final name differs from the
 # uninterrupted run's (nothing half-written is ever taken as done), and
@@ -94,34 +95,57 @@ set -e
 "$bin/ich-split" --labels ph/labels.csv --meta straight/meta.csv --out split > /dev/null
 "$bin/ich-train" --train split/train.csv --valid split/valid.csv --images straight --arch resnext_mini --size 64 \
   --batch 16 --lr 1e-3 --device cpu --seed 3 --epochs 1 --out run > /dev/null 2>&1
-pargs=(--checkpoint run/last.ckpt --input ph/dicom --device cpu --chunk 16 --batch 16)
-t0=$(ms)
-"$bin/ich-predict" "${pargs[@]}" --out straight.csv > /dev/null 2>&1 || [ $? = 3 ] || fail "uninterrupted ich-predict failed"
-predict_ms=$(( $(ms) - t0 ))
-pcut=0
-for ((i = 1; i <= kills; i++)); do
-  resume=()
-  [ -f killed.csv.journal ] && resume=(--resume)
-  "$bin/ich-predict" "${pargs[@]}" --out killed.csv "${resume[@]}" > /dev/null 2>&1 &
-  pid=$!
-  kill_after "$predict_ms"
-  kill -9 "$pid" 2> /dev/null || true
-  wait "$pid" 2> /dev/null || true
-  [ -e killed.csv ] || pcut=$((pcut + 1))
-  if [ -e killed.csv ]; then cmp -s killed.csv straight.csv || fail "after kill $i: killed.csv is not whole"; fi
-done
-[ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict finished (an uninterrupted run takes $predict_ms ms)"
-"$bin/ich-predict" "${pargs[@]}" --out killed.csv --resume > /dev/null 2>&1 &
-kill_after_progress $! killed.csv.journal
-set +e
-"$bin/ich-predict" "${pargs[@]}" --out killed.csv --resume > plast.txt 2>&1
-rc=$?
-set -e
-[ $rc = 0 ] || [ $rc = 3 ] || fail "the last ich-predict resume failed ($rc): $(cat plast.txt)"
-cmp -s killed.csv straight.csv || fail "after $kills kills and a resume, the submission differs"
-pdone=$(sed -nE 's/.*\(([0-9]+) done by an earlier run\).*/\1/p' plast.txt)
-[ -n "$pdone" ] && [ "$pdone" -gt 0 ] || fail "the last ich-predict resume started from nothing: $(cat plast.txt)"
+# kill_predict NAME ARGS...: uninterrupted into NAME_straight/, then killed
+# runs resumed into NAME_killed/; the outputs must end byte for byte equal.
+kill_predict() {
+  local name=$1
+  shift
+  local pargs=("$@" --input ph/dicom --device cpu --chunk 16 --batch 16)
+  mkdir -p "${name}_straight" "${name}_killed"
+  local t0
+  t0=$(ms)
+  "$bin/ich-predict" "${pargs[@]}" --out "${name}_straight/sub.csv" > /dev/null 2>&1 || [ $? = 3 ] ||
+    fail "uninterrupted ich-predict ($name) failed"
+  predict_ms=$(( $(ms) - t0 ))
+  pcut=0
+  for ((i = 1; i <= kills; i++)); do
+    local resume=()
+    [ -f "${name}_killed/sub.csv.journal" ] && resume=(--resume)
+    "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" "${resume[@]}" > /dev/null 2>&1 &
+    local pid=$!
+    kill_after "$predict_ms"
+    kill -9 "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+    [ -e "${name}_killed/sub.csv" ] || pcut=$((pcut + 1))
+    if [ -e "${name}_killed/sub.csv" ]; then
+      cmp -s "${name}_killed/sub.csv" "${name}_straight/sub.csv" || fail "after kill $i: $name sub.csv is not whole"
+    fi
+  done
+  [ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict ($name) finished (an uninterrupted run takes $predict_ms ms)"
+  "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > /dev/null 2>&1 &
+  kill_after_progress $! "${name}_killed/sub.csv.journal"
+  set +e
+  "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > plast.txt 2>&1
+  local rc=$?
+  set -e
+  [ $rc = 0 ] || [ $rc = 3 ] || fail "the last ich-predict ($name) resume failed ($rc): $(cat plast.txt)"
+  for f in sub.csv studies.csv; do
+    [ -e "${name}_straight/$f" ] || continue
+    cmp -s "${name}_killed/$f" "${name}_straight/$f" || fail "after $kills kills and a resume, $name $f differs"
+  done
+  pdone=$(sed -nE 's/.*\(([0-9]+) done by an earlier run\).*/\1/p' plast.txt)
+  [ -n "$pdone" ] && [ "$pdone" -gt 0 ] || fail "the last ich-predict ($name) resume started from nothing: $(cat plast.txt)"
+}
+kill_predict plain --checkpoint run/last.ckpt
+# and with the sequence stage: the journal keeps each slice's geometry, the
+# features land in sub.csv.features/ chunk by chunk; studies.csv too
+"$bin/ich-embed" --checkpoint run/last.ckpt --data split/train.csv --data split/valid.csv --images straight --out emb \
+  --device cpu > /dev/null 2>&1
+"$bin/ich-train-seq" --train split/train.csv --valid split/valid.csv --embeddings emb --out seqrun --hidden 8 --epochs 2 \
+  --device cpu > /dev/null 2>&1
+kill_predict sequence --checkpoint run/last.ckpt --sequence seqrun/last.ckpt
+[ -s sequence_straight/studies.csv ] || fail "ich-predict --sequence wrote no studies.csv"
 echo "kill -9 x$kills each: ich-window ($files files in $window_ms ms; $cut_short runs cut short; $done_before files" \
-     "done before the last resume) and ich-predict ($predict_ms ms; $pcut cut short; $pdone done before the last" \
-     "resume) end byte for byte as uninterrupted runs"
+     "done before the last resume) and ich-predict, per slice and with --sequence (the last: $predict_ms ms; $pcut cut" \
+     "short; $pdone done before the last resume) end byte for byte as uninterrupted runs"
 echo "1 passed, 0 failed"

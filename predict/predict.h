@@ -8,6 +8,16 @@
 // run killed at any moment goes on with `resume` from its last chunk; the
 // CSV is written atomically at the end, the same bytes as an uninterrupted
 // run's.
+//
+// With sequence checkpoints (ich-train-seq), each slice's pooled features
+// (mirror-averaged when the sequence model was trained so) and its geometry
+// are kept too: the geometry in the journal, the features in one .npy per
+// chunk beside it (OUT.features/, written before the chunk's record). At the
+// end the slices are grouped into series, ordered along each series' normal
+// (data/series.h), and the sequence models (their mean) give the
+// probabilities written; `studies` gets one row per series: the highest
+// probability of each label over its slices and the key slices
+// (seq/apply.h).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,10 +33,12 @@ struct PredictOptions {
   bool any_modality = false;  // slices of any modality, not only CT
   bool resume = false;
   int64_t chunk = 2048;       // files between two journal records
+  std::vector<std::string> sequence;  // sequence checkpoints: none (per slice), one, or several (averaged)
+  std::string studies;                // studies.csv (with sequence; default: beside out)
 };
 
 struct PredictReport {
-  int64_t files = 0, slices = 0, failed = 0, resumed = 0;
+  int64_t files = 0, slices = 0, failed = 0, resumed = 0, series = 0;
   std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
 };
 

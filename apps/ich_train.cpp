@@ -26,6 +26,12 @@ int main(int argc, char** argv) {
                  "constant, or cosine: lr * (1 + cos(pi * epoch / epochs)) / 2 for each epoch (steadier last epochs)")
       ->check(CLI::IsMember({"constant", "cosine"}))
       ->capture_default_str();
+  app.add_option("--context", o.context,
+                 "K neighbouring slices a side as extra input channels (slices s-K..s+K of the series, ordered by "
+                 "the geometry in the images' meta.csv; the ends repeat the edge slice); conv1 is widened so that "
+                 "--weights start as the single-slice model")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 8));
   app.add_option("--size", o.size, "input size (images are resized to SIZE x SIZE)")->capture_default_str();
   app.add_option("--pos-weight", o.pos_weight, "none, or auto: weigh each label's positives by negatives/positives")
       ->capture_default_str();

@@ -1,8 +1,12 @@
 #include "data/dataset.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <unordered_map>
 
+#include "data/csv.h"
 #include "data/npy.h"
+#include "data/series.h"
 #include "engine/error.h"
 
 namespace ich {
@@ -16,22 +20,66 @@ SliceDataset::SliceDataset(std::vector<SplitRow> rows, std::string dir) : rows_(
   channels_ = int(t.size(2));
 }
 
-Tensor SliceDataset::image(size_t i) const {
-  const std::string p = (std::filesystem::path(dir_) / (rows_[i].image_id + ".npy")).string();
+Tensor SliceDataset::image(const std::string& id) const {
+  const std::string p = (std::filesystem::path(dir_) / (id + ".npy")).string();
   Tensor t = read_npy(p);
   ICH_CHECK(t.dtype() == DType::UInt8 && t.dim() == 3 && t.size(2) == channels_, "image ", p, " is ", t.str(),
             ", expected uint8 (H, W, ", channels_, ")");
   return t;
 }
 
+void SliceDataset::set_context(int K) {
+  ICH_CHECK(K >= 0 && K <= 8, "--context ", K, ": 0 to 8 neighbouring slices a side");
+  context_ = K;
+  neighbours_.clear();
+  if (K == 0) return;
+  const std::string meta = (std::filesystem::path(dir_) / "meta.csv").string();
+  ICH_CHECK(std::filesystem::exists(meta), "--context needs the geometry of the slices: no ", meta,
+            " (ich-window writes it)");
+  const std::vector<SliceGeometry> geo = read_geometry(read_csv(meta));
+  std::unordered_map<std::string, std::pair<size_t, size_t>> where;  // id -> (series, place)
+  const std::vector<SeriesOrder> series = order_series(geo);
+  for (size_t s = 0; s < series.size(); ++s)
+    for (size_t k = 0; k < series[s].slices.size(); ++k) where[geo[series[s].slices[k]].image_id] = {s, k};
+  for (const SplitRow& r : rows_) {
+    const auto it = where.find(r.image_id);
+    ICH_CHECK(it != where.end(), meta, ": no row for ", r.image_id, ", so its neighbours are unknown");
+    const SeriesOrder& s = series[it->second.first];
+    std::vector<std::string> ids;
+    for (int d = -K; d <= K; ++d) {
+      const int64_t k = std::clamp<int64_t>(int64_t(it->second.second) + d, 0, int64_t(s.slices.size()) - 1);
+      ids.push_back(geo[s.slices[size_t(k)]].image_id);
+    }
+    neighbours_.push_back(std::move(ids));
+  }
+}
+
+Tensor SliceDataset::input(size_t i) const {
+  if (context_ == 0) return image(rows_[i].image_id);
+  const std::vector<std::string>& ids = neighbours_.at(i);
+  const int64_t C = channels_, n = int64_t(ids.size());
+  Tensor out;
+  for (int64_t j = 0; j < n; ++j) {
+    const Tensor t = image(ids[size_t(j)]);
+    if (!out.defined()) out = Tensor::empty({t.size(0), t.size(1), C * n}, DType::UInt8);
+    ICH_CHECK(t.size(0) == out.size(0) && t.size(1) == out.size(1), "image ", ids[size_t(j)], " is ", t.str(),
+              ", its neighbour ", ids[0], " has ", out.size(0), " x ", out.size(1), " pixels");
+    const uint8_t* src = t.data<uint8_t>();
+    uint8_t* dst = out.data<uint8_t>();
+    for (int64_t p = 0; p < t.size(0) * t.size(1); ++p)
+      for (int64_t c = 0; c < C; ++c) dst[p * C * n + j * C + c] = src[p * C + c];
+  }
+  return out;
+}
+
 void SliceDataset::load(size_t i, const AugmentOptions& o, Generator& gen, float* out) const {
-  const Tensor t = image(i);
-  augment_slice(t.data<uint8_t>(), int(t.size(0)), int(t.size(1)), channels_, o, gen, out);
+  const Tensor t = input(i);
+  augment_slice(t.data<uint8_t>(), int(t.size(0)), int(t.size(1)), channels(), o, gen, out);
 }
 
 void SliceDataset::load_u8(size_t i, const AugmentOptions& o, Generator& gen, uint8_t* out) const {
-  const Tensor t = image(i);
-  augment_slice_u8(t.data<uint8_t>(), int(t.size(0)), int(t.size(1)), channels_, o, gen, out);
+  const Tensor t = input(i);
+  augment_slice_u8(t.data<uint8_t>(), int(t.size(0)), int(t.size(1)), channels(), o, gen, out);
 }
 
 std::array<double, 6> SliceDataset::positive_fraction() const {

@@ -32,15 +32,26 @@ class SliceDataset {
   void load(size_t i, const AugmentOptions& o, Generator& gen, float* out) const;
   // The same as bytes, not normalised (augment_slice_u8).
   void load_u8(size_t i, const AugmentOptions& o, Generator& gen, uint8_t* out) const;
-  int channels() const { return channels_; }
+  int channels() const { return channels_ * (2 * context_ + 1); }
+  // Adjacent slices as channels (ich-train --context K): sample i's input is
+  // the 2K+1 slices of its series around it, in order along the series'
+  // normal (data/series.h, from the images folder's meta.csv), each slice's
+  // windows as channels, slice by slice; at a series' end the nearest slice
+  // stands in for the missing ones (the edge repeated, as the 1st place of
+  // RSNA 2019 padded). One augmentation draw warps all of them alike.
+  void set_context(int K);
+  int context() const { return context_; }
   // Fraction of positives per label (for pos_weight = negatives/positives).
   std::array<double, 6> positive_fraction() const;
 
  private:
-  Tensor image(size_t i) const;  // the .npy, checked
+  Tensor image(const std::string& id) const;  // the .npy, checked
+  // The stacked (H, W, channels()) bytes of sample i (its neighbours' too).
+  Tensor input(size_t i) const;
   std::vector<SplitRow> rows_;
   std::string dir_;
-  int channels_ = 3;
+  int channels_ = 3, context_ = 0;
+  std::vector<std::vector<std::string>> neighbours_;  // per sample: the 2K+1 ids, in order
 };
 
 struct Batch {

@@ -1,5 +1,6 @@
 #include "layers/resnext.h"
 
+#include <cstring>
 #include <set>
 
 #include "engine/init.h"
@@ -62,7 +63,8 @@ Tensor Bottleneck::forward(const Tensor& x) {
 
 ResNeXt::ResNeXt(const ResNeXtConfig& cfg, Generator& gen) : cfg_(cfg) {
   const int64_t stem = cfg.base_planes;
-  conv1_ = &register_module("conv1", std::make_shared<Conv2d>(3, stem, 7, 2, 3, 1, false, gen));
+  ICH_CHECK(cfg.in_channels >= 1, cfg.name, ": in_channels ", cfg.in_channels);
+  conv1_ = &register_module("conv1", std::make_shared<Conv2d>(cfg.in_channels, stem, 7, 2, 3, 1, false, gen));
   bn1_ = &register_module("bn1", std::make_shared<BatchNorm2d>(stem));
   relu_ = &register_module("relu", std::make_shared<ReLU>());
   maxpool_ = &register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));
@@ -90,8 +92,33 @@ void ResNeXt::replace_head(int64_t num_classes, Generator& gen) {
   cfg_.num_classes = num_classes;
 }
 
+void ResNeXt::widen_input(int64_t in_channels, int64_t first) {
+  const int64_t old = cfg_.in_channels;
+  ICH_CHECK(first >= 0 && first + old <= in_channels, cfg_.name, ": cannot place ", old, " input channels at ", first,
+            " of ", in_channels);
+  const Tensor w = conv1_->weight.to(Device::cpu()).contiguous();  // (stem, old, 7, 7)
+  const int64_t stem = w.size(0), k = w.size(2) * w.size(3);
+  Tensor wide = Tensor::zeros({stem, in_channels, w.size(2), w.size(3)}, w.dtype());
+  const size_t e = dtype_size(w.dtype());
+  for (int64_t o = 0; o < stem; ++o)
+    std::memcpy(static_cast<char*>(wide.raw_data()) + size_t((o * in_channels + first) * k) * e,
+                static_cast<const char*>(w.raw_data()) + size_t(o * old * k) * e, size_t(old * k) * e);
+  Generator unused(0);
+  auto conv = [&] {
+    const SkipInitGuard no_draw;  // every weight is set just below
+    return std::make_shared<Conv2d>(in_channels, stem, 7, 2, 3, 1, false, unused, w.dtype());
+  }();
+  conv->weight.copy_(wide);
+  conv->to(conv1_->weight.device());
+  conv->train(is_training());
+  replace_module("conv1", conv);
+  conv1_ = conv.get();
+  cfg_.in_channels = in_channels;
+}
+
 Tensor ResNeXt::features(const Tensor& x) {
-  ICH_CHECK(x.dim() == 4 && x.size(1) == 3, cfg_.name, ": input must be (N,3,H,W), got ", x.str());
+  ICH_CHECK(x.dim() == 4 && x.size(1) == cfg_.in_channels, cfg_.name, ": input must be (N,", cfg_.in_channels,
+            ",H,W), got ", x.str());
   Tensor h = forward_observed() ? (*relu_)((*bn1_)((*conv1_)(x))) : bn1_->forward_relu((*conv1_)(x));
   h = (*maxpool_)(h);
   for (Sequential* stage : stages_) h = (*stage)(h);
@@ -113,6 +140,14 @@ bool is_batch_counter(const std::string& name) {
 }
 }  // namespace
 
+ResNeXtConfig resnext_config_for(const std::string& arch, const NamedShapes& entries) {
+  const Shape* fc = find_shape(entries, "fc.weight");
+  ResNeXtConfig cfg = resnext_preset(arch, fc && fc->size() == 2 ? (*fc)[0] : 1000);
+  if (const Shape* c1 = find_shape(entries, "conv1.weight"); c1 && c1->size() == 4 && (*c1)[1] % 3 == 0)
+    cfg.in_channels = (*c1)[1];  // a model of adjacent slices (ich-train --context): 3 x (2K+1) input channels
+  return cfg;
+}
+
 void check_resnext_shapes(const std::string& arch, const NamedShapes& entries, const std::string& source) {
   const Shape* fc = find_shape(entries, "fc.weight");
   ICH_CHECK(fc != nullptr && fc->size() == 2, source, ": no 2-d 'fc.weight' entry, so not a ResNet/ResNeXt classifier");
@@ -120,7 +155,7 @@ void check_resnext_shapes(const std::string& arch, const NamedShapes& entries, c
   // Builds the model once for its names and shapes (350 MB allocated, not
   // drawn nor touched, for a moment for the largest preset).
   const SkipInitGuard no_init;
-  const ResNeXt model(resnext_preset(arch, (*fc)[0]), gen);
+  const ResNeXt model(resnext_config_for(arch, entries), gen);
   std::set<std::string> names;
   for (const auto& [name, t] : model.state_dict()) {
     names.insert(name);
@@ -158,7 +193,7 @@ std::shared_ptr<ResNeXt> load_resnext(const std::string& arch, const std::string
   check_resnext_shapes(arch, entries, "weights file " + weights_path);
   Generator gen(0);
   const SkipInitGuard no_init;  // every parameter comes from the file (checked above)
-  auto model = std::make_shared<ResNeXt>(resnext_preset(arch, find_shape(entries, "fc.weight")->at(0)), gen);
+  auto model = std::make_shared<ResNeXt>(resnext_config_for(arch, entries), gen);
   NamedTensors targets;
   for (auto& [name, t] : model->state_dict())
     if (f.find(name)) targets.emplace_back(name, t);

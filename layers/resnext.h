@@ -34,6 +34,7 @@ struct ResNeXtConfig {
   int64_t width_per_group = 64;
   int64_t base_planes = 64;  // planes of layer1; torchvision: 64
   int64_t num_classes = 1000;
+  int64_t in_channels = 3;  // conv1's input: 3 windows, or 3 x (2K+1) with K neighbouring slices a side
 };
 
 // "resnext101_32x8d" ([3,4,23,3], 32 groups, width 8), "resnext50_32x4d"
@@ -76,6 +77,13 @@ class ResNeXt : public Module {
   // The backbone is kept; fc becomes a new Linear(feature_dim, num_classes)
   // initialised as PyTorch initialises a Linear.
   void replace_head(int64_t num_classes, Generator& gen);
+  // conv1 takes in_channels (a multiple of 3) instead: the current weights
+  // move to the channels from `first` on, every other channel's weights are
+  // zero, so the widened model's output on an input whose channels first..
+  // first+2 are x is the current model's on x (ich-train --context: a
+  // pretrained single-slice model starts as it was, the neighbours' weights
+  // learn from zero).
+  void widen_input(int64_t in_channels, int64_t first);
   Linear& fc() { return *fc_; }
 
  private:
@@ -99,6 +107,10 @@ std::shared_ptr<ResNeXt> load_resnext(const std::string& arch, const std::string
 // is missing, unexpected or of another shape.
 using NamedShapes = std::vector<std::pair<std::string, Shape>>;
 void check_resnext_shapes(const std::string& arch, const NamedShapes& entries, const std::string& source);
+// The preset `arch` with the classes of entries' fc.weight and the input
+// channels of its conv1.weight (3, or 3 x (2K+1) for a model of adjacent
+// slices).
+ResNeXtConfig resnext_config_for(const std::string& arch, const NamedShapes& entries);
 // Loads a pretrained backbone into `model`: every entry of the weights file
 // except the head (fc.*), which may have any number of classes; names and
 // shapes checked as above.

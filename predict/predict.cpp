@@ -139,6 +139,9 @@ PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(i
   ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");
   const Device dev = pick_device(o.device);
   LoadedCheckpoint c = load_checkpoint(o.checkpoint);
+  ICH_CHECK(c.meta.context == 0, o.checkpoint, " reads ", c.meta.context,
+            " neighbouring slice(s) a side (ich-train --context); ich-predict feeds slices one at a time: window the "
+            "files with ich-window and use ich-eval or ich-embed, which read neighbours");
   c.model->to(dev);
   c.model->eval();
   SliceWindowing how;

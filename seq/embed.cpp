@@ -99,7 +99,8 @@ int64_t run_embed(const EmbedOptions& o, const std::function<void(const std::str
     ICH_CHECK(!more.empty(), csv, ": no slices");
     rows.insert(rows.end(), more.begin(), more.end());
   }
-  const SliceDataset ds(rows, o.images);
+  SliceDataset ds(rows, o.images);
+  ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
   const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, o.flip, progress);
   const std::vector<OrderedSlice> order = order_split(rows, o.images, log);
   // embeddings.npy in index.csv's order

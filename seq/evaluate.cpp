@@ -56,7 +56,8 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   c.model->to(dev);
   const std::vector<SplitRow> rows = read_split(o.data);
   ICH_CHECK(!rows.empty(), o.data, ": no slices");
-  const SliceDataset ds(rows, o.images);
+  SliceDataset ds(rows, o.images);
+  ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
   EvalResult res;
   const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress);
   if (o.sequence.empty()) {

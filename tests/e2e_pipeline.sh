@@ -110,6 +110,27 @@ rc=$?
 set -e
 [ $rc = 1 ] && grep -q "not a sequence checkpoint" bad.txt || fail "ich-eval: an ich-train checkpoint as --sequence: exit $rc, $(cat bad.txt)"
 
+# Adjacent slices as channels: ich-train --context 1 (conv1 of 9 channels), evaluated and embedded with
+# the neighbours read from img/meta.csv; its resume without --context and ich-predict refuse it clearly.
+train --out ctx --epochs 1 --context 1
+[ -f ctx/last.ckpt ] || fail "ich-train --context: no ctx/last.ckpt"
+set +e
+"$bin/ich-train" --train split/train.csv --valid split/valid.csv --images img --arch resnext_mini --size 64 --batch 8 \
+  --lr 1e-3 --device cpu --seed 3 --out ctx --epochs 2 --resume ctx/last.ckpt 2> ctxresume.txt > /dev/null
+rc_resume=$?
+"$bin/ich-predict" --checkpoint ctx/last.ckpt --input ph/dicom --out ctxsub.csv --device cpu > /dev/null 2> ctxpredict.txt
+rc_predict=$?
+set -e
+[ $rc_resume != 0 ] && grep -q "context 1" ctxresume.txt ||
+  fail "ich-train --resume of a --context 1 run without --context: exit $rc_resume, $(cat ctxresume.txt)"
+[ $rc_predict = 1 ] && grep -q "neighbouring slice(s) a side" ctxpredict.txt && [ ! -e ctxsub.csv ] ||
+  fail "ich-predict with a --context checkpoint: exit $rc_predict, $(cat ctxpredict.txt)"
+"$bin/ich-eval" --checkpoint ctx/last.ckpt --data split/valid.csv --images img --out ctxeval --device cpu > /dev/null 2>&1 ||
+  fail "ich-eval of a --context 1 checkpoint"
+[ "$(( $(wc -l < ctxeval/predictions.csv) - 1 ))" = "$(( $(wc -l < split/valid.csv) - 1 ))" ] || fail "ich-eval --context: rows"
+"$bin/ich-embed" --checkpoint ctx/last.ckpt --data split/valid.csv --images img --out ctxemb --device cpu > /dev/null 2>&1 ||
+  fail "ich-embed of a --context 1 checkpoint"
+
 echo "e2e: 200 slices ($corrupt corrupt), train loss $(cut -d, -f3 run/log.csv | tail -2 | tr '\n' ' '), resume identical," \
-  "sequence stage and its resume"
+  "sequence stage and its resume, --context 1"
 echo "1 passed, 0 failed"

@@ -3,9 +3,12 @@
 // normalised on the device give the float pipeline's numbers, up to the
 // rounding to bytes (half a gray level), with the same random choices; with
 // no warp (size = image size, no augmentation) exactly.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "data/augment.h"
+#include "data/csv.h"
 #include "data/dataset.h"
 #include "data/npy.h"
 #include "engine/kernels.h"
@@ -114,6 +117,82 @@ TEST(InputPipeline, BytesLoaderGivesTheFloatLoadersBatches) {
   EXPECT_FALSE(bytes.next(b));
   // float batches pass through unchanged
   EXPECT_EQ(to_device_input(a.x, Device::cpu()).to_vector(), a.x.to_vector());
+  fs::remove_all(dir);
+}
+
+// ich-train --context K: sample s's input is the slices s-K..s+K of its
+// series in order along the normal (not in file or split order), each
+// slice's three windows side by side, the edge slice standing in past the
+// ends. Each image here is filled with one byte per channel (10 x slice +
+// channel), so every channel of a stack names the slice it came from.
+TEST(InputPipeline, ContextStacksTheNeighboursAlongTheSeriesNormal) {
+  const std::string dir = (fs::temp_directory_path() / ("ich_context_" + std::to_string(::getpid()))).string();
+  fs::create_directories(dir);
+  const int S = 8;
+  // Series A: a tilted stack of 5 (normal (0, sin t, cos t)), listed shuffled;
+  // series B: one slice. Slice k of A lies at k * 5 mm along the normal.
+  const double t = 0.3;
+  const std::string ori = "1;0;0;0;" + fmt_double(std::cos(t), 17) + ";" + fmt_double(-std::sin(t), 17);
+  CsvWriter meta(dir + "/meta.csv", {"image_id", "patient_id", "study_uid", "series_uid", "z", "position",
+                                     "orientation", "status"});
+  std::vector<SplitRow> rows;
+  for (const int k : {3, 0, 4, 1, 2, 9}) {
+    const bool b = k == 9;
+    const std::string id = "ID_" + std::to_string(k);
+    std::vector<uint8_t> img(size_t(S) * S * 3);
+    for (size_t i = 0; i < img.size(); ++i) img[i] = uint8_t(10 * k + int(i % 3));
+    write_npy_u8(dir + "/" + id + ".npy", img.data(), {S, S, 3});
+    // n = row x column = (0, sin t, cos t); position = 5k n + an in-plane offset
+    const double d = 5.0 * k, y = d * std::sin(t) + 7 * std::cos(t), z = d * std::cos(t) - 7 * std::sin(t);
+    meta.row({id, "P", "S", b ? "B" : "A", fmt_double(z, 17),
+              "3;" + fmt_double(y, 17) + ";" + fmt_double(z, 17), ori, "ok"});
+    SplitRow r;
+    r.image_id = id;
+    rows.push_back(r);
+  }
+  meta.commit();
+  AugmentOptions o;
+  o.size = S;
+  o.augment = false;
+  for (const int K : {0, 1, 2}) {
+    SCOPED_TRACE("K = " + std::to_string(K));
+    SliceDataset ds(rows, dir);
+    ds.set_context(K);
+    const int C = 3 * (2 * K + 1);
+    ASSERT_EQ(ds.channels(), C);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int k = std::stoi(rows[i].image_id.substr(3));
+      std::vector<uint8_t> x(size_t(C) * S * S);
+      Generator g(0);
+      ds.load_u8(i, o, g, x.data());
+      for (int j = 0; j < 2 * K + 1; ++j) {
+        const int want = k == 9 ? 9 : std::clamp(k + j - K, 0, 4);
+        for (int c = 0; c < 3; ++c)
+          for (int p = 0; p < S * S; ++p)
+            ASSERT_EQ(x[size_t(3 * j + c) * S * S + size_t(p)], 10 * want + c)
+                << rows[i].image_id << " block " << j << " channel " << c;
+      }
+    }
+  }
+  // A slice the geometry does not know, and no geometry at all: one clear error each.
+  SplitRow stray;
+  stray.image_id = "ID_7";
+  SliceDataset with_stray({rows[0], stray}, dir);
+  try {
+    with_stray.set_context(1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ID_7"), std::string::npos) << e.what();
+  }
+  fs::remove(dir + "/meta.csv");
+  SliceDataset no_meta(rows, dir);
+  try {
+    no_meta.set_context(1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("meta.csv"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(no_meta.set_context(0));  // one slice at a time needs no geometry
   fs::remove_all(dir);
 }
 

@@ -10,6 +10,7 @@
 
 #include "data/npy.h"
 #include "engine/autograd.h"
+#include "engine/ops.h"
 #include "layers/resnext.h"
 #include "layers/summary.h"
 #include "tests/test_util.h"
@@ -80,6 +81,77 @@ TEST(ResNeXtArchitecture, ReplaceHeadKeepsTheBackbone) {
   for (double w : m.fc().weight.to_vector()) EXPECT_LE(std::fabs(w), 1.0 / std::sqrt(double(m.feature_dim())));
   Tensor y = m(Tensor::zeros({2, 3, 32, 32}));
   EXPECT_EQ(y.shape(), (Shape{2, 6}));
+}
+
+// ich-train --context K: conv1 widened to 3 x (2K+1) channels, the trained
+// weights on the centre slice's, zeros on the neighbours'. The widened model
+// on any stack whose centre is x is the model on x (float64: the sums differ
+// only in order, so within a few units in the last place), in train mode and
+// eval mode, with the same gradients for every parameter it had; the
+// neighbours' weights get gradients, so they learn.
+TEST(ResNeXtArchitecture, WidenedInputStartsAsTheSingleSliceModel) {
+  for (const bool training : {true, false}) {
+    SCOPED_TRACE(training ? "train mode" : "eval mode");
+    Generator gen(3), gen2(3), data(11);
+    ResNeXt one(resnext_preset("resnext_mini", 6), gen), wide(resnext_preset("resnext_mini", 6), gen2);
+    one.to(DType::Float64);
+    wide.to(DType::Float64);
+    wide.widen_input(9, 3);  // K = 1: slices s-1, s, s+1
+    EXPECT_EQ(wide.config().in_channels, 9);
+    EXPECT_EQ(wide.state_dict().front().second.shape(), (Shape{16, 9, 7, 7}));
+    one.train(training);
+    wide.train(training);
+    const Tensor x = test::leaf64({2, 3, 32, 32}, data, 1.0).detach();
+    const Tensor before = test::leaf64({2, 3, 32, 32}, data, 1.0).detach(),
+                 after = test::leaf64({2, 3, 32, 32}, data, 1.0).detach();
+    std::vector<double> v;  // (N, 9, H, W): before's, x's, after's channels per image
+    const std::vector<double> b = before.to_vector(), c = x.to_vector(), a = after.to_vector();
+    const size_t per = 3 * 32 * 32;
+    for (size_t n = 0; n < 2; ++n)
+      for (const std::vector<double>* part : {&b, &c, &a}) v.insert(v.end(), part->begin() + n * per, part->begin() + (n + 1) * per);
+    const Tensor stack = Tensor::from_vector(v, {2, 9, 32, 32}, DType::Float64);
+    const Tensor y1 = one(x), y9 = wide(stack);
+    EXPECT_CLOSE(y9, y1, 1e-12);
+    sum(y1).backward();
+    sum(y9).backward();
+    const NamedTensors p1 = one.named_parameters(), p9 = wide.named_parameters();
+    ASSERT_EQ(p1.size(), p9.size());
+    for (size_t i = 1; i < p1.size(); ++i) {  // all but conv1
+      SCOPED_TRACE(p1[i].first);
+      EXPECT_CLOSE(p9[i].second.grad(), p1[i].second.grad(), 1e-10);
+    }
+    // conv1's gradient: the centre channels' equal the single-slice model's,
+    // the neighbours' are not zero.
+    const std::vector<double> g1 = p1[0].second.grad().to_vector(), g9 = p9[0].second.grad().to_vector();
+    double centre = 0, scale = 0, side = 0;
+    for (size_t o = 0; o < 16; ++o)
+      for (size_t c = 0; c < 9; ++c)
+        for (size_t k = 0; k < 49; ++k) {
+          const double g = g9[(o * 9 + c) * 49 + k];
+          if (c >= 3 && c < 6) {
+            const double want = g1[(o * 3 + c - 3) * 49 + k];
+            centre = std::max(centre, std::fabs(g - want));
+            scale = std::max(scale, std::fabs(want));
+          } else {
+            side = std::max(side, std::fabs(g));
+          }
+        }
+    EXPECT_LE(centre, 1e-10 * scale);
+    EXPECT_GT(side, 1e-6 * scale);
+  }
+}
+
+TEST(ResNeXtArchitecture, WideningChecksWhereTheWeightsGo) {
+  Generator gen(0);
+  ResNeXt m(resnext_preset("resnext_mini", 6), gen);
+  EXPECT_THROW(m.widen_input(5, 3), Error);  // 3 channels at 3..5 do not fit in 5
+  m.widen_input(15, 6);
+  try {
+    (void)m(Tensor::zeros({1, 3, 32, 32}));
+    FAIL() << "a 3-channel input reached a 15-channel model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(N,15,H,W)"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ResNeXtArchitecture, UnknownPresetIsAClearError) {

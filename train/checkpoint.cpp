@@ -27,6 +27,7 @@ void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* o
   t.emplace_back("meta/best_valid_loss", real_entry(m.best_valid_loss));
   t.emplace_back("meta/precision", text_entry(m.precision));
   t.emplace_back("meta/lr_schedule", text_entry(m.lr_schedule));
+  t.emplace_back("meta/context", int_entry(m.context));
   t.emplace_back("meta/loss_scale", real_entry(m.loss_scale));
   t.emplace_back("meta/loss_scale_tracker", int_entry(m.loss_scale_tracker));
   if (m.has_pos_weight) {
@@ -60,6 +61,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     m.loss_scale_tracker = int64_t(need("meta/loss_scale_tracker").item());
   }
   if (f.find("meta/lr_schedule")) m.lr_schedule = entry_text(f.read("meta/lr_schedule"));  // before: constant
+  if (f.find("meta/context")) m.context = int64_t(f.read("meta/context").item());           // before: 0
   if (f.find("meta/pos_weight")) {
     const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
     ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");
@@ -72,7 +74,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   check_resnext_shapes(m.arch, shapes, "checkpoint " + path);
   Generator gen(0);
   const SkipInitGuard no_init;  // every parameter comes from the file (checked above)
-  c.model = std::make_shared<ResNeXt>(resnext_preset(m.arch, 6), gen);
+  c.model = std::make_shared<ResNeXt>(resnext_config_for(m.arch, shapes), gen);
   NamedTensors targets;
   for (auto& [n, v] : c.model->state_dict()) targets.emplace_back("model/" + n, v);
   f.load_into(targets, /*strict=*/false);

@@ -25,6 +25,7 @@ struct CheckpointMeta {
   bool has_pos_weight = false;
   std::string precision = "fp32";             // fp32, bf16 or fp16 (engine/amp.h)
   std::string lr_schedule = "constant";       // constant or cosine (trainer.h epoch_lr)
+  int64_t context = 0;                        // neighbouring slices a side in the input (ich-train --context)
   double loss_scale = 65536;                  // fp16: the LossScaler's state
   int64_t loss_scale_tracker = 0;
 };

@@ -97,6 +97,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     if (e.path().filename().string().find(".ckpt.tmp.") != std::string::npos) fs::remove(e.path());
   const Device dev = pick_device(o.device);
   SliceDataset train_ds(read_split(o.train_csv), o.images), valid_ds(read_split(o.valid_csv), o.images);
+  for (SliceDataset* ds : {&train_ds, &valid_ds}) ds->set_context(o.context);
 
   CheckpointMeta meta;
   std::shared_ptr<ResNeXt> model;
@@ -105,10 +106,11 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     model = c.model;
     meta = c.meta;
     ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed &&
-                  parse_precision(meta.precision) == parse_precision(o.precision) && meta.lr_schedule == o.lr_schedule,
+                  parse_precision(meta.precision) == parse_precision(o.precision) && meta.lr_schedule == o.lr_schedule &&
+                  meta.context == o.context,
               "--resume ", o.resume, ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch,
-              ", seed ", meta.seed, ", precision ", meta.precision, ", lr schedule ", meta.lr_schedule,
-              "; pass the same values to continue it exactly");
+              ", seed ", meta.seed, ", precision ", meta.precision, ", lr schedule ", meta.lr_schedule, ", context ",
+              meta.context, "; pass the same values to continue it exactly");
     say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
         std::to_string(meta.next_batch));
   } else {
@@ -116,6 +118,11 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     model = std::make_shared<ResNeXt>(resnext_preset(o.arch, 1000), gen);
     if (!o.weights.empty()) load_backbone(*model, o.weights);
     model->replace_head(6, gen);  // a new Linear(features, 6), PyTorch's init
+    if (o.context > 0) {  // the centre slice's channels keep the (pretrained) weights: the model starts as it was
+      const int64_t c = model->config().in_channels;
+      model->widen_input(c * (2 * o.context + 1), c * o.context);
+    }
+    meta.context = o.context;
     meta.arch = o.arch;
     meta.size = o.size;
     meta.batch = o.batch;

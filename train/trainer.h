@@ -18,6 +18,7 @@ struct TrainOptions {
   int64_t epochs = 3, batch = 8, size = 200;
   double lr = 2e-5;
   std::string lr_schedule = "constant";  // or "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2 for each epoch
+  int context = 0;  // adjacent slices a side as extra input channels (SliceDataset::set_context); conv1 widened
   std::string pos_weight = "none";  // none or auto (negatives/positives per label, from the train split)
   std::string device = "auto";
   std::string resume;               // a checkpoint to continue from

@@ -9,7 +9,10 @@ int main(int argc, char** argv) {
       "Train a ResNeXt with six sigmoid outputs (five subtypes and any), BCE with logits and Adam, as the seed.\n"
       "Writes RUN/log.csv, RUN/epoch<N>.ckpt, RUN/last.ckpt, RUN/best.ckpt (lowest validation loss), atomically.\n"
       "Ctrl-C writes RUN/last.ckpt and exits; --resume RUN/last.ckpt continues exactly where it stopped.\n"
-      "Exit codes: 0 done, 1 failed (bad input, NaN loss: the line says which), 2 bad flags, 130 interrupted."};
+      "Exit codes: 0 done, 1 failed (bad input, NaN loss: the line says which), 2 bad flags, 130 interrupted.\n"
+      "Data-parallel: started by ich-launch (or with torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, "
+      "LOCAL_RANK), each rank trains on its shard of every epoch, gradients averaged (Gloo on CPUs, NCCL on GPUs); "
+      "rank 0 writes the run folder."};
   ich::TrainOptions o;
   app.add_option("--train", o.train_csv, "train.csv from ich-split")->required();
   app.add_option("--valid", o.valid_csv, "valid.csv from ich-split")->required();
@@ -49,6 +52,14 @@ int main(int argc, char** argv) {
                "capture the training step as a CUDA graph after 3 eager steps and replay it (one launch per step "
                "instead of thousands); fixed shapes; fp16's loss scaler then works on the device; on the CPU only "
                "emulated, to check that the step is capturable");
+  app.add_option("--accumulate", o.accumulate,
+                 "micro-batches of --batch per optimizer step, gradients averaged (batch norm per micro-batch): a "
+                 "larger step on a small GPU, and the single-process twin of as many ranks (ich-launch)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_flag("--sync-bn", o.sync_bn,
+               "with several ranks: batch norm normalises by the statistics of every rank's batch together "
+               "(PyTorch's SyncBatchNorm; default: each rank's own, as DDP)");
   app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed)");
   app.add_option("--seed", o.seed, "seed of the initialisation, data order and augmentation")->capture_default_str();
   app.add_option("--workers", o.workers, "data loading threads")->capture_default_str();
@@ -58,6 +69,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-augment", no_augment, "no flips, shift-scale-rotate or brightness/contrast");
   return ich::run_app("ich-train", app, argc, argv, [&] {
     o.augment = !no_augment;
+    o.dist = ich::dist::env_from_environment();  // RANK, WORLD_SIZE, ... from ich-launch, torchrun or a scheduler
     return ich::train(o, [](const std::string& s) {
       std::fprintf(stderr, "%s\n", s.c_str());
       std::fflush(stderr);

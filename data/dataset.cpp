@@ -100,14 +100,29 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shu
   return order;
 }
 
+std::vector<size_t> shard_order(const std::vector<size_t>& order, const Shard& s) {
+  ICH_CHECK(s.parts >= 1 && s.part >= 0 && s.part < s.parts, "shard ", s.part, " of ", s.parts);
+  if (s.parts == 1) return order;
+  std::vector<size_t> all = order;
+  if (s.pad && !order.empty())  // DistributedSampler: repeat the first ones until every shard has as many
+    for (size_t i = 0; all.size() % size_t(s.parts) != 0; ++i) all.push_back(order[i % order.size()]);
+  std::vector<size_t> mine;
+  for (size_t i = size_t(s.part); i < all.size(); i += size_t(s.parts)) mine.push_back(all[i]);
+  return mine;
+}
+
 BatchLoader::BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last,
-                         uint64_t seed, int64_t epoch, int64_t first_batch, int workers, int prefetch, bool bytes)
+                         uint64_t seed, int64_t epoch, int64_t first_batch, int workers, int prefetch, bool bytes,
+                         Shard shard)
     : ds_(ds), o_(o), batch_(batch), seed_(seed), epoch_(epoch), prefetch_(size_t(std::max(1, prefetch))),
       bytes_(bytes) {
   ICH_CHECK(batch >= 1, "batch size must be >= 1");
-  order_ = epoch_order(ds.size(), seed, epoch, shuffle);
-  n_batches_ = drop_last ? int64_t(ds.size()) / batch : (int64_t(ds.size()) + batch - 1) / batch;
-  ICH_CHECK(n_batches_ >= 1, "dataset of ", ds.size(), " images has no full batch of ", batch);
+  order_ = shard_order(epoch_order(ds.size(), seed, epoch, shuffle), shard);
+  const int64_t n = int64_t(order_.size());
+  n_batches_ = drop_last ? n / batch : (n + batch - 1) / batch;
+  ICH_CHECK(n_batches_ >= 1 || (!drop_last && n == 0), "dataset of ", ds.size(), " images",
+            shard.parts > 1 ? " (" + std::to_string(n) + " in each of " + std::to_string(shard.parts) + " shards)" : "",
+            " has no full batch of ", batch);
   next_to_make_ = next_to_give_ = std::min(first_batch, n_batches_);
   for (int i = 0; i < std::max(1, workers); ++i) workers_.emplace_back([this] { work(); });
 }
@@ -124,7 +139,7 @@ BatchLoader::~BatchLoader() {
 Batch BatchLoader::make(int64_t index) {
   Batch b;
   b.index = index;
-  const int64_t start = index * batch_, n = std::min<int64_t>(batch_, int64_t(ds_.size()) - start);
+  const int64_t start = index * batch_, n = std::min<int64_t>(batch_, int64_t(order_.size()) - start);
   const int64_t C = ds_.channels(), S = o_.size;
   b.x = Tensor::empty({n, C, S, S}, bytes_ ? DType::UInt8 : DType::Float32);
   std::vector<double> y(size_t(n * 6));

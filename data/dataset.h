@@ -60,13 +60,25 @@ struct Batch {
   std::vector<size_t> samples;  // dataset indices
 };
 
+// A part of every epoch's order, for data-parallel training: the order
+// padded (pad: with its first samples, as torch's DistributedSampler) to a
+// multiple of `parts`, then every parts-th sample from `part` on. The
+// parts of one epoch together hold every sample once (plus the padding);
+// without pad (validation) exactly once.
+struct Shard {
+  int part = 0, parts = 1;
+  bool pad = true;
+};
+std::vector<size_t> shard_order(const std::vector<size_t>& order, const Shard& s);
+
 class BatchLoader {
  public:
   // shuffle: a permutation per epoch; drop_last keeps batch shapes fixed.
   // bytes: x as uint8, not normalised (for a GPU: to_device_input() in
   // engine/ops.h moves and normalises it there).
   BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last, uint64_t seed,
-              int64_t epoch, int64_t first_batch = 0, int workers = 2, int prefetch = 4, bool bytes = false);
+              int64_t epoch, int64_t first_batch = 0, int workers = 2, int prefetch = 4, bool bytes = false,
+              Shard shard = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;

@@ -28,10 +28,12 @@ BatchNorm2d::BatchNorm2d(int64_t c, DType dtype)
 Tensor BatchNorm2d::forward(const Tensor& x) {
   if (is_training() && num_batches_tracked.device().is_cpu())
     num_batches_tracked.data<int64_t>()[0] += 1;  // bookkeeping only (momentum is fixed)
+  if (is_training() && sync) return sync_batch_norm2d(x, weight, bias, running_mean, running_var, momentum, eps, sync);
   return batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
 Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
+  if (is_training() && sync) return relu(residual.defined() ? add(forward(x), residual) : forward(x));
   if (!is_training()) {
     if (needs_graph({x, weight, bias, residual}))  // e.g. Grad-CAM: the separate ops record their backward
       return relu(residual.defined() ? add(forward(x), residual) : forward(x));
@@ -39,6 +41,11 @@ Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
   }
   if (num_batches_tracked.device().is_cpu()) num_batches_tracked.data<int64_t>()[0] += 1;
   return batch_norm_relu(x, weight, bias, running_mean, running_var, true, momentum, eps, residual);
+}
+
+void set_sync_batch_norm(Module& m, const StatsReducer& reduce) {
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(mod)) bn->sync = reduce;
 }
 
 Linear::Linear(int64_t in, int64_t out, Generator& gen, bool has_bias, DType dtype)

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "engine/kernels.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 #include "layers/module.h"
 
@@ -37,7 +38,13 @@ class BatchNorm2d : public Module {
   std::string type_name() const override { return "BatchNorm2d"; }
   Tensor &weight, &bias, &running_mean, &running_var, &num_batches_tracked;
   double eps = 1e-5, momentum = 0.1;
+  // When set, training normalises over the whole batch of every process
+  // (engine/ops.h sync_batch_norm2d; ich-train --sync-bn).
+  StatsReducer sync;
 };
+
+// Sets (or, with an empty reducer, clears) every BatchNorm2d's `sync` in m.
+void set_sync_batch_norm(Module& m, const StatsReducer& reduce);
 
 // weight (out, in), bias (out); PyTorch's default init.
 class Linear : public Module {

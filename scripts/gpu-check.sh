@@ -22,13 +22,14 @@ if [ "${1:-}" = "prepare" ]; then
   set -e
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > build-gpu.log
   grep -q "ich: CUDA backend ON" build-gpu.log || { echo "prepare: the CUDA backend is not configured"; exit 1; }
-  cmake --build build-gpu --target test_cuda test_resnext ich-convert ich-forward ich-bench-train
+  cmake --build build-gpu --target test_cuda test_resnext ich-convert ich-forward ich-bench-train ich-train ich-launch
   rm -rf .gpu && mkdir -p .gpu/bin .gpu/lib
-  for b in test_cuda test_resnext ich-convert ich-forward ich-bench-train; do
+  for b in test_cuda test_resnext ich-convert ich-forward ich-bench-train ich-train ich-launch; do
     strip -o ".gpu/bin/$b" "build-gpu/bin/$b"
   done
   # Debian runtime libraries the binaries use and a PyTorch image may lack.
-  for l in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libgomp.so.1; do
+  for l in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libgomp.so.1 \
+           libgloo.so.0 libhiredis.so.0.14 libibverbs.so.1 libnl-route-3.so.200 libnl-3.so.200; do
     cp -L "$(ldconfig -p | awk -v l="$l" '$1 == l {print $NF; exit}')" .gpu/lib/
   done
   cp ../shared/bench/torch_resnext_baseline.py .gpu/
@@ -96,6 +97,35 @@ cat "$OUT/reference_test.txt" >> "$OUT/reference.txt" 2>/dev/null
 tail -3 "$OUT/reference.txt"
 rm -f "$ref"/*.pth "$ref"/*.ichw
 note "ResNeXt-101 eval logits and train step on CUDA vs PyTorch" "$s"
+
+echo "== data-parallel: ich-launch with one worker per GPU, two training steps (NCCL between GPUs when more than one)"
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if [ "$gpu" = 1 ] && [ "${ngpu:-0}" -ge 1 ]; then
+  dp="$OUT/dp"
+  rm -rf "$dp" && mkdir -p "$dp/img"
+  # 32 random windowed slices and a split, as ich-window and ich-split write them (no DCMTK there)
+  "$py" - "$dp" <<'PYEOF' > "$OUT/dp.txt" 2>&1
+import sys, numpy as np
+d = sys.argv[1]; rng = np.random.default_rng(0)
+head = "image_id,epidural,intraparenchymal,intraventricular,subarachnoid,subdural,any,patient_id,study_uid,series_uid,z\n"
+for name, lo, hi in (("train", 0, 24), ("valid", 24, 32)):
+    with open(f"{d}/{name}.csv", "w") as f:
+        f.write(head)
+        for i in range(lo, hi):
+            np.save(f"{d}/img/ID_{i}.npy", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+            y = [int(i % 3 == 0 and k == i % 5) for k in range(5)] + [int(i % 3 == 0)]
+            f.write(f"ID_{i}," + ",".join(map(str, y)) + f",P{i // 4},S{i // 4},SE{i // 4},{i}\n")
+PYEOF
+  if timeout 180 "$bin/ich-launch" --nproc "$ngpu" --timeout 60 -- "$bin/ich-train" --train "$dp/train.csv" \
+       --valid "$dp/valid.csv" --images "$dp/img" --out "$dp/run" --arch resnext_mini --size 64 --batch 4 \
+       --epochs 1 --max-steps-per-epoch 2 --device cuda >> "$OUT/dp.txt" 2>&1 && [ -s "$dp/run/last.ckpt" ]; then
+    s=pass
+  else
+    s=FAIL
+  fi
+  tail -4 "$OUT/dp.txt"
+  note "ich-launch --nproc $ngpu (one GPU each), 2 training steps" "$s"
+fi
 
 echo "== training throughput, resnext101_32x8d, 200x200, Adam, BCE"
 # eager, and the step captured as a CUDA graph (+graph, train/graph_step.h). PyTorch's float32 runs its cuDNN

@@ -3,7 +3,10 @@
 // the optimizer steps, a few training steps, and the caching allocator.
 // Without a GPU (or without the CUDA backend in the build) every test here
 // skips with the reason.
+#include <unistd.h>
+
 #include "engine/amp.h"
+#include "engine/dist/communicator.h"
 #include "engine/kernels.h"
 #include "engine/optim.h"
 #include "engine/rnn.h"
@@ -68,6 +71,31 @@ Tensor leaf32(const Shape& s, Generator& gen) { return Tensor::randn(s, gen).set
 // LSTM and GRU (engine/ops/rnn.cpp: cuBLAS products and one fused cell
 // kernel per step on the GPU), both directions, ragged lengths; the row
 // selection and the class-weighted loss of the sequence model.
+// NCCL with one rank (all a 1-GPU machine can run): the rendezvous through
+// the TCP store, an all-reduce (the sum of one rank is itself, through
+// NCCL's kernels), a broadcast, a barrier, each waited for with a deadline.
+TEST_F(Cuda, NcclWorldOfOneAllReducesAndBroadcasts) {
+  dist::DistEnv env;
+  env.master_port = 29400 + int(::getpid() % 500);
+  env.timeout = std::chrono::seconds(60);
+  std::unique_ptr<dist::Communicator> c;
+  try {
+    c = dist::make_communicator(env, Device::cuda(0));
+  } catch (const Error& e) {
+    FAIL() << e.what();
+  }
+  EXPECT_EQ(c->backend(), "nccl");
+  Tensor a = Tensor::from_vector({1.5, -2, 3}, {3}).to(Device::cuda(0));
+  c->all_reduce_sum(a, "test all-reduce");
+  EXPECT_EQ(a.to(Device::cpu()).to_vector(), (std::vector<double>{1.5, -2, 3}));
+  Tensor b = Tensor::from_vector({7, 8}, {2}, DType::Float64).to(Device::cuda(0));
+  c->broadcast(b, 0, "test broadcast");
+  EXPECT_EQ(b.to(Device::cpu()).to_vector(), (std::vector<double>{7, 8}));
+  c->barrier("test barrier");
+  Tensor host = Tensor::zeros({2});
+  EXPECT_THROW(c->all_reduce_sum(host, "a CPU tensor"), Error);  // NCCL takes device tensors
+}
+
 TEST_F(Cuda, RecurrentLayersMatchCpu) {
   for (RnnCell cell : {RnnCell::LSTM, RnnCell::GRU}) {
     SCOPED_TRACE(cell == RnnCell::LSTM ? "LSTM" : "GRU");

@@ -28,6 +28,9 @@ void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* o
   t.emplace_back("meta/precision", text_entry(m.precision));
   t.emplace_back("meta/lr_schedule", text_entry(m.lr_schedule));
   t.emplace_back("meta/context", int_entry(m.context));
+  t.emplace_back("meta/world", int_entry(m.world));
+  t.emplace_back("meta/accumulate", int_entry(m.accumulate));
+  t.emplace_back("meta/sync_bn", int_entry(m.sync_bn));
   t.emplace_back("meta/loss_scale", real_entry(m.loss_scale));
   t.emplace_back("meta/loss_scale_tracker", int_entry(m.loss_scale_tracker));
   if (m.has_pos_weight) {
@@ -62,6 +65,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   }
   if (f.find("meta/lr_schedule")) m.lr_schedule = entry_text(f.read("meta/lr_schedule"));  // before: constant
   if (f.find("meta/context")) m.context = int64_t(f.read("meta/context").item());           // before: 0
+  if (f.find("meta/world")) m.world = int64_t(f.read("meta/world").item());                 // before: 1
+  if (f.find("meta/accumulate")) m.accumulate = int64_t(f.read("meta/accumulate").item());  // before: 1
+  if (f.find("meta/sync_bn")) m.sync_bn = int64_t(f.read("meta/sync_bn").item());           // before: 0
   if (f.find("meta/pos_weight")) {
     const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
     ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");

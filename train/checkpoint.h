@@ -26,6 +26,8 @@ struct CheckpointMeta {
   std::string precision = "fp32";             // fp32, bf16 or fp16 (engine/amp.h)
   std::string lr_schedule = "constant";       // constant or cosine (trainer.h epoch_lr)
   int64_t context = 0;                        // neighbouring slices a side in the input (ich-train --context)
+  int64_t world = 1, accumulate = 1;          // ranks, and micro-batches a step on each (train/data_parallel.h)
+  int64_t sync_bn = 0;                        // 1: batch-norm statistics shared by the ranks (--sync-bn)
   double loss_scale = 65536;                  // fp16: the LossScaler's state
   int64_t loss_scale_tracker = 0;
 };

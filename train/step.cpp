@@ -33,4 +33,36 @@ StepResult train_step(Module& model, Optimizer& opt, const Tensor& x, const Tens
   return r;
 }
 
+StepResult parallel_step(Module& model, Optimizer& opt, const std::vector<MicroBatch>& micro, const Tensor& pos_weight,
+                         DType precision, LossScaler* scaler, DataParallel& dp, int64_t step, bool interrupted) {
+  ICH_CHECK(int(micro.size()) == dp.accumulate(), "parallel_step: ", micro.size(), " micro-batches, expected ",
+            dp.accumulate());
+  opt.zero_grad();
+  double loss_sum = 0, bad = 0;
+  for (const MicroBatch& m : micro) {
+    const Tensor loss = forward_loss(model, m.x, m.y, pos_weight, precision);
+    (scaler ? scaler->scale_loss(loss) : loss).backward();  // gradients add up over the micro-batches
+    const double l = loss.item();
+    loss_sum += l;
+    bad += !std::isfinite(l);
+  }
+  const std::vector<double> all =
+      dp.sum({loss_sum, bad, interrupted ? 1.0 : 0.0}, "the step's losses (step " + std::to_string(step) + ")");
+  StepResult r;
+  r.loss = all[0] / double(dp.world() * dp.accumulate());
+  r.interrupted = all[2] > 0;
+  if (all[1] > 0) {
+    r.finite = r.applied = false;
+    if (std::isfinite(r.loss)) r.loss = NAN;  // another rank's loss was not finite
+    return r;
+  }
+  dp.average_gradients(opt.params(), step);
+  if (scaler) {  // the gradients are the same on every rank now: so is the verdict
+    r.applied = scaler->unscale(opt.params());
+    scaler->update(!r.applied);
+  }
+  if (r.applied) opt.step();
+  return r;
+}
+
 }  // namespace ich

@@ -10,6 +10,7 @@
 #include "engine/amp.h"
 #include "engine/optim.h"
 #include "layers/module.h"
+#include "train/data_parallel.h"
 
 namespace ich {
 
@@ -17,6 +18,7 @@ struct StepResult {
   double loss = 0;      // the unscaled loss
   bool finite = true;   // false: the loss was NaN or infinite; nothing was applied
   bool applied = true;  // false: not finite, or the scaler found overflowed gradients and skipped the update
+  bool interrupted = false;  // parallel_step: some rank was interrupted (every rank then stops after this step)
 };
 
 // The step's forward: the model under autocast, the loss in float32.
@@ -25,5 +27,18 @@ Tensor forward_loss(Module& model, const Tensor& x, const Tensor& y, const Tenso
 // precision: Float32, BFloat16 or Float16; scaler: used when given (float16).
 StepResult train_step(Module& model, Optimizer& opt, const Tensor& x, const Tensor& y, const Tensor& pos_weight,
                       DType precision, LossScaler* scaler);
+
+// The step of a data-parallel run or of gradient accumulation
+// (train/data_parallel.h): forward and backward of each micro-batch, their
+// gradients summed; then over the ranks the losses, a non-finite loss
+// anywhere and an interruption anywhere (so every rank decides alike); the
+// gradients averaged over every micro-batch of every rank; the update. The
+// loss is the mean over all micro-batches. With one rank and one
+// micro-batch, train_step's numbers.
+struct MicroBatch {
+  Tensor x, y;
+};
+StepResult parallel_step(Module& model, Optimizer& opt, const std::vector<MicroBatch>& micro, const Tensor& pos_weight,
+                         DType precision, LossScaler* scaler, DataParallel& dp, int64_t step, bool interrupted);
 
 }  // namespace ich

@@ -14,6 +14,7 @@
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/graph_step.h"
 #include "train/step.h"
 
@@ -52,7 +53,8 @@ std::string windows_of_images(const std::string& dir) {
 }
 
 std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
-                                                 Device device, const std::function<void(int64_t, int64_t)>& progress) {
+                                                 Device device, const std::function<void(int64_t, int64_t)>& progress,
+                                                 Shard shard) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
@@ -61,7 +63,7 @@ std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceData
   ao.augment = false;
   // On a GPU, batches travel as bytes and are normalised there.
   BatchLoader loader(ds, ao, batch, /*shuffle=*/false, /*drop_last=*/false, 0, 0, 0, 2, 4,
-                     /*bytes=*/device.is_cuda());
+                     /*bytes=*/device.is_cuda(), shard);
   std::vector<std::array<double, 6>> out(ds.size());
   Batch b;
   int64_t done = 0;
@@ -76,26 +78,45 @@ std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceData
   return out;
 }
 
-int train(const TrainOptions& o, const std::function<void(const std::string&)>& log_line) {
-  auto say = [&](const std::string& s) {
-    if (log_line) log_line(s);
-  };
-  ICH_CHECK(o.epochs >= 1 && o.batch >= 1 && o.size >= 32 && o.lr > 0, "ich-train: epochs, batch, size >= 32 and lr must be positive");
-  ICH_CHECK(o.pos_weight == "none" || o.pos_weight == "auto", "--pos-weight '", o.pos_weight, "': none or auto");
-  epoch_lr(o.lr, o.lr_schedule, 0, o.epochs);  // checks the schedule's name before any work
-  fs::create_directories(o.out);
+namespace {
+
+// The run folder, made and checked by the process that writes it (rank 0).
+void prepare_run_folder(const std::string& out) {
+  fs::create_directories(out);
   {  // fail before training when the run folder cannot take a file
-    const std::string probe = (fs::path(o.out) / ".write_test").string();
+    const std::string probe = (fs::path(out) / ".write_test").string();
     FILE* f = std::fopen(probe.c_str(), "w");
-    ICH_CHECK(f != nullptr, "run folder ", o.out, " is not writable");
+    ICH_CHECK(f != nullptr, "run folder ", out, " is not writable");
     std::fclose(f);
     fs::remove(probe);
   }
   // A run killed while writing a checkpoint leaves "<name>.tmp.<pid>"
   // behind (the real name is untouched): clear them.
-  for (const auto& e : fs::directory_iterator(o.out))
+  for (const auto& e : fs::directory_iterator(out))
     if (e.path().filename().string().find(".ckpt.tmp.") != std::string::npos) fs::remove(e.path());
-  const Device dev = pick_device(o.device);
+}
+
+}  // namespace
+
+int train(const TrainOptions& o, const std::function<void(const std::string&)>& log_line) {
+  bool quiet = false;  // ranks other than 0 say nothing (their errors still reach the launcher)
+  auto say = [&](const std::string& s) {
+    if (log_line && !quiet) log_line(s);
+  };
+  ICH_CHECK(o.epochs >= 1 && o.batch >= 1 && o.size >= 32 && o.lr > 0, "ich-train: epochs, batch, size >= 32 and lr must be positive");
+  ICH_CHECK(o.pos_weight == "none" || o.pos_weight == "auto", "--pos-weight '", o.pos_weight, "': none or auto");
+  epoch_lr(o.lr, o.lr_schedule, 0, o.epochs);  // checks the schedule's name before any work
+  ICH_CHECK(!o.cuda_graph || (o.accumulate == 1 && !o.dist.distributed()),
+            "--cuda-graph captures one whole step: not with --accumulate or several ranks");
+  Device dev = pick_device(o.device);
+  if (dev.is_cuda()) dev = Device::cuda(o.dist.local_rank);  // one GPU per rank of this machine
+  DataParallel dp(o.dist, o.accumulate, dev);
+  quiet = !dp.writer();
+  if (dp.writer()) prepare_run_folder(o.out);
+  if (dp.distributed())
+    say("data-parallel: " + std::to_string(dp.world()) + " ranks, " + std::to_string(o.accumulate) +
+        " micro-batch(es) of " + std::to_string(o.batch) + " a step each: " +
+        std::to_string(int64_t(dp.world()) * o.accumulate * o.batch) + " images a step");
   SliceDataset train_ds(read_split(o.train_csv), o.images), valid_ds(read_split(o.valid_csv), o.images);
   for (SliceDataset* ds : {&train_ds, &valid_ds}) ds->set_context(o.context);
 
@@ -111,6 +132,12 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
               "--resume ", o.resume, ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch,
               ", seed ", meta.seed, ", precision ", meta.precision, ", lr schedule ", meta.lr_schedule, ", context ",
               meta.context, "; pass the same values to continue it exactly");
+    ICH_CHECK(meta.world == dp.world() && meta.accumulate == dp.accumulate(), "--resume ", o.resume,
+              ": the checkpoint was trained on ", meta.world, " rank(s) x ", meta.accumulate,
+              " micro-batch(es) a step, this run has ", dp.world(), " x ", dp.accumulate(),
+              "; each step's images depend on both: continue it with the same (ich-launch --nproc, --accumulate)");
+    ICH_CHECK(meta.sync_bn == int64_t(o.sync_bn), "--resume ", o.resume, ": the checkpoint was trained ",
+              meta.sync_bn ? "with" : "without", " --sync-bn; pass the same to continue it exactly");
     say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
         std::to_string(meta.next_batch));
   } else {
@@ -123,6 +150,9 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
       model->widen_input(c * (2 * o.context + 1), c * o.context);
     }
     meta.context = o.context;
+    meta.world = dp.world();
+    meta.accumulate = dp.accumulate();
+    meta.sync_bn = o.sync_bn;
     meta.arch = o.arch;
     meta.size = o.size;
     meta.batch = o.batch;
@@ -155,6 +185,13 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   allow_tf32(dev, o.tf32);
   model->to(dev);
   model->train();
+  dp.broadcast_state(*model, "rank 0's model to every rank");
+  if (o.sync_bn) {
+    if (dp.distributed())
+      set_sync_batch_norm(*model, [&dp](std::vector<double>& v) { v = dp.sum(v, "batch-norm statistics"); });
+    else
+      say("--sync-bn with one rank: nothing to share (each micro-batch is normalised by its own statistics)");
+  }
   Adam opt(model->parameters(), Adam::Options{meta.lr});
   if (!o.resume.empty()) load_optimizer_state(o.resume, opt);
   const Tensor pos_weight =
@@ -192,19 +229,33 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   for (int64_t epoch = meta.epoch; epoch < o.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     opt.options().lr = epoch_lr(meta.lr, o.lr_schedule, epoch, o.epochs);
-    BatchLoader loader(train_ds, ao, meta.batch, /*shuffle=*/true, /*drop_last=*/true, meta.seed, epoch,
-                       meta.next_batch, o.workers, 4, /*bytes=*/dev.is_cuda());
-    const int64_t n = o.max_steps_per_epoch > 0 ? std::min(loader.batches(), o.max_steps_per_epoch) : loader.batches();
+    // One loader per micro-batch of a step: shard rank x accumulate + k of the epoch's order.
+    std::vector<std::unique_ptr<BatchLoader>> loaders;
+    for (int k = 0; k < dp.accumulate(); ++k)
+      loaders.push_back(std::make_unique<BatchLoader>(train_ds, ao, meta.batch, /*shuffle=*/true, /*drop_last=*/true,
+                                                      meta.seed, epoch, meta.next_batch,
+                                                      std::max(1, o.workers / dp.accumulate()), 4,
+                                                      /*bytes=*/dev.is_cuda(), dp.train_shard(k)));
+    const int64_t batches = loaders[0]->batches();
+    const int64_t n = o.max_steps_per_epoch > 0 ? std::min(batches, o.max_steps_per_epoch) : batches;
     double loss_sum = 0;
     int64_t loss_n = 0, images = 0;
     Batch b;
-    while (meta.next_batch < n && loader.next(b)) {
+    std::vector<MicroBatch> micro;
+    const bool plain = !graphed && dp.world() == 1 && dp.accumulate() == 1;
+    while (meta.next_batch < n) {
+      micro.clear();
+      int64_t samples = 0;
+      for (auto& l : loaders) {
+        ICH_CHECK(l->next(b), "the data loader ended before batch ", meta.next_batch, " of ", n);
+        samples += int64_t(b.samples.size());
+        if (!graphed) micro.push_back({to_device_input(b.x, dev).contiguous(input_format), b.y.to(dev)});
+      }
       const StepResult r =
           graphed ? graphed->run(b.x, b.y)
-                  : train_step(*model, opt, to_device_input(b.x, dev).contiguous(input_format), b.y.to(dev),
-                               pos_weight, precision, scaled ? &scaler : nullptr);
-      // Here the gradients of the step are complete: the place where a
-      // data-parallel all-reduce across GPUs would go, before the update.
+          : plain ? train_step(*model, opt, micro[0].x, micro[0].y, pos_weight, precision, scaled ? &scaler : nullptr)
+                  : parallel_step(*model, opt, micro, pos_weight, precision, scaled ? &scaler : nullptr, dp,
+                                  meta.step + 1, g_interrupted);
       const double l = r.loss;
       if (!r.finite)
         throw Error("loss is " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at epoch " +
@@ -221,7 +272,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
       ++meta.next_batch;
       loss_sum += l;
       ++loss_n;
-      images += int64_t(b.samples.size());
+      images += samples * dp.world();
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (log_line && (meta.next_batch % 10 == 0 || meta.next_batch == n)) {
         char buf[200];
@@ -231,9 +282,10 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
                       double(n - meta.next_batch) * el / double(std::max<int64_t>(1, loss_n)));
         say(buf);
       }
-      if (g_interrupted) {
+      if (plain || graphed ? bool(g_interrupted) : r.interrupted) {  // several ranks: all stop after the same step
         meta.epoch = epoch;
-        save_checkpoint(last, *model, &opt, meta);
+        dp.broadcast_buffers(*model, "rank 0's batch-norm statistics before the checkpoint");
+        if (dp.writer()) save_checkpoint(last, *model, &opt, meta);
         say("interrupted: wrote " + last + " (resume with --resume " + last + ")");
         return 130;
       }
@@ -246,7 +298,11 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
       say(buf);
     }
     // Validation: unweighted mean BCE (the seed's validation loss), AUC, competition metric.
-    std::vector<std::array<double, 6>> p = predict_probs(*model, valid_ds, meta.size, meta.batch, dev, nullptr);
+    dp.broadcast_buffers(*model, "rank 0's batch-norm statistics before validation");
+    std::vector<bool> mine(valid_ds.size(), false);  // this rank's part of the validation set
+    for (const size_t i : shard_order(epoch_order(valid_ds.size(), 0, 0, false), dp.valid_shard())) mine[i] = true;
+    const std::vector<std::array<double, 6>> p =
+        dp.gather_rows(predict_probs(*model, valid_ds, meta.size, meta.batch, dev, nullptr, dp.valid_shard()), mine);
     std::vector<std::array<int, 6>> y(valid_ds.size());
     for (size_t i = 0; i < valid_ds.size(); ++i) y[i] = valid_ds.row(i).y;
     const EvalReport rep = evaluate(p, y);
@@ -259,16 +315,20 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     meta.next_batch = 0;
     const bool best = rep.mean_bce < meta.best_valid_loss;
     if (best) meta.best_valid_loss = rep.mean_bce;
-    save_checkpoint((fs::path(o.out) / ("epoch" + std::to_string(epoch + 1) + ".ckpt")).string(), *model, &opt, meta);
-    save_checkpoint(last, *model, &opt, meta);
-    if (best) save_checkpoint((fs::path(o.out) / "best.ckpt").string(), *model, &opt, meta);
+    if (dp.writer()) {
+      save_checkpoint((fs::path(o.out) / ("epoch" + std::to_string(epoch + 1) + ".ckpt")).string(), *model, &opt, meta);
+      save_checkpoint(last, *model, &opt, meta);
+      if (best) save_checkpoint((fs::path(o.out) / "best.ckpt").string(), *model, &opt, meta);
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log_rows.push_back({std::to_string(epoch + 1), std::to_string(meta.step), fmt(loss_sum / double(std::max<int64_t>(1, loss_n))),
                         fmt(rep.mean_bce), fmt(rep.per_label[6].auc), fmt(auc_mean), fmt(rep.weighted_log_loss),
                         fmt(secs), fmt(double(images) / train_seconds)});
-    CsvWriter w(log_path, log_header);
-    for (const auto& r : log_rows) w.row(r);
-    w.commit();
+    if (dp.writer()) {
+      CsvWriter w(log_path, log_header);
+      for (const auto& r : log_rows) w.row(r);
+      w.commit();
+    }
     char buf[240];
     std::snprintf(buf, sizeof buf,
                   "epoch %lld: train loss %.4f, valid loss %.4f, AUC any %.4f, mean AUC %.4f, weighted log loss %.4f%s",

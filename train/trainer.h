@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "engine/dist/communicator.h"
 #include "layers/resnext.h"
 
 namespace ich {
@@ -30,6 +31,9 @@ struct TrainOptions {
   bool channels_last = false;       // activations N,H,W,C from the input on (cuDNN's preferred layout)
   bool cuda_graph = false;          // capture the step once, replay it (train/graph_step.h)
   bool tf32 = false;                // TF32 tensor cores for float32 convolutions on a GPU (PyTorch's default)
+  int accumulate = 1;               // micro-batches per optimizer step, gradients averaged (train/data_parallel.h)
+  bool sync_bn = false;             // batch-norm statistics over every rank's batch (SyncBatchNorm)
+  dist::DistEnv dist;               // this process's rank in a data-parallel run (one process by default)
   // Called after every step: its number (from 1), the batch's loss, and
   // whether it was applied (fp16 skips steps whose gradients overflowed).
   std::function<void(int64_t step, double loss, bool applied)> on_step;
@@ -51,9 +55,11 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
 // end: later epochs move the weights less, so the last ones are steadier).
 double epoch_lr(double lr, const std::string& schedule, int64_t epoch, int64_t epochs);
 
-// Probabilities (sigmoid of the logits) for every image of a dataset.
+// Probabilities (sigmoid of the logits) for every image of a dataset; with a
+// shard, only its images' rows are filled (the others stay 0).
 std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
-                                                 Device device, const std::function<void(int64_t, int64_t)>& progress);
+                                                 Device device, const std::function<void(int64_t, int64_t)>& progress,
+                                                 Shard shard = {});
 
 // The windows an ich-window output folder was made with (its meta.csv), in
 // parse_windows() form; the default three when there is no meta.csv.

@@ -98,4 +98,82 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                 });
 }
 
+Tensor sync_batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                         Tensor& running_var, double momentum, double eps, const StatsReducer& reduce) {
+  ICH_CHECK(x.dim() == 4 || x.dim() == 2, "sync_batch_norm2d: input must be (N,C,H,W) or (N,C), got ", x.str());
+  ICH_CHECK(reduce != nullptr, "sync_batch_norm2d: no reducer");
+  const DType pd = param_dtype(x.dtype());
+  same_device_as("sync_batch_norm2d", x, {&gamma, &beta, &running_mean, &running_var}, &pd);
+  const int64_t C = x.size(1);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
+    ICH_CHECK(t->defined() && t->numel() == C, "sync_batch_norm2d: per-channel tensor ", t->str(), " for input ",
+              x.str());
+  const Device dev = x.device();
+  const Tensor xc = x.detach().contiguous();  // N,C,H,W: the eval kernels' layout
+  const double n_local = double(x.numel() / std::max<int64_t>(1, C));
+  std::vector<double> mean_l(size_t(C), 0.0), invstd_l(size_t(C), 1.0);
+  if (n_local > 0) {  // this process's statistics (the training kernel, on scratch copies of the buffers)
+    Tensor rm = running_mean.clone(), rv = running_var.clone(), y = empty_like(xc);
+    Tensor m = Tensor::empty({C}, pd, dev), is = Tensor::empty({C}, pd, dev);
+    ICH_CHECK(n_local > 1, "sync_batch_norm2d: this process's part ", x.str(), " has one value per channel");
+    ICH_DISPATCH(dev, batch_norm_forward_train, xc, gamma, beta, rm, rv, momentum, eps, y, m, is);
+    mean_l = m.to_vector();
+    invstd_l = is.to_vector();
+  }
+  std::vector<double> sums(size_t(2 * C + 1));
+  for (size_t c = 0; c < size_t(C); ++c) {
+    sums[c] = n_local * mean_l[c];
+    sums[size_t(C) + c] = n_local * (1.0 / (invstd_l[c] * invstd_l[c]) - eps + mean_l[c] * mean_l[c]);
+  }
+  sums[size_t(2 * C)] = n_local;
+  reduce(sums);
+  const double n = sums[size_t(2 * C)];
+  ICH_CHECK(n > 1, "sync_batch_norm2d: training needs more than one value per channel over all processes, got ", n);
+  std::vector<double> mu(static_cast<size_t>(C)), var(static_cast<size_t>(C)), inv(static_cast<size_t>(C));
+  std::vector<double> rm = running_mean.to_vector(), rv = running_var.to_vector();
+  for (size_t c = 0; c < size_t(C); ++c) {
+    mu[c] = sums[c] / n;
+    var[c] = std::max(0.0, sums[size_t(C) + c] / n - mu[c] * mu[c]);
+    inv[c] = 1.0 / std::sqrt(var[c] + eps);
+    rm[c] = (1 - momentum) * rm[c] + momentum * mu[c];
+    rv[c] = (1 - momentum) * rv[c] + momentum * var[c] * n / (n - 1);
+  }
+  running_mean.copy_(Tensor::from_vector(rm, {C}, pd).to(dev));
+  running_var.copy_(Tensor::from_vector(rv, {C}, pd).to(dev));
+  const Tensor mu_t = Tensor::from_vector(mu, {C}, pd).to(dev), var_t = Tensor::from_vector(var, {C}, pd).to(dev),
+               inv_t = Tensor::from_vector(inv, {C}, pd).to(dev);
+  Tensor y = empty_like(xc);
+  ICH_DISPATCH(dev, batch_norm_forward_eval, xc, gamma, beta, mu_t, var_t, eps, y);
+  const Tensor g_saved = gamma.detach();
+  return record("sync_batch_norm2d", y, {x, gamma, beta},
+                [xc, g_saved, mu_t, var_t, inv, n, eps, pd, reduce](const Tensor& gy_in, const NeedsGrad& need) {
+                  const Device d = xc.device();
+                  const int64_t C = g_saved.numel();
+                  // In the parameters' precision (exact widening of 16-bit data): one rounding at the end.
+                  const Tensor gy = gy_in.dtype() == pd ? gy_in.contiguous() : cast(gy_in, pd).contiguous();
+                  const Tensor x32 = xc.dtype() == pd ? xc : cast(xc, pd).contiguous();
+                  Tensor gx = empty_like(x32), ggamma = empty_like(g_saved), gbeta = empty_like(g_saved);
+                  const Tensor inv_t = Tensor::from_vector(inv, {C}, pd).to(d);
+                  // gamma invstd dy, and this process's sums of dy (gbeta) and dy x^ (ggamma)
+                  ICH_DISPATCH(d, batch_norm_backward, gy, x32, g_saved, mu_t, inv_t, eps, false, gx, ggamma, gbeta);
+                  const std::vector<double> gb = gbeta.to_vector(), gg = ggamma.to_vector(), g = g_saved.to_vector();
+                  std::vector<double> s(gb);
+                  s.insert(s.end(), gg.begin(), gg.end());
+                  reduce(s);  // every process, in the same order as their forwards
+                  // gamma invstd (S_dyx / n) x^ + gamma invstd S_dy / n, as the eval forward's affine map of x
+                  std::vector<double> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
+                  for (size_t c = 0; c < size_t(C); ++c) {
+                    a[c] = g[c] * inv[c] * s[size_t(C) + c] / n;
+                    b[c] = g[c] * inv[c] * s[c] / n;
+                  }
+                  Tensor corr = empty_like(x32);
+                  ICH_DISPATCH(d, batch_norm_forward_eval, x32, Tensor::from_vector(a, {C}, pd).to(d),
+                               Tensor::from_vector(b, {C}, pd).to(d), mu_t, var_t, eps, corr);
+                  Tensor dx = add(gx, scale(corr, -1.0));
+                  if (dx.dtype() != xc.dtype()) dx = cast(dx, xc.dtype());
+                  return std::vector<Tensor>{need[0] ? dx : Tensor(), need[1] ? ggamma : Tensor(),
+                                             need[2] ? gbeta : Tensor()};
+                });
+}
+
 }  // namespace ich

@@ -9,10 +9,12 @@
 
 #include "data/csv.h"
 #include "data/metrics.h"
+#include "data/phantom.h"
 #include "engine/amp.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
+#include "report/tensorboard.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/graph_step.h"
@@ -28,6 +30,10 @@ std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
 
 std::string fmt(double v) { return fmt_double(v, 6); }
+
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 }  // namespace
 
@@ -208,12 +214,29 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
 
   // log.csv: rows of earlier epochs survive a resume.
   const std::string log_path = (fs::path(o.out) / "log.csv").string();
-  const std::vector<std::string> log_header{"epoch", "step", "train_loss", "valid_loss", "valid_auc_any",
-                                            "valid_auc_mean", "valid_weighted_log_loss", "seconds", "images_per_second"};
+  std::vector<std::string> log_header{"epoch", "step", "train_loss", "valid_loss", "valid_auc_any",
+                                      "valid_auc_mean", "valid_weighted_log_loss", "seconds", "images_per_second", "lr"};
+  for (size_t k = 0; k < 5; ++k) log_header.push_back(std::string("valid_auc_") + kSubtypes[k]);
+  log_header.push_back("wall_time");  // seconds since 1970 at the end of the epoch
   std::vector<std::vector<std::string>> log_rows;
-  if (!o.resume.empty() && fs::exists(log_path))
-    for (const auto& r : read_csv(log_path).rows)
-      if (std::stoll(r[0]) <= meta.epoch) log_rows.push_back(r);
+  if (!o.resume.empty() && fs::exists(log_path)) {
+    const CsvTable old = read_csv(log_path);
+    for (const auto& r : old.rows) {
+      if (std::stoll(r[0]) > meta.epoch) continue;
+      std::vector<std::string> row;  // by column name: a log.csv from before a column has it empty
+      for (const std::string& c : log_header) row.push_back(old.has_column(c) ? r[old.column(c)] : "");
+      log_rows.push_back(row);
+    }
+  }
+  // TensorBoard (report/tensorboard.h): a new event file that starts over
+  // and repeats the rows kept, then one row per epoch, as log.csv.
+  std::unique_ptr<EventFileWriter> tensorboard;
+  if (dp.writer()) {
+    tensorboard = std::make_unique<EventFileWriter>((fs::path(o.out) / "tensorboard").string());
+    tensorboard->session_start(0, unix_seconds());
+    for (const auto& r : log_rows) write_log_row(*tensorboard, log_header, r);
+    tensorboard->flush();
+  }
 
   g_interrupted = false;
   auto previous = std::signal(SIGINT, on_sigint);
@@ -323,11 +346,15 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log_rows.push_back({std::to_string(epoch + 1), std::to_string(meta.step), fmt(loss_sum / double(std::max<int64_t>(1, loss_n))),
                         fmt(rep.mean_bce), fmt(rep.per_label[6].auc), fmt(auc_mean), fmt(rep.weighted_log_loss),
-                        fmt(secs), fmt(double(images) / train_seconds)});
+                        fmt(secs), fmt(double(images) / train_seconds), fmt(opt.options().lr)});
+    for (size_t k = 1; k <= 5; ++k) log_rows.back().push_back(fmt(rep.per_label[k].auc));
+    log_rows.back().push_back(fmt_double(unix_seconds(), 15));
     if (dp.writer()) {
       CsvWriter w(log_path, log_header);
       for (const auto& r : log_rows) w.row(r);
       w.commit();
+      write_log_row(*tensorboard, log_header, log_rows.back());
+      tensorboard->flush();
     }
     char buf[240];
     std::snprintf(buf, sizeof buf,

@@ -9,7 +9,11 @@ namespace ich {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local LeafReady g_leaf_ready;
 }
+
+LeafReadyScope::LeafReadyScope(LeafReady ready) : prev_(std::move(g_leaf_ready)) { g_leaf_ready = std::move(ready); }
+LeafReadyScope::~LeafReadyScope() { g_leaf_ready = std::move(prev_); }
 
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
@@ -89,18 +93,24 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
   ICH_CHECK(g0.shape() == root.shape(), "backward: gradient ", g0.str(), " does not match ", root.str());
   if (root.is_leaf()) {
     accumulate_leaf(root.impl(), g0);
+    if (g_leaf_ready) g_leaf_ready(root.impl_ptr().get());
     return;
   }
 
   // Count, for each node, how many edges from other reachable nodes point at
   // it: it may run only when all of them have delivered their gradient.
+  // With a LeafReady hook, also how many gradients each leaf will receive.
   std::unordered_map<Node*, int> pending;
+  std::unordered_map<TensorImpl*, int> leaf_pending;
+  const LeafReady ready_hook = g_leaf_ready;
   std::vector<Node*> stack{root.grad_fn().get()};
   pending[root.grad_fn().get()] = 0;
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
-    for (const Edge& e : n->inputs) {
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      const Edge& e = n->inputs[i];
+      if (ready_hook && e.leaf && n->needs[i]) ++leaf_pending[e.leaf.get()];
       if (!e.fn) continue;
       auto [it, fresh] = pending.try_emplace(e.fn.get(), 0);
       ++it->second;
@@ -130,6 +140,7 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
                 shape_str(e.shape));
       if (e.leaf) {
         accumulate_leaf(*e.leaf, gi);
+        if (ready_hook && --leaf_pending[e.leaf.get()] == 0) ready_hook(e.leaf.get());
         continue;
       }
       auto it = grad_of.find(e.fn.get());

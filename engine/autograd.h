@@ -73,4 +73,21 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
 // Implementation of Tensor::backward.
 void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph);
 
+// While in scope on this thread, backward calls `ready` for each leaf as
+// soon as its gradient is complete for that backward (every path into it has
+// delivered), in the order backward finishes them: where data-parallel
+// training starts the all-reduce of a bucket of gradients while backward
+// goes on with the layers before it (DDP's overlap).
+using LeafReady = std::function<void(TensorImpl* leaf)>;
+class LeafReadyScope {
+ public:
+  explicit LeafReadyScope(LeafReady ready);
+  ~LeafReadyScope();
+  LeafReadyScope(const LeafReadyScope&) = delete;
+  LeafReadyScope& operator=(const LeafReadyScope&) = delete;
+
+ private:
+  LeafReady prev_;
+};
+
 }  // namespace ich

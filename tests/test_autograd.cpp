@@ -16,6 +16,33 @@ TEST(Autograd, BranchesThatJoinAdd) {
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3, -3, 7}));
 }
 
+// The hook data-parallel training overlaps its all-reduce with: each leaf
+// is reported once per backward, when its last contribution has arrived
+// (x feeds three paths here), with its whole gradient by then; a leaf that
+// takes no part is not reported; without the scope nothing is called.
+TEST(Autograd, LeafReadyReportsEachLeafOnceWhenItsGradientIsWhole) {
+  Tensor x = vec({1, -2, 3}), w = vec({2, 2, 2}), unused = vec({5});
+  std::vector<std::pair<TensorImpl*, std::vector<double>>> seen;
+  {
+    LeafReadyScope scope([&](TensorImpl* leaf) { seen.emplace_back(leaf, Tensor(x.impl_ptr()).grad().to_vector()); });
+    sum(add(mul(mul(x, w), x), x)).backward();  // d/dx (w x^2 + x) = 2 w x + 1
+  }
+  ASSERT_EQ(seen.size(), 2u);
+  int x_seen = 0;
+  for (const auto& [leaf, xgrad] : seen) {
+    EXPECT_TRUE(leaf == x.impl_ptr().get() || leaf == w.impl_ptr().get());
+    if (leaf == x.impl_ptr().get()) {
+      ++x_seen;
+      EXPECT_EQ(xgrad, (std::vector<double>{5, -7, 13}));  // whole when reported
+    }
+  }
+  EXPECT_EQ(x_seen, 1);
+  seen.clear();
+  sum(scale(x, 3)).backward();  // no scope: no calls
+  EXPECT_TRUE(seen.empty());
+  (void)unused;
+}
+
 TEST(Autograd, LeafGradientsAccumulateUntilZeroed) {
   Tensor x = vec({1, 2});
   sum(scale(x, 3)).backward();

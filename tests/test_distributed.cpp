@@ -364,6 +364,58 @@ TEST(DataParallel, TwoRanksWithSyncBatchNormMakeTheStepsOfOneProcessWithTheWhole
   }
 }
 
+// The all-reduce overlapped with backward (small buckets, so that there are
+// many): every bucket is launched from inside backward, and the steps are
+// those of the all-reduce after backward, bit for bit (the same sums).
+TEST(DataParallel, OverlappedAllReduceMakesTheSameStepsBitForBit) {
+  Generator data(6);
+  std::vector<std::vector<MicroBatch>> steps(3);
+  for (auto& s : steps)
+    for (int k = 0; k < 2; ++k) {
+      std::vector<double> y(4 * 6);
+      for (double& v : y) v = double(data.below(2));
+      s.push_back({test::leaf64({4, 3, 32, 32}, data).detach(), Tensor::from_vector(y, {4, 6}, DType::Float64)});
+    }
+  std::map<bool, std::vector<std::vector<double>>> got;
+  std::vector<DataParallel::OverlapStats> stats(2);
+  for (const bool overlap : {false, true}) {
+    const int port = free_port();
+    got[overlap].resize(2);
+    std::vector<std::string> errors(2);
+    auto rank = [&](int r) {
+      try {
+        DataParallel dp(env_of(r, 2, port), 1, Device::cpu());
+        dp.set_overlap(overlap);
+        dp.set_bucket_bytes(16 << 10);
+        Generator gen(7);
+        auto m = std::make_shared<ResNeXt>(resnext_preset("resnext_mini", 6), gen);
+        m->to(DType::Float64);
+        Adam opt(m->parameters(), Adam::Options{1e-3});
+        for (size_t s = 0; s < steps.size(); ++s)
+          parallel_step(*m, opt, {steps[s][size_t(r)]}, Tensor(), DType::Float32, nullptr, dp, int64_t(s + 1), false);
+        if (overlap) stats[size_t(r)] = dp.last_overlap();
+        for (const Tensor& p : m->parameters()) {
+          const std::vector<double> v = p.to_vector();
+          got[overlap][size_t(r)].insert(got[overlap][size_t(r)].end(), v.begin(), v.end());
+        }
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    };
+    std::thread t0(rank, 0), t1(rank, 1);
+    t0.join();
+    t1.join();
+    ASSERT_EQ(errors[0], "");
+    ASSERT_EQ(errors[1], "");
+  }
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(got[true][size_t(r)] == got[false][size_t(r)]) << "rank " << r;
+    EXPECT_GT(stats[size_t(r)].buckets, 10);
+    std::printf("rank %d: %lld buckets, %lld all-reduced before backward ended\n", r,
+                (long long)stats[size_t(r)].buckets, (long long)stats[size_t(r)].done_during_backward);
+  }
+}
+
 // ---- ich-launch and ich-train as processes -----------------------------------
 
 const test::PhantomSet& phantom() {

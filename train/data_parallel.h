@@ -36,6 +36,7 @@ class DataParallel {
  public:
   // A communicator is made only when env.world > 1.
   DataParallel(const dist::DistEnv& env, int accumulate, Device device);
+  ~DataParallel();
   int rank() const { return env_.rank; }
   int world() const { return env_.world; }
   int accumulate() const { return accumulate_; }
@@ -53,6 +54,30 @@ class DataParallel {
   // micro-batch of every rank: all-reduced in buckets of ~25 MB (DDP's
   // default), divided by world x accumulate.
   void average_gradients(const std::vector<Tensor>& params, int64_t step);
+  // The same, overlapped with the backward pass that completes the step's
+  // gradients (DDP's overlap): call start_overlap before that backward and
+  // finish_overlap after it. Buckets follow the parameters in reverse (the
+  // order backward finishes them); as soon as backward has finished every
+  // gradient of a bucket (autograd's LeafReadyScope), the bucket is copied
+  // out and its all-reduce starts on a communication thread, in bucket order
+  // on every rank, while backward goes on. finish_overlap waits for them and
+  // writes the means back. Every collective call in between (sync-bn's, the
+  // step's losses) goes through the same thread, after the buckets queued
+  // before it, so the ranks' calls stay in one order. On by default on GPUs,
+  // off on CPUs (ICH_DDP_OVERLAP=1 or 0 in the environment decides); with
+  // one rank, or off, finish_overlap is average_gradients.
+  void start_overlap(const std::vector<Tensor>& params, int64_t step);
+  void finish_overlap(const std::vector<Tensor>& params, int64_t step);
+  void backward_done();  // for last_overlap(): the moment backward returned
+  // Bucket size (default 25 MB, DDP's; ICH_DDP_BUCKET_MB in the environment).
+  void set_bucket_bytes(size_t bytes) { bucket_bytes_ = bytes; }
+  void set_overlap(bool on) { overlap_enabled_ = on; }
+  // The last overlapped step: its buckets, and how many of their all-reduces
+  // had finished before backward did (the communication hidden behind it).
+  struct OverlapStats {
+    int64_t buckets = 0, done_during_backward = 0;
+  };
+  OverlapStats last_overlap() const { return stats_; }
   // The element-wise sum of `values` over the ranks (float64).
   std::vector<double> sum(const std::vector<double>& values, const std::string& what);
   // Validation probabilities: each rank filled the rows of its shard; every
@@ -61,10 +86,15 @@ class DataParallel {
                                                  const std::vector<bool>& mine);
 
  private:
+  struct Overlap;  // the buckets and the communication thread of one step
   dist::DistEnv env_;
   int accumulate_;
   Device device_;
   std::unique_ptr<dist::Communicator> comm_;
+  std::shared_ptr<Overlap> overlap_;
+  bool overlap_enabled_ = true;
+  size_t bucket_bytes_;
+  OverlapStats stats_;
 };
 
 }  // namespace ich

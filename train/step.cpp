@@ -39,15 +39,19 @@ StepResult parallel_step(Module& model, Optimizer& opt, const std::vector<MicroB
             dp.accumulate());
   opt.zero_grad();
   double loss_sum = 0, bad = 0;
-  for (const MicroBatch& m : micro) {
-    const Tensor loss = forward_loss(model, m.x, m.y, pos_weight, precision);
+  for (size_t k = 0; k < micro.size(); ++k) {
+    const Tensor loss = forward_loss(model, micro[k].x, micro[k].y, pos_weight, precision);
+    // The last backward completes the gradients: their all-reduce overlaps it.
+    if (k + 1 == micro.size()) dp.start_overlap(opt.params(), step);
     (scaler ? scaler->scale_loss(loss) : loss).backward();  // gradients add up over the micro-batches
     const double l = loss.item();
     loss_sum += l;
     bad += !std::isfinite(l);
   }
+  dp.backward_done();
   const std::vector<double> all =
       dp.sum({loss_sum, bad, interrupted ? 1.0 : 0.0}, "the step's losses (step " + std::to_string(step) + ")");
+  dp.finish_overlap(opt.params(), step);  // every rank: the buckets' calls are queued already
   StepResult r;
   r.loss = all[0] / double(dp.world() * dp.accumulate());
   r.interrupted = all[2] > 0;
@@ -56,7 +60,6 @@ StepResult parallel_step(Module& model, Optimizer& opt, const std::vector<MicroB
     if (std::isfinite(r.loss)) r.loss = NAN;  // another rank's loss was not finite
     return r;
   }
-  dp.average_gradients(opt.params(), step);
   if (scaler) {  // the gradients are the same on every rank now: so is the verdict
     r.applied = scaler->unscale(opt.params());
     scaler->update(!r.applied);

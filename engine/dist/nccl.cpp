@@ -1,7 +1,9 @@
 // The NCCL backend: GPU tensors, one GPU per rank, NCCL's unique id published
-// by rank 0 through the TcpStore. Calls run on the device's compute stream
-// (the stream every kernel of ours uses), so a collective is ordered after
-// the work that made its input. NCCL blocks forever on a dead peer, so the
+// by rank 0 through the TcpStore. Calls run on a stream of their own that
+// first waits (an event) for the work queued so far on the device's compute
+// stream, so a collective is ordered after the work that made its input,
+// and the compute stream can go on with backward meanwhile (the overlap of
+// train/data_parallel.h); the call returns when its stream is done. NCCL blocks forever on a dead peer, so the
 // communicator is made non-blocking (ncclConfig_t.blocking = 0) and every
 // call waits for its completion with a deadline, polling the stream and
 // ncclCommGetAsyncError; past the deadline the communicator is aborted
@@ -39,6 +41,8 @@ class NcclCommunicator final : public Communicator {
       std::memcpy(id.internal, v.data(), v.size());
     }
     ICH_CUDA_CHECK(cudaSetDevice(device));
+    ICH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    ICH_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming));
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     const ncclResult_t r = ncclCommInitRankConfig(&comm_, env.world, id, env.rank, &config);
@@ -47,6 +51,8 @@ class NcclCommunicator final : public Communicator {
   }
   ~NcclCommunicator() override {
     if (comm_) ncclCommDestroy(comm_);
+    if (inputs_ready_) cudaEventDestroy(inputs_ready_);
+    if (stream_) cudaStreamDestroy(stream_);
   }
   int rank() const override { return env_.rank; }
   int size() const override { return env_.world; }
@@ -57,14 +63,14 @@ class NcclCommunicator final : public Communicator {
     ICH_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64, where(what), "float32 or float64, not ",
               dtype_name(t.dtype()));
     const ncclDataType_t type = t.dtype() == DType::Float32 ? ncclFloat32 : ncclFloat64;
-    cudaStream_t s = cuda::context(device_).stream;
+    cudaStream_t s = after_compute();
     const ncclResult_t r = ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), type, ncclSum, comm_, s);
     if (r != ncclInProgress) nccl(r, what);
     wait_stream(what);
   }
   void broadcast(Tensor& t, int root, const std::string& what) override {
     check(t, what);
-    cudaStream_t s = cuda::context(device_).stream;
+    cudaStream_t s = after_compute();
     const ncclResult_t r = ncclBroadcast(t.raw_data(), t.raw_data(), size_t(t.numel()) * dtype_size(t.dtype()),
                                          ncclChar, root, comm_, s);
     if (r != ncclInProgress) nccl(r, what);
@@ -104,10 +110,17 @@ class NcclCommunicator final : public Communicator {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   }
+  // The communication stream, made to wait for what the compute stream has queued so far.
+  cudaStream_t after_compute() {
+    ICH_CUDA_CHECK(cudaSetDevice(device_));  // this thread may be the communication thread
+    ICH_CUDA_CHECK(cudaEventRecord(inputs_ready_, cuda::context(device_).stream));
+    ICH_CUDA_CHECK(cudaStreamWaitEvent(stream_, inputs_ready_, 0));
+    return stream_;
+  }
   void wait_stream(const std::string& what) {
     wait_comm(what);  // the call itself was enqueued
     const auto deadline = Clock::now() + env_.timeout;
-    cudaStream_t s = cuda::context(device_).stream;
+    cudaStream_t s = stream_;
     for (;;) {
       const cudaError_t q = cudaStreamQuery(s);
       if (q == cudaSuccess) return;
@@ -123,6 +136,8 @@ class NcclCommunicator final : public Communicator {
   int device_ = 0;
   std::unique_ptr<TcpStore> store_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t inputs_ready_ = nullptr;
 };
 
 }  // namespace

@@ -1,5 +1,5 @@
 // ich-eval: a checkpoint on a labelled split, with or without the sequence
-// stage (seq/evaluate.h): predictions.csv, metrics.json, roc.png and the
+// stage (seq/evaluate.h): predictions.csv, metrics.json, the charts and the
 // seed's table (plus F1, AUC and the competition metric).
 #include <cstdio>
 
@@ -9,7 +9,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "Evaluate a checkpoint on a split CSV: OUT/predictions.csv, OUT/metrics.json, OUT/roc.png, and a table.\n"
+      "Evaluate a checkpoint on a split CSV: OUT/predictions.csv, OUT/metrics.json, the charts OUT/roc.png, OUT/pr.png\n"
+      "and OUT/calibration.png, and a table.\n"
       "With --sequence, the sequence model over each series gives the predictions (several: their mean;\n"
       "OUT/per_slice/ holds the CNN's alone) and one line compares the two.\n"
       "Exit codes: 0 done, 1 failed, 2 bad flags."};
@@ -31,8 +32,7 @@ int main(int argc, char** argv) {
     if (r.with_context)
       std::printf("weighted log loss (competition metric): per-slice %.3f, with series context %.3f\n",
                   r.per_slice.weighted_log_loss, r.final_report.weighted_log_loss);
-    std::printf("ROC curves in %s/roc.png (colours, top left down: epidural, intraparenchymal, intraventricular, "
-                "subarachnoid, subdural, any)\n", o.out.c_str());
+    std::printf("charts in %s: roc.png, pr.png (precision-recall), calibration.png (reliability)\n", o.out.c_str());
     return 0;
   });
 }

@@ -30,7 +30,7 @@ echo "== 4. stage 1: train resnext_mini per slice, 20 epochs, Adam (cosine sched
   grep -v "batch "
 echo "== 5. evaluate the best checkpoint on the validation patients, slice by slice"
 "$bin/ich-eval" --checkpoint "$out/run/best.ckpt" --data "$out/split/valid.csv" --images "$out/images" \
-  --out "$out/eval" 2> /dev/null | grep -v "^ROC curves"
+  --out "$out/eval" 2> /dev/null | grep -v "^charts in"
 echo "== 6. stage 2: embeddings of every slice, a bidirectional LSTM over each series"
 "$bin/ich-embed" --checkpoint "$out/run/best.ckpt" --data "$out/split/train.csv" --data "$out/split/valid.csv" \
   --images "$out/images" --out "$out/embeddings" --device auto > /dev/null 2>&1

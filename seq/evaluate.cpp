@@ -4,7 +4,7 @@
 
 #include "data/csv.h"
 #include "data/phantom.h"
-#include "data/plot.h"
+#include "report/curves.h"
 #include "engine/device_select.h"
 #include "seq/apply.h"
 #include "train/checkpoint.h"
@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// predictions.csv, metrics.json and roc.png of one set of probabilities.
+// predictions.csv, metrics.json and the charts (roc.png, pr.png,
+// calibration.png) of one set of probabilities.
 EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p) {
   fs::create_directories(dir);
   std::vector<std::array<int, 6>> y(ds.size());
@@ -35,14 +36,9 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   w.commit();
   const EvalReport r = evaluate(p, y);
   write_file_atomic((fs::path(dir) / "metrics.json").string(), to_json(r));
-  std::vector<Series> curves;
-  for (size_t k = 0; k < 6; ++k) {
-    std::vector<double> s(p.size());
-    std::vector<int> l(p.size());
-    for (size_t i = 0; i < p.size(); ++i) s[i] = p[i][k], l[i] = y[i][k];
-    curves.push_back({kSubtypes[k], roc_curve(s, l), palette(k)});
-  }
-  write_line_plot((fs::path(dir) / "roc.png").string(), curves, 0, 1, 0, 1, true);
+  write_chart_png((fs::path(dir) / "roc.png").string(), roc_chart(p, y));
+  write_chart_png((fs::path(dir) / "pr.png").string(), pr_chart(p, y));
+  write_chart_png((fs::path(dir) / "calibration.png").string(), calibration_chart(p, y));
   return r;
 }
 

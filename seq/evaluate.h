@@ -1,6 +1,6 @@
 // evaluate.h: what ich-eval does: a checkpoint on a labelled split, and with
 // a sequence checkpoint the second stage too. Writes OUT/predictions.csv
-// (the final probabilities, and the labels), OUT/metrics.json, OUT/roc.png;
+// (the final probabilities, and the labels), OUT/metrics.json, OUT/roc.png, pr.png and calibration.png (report/curves.h);
 // with --sequence also OUT/per_slice/ (the same three for the CNN alone).
 #pragma once
 #include <functional>

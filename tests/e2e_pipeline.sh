@@ -43,7 +43,7 @@ train --out resumed --epochs 2 --resume resumed/last.ckpt
 cmp -s run/last.ckpt resumed/last.ckpt || fail "resume: 1+1 epochs differs from 2 epochs"
 
 "$bin/ich-eval" --checkpoint run/best.ckpt --data split/valid.csv --images img --out eval --device cpu > eval.txt 2>/dev/null
-for f in predictions.csv metrics.json roc.png; do [ -s eval/$f ] || fail "ich-eval: no eval/$f"; done
+for f in predictions.csv metrics.json roc.png pr.png calibration.png; do [ -s eval/$f ] || fail "ich-eval: no eval/$f"; done
 grep -q "weighted log loss" eval.txt || fail "ich-eval: no table"
 [ "$(( $(wc -l < eval/predictions.csv) - 1 ))" = "$(( $(wc -l < split/valid.csv) - 1 ))" ] || fail "ich-eval: row count"
 

@@ -1,0 +1,199 @@
+#include "report/curves.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "data/metrics.h"
+#include "data/phantom.h"
+#include "engine/error.h"
+
+namespace ich {
+
+namespace {
+
+std::string with(const char* name, const char* what, double v) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%s (%s %.3f)", name, what, v);
+  return buf;
+}
+
+void column(const Probs& p, const Labels& y, size_t k, std::vector<double>& s, std::vector<int>& l) {
+  s.resize(p.size());
+  l.resize(p.size());
+  for (size_t i = 0; i < p.size(); ++i) s[i] = p[i][k], l[i] = y[i][k];
+}
+
+bool has_positive(const std::vector<int>& l) { return std::find(l.begin(), l.end(), 1) != l.end(); }
+
+// The labels in the legend's order: any first, then the subtypes.
+constexpr size_t kOrder[6] = {5, 0, 1, 2, 3, 4};
+
+}  // namespace
+
+std::vector<std::pair<double, double>> pr_curve(const std::vector<double>& scores, const std::vector<int>& labels,
+                                                double* ap) {
+  ICH_CHECK(scores.size() == labels.size(), "pr_curve: ", scores.size(), " scores, ", labels.size(), " labels");
+  const int64_t pos = std::count(labels.begin(), labels.end(), 1);
+  if (ap) *ap = NAN;
+  if (pos == 0) return {};
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::vector<std::pair<double, double>> pts;
+  int64_t tp = 0, seen = 0;
+  double area = 0, last_recall = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    tp += labels[order[i]] == 1;
+    ++seen;
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;  // ties: one threshold
+    const double recall = double(tp) / double(pos), precision = double(tp) / double(seen);
+    area += (recall - last_recall) * precision;
+    last_recall = recall;
+    pts.emplace_back(recall, precision);
+  }
+  if (ap) *ap = area;
+  return pts;
+}
+
+std::vector<std::pair<double, double>> calibration_points(const std::vector<double>& scores,
+                                                          const std::vector<int>& labels, int bins) {
+  ICH_CHECK(bins >= 1 && scores.size() == labels.size(), "calibration_points: ", bins, " bins");
+  std::vector<double> sum_p(size_t(bins), 0), sum_y(size_t(bins), 0);
+  std::vector<int64_t> n(size_t(bins), 0);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const size_t b = size_t(std::clamp(int(scores[i] * bins), 0, bins - 1));
+    sum_p[b] += scores[i];
+    sum_y[b] += labels[i];
+    ++n[b];
+  }
+  std::vector<std::pair<double, double>> pts;
+  for (size_t b = 0; b < size_t(bins); ++b)
+    if (n[b] > 0) pts.emplace_back(sum_p[b] / double(n[b]), sum_y[b] / double(n[b]));
+  return pts;
+}
+
+Chart roc_chart(const Probs& p, const Labels& y) {
+  Chart c;
+  c.title = "ROC per label (" + std::to_string(p.size()) + " slices)";
+  c.x_label = "false positive rate (1 - specificity)";
+  c.y_label = "true positive rate (sensitivity)";
+  c.diagonal = true;
+  std::vector<double> s;
+  std::vector<int> l;
+  for (size_t k : kOrder) {
+    column(p, y, k, s, l);
+    if (!has_positive(l) || std::count(l.begin(), l.end(), 0) == 0) continue;
+    c.series.push_back({with(kSubtypes[k], "AUC", roc_auc(s, l)), roc_curve(s, l), palette(k)});
+  }
+  return c;
+}
+
+Chart pr_chart(const Probs& p, const Labels& y) {
+  Chart c;
+  c.title = "Precision-recall per label";
+  c.x_label = "recall (sensitivity)";
+  c.y_label = "precision (PPV)";
+  c.legend = Chart::Corner::LowerLeft;
+  std::vector<double> s;
+  std::vector<int> l;
+  for (size_t k : kOrder) {
+    column(p, y, k, s, l);
+    double ap = 0;
+    auto pts = pr_curve(s, l, &ap);
+    if (pts.empty()) continue;
+    c.series.push_back({with(kSubtypes[k], "AP", ap), std::move(pts), palette(k)});
+  }
+  return c;
+}
+
+Chart calibration_chart(const Probs& p, const Labels& y) {
+  Chart c;
+  c.title = "Reliability (10 bins of predicted probability)";
+  c.x_label = "mean predicted probability";
+  c.y_label = "observed fraction positive";
+  c.diagonal = true;
+  c.legend = Chart::Corner::UpperLeft;
+  std::vector<double> s;
+  std::vector<int> l;
+  for (size_t k : kOrder) {
+    column(p, y, k, s, l);
+    if (!has_positive(l)) continue;
+    c.series.push_back({kSubtypes[k], calibration_points(s, l), palette(k), true});
+  }
+  return c;
+}
+
+namespace {
+
+// Columns of log.csv against the epoch, skipping empty fields.
+Chart epochs_chart(const CsvTable& log, const std::vector<std::pair<std::string, std::string>>& cols, bool unit_range) {
+  ICH_CHECK(!log.rows.empty(), log.path, ": no epochs yet");
+  const size_t ce = log.column("epoch");
+  Chart c;
+  c.x_label = "epoch";
+  c.x0 = 0;
+  c.x1 = 1;
+  double lo = INFINITY, hi = -INFINITY;
+  size_t colour = 0;
+  for (const auto& [name, label] : cols) {
+    if (!log.has_column(name)) continue;
+    const size_t cc = log.column(name);
+    PlotSeries s{label, {}, palette(colour++), true};
+    for (size_t r = 0; r < log.rows.size(); ++r) {
+      if (log.rows[r][cc].empty()) continue;
+      double e = 0, v = 0;
+      try {
+        e = std::stod(log.rows[r][ce]);
+        v = std::stod(log.rows[r][cc]);
+      } catch (const std::exception&) {
+        throw Error(log.path + " line " + std::to_string(log.line_of[r]) + ": '" + log.rows[r][cc] +
+                    "' is not a number");
+      }
+      s.points.emplace_back(e, v);
+      c.x1 = std::max(c.x1, e);
+      lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+    if (!s.points.empty()) c.series.push_back(std::move(s));
+  }
+  if (c.series.empty()) lo = 0, hi = 1;
+  if (unit_range) {
+    c.y0 = std::max(0.0, std::floor(lo * 10) / 10);
+    c.y1 = 1;
+    if (c.y0 >= c.y1) c.y0 = 0;
+  } else {
+    c.y0 = 0;
+    c.y1 = hi > 0 ? hi * 1.1 : 1;
+  }
+  return c;
+}
+
+}  // namespace
+
+Chart loss_chart(const CsvTable& log) {
+  Chart c = epochs_chart(log, {{"train_loss", "train loss"}, {"valid_loss", "validation loss (mean BCE)"}}, false);
+  c.title = "Training and validation loss";
+  c.y_label = "loss";
+  c.legend = Chart::Corner::UpperRight;
+  return c;
+}
+
+Chart metric_chart(const CsvTable& log) {
+  Chart c = epochs_chart(log, {{"valid_weighted_log_loss", "validation weighted log loss"}}, false);
+  c.title = "Competition metric (weighted log loss, any x2)";
+  c.y_label = "weighted log loss";
+  c.legend = Chart::Corner::UpperRight;
+  return c;
+}
+
+Chart auc_chart(const CsvTable& log) {
+  std::vector<std::pair<std::string, std::string>> cols{{"valid_auc_any", "any"}, {"valid_auc_mean", "mean of labels"}};
+  for (size_t k = 0; k < 5; ++k) cols.emplace_back(std::string("valid_auc_") + kSubtypes[k], kSubtypes[k]);
+  Chart c = epochs_chart(log, cols, true);
+  c.title = "Validation AUC per epoch";
+  c.y_label = "ROC AUC";
+  return c;
+}
+
+}  // namespace ich

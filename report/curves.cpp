@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 
 #include "data/metrics.h"
@@ -74,20 +75,36 @@ std::vector<std::pair<double, double>> calibration_points(const std::vector<doub
   return pts;
 }
 
+namespace {
+
+// A chart with one series per label (any first): series(k, scores, labels)
+// fills it, or returns false to leave the label out (no positives).
+using LabelSeries = std::function<bool(size_t k, const std::vector<double>&, const std::vector<int>&, PlotSeries&)>;
+Chart per_label(const Probs& p, const Labels& y, Chart c, const LabelSeries& series) {
+  std::vector<double> s;
+  std::vector<int> l;
+  for (size_t k : kOrder) {
+    column(p, y, k, s, l);
+    PlotSeries one{kSubtypes[k], {}, palette(k)};
+    if (series(k, s, l, one)) c.series.push_back(std::move(one));
+  }
+  return c;
+}
+
+}  // namespace
+
 Chart roc_chart(const Probs& p, const Labels& y) {
   Chart c;
   c.title = "ROC per label (" + std::to_string(p.size()) + " slices)";
   c.x_label = "false positive rate (1 - specificity)";
   c.y_label = "true positive rate (sensitivity)";
   c.diagonal = true;
-  std::vector<double> s;
-  std::vector<int> l;
-  for (size_t k : kOrder) {
-    column(p, y, k, s, l);
-    if (!has_positive(l) || std::count(l.begin(), l.end(), 0) == 0) continue;
-    c.series.push_back({with(kSubtypes[k], "AUC", roc_auc(s, l)), roc_curve(s, l), palette(k)});
-  }
-  return c;
+  return per_label(p, y, c, [](size_t k, const std::vector<double>& s, const std::vector<int>& l, PlotSeries& out) {
+    if (!has_positive(l) || std::count(l.begin(), l.end(), 0) == 0) return false;
+    out.name = with(kSubtypes[k], "AUC", roc_auc(s, l));
+    out.points = roc_curve(s, l);
+    return true;
+  });
 }
 
 Chart pr_chart(const Probs& p, const Labels& y) {
@@ -96,16 +113,12 @@ Chart pr_chart(const Probs& p, const Labels& y) {
   c.x_label = "recall (sensitivity)";
   c.y_label = "precision (PPV)";
   c.legend = Chart::Corner::LowerLeft;
-  std::vector<double> s;
-  std::vector<int> l;
-  for (size_t k : kOrder) {
-    column(p, y, k, s, l);
+  return per_label(p, y, c, [](size_t k, const std::vector<double>& s, const std::vector<int>& l, PlotSeries& out) {
     double ap = 0;
-    auto pts = pr_curve(s, l, &ap);
-    if (pts.empty()) continue;
-    c.series.push_back({with(kSubtypes[k], "AP", ap), std::move(pts), palette(k)});
-  }
-  return c;
+    out.points = pr_curve(s, l, &ap);
+    out.name = with(kSubtypes[k], "AP", ap);
+    return !out.points.empty();
+  });
 }
 
 Chart calibration_chart(const Probs& p, const Labels& y) {
@@ -115,14 +128,11 @@ Chart calibration_chart(const Probs& p, const Labels& y) {
   c.y_label = "observed fraction positive";
   c.diagonal = true;
   c.legend = Chart::Corner::UpperLeft;
-  std::vector<double> s;
-  std::vector<int> l;
-  for (size_t k : kOrder) {
-    column(p, y, k, s, l);
-    if (!has_positive(l)) continue;
-    c.series.push_back({kSubtypes[k], calibration_points(s, l), palette(k), true});
-  }
-  return c;
+  return per_label(p, y, c, [](size_t, const std::vector<double>& s, const std::vector<int>& l, PlotSeries& out) {
+    out.points = calibration_points(s, l);
+    out.markers = true;
+    return has_positive(l);
+  });
 }
 
 namespace {

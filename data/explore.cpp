@@ -11,7 +11,6 @@
 #include "data/csv.h"
 #include "data/dicom.h"
 #include "data/hounsfield.h"
-#include "data/font.h"
 #include "data/labels.h"
 #include "data/npy.h"
 #include "data/parallel.h"
@@ -19,6 +18,7 @@
 #include "data/png.h"
 #include "data/window_run.h"
 #include "engine/error.h"
+#include "report/text.h"
 #include "weights/atomic_file.h"
 
 namespace ich {
@@ -225,7 +225,7 @@ std::string contact_sheet(const ExploreOptions& o, const std::string& name, cons
   const int tile = 160, cap = 24, cols = 4, n = int(ids.size());
   const int rows = (n + cols - 1) / cols, W = cols * tile, H = rows * (tile + cap) + 16;
   std::vector<uint8_t> rgb(size_t(W) * H * 3, 0);
-  draw_text(rgb, W, H, 4, 4, name + ": " + std::to_string(n) + " examples, brain window", {255, 255, 0});
+  std::vector<Caption> captions{{4, 1, name + ": " + std::to_string(n) + " examples, brain window", {255, 255, 0}, 12, true}};
   for (int i = 0; i < n; ++i) {
     const Tensor& img = images[size_t(i)];
     const int h = int(img.size(0)), w = int(img.size(1)), C = int(img.size(2));
@@ -241,9 +241,10 @@ std::string contact_sheet(const ExploreOptions& o, const std::string& name, cons
     const char* abbrev[5] = {"EDH", "IPH", "IVH", "SAH", "SDH"};
     for (size_t k = 0; k < 5; ++k)
       if (y[k]) lab += std::string(lab.empty() ? "" : "+") + abbrev[k];
-    draw_text(rgb, W, H, x0 + 2, y0 + tile + 2, ids[size_t(i)], {255, 255, 255});
-    draw_text(rgb, W, H, x0 + 2, y0 + tile + 12, lab.empty() ? "NORMAL" : lab, {255, 160, 160});
+    captions.push_back({x0 + 2, y0 + tile, ids[size_t(i)], {255, 255, 255}, 10});
+    captions.push_back({x0 + 2, y0 + tile + 11, lab.empty() ? "normal" : lab, {255, 160, 160}, 10});
   }
+  draw_captions(rgb, W, H, captions);
   const std::string path = (fs::path(o.out) / ("sheet_" + name + ".png")).string();
   write_png(path, rgb, W, H, 3);
   return path;

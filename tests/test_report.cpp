@@ -14,6 +14,7 @@
 #include "report/curves.h"
 #include "report/plot.h"
 #include "report/tensorboard.h"
+#include "report/text.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -193,6 +194,27 @@ TEST(Charts, EvaluationChartsNameEachLabelWithItsFigure) {
   EXPECT_EQ(pr.series[1].name.rfind("epidural (AP 0.", 0), 0u) << pr.series[1].name;
   EXPECT_EQ(cal.series.size(), 6u);
   EXPECT_TRUE(roc.diagonal && cal.diagonal && !pr.diagonal);
+}
+
+// Captions land where they are asked for, in their colour, and only there;
+// lower case and signs are drawn (the old bitmap font had upper case only).
+TEST(Captions, DrawnAtTheirPlaceInTheirColour) {
+  const int W = 200, H = 60;
+  std::vector<uint8_t> img(size_t(W) * H * 3, 0);
+  draw_captions(img, W, H, {{10, 20, "ID_1a2b SDH+sah", {255, 160, 160}, 12}});
+  int lit = 0, outside = 0, tinted = 0;
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const uint8_t* p = &img[(size_t(y) * W + size_t(x)) * 3];
+      if (p[0] == 0 && p[1] == 0 && p[2] == 0) continue;
+      ++lit;
+      if (y < 18 || y > 36 || x < 9 || x > 150) ++outside;
+      if (p[0] == 255 && p[1] == 160 && p[2] == 160) ++tinted;
+    }
+  EXPECT_GT(lit, 100);
+  EXPECT_EQ(outside, 0);
+  EXPECT_GT(tinted, 10);  // the strokes' cores in the caption's colour
+  EXPECT_THROW(draw_captions(img, W + 1, H, {}), Error);
 }
 
 }  // namespace

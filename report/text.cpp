@@ -1,0 +1,47 @@
+#include "report/text.h"
+
+#include <cairo.h>
+
+#include "engine/error.h"
+
+namespace ich {
+
+void draw_captions(std::vector<uint8_t>& rgb, int w, int h, const std::vector<Caption>& captions) {
+  ICH_CHECK(w > 0 && h > 0 && rgb.size() == size_t(w) * size_t(h) * 3, "draw_captions: ", rgb.size(),
+            " bytes for a ", w, " x ", h, " RGB image");
+  cairo_surface_t* s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  const int stride = cairo_image_surface_get_stride(s);
+  unsigned char* data = cairo_image_surface_get_data(s);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const uint8_t* p = &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
+      const uint32_t v = uint32_t(p[0]) << 16 | uint32_t(p[1]) << 8 | p[2];
+      std::copy(reinterpret_cast<const unsigned char*>(&v), reinterpret_cast<const unsigned char*>(&v) + 4,
+                data + size_t(y) * size_t(stride) + size_t(x) * 4);
+    }
+  cairo_surface_mark_dirty(s);
+  cairo_t* cr = cairo_create(s);
+  for (const Caption& c : captions) {
+    cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
+                           c.bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, c.size);
+    cairo_font_extents_t fe;
+    cairo_font_extents(cr, &fe);
+    cairo_set_source_rgb(cr, c.color[0] / 255.0, c.color[1] / 255.0, c.color[2] / 255.0);
+    cairo_move_to(cr, c.x, c.y + fe.ascent);  // (x, y) is the top left: the baseline one ascent lower
+    cairo_show_text(cr, c.text.c_str());
+  }
+  cairo_destroy(cr);
+  cairo_surface_flush(s);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint32_t v;
+      std::copy(data + size_t(y) * size_t(stride) + size_t(x) * 4, data + size_t(y) * size_t(stride) + size_t(x) * 4 + 4,
+                reinterpret_cast<unsigned char*>(&v));
+      uint8_t* p = &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
+      p[0] = uint8_t(v >> 16), p[1] = uint8_t(v >> 8), p[2] = uint8_t(v);
+    }
+  cairo_surface_destroy(s);
+}
+
+}  // namespace ich

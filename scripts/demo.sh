@@ -41,3 +41,5 @@ done
 "$bin/ich-eval" --checkpoint "$out/run/best.ckpt" --sequence "$out/seqrun1/best.ckpt" --sequence "$out/seqrun2/best.ckpt" \
   --sequence "$out/seqrun3/best.ckpt" --data "$out/split/valid.csv" --images "$out/images" --out "$out/eval_sequence" \
   2> /dev/null | grep "^weighted log loss (competition metric): per-slice"
+echo "report: open $out/eval/report.html (per slice) and $out/eval_sequence/report.html (with series context) in a browser;" \
+  "training curves: tensorboard --logdir $out/run"

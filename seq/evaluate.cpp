@@ -1,10 +1,12 @@
 #include "seq/evaluate.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "data/csv.h"
 #include "data/phantom.h"
 #include "report/curves.h"
+#include "report/html.h"
 #include "engine/device_select.h"
 #include "seq/apply.h"
 #include "train/checkpoint.h"
@@ -36,9 +38,43 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   w.commit();
   const EvalReport r = evaluate(p, y);
   write_file_atomic((fs::path(dir) / "metrics.json").string(), to_json(r));
-  write_chart_png((fs::path(dir) / "roc.png").string(), roc_chart(p, y));
-  write_chart_png((fs::path(dir) / "pr.png").string(), pr_chart(p, y));
-  write_chart_png((fs::path(dir) / "calibration.png").string(), calibration_chart(p, y));
+  const Chart roc = roc_chart(p, y), pr = pr_chart(p, y), cal = calibration_chart(p, y);
+  write_chart_png((fs::path(dir) / "roc.png").string(), roc);
+  write_chart_png((fs::path(dir) / "pr.png").string(), pr);
+  write_chart_png((fs::path(dir) / "calibration.png").string(), cal);
+  // report.html: the same numbers, the charts, operating points, and the worst misses as thumbnails
+  HtmlReport html;
+  html.title = "ich-eval: " + std::to_string(p.size()) + " slices";
+  html.report = r;
+  html.probs = p;
+  html.labels = y;
+  html.charts = {{"ROC per label", roc}, {"precision-recall per label", pr}, {"reliability", cal}};
+  std::vector<size_t> pos, neg;
+  for (size_t i = 0; i < p.size(); ++i) (y[i][5] ? pos : neg).push_back(i);
+  std::stable_sort(pos.begin(), pos.end(), [&](size_t a, size_t b) { return p[a][5] < p[b][5]; });
+  std::stable_sort(neg.begin(), neg.end(), [&](size_t a, size_t b) { return p[a][5] > p[b][5]; });
+  auto thumbnail = [&](size_t i) {
+    Thumbnail t;
+    t.image_id = ds.row(i).image_id;
+    t.size = 112;
+    t.probs = p[i];
+    t.labels = y[i];
+    AugmentOptions ao;
+    ao.size = t.size;
+    ao.augment = false;
+    std::vector<uint8_t> all(size_t(ds.channels()) * size_t(t.size) * size_t(t.size));
+    Generator gen(0);
+    ds.load_u8(i, ao, gen, all.data());
+    const size_t centre = size_t(3 * ds.context());  // the slice's own first window (brain), with --context too
+    const size_t plane = size_t(t.size) * size_t(t.size);
+    t.gray.assign(all.begin() + long(centre * plane), all.begin() + long((centre + 1) * plane));
+    return t;
+  };
+  for (size_t j = 0; j < std::min<size_t>(6, pos.size()) && p[pos[j]][5] < 0.5; ++j)
+    html.false_negatives.push_back(thumbnail(pos[j]));
+  for (size_t j = 0; j < std::min<size_t>(6, neg.size()) && p[neg[j]][5] >= 0.5; ++j)
+    html.false_positives.push_back(thumbnail(neg[j]));
+  write_file_atomic((fs::path(dir) / "report.html").string(), render_report_html(html));
   return r;
 }
 

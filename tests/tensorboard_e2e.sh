@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# ich-train's TensorBoard event files, read by TensorBoard's own reader
+# What people look at, read back by independent readers. ich-train's
+# TensorBoard event files, read by TensorBoard's own reader
 # (tests/tensorboard_check.py in the venv tests/reference/make_tensorboard_venv.sh
 # makes): after a run of 2 epochs, and after a resume from the first epoch's
 # checkpoint to 3 (a second event file, whose restart must make TensorBoard
 # drop the first file's second epoch), every scalar, step, wall time and
-# value equals log.csv's.
+# value equals log.csv's. Then ich-eval's report.html, parsed by Python's
+# html.parser (tests/report_check.py): its numbers equal metrics.json's, its
+# operating points the definition's on predictions.csv, its images inlined.
 # Usage: tests/tensorboard_e2e.sh BIN_DIR WORK_DIR VENV_DIR
 set -euo pipefail
 bin=$1
@@ -29,4 +32,7 @@ sleep 1.1  # the next file's name (its start second) sorts after the first's, as
 train --epochs 3 --resume run/epoch1.ckpt
 [ "$(ls run/tensorboard | wc -l)" = 2 ] || fail "expected two event files after the resume, got: $(ls run/tensorboard)"
 "$py" "$check" run 3 || fail "after the resume to 3 epochs"
+"$bin/ich-eval" --checkpoint run/best.ckpt --data split/valid.csv --images img --out eval --device cpu > /dev/null 2>&1 ||
+  fail "ich-eval"
+/usr/bin/python3 "$(dirname "$check")/report_check.py" eval || fail "report.html"
 echo "1 passed, 0 failed"

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "report/curves.h"
+#include "report/html.h"
 #include "report/plot.h"
 #include "report/tensorboard.h"
 #include "report/text.h"
@@ -215,6 +216,23 @@ TEST(Captions, DrawnAtTheirPlaceInTheirColour) {
   EXPECT_EQ(outside, 0);
   EXPECT_GT(tinted, 10);  // the strokes' cores in the caption's colour
   EXPECT_THROW(draw_captions(img, W + 1, H, {}), Error);
+}
+
+TEST(HtmlReport, Base64IsRfc4648AndOperatingPointsFollowTheDefinition) {
+  EXPECT_EQ(base64(""), "");  // RFC 4648 section 10's vectors
+  EXPECT_EQ(base64("f"), "Zg==");
+  EXPECT_EQ(base64("fo"), "Zm8=");
+  EXPECT_EQ(base64("foo"), "Zm9v");
+  EXPECT_EQ(base64("foob"), "Zm9vYg==");
+  EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
+  // 3 positives: 90% sensitivity needs all 3, reached first at 0.6, where 1 of 2 negatives is above
+  const OperatingPoint op = operating_point({0.9, 0.8, 0.7, 0.6, 0.5}, {1, 0, 1, 1, 0}, 0.9);
+  EXPECT_EQ(op.threshold, 0.6);
+  EXPECT_EQ(op.sensitivity, 1.0);
+  EXPECT_EQ(op.specificity, 0.5);
+  EXPECT_EQ(op.ppv, 0.75);
+  EXPECT_EQ(operating_point({0.9, 0.8, 0.7, 0.6, 0.5}, {1, 0, 1, 1, 0}, 0.6).threshold, 0.7);  // 2 of 3
+  EXPECT_TRUE(std::isnan(operating_point({0.2, 0.1}, {0, 0}, 0.9).threshold));  // no positives
 }
 
 }  // namespace

@@ -1,0 +1,58 @@
+// html.h: RUN's evaluation as one self-contained report.html (ich-eval
+// --out DIR): every image inlined (data: URIs), no script, no external file,
+// so it opens anywhere and can be mailed.
+//
+// Sections: the seed's table (accuracy, precision, recall per subtype and
+// Normal) with our additions (F1, AUC, the competition's weighted log loss);
+// the charts (ROC, precision-recall, reliability); operating points per
+// label (the threshold where sensitivity first reaches 90%, 95% and 99%,
+// with the specificity and PPV there); the confusion counts at 0.5; the
+// slices the model missed worst (false negatives: bleeding slices with the
+// lowest p(any)) and the worst false alarms (normal slices with the highest
+// p(any)) as brain-window thumbnails with their probabilities.
+//
+// Every number that metrics.json also has carries data-key="<label>.<metric>"
+// and data-value="<metrics.json's text>", so a test (or a reader) can hold
+// the page to the file.
+#pragma once
+#include <array>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "data/metrics.h"
+#include "report/curves.h"
+
+namespace ich {
+
+struct OperatingPoint {
+  double target = 0;  // sensitivity asked for
+  double threshold = NAN, sensitivity = NAN, specificity = NAN, ppv = NAN;
+};
+// The highest threshold t (one of the scores; positive when p >= t) whose
+// sensitivity reaches `target`; NaN without positives or negatives.
+OperatingPoint operating_point(const std::vector<double>& scores, const std::vector<int>& labels, double target);
+
+struct Thumbnail {
+  std::string image_id;
+  std::vector<uint8_t> gray;  // size x size, brain window
+  int size = 0;
+  std::array<double, 6> probs{};
+  std::array<int, 6> labels{};
+};
+
+struct HtmlReport {
+  std::string title;
+  EvalReport report;
+  Probs probs;
+  Labels labels;
+  std::vector<std::pair<std::string, Chart>> charts;  // caption, chart
+  std::vector<Thumbnail> false_negatives, false_positives;
+};
+
+std::string render_report_html(const HtmlReport& r);
+
+// base64 (RFC 4648), for data: URIs.
+std::string base64(const std::string& bytes);
+
+}  // namespace ich

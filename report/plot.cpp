@@ -8,6 +8,7 @@
 
 #include "data/png.h"
 #include "engine/error.h"
+#include "report/cairo_rgb.h"
 
 namespace ich {
 
@@ -179,18 +180,7 @@ std::vector<uint8_t> render_chart(const Chart& c, int W, int H) {
       text(cr, c.series[i].name, bx + 36, y, 0, 0.5);
     }
   }
-  cairo_surface_flush(surface);
-  const unsigned char* data = cairo_image_surface_get_data(surface);
-  const int stride = cairo_image_surface_get_stride(surface);
-  std::vector<uint8_t> out(size_t(W) * size_t(H) * 3);
-  for (int y = 0; y < H; ++y)
-    for (int x = 0; x < W; ++x) {
-      uint32_t p;
-      std::copy(data + size_t(y) * size_t(stride) + size_t(x) * 4, data + size_t(y) * size_t(stride) + size_t(x) * 4 + 4,
-                reinterpret_cast<unsigned char*>(&p));
-      uint8_t* o = &out[(size_t(y) * size_t(W) + size_t(x)) * 3];
-      o[0] = uint8_t(p >> 16), o[1] = uint8_t(p >> 8), o[2] = uint8_t(p);
-    }
+  std::vector<uint8_t> out = cairo_rgb::from_surface(surface);
   cairo_destroy(cr);
   cairo_surface_destroy(surface);
   return out;

@@ -3,6 +3,7 @@
 #include <cairo.h>
 
 #include "engine/error.h"
+#include "report/cairo_rgb.h"
 
 namespace ich {
 
@@ -10,16 +11,7 @@ void draw_captions(std::vector<uint8_t>& rgb, int w, int h, const std::vector<Ca
   ICH_CHECK(w > 0 && h > 0 && rgb.size() == size_t(w) * size_t(h) * 3, "draw_captions: ", rgb.size(),
             " bytes for a ", w, " x ", h, " RGB image");
   cairo_surface_t* s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-  const int stride = cairo_image_surface_get_stride(s);
-  unsigned char* data = cairo_image_surface_get_data(s);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      const uint8_t* p = &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
-      const uint32_t v = uint32_t(p[0]) << 16 | uint32_t(p[1]) << 8 | p[2];
-      std::copy(reinterpret_cast<const unsigned char*>(&v), reinterpret_cast<const unsigned char*>(&v) + 4,
-                data + size_t(y) * size_t(stride) + size_t(x) * 4);
-    }
-  cairo_surface_mark_dirty(s);
+  cairo_rgb::to_surface(rgb, s);
   cairo_t* cr = cairo_create(s);
   for (const Caption& c : captions) {
     cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
@@ -32,15 +24,7 @@ void draw_captions(std::vector<uint8_t>& rgb, int w, int h, const std::vector<Ca
     cairo_show_text(cr, c.text.c_str());
   }
   cairo_destroy(cr);
-  cairo_surface_flush(s);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      uint32_t v;
-      std::copy(data + size_t(y) * size_t(stride) + size_t(x) * 4, data + size_t(y) * size_t(stride) + size_t(x) * 4 + 4,
-                reinterpret_cast<unsigned char*>(&v));
-      uint8_t* p = &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
-      p[0] = uint8_t(v >> 16), p[1] = uint8_t(v >> 8), p[2] = uint8_t(v);
-    }
+  rgb = cairo_rgb::from_surface(s);
   cairo_surface_destroy(s);
 }
 

@@ -10,6 +10,7 @@ packages=(
   python3-numpy python3-torch python3-torchvision python3-pydicom python3-pil
   libgloo-dev                     # data-parallel training on CPUs (Gloo, as PyTorch)
   libcairo2-dev fonts-dejavu-core # charts (report/plot.h)
+  chromium                        # the report test opens report.html in headless Chromium
   libopenjp2-tools python3-venv   # JPEG 2000 test references: opj_compress, a venv for pylibjpeg-openjpeg
   clang libclang-rt-14-dev libomp-dev
 )

@@ -7,7 +7,9 @@
 # drop the first file's second epoch), every scalar, step, wall time and
 # value equals log.csv's. Then ich-eval's report.html, parsed by Python's
 # html.parser (tests/report_check.py): its numbers equal metrics.json's, its
-# operating points the definition's on predictions.csv, its images inlined.
+# operating points the definition's on predictions.csv, its images inlined;
+# and in headless Chromium (tests/report_browser.py): no console message,
+# every section rendered, a full-page screenshot that is not blank.
 # Usage: tests/tensorboard_e2e.sh BIN_DIR WORK_DIR VENV_DIR
 set -euo pipefail
 bin=$1
@@ -35,4 +37,5 @@ train --epochs 3 --resume run/epoch1.ckpt
 "$bin/ich-eval" --checkpoint run/best.ckpt --data split/valid.csv --images img --out eval --device cpu > /dev/null 2>&1 ||
   fail "ich-eval"
 /usr/bin/python3 "$(dirname "$check")/report_check.py" eval || fail "report.html"
+/usr/bin/python3 "$(dirname "$check")/report_browser.py" eval/report.html || fail "report.html in Chromium"
 echo "1 passed, 0 failed"

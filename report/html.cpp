@@ -108,7 +108,8 @@ std::string render_report_html(const HtmlReport& r) {
        "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
        "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
        ".note{color:#a00}.charts img{margin:0 12px 12px 0;border:1px solid #ddd}"
-       ".thumbs div{display:inline-block;margin:0 10px 10px 0;font-size:12px;vertical-align:top}</style>\n";
+       ".thumbs div{display:inline-block;margin:0 10px 10px 0;font-size:12px;vertical-align:top}"
+       "td.keys{font-size:11px;max-width:300px;text-align:left}</style>\n";
   h += "</head><body>\n<h1>" + esc(r.title) + "</h1>\n";
   h += "<p class=\"note\">Research software: not for diagnostic use.</p>\n";
 
@@ -173,16 +174,38 @@ std::string render_report_html(const HtmlReport& r) {
       std::string lab;
       for (size_t k = 0; k < 5; ++k)
         if (t.labels[k]) lab += std::string(lab.empty() ? "" : ", ") + kSubtypes[k];
-      h += "<div><img alt=\"" + esc(t.image_id) + "\" width=\"" + std::to_string(t.size) + "\" height=\"" +
-           std::to_string(t.size) + "\" src=\"" + png_uri(t.gray, t.size, t.size, 1) + "\"><br>" + esc(t.image_id) +
+      const std::string uri = t.rgb.empty() ? png_uri(t.gray, t.size, t.size, 1) : png_uri(t.rgb, t.size, t.size, 3);
+      h += "<div><img alt=\"" + esc(t.image_id) + "\" width=\"128\" height=\"128\" src=\"" + uri + "\"><br>" +
+           esc(t.image_id) +
            "<br>p(any) " + shown(t.probs[5]) + "<br>" + (lab.empty() ? std::string("normal") : esc(lab)) + "</div>\n";
     }
     h += "</section>\n";
   };
-  thumbs("false-negatives", "Worst false negatives", "Bleeding slices with the lowest p(any), brain window.",
+  const bool cam = !r.false_negatives.empty() ? !r.false_negatives[0].rgb.empty()
+                                               : !r.false_positives.empty() && !r.false_positives[0].rgb.empty();
+  const std::string how = cam ? " brain window, with the Grad-CAM heatmap of p(any) (blue low, red high)."
+                              : " brain window.";
+  thumbs("false-negatives", "Worst false negatives", ("Bleeding slices with the lowest p(any)," + how).c_str(),
          r.false_negatives);
-  thumbs("false-positives", "Worst false positives", "Normal slices with the highest p(any), brain window.",
+  thumbs("false-positives", "Worst false positives", ("Normal slices with the highest p(any)," + how).c_str(),
          r.false_positives);
+  if (!r.studies.empty()) {
+    h += "<section id=\"studies\"><h2>Per series (with series context)</h2>\n<p>The highest probability of each "
+         "label over the series' slices, and the key slices (the highest p(any), and the others over 0.5).</p>\n"
+         "<table><tr><th>study</th><th>series</th><th>slices</th>";
+    for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)})
+      h += std::string("<th>") + kSubtypes[k] + "</th>";
+    h += "<th>key slices</th></tr>\n";
+    for (const StudyRow& st : r.studies) {
+      h += "<tr><td>" + esc(st.study_uid) + "</td><td>" + esc(st.series_uid) + "</td><td>" + std::to_string(st.slices) +
+           "</td>";
+      for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) h += "<td>" + shown(st.p[k]) + "</td>";
+      std::string keys;
+      for (const std::string& id : st.key_slices) keys += (keys.empty() ? "" : " ") + esc(id);
+      h += "<td class=\"keys\">" + keys + "</td></tr>\n";
+    }
+    h += "</table>\n</section>\n";
+  }
   h += "</body></html>\n";
   return h;
 }

@@ -9,7 +9,10 @@
 // with the specificity and PPV there); the confusion counts at 0.5; the
 // slices the model missed worst (false negatives: bleeding slices with the
 // lowest p(any)) and the worst false alarms (normal slices with the highest
-// p(any)) as brain-window thumbnails with their probabilities.
+// p(any)) as brain-window thumbnails with their probabilities and, where the
+// model was at hand, the Grad-CAM heatmap of "any" over them; with a
+// sequence model, one row per series (the highest probability per label and
+// the key slices).
 //
 // Every number that metrics.json also has carries data-key="<label>.<metric>"
 // and data-value="<metrics.json's text>", so a test (or a reader) can hold
@@ -36,9 +39,19 @@ OperatingPoint operating_point(const std::vector<double>& scores, const std::vec
 struct Thumbnail {
   std::string image_id;
   std::vector<uint8_t> gray;  // size x size, brain window
+  std::vector<uint8_t> rgb;   // or size x size x 3: the brain window with the Grad-CAM heatmap of "any" over it
   int size = 0;
   std::array<double, 6> probs{};
   std::array<int, 6> labels{};
+};
+
+// One series of a study (with a sequence model: the probabilities after
+// series context), as studies.csv has it.
+struct StudyRow {
+  std::string patient_id, study_uid, series_uid;
+  int64_t slices = 0;
+  std::array<double, 6> p{};  // per label, the highest over the series
+  std::vector<std::string> key_slices;
 };
 
 struct HtmlReport {
@@ -48,6 +61,7 @@ struct HtmlReport {
   Labels labels;
   std::vector<std::pair<std::string, Chart>> charts;  // caption, chart
   std::vector<Thumbnail> false_negatives, false_positives;
+  std::vector<StudyRow> studies;  // empty: no section
 };
 
 std::string render_report_html(const HtmlReport& r);

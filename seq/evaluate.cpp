@@ -1,7 +1,9 @@
 #include "seq/evaluate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "data/csv.h"
 #include "data/phantom.h"
@@ -9,6 +11,7 @@
 #include "report/html.h"
 #include "engine/device_select.h"
 #include "seq/apply.h"
+#include "train/gradcam.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "weights/atomic_file.h"
@@ -21,7 +24,10 @@ namespace {
 
 // predictions.csv, metrics.json and the charts (roc.png, pr.png,
 // calibration.png) of one set of probabilities.
-EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p) {
+// overlay(i): slice i's Grad-CAM overlay for the report (empty function: plain thumbnails).
+using Overlay = std::function<std::vector<uint8_t>(size_t)>;
+EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p,
+                         const Overlay& overlay, const std::vector<StudyRow>& studies = {}) {
   fs::create_directories(dir);
   std::vector<std::array<int, 6>> y(ds.size());
   std::vector<std::string> header{"image_id"};
@@ -68,12 +74,17 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
     const size_t centre = size_t(3 * ds.context());  // the slice's own first window (brain), with --context too
     const size_t plane = size_t(t.size) * size_t(t.size);
     t.gray.assign(all.begin() + long(centre * plane), all.begin() + long((centre + 1) * plane));
+    if (overlay) {
+      t.rgb = overlay(i);
+      t.size = int(std::lround(std::sqrt(double(t.rgb.size() / 3))));  // the model's input size
+    }
     return t;
   };
   for (size_t j = 0; j < std::min<size_t>(6, pos.size()) && p[pos[j]][5] < 0.5; ++j)
     html.false_negatives.push_back(thumbnail(pos[j]));
   for (size_t j = 0; j < std::min<size_t>(6, neg.size()) && p[neg[j]][5] >= 0.5; ++j)
     html.false_positives.push_back(thumbnail(neg[j]));
+  html.studies = studies;
   write_file_atomic((fs::path(dir) / "report.html").string(), render_report_html(html));
   return r;
 }
@@ -92,12 +103,24 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
   EvalResult res;
   const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress);
+  // Grad-CAM of "any" for the report's thumbnails (the slice CNN: where it looked)
+  const Overlay overlay = [&](size_t i) {
+    const int S = int(c.meta.size), C = ds.channels();
+    AugmentOptions ao;
+    ao.size = S;
+    ao.augment = false;
+    std::vector<float> buf(size_t(C) * size_t(S) * size_t(S));
+    Generator g(0);
+    ds.load(i, ao, g, buf.data());
+    const Tensor x = Tensor::from_data(buf.data(), {1, C, S, S}).to(dev);
+    return cam_overlay(x, grad_cam(*c.model, x, 5).heat);
+  };
   if (o.sequence.empty()) {
-    res.per_slice = res.final_report = write_outputs(o.out, ds, p);
+    res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay);
     return res;
   }
   res.with_context = true;
-  res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p);
+  res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p, overlay);
   std::vector<LoadedSeqCheckpoint> seqs;
   for (const std::string& path : o.sequence) {
     seqs.push_back(load_seq_checkpoint(path));
@@ -116,7 +139,10 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
     for (size_t i = 0; i < q.size(); ++i)
       for (size_t k = 0; k < 6; ++k) q[i][k] += pm[i][k] / double(seqs.size());
   }
-  res.final_report = write_outputs(o.out, ds, q);
+  std::vector<StudyRow> studies;
+  for (const StudySummary& st : summarise_studies(order, q))
+    studies.push_back({st.patient_id, st.study_uid, st.series_uid, st.slices, st.p, st.key_slices});
+  res.final_report = write_outputs(o.out, ds, q, overlay, studies);
   return res;
 }
 

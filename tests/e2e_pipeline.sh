@@ -8,6 +8,7 @@
 set -euo pipefail
 bin=$1
 work=$2
+here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -74,7 +75,12 @@ seq_train --out seqres --epochs 3 --resume
 cmp -s seqrun/last.ckpt seqres/last.ckpt || fail "ich-train-seq: resume (2+1 epochs) differs from 3 epochs"
 "$bin/ich-eval" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --data split/valid.csv --images img --out evalseq \
   --device cpu > evalseq.txt 2> /dev/null
-for f in predictions.csv metrics.json per_slice/predictions.csv; do [ -s evalseq/$f ] || fail "ich-eval --sequence: no $f"; done
+for f in predictions.csv metrics.json per_slice/predictions.csv report.html per_slice/report.html; do
+  [ -s evalseq/$f ] || fail "ich-eval --sequence: no $f"
+done
+/usr/bin/python3 "$here/report_check.py" evalseq > /dev/null || fail "ich-eval --sequence: report.html"
+grep -q 'id="studies"' evalseq/report.html || fail "ich-eval --sequence: report.html has no per-series section"
+grep -q 'id="studies"' evalseq/per_slice/report.html && fail "ich-eval --sequence: a per-series section in the per-slice report"
 # several sequence models are averaged: one model twice is that model
 "$bin/ich-eval" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --sequence seqrun/best.ckpt --data split/valid.csv \
   --images img --out evalseq2 --device cpu > /dev/null 2> /dev/null

@@ -4,7 +4,8 @@
 //
 // Sections: the seed's table (accuracy, precision, recall per subtype and
 // Normal) with our additions (F1, AUC, the competition's weighted log loss);
-// the charts (ROC, precision-recall, reliability); operating points per
+// the charts (ROC, precision-recall, reliability, and the training curves
+// when the checkpoint's run folder has its log.csv); operating points per
 // label (the threshold where sensitivity first reaches 90%, 95% and 99%,
 // with the specificity and PPV there); the confusion counts at 0.5; the
 // slices the model missed worst (false negatives: bleeding slices with the

@@ -27,7 +27,8 @@ namespace {
 // overlay(i): slice i's Grad-CAM overlay for the report (empty function: plain thumbnails).
 using Overlay = std::function<std::vector<uint8_t>(size_t)>;
 EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p,
-                         const Overlay& overlay, const std::vector<StudyRow>& studies = {}) {
+                         const Overlay& overlay, const std::vector<std::pair<std::string, Chart>>& training,
+                         const std::vector<StudyRow>& studies = {}) {
   fs::create_directories(dir);
   std::vector<std::array<int, 6>> y(ds.size());
   std::vector<std::string> header{"image_id"};
@@ -55,6 +56,7 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   html.probs = p;
   html.labels = y;
   html.charts = {{"ROC per label", roc}, {"precision-recall per label", pr}, {"reliability", cal}};
+  html.charts.insert(html.charts.end(), training.begin(), training.end());
   std::vector<size_t> pos, neg;
   for (size_t i = 0; i < p.size(); ++i) (y[i][5] ? pos : neg).push_back(i);
   std::stable_sort(pos.begin(), pos.end(), [&](size_t a, size_t b) { return p[a][5] < p[b][5]; });
@@ -115,12 +117,21 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
     const Tensor x = Tensor::from_data(buf.data(), {1, C, S, S}).to(dev);
     return cam_overlay(x, grad_cam(*c.model, x, 5).heat);
   };
+  // The training run's curves, when the checkpoint sits in its run folder beside log.csv.
+  std::vector<std::pair<std::string, Chart>> training;
+  if (const fs::path log = fs::path(o.checkpoint).parent_path() / "log.csv"; fs::exists(log)) {
+    const CsvTable t = read_csv(log.string());
+    if (!t.rows.empty())
+      training = {{"training and validation loss", loss_chart(t)},
+                  {"competition metric per epoch", metric_chart(t)},
+                  {"validation AUC per epoch", auc_chart(t)}};
+  }
   if (o.sequence.empty()) {
-    res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay);
+    res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay, training);
     return res;
   }
   res.with_context = true;
-  res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p, overlay);
+  res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p, overlay, training);
   std::vector<LoadedSeqCheckpoint> seqs;
   for (const std::string& path : o.sequence) {
     seqs.push_back(load_seq_checkpoint(path));
@@ -142,7 +153,7 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   std::vector<StudyRow> studies;
   for (const StudySummary& st : summarise_studies(order, q))
     studies.push_back({st.patient_id, st.study_uid, st.series_uid, st.slices, st.p, st.key_slices});
-  res.final_report = write_outputs(o.out, ds, q, overlay, studies);
+  res.final_report = write_outputs(o.out, ds, q, overlay, training, studies);
   return res;
 }
 

@@ -87,18 +87,21 @@ def main():
         if missing:
             sys.exit(f"the rendered page lacks sections {missing}")
         png = os.path.join(work, "shot.png")
-        r = chromium([f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={png}", "file://" + report],
-                     os.path.join(work, "p2"))
-        if r.returncode != 0 or not os.path.exists(png):
-            sys.exit(f"no screenshot: {r.stderr[-400:]}")
-        if console_problems(r.stderr):
-            sys.exit(f"console: {console_problems(r.stderr)[:3]}")
-        w, h, rows = png_rows(png)
-        inked = [y for y, row in enumerate(rows) if any(v < 200 for v in row)]
-        if len(inked) < 500:
-            sys.exit(f"the screenshot is nearly blank ({len(inked)} rows with anything on them)")
-        if inked[-1] > h - 100:
-            sys.exit(f"the page runs past the {h}-pixel screenshot: not every section is in it")
+        for height in (HEIGHT, 2 * HEIGHT, 4 * HEIGHT):  # tall enough for the whole page: a longer report gets a taller shot
+            r = chromium([f"--window-size={WIDTH},{height}", f"--screenshot={png}", "file://" + report],
+                         os.path.join(work, "p2"))
+            if r.returncode != 0 or not os.path.exists(png):
+                sys.exit(f"no screenshot: {r.stderr[-400:]}")
+            if console_problems(r.stderr):
+                sys.exit(f"console: {console_problems(r.stderr)[:3]}")
+            w, h, rows = png_rows(png)
+            inked = [y for y, row in enumerate(rows) if any(v < 200 for v in row)]
+            if len(inked) < 500:
+                sys.exit(f"the screenshot is nearly blank ({len(inked)} rows with anything on them)")
+            if inked[-1] <= h - 100:
+                break
+        else:
+            sys.exit(f"the page runs past a {h}-pixel screenshot: not every section is in it")
         # the charts' series colours (the chromatic ones of report/plot.cpp's palette) are on the page
         palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                    (227, 119, 194), (188, 189, 34), (23, 190, 207)]

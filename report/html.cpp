@@ -132,9 +132,9 @@ std::string render_report_html(const HtmlReport& r) {
        keyed("mean_bce", e.mean_bce) + "</tr></table>\n</section>\n";
 
   h += "<section id=\"charts\" class=\"charts\"><h2>Charts</h2>\n";
-  for (const auto& [caption, chart] : r.charts)
+  for (const auto& [caption, png] : r.charts)
     h += "<img alt=\"" + esc(caption) + "\" title=\"" + esc(caption) + "\" width=\"560\" height=\"420\" src=\"" +
-         png_uri(render_chart(chart, 640, 480), 640, 480, 3) + "\">\n";
+         "data:image/png;base64," + base64(png) + "\">\n";
   h += "</section>\n";
 
   h += "<section id=\"operating-points\"><h2>Operating points</h2>\n<p>For each label, the highest threshold at which "

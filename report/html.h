@@ -60,7 +60,7 @@ struct HtmlReport {
   EvalReport report;
   Probs probs;
   Labels labels;
-  std::vector<std::pair<std::string, Chart>> charts;  // caption, chart
+  std::vector<std::pair<std::string, std::string>> charts;  // caption, the chart as PNG bytes (chart_png)
   std::vector<Thumbnail> false_negatives, false_positives;
   std::vector<StudyRow> studies;  // empty: no section
 };

@@ -186,6 +186,10 @@ std::vector<uint8_t> render_chart(const Chart& c, int W, int H) {
   return out;
 }
 
+std::string chart_png(const Chart& c, int width, int height) {
+  return png_bytes(render_chart(c, width, height), width, height, 3);
+}
+
 void write_chart_png(const std::string& path, const Chart& c, int width, int height) {
   write_png(path, render_chart(c, width, height), width, height, 3);
 }

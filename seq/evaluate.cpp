@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <map>
 
 #include "data/csv.h"
 #include "data/phantom.h"
@@ -27,7 +28,7 @@ namespace {
 // overlay(i): slice i's Grad-CAM overlay for the report (empty function: plain thumbnails).
 using Overlay = std::function<std::vector<uint8_t>(size_t)>;
 EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p,
-                         const Overlay& overlay, const std::vector<std::pair<std::string, Chart>>& training,
+                         const Overlay& overlay, const std::vector<std::pair<std::string, std::string>>& training,
                          const std::vector<StudyRow>& studies = {}) {
   fs::create_directories(dir);
   std::vector<std::array<int, 6>> y(ds.size());
@@ -45,10 +46,12 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   w.commit();
   const EvalReport r = evaluate(p, y);
   write_file_atomic((fs::path(dir) / "metrics.json").string(), to_json(r));
-  const Chart roc = roc_chart(p, y), pr = pr_chart(p, y), cal = calibration_chart(p, y);
-  write_chart_png((fs::path(dir) / "roc.png").string(), roc);
-  write_chart_png((fs::path(dir) / "pr.png").string(), pr);
-  write_chart_png((fs::path(dir) / "calibration.png").string(), cal);
+  // Each chart drawn once: the file and the page's inlined copy are the same bytes.
+  const std::string roc = chart_png(roc_chart(p, y)), pr = chart_png(pr_chart(p, y)),
+                    cal = chart_png(calibration_chart(p, y));
+  write_file_atomic((fs::path(dir) / "roc.png").string(), roc);
+  write_file_atomic((fs::path(dir) / "pr.png").string(), pr);
+  write_file_atomic((fs::path(dir) / "calibration.png").string(), cal);
   // report.html: the same numbers, the charts, operating points, and the worst misses as thumbnails
   HtmlReport html;
   html.title = "ich-eval: " + std::to_string(p.size()) + " slices";
@@ -67,6 +70,11 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
     t.size = 112;
     t.probs = p[i];
     t.labels = y[i];
+    if (overlay) {  // the brain window with the heatmap, at the model's input size
+      t.rgb = overlay(i);
+      t.size = int(std::lround(std::sqrt(double(t.rgb.size() / 3))));
+      return t;
+    }
     AugmentOptions ao;
     ao.size = t.size;
     ao.augment = false;
@@ -76,10 +84,6 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
     const size_t centre = size_t(3 * ds.context());  // the slice's own first window (brain), with --context too
     const size_t plane = size_t(t.size) * size_t(t.size);
     t.gray.assign(all.begin() + long(centre * plane), all.begin() + long((centre + 1) * plane));
-    if (overlay) {
-      t.rgb = overlay(i);
-      t.size = int(std::lround(std::sqrt(double(t.rgb.size() / 3))));  // the model's input size
-    }
     return t;
   };
   for (size_t j = 0; j < std::min<size_t>(6, pos.size()) && p[pos[j]][5] < 0.5; ++j)
@@ -106,7 +110,9 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   EvalResult res;
   const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress);
   // Grad-CAM of "any" for the report's thumbnails (the slice CNN: where it looked)
+  std::map<size_t, std::vector<uint8_t>> cams;  // the per-slice and in-context reports often show the same slices
   const Overlay overlay = [&](size_t i) {
+    if (const auto it = cams.find(i); it != cams.end()) return it->second;
     const int S = int(c.meta.size), C = ds.channels();
     AugmentOptions ao;
     ao.size = S;
@@ -115,16 +121,16 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
     Generator g(0);
     ds.load(i, ao, g, buf.data());
     const Tensor x = Tensor::from_data(buf.data(), {1, C, S, S}).to(dev);
-    return cam_overlay(x, grad_cam(*c.model, x, 5).heat);
+    return cams[i] = cam_overlay(x, grad_cam(*c.model, x, 5).heat);
   };
   // The training run's curves, when the checkpoint sits in its run folder beside log.csv.
-  std::vector<std::pair<std::string, Chart>> training;
+  std::vector<std::pair<std::string, std::string>> training;  // drawn once for both reports (per slice, in context)
   if (const fs::path log = fs::path(o.checkpoint).parent_path() / "log.csv"; fs::exists(log)) {
     const CsvTable t = read_csv(log.string());
     if (!t.rows.empty())
-      training = {{"training and validation loss", loss_chart(t)},
-                  {"competition metric per epoch", metric_chart(t)},
-                  {"validation AUC per epoch", auc_chart(t)}};
+      training = {{"training and validation loss", chart_png(loss_chart(t))},
+                  {"competition metric per epoch", chart_png(metric_chart(t))},
+                  {"validation AUC per epoch", chart_png(auc_chart(t))}};
   }
   if (o.sequence.empty()) {
     res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay, training);

@@ -23,7 +23,9 @@ namespace {
 
 constexpr size_t kBucketBytes = 25u << 20;  // DDP's bucket_cap_mb
 
-// Bytes between tensors of one device (a gradient into its bucket and back).
+// Bytes between tensors of one device (a gradient into its bucket and back):
+// on a GPU queued on the compute stream, in order with the kernels around it,
+// with no wait (a bucket of 25 MB holds dozens of gradients, hundreds a step).
 void copy_raw(void* dst, const void* src, size_t bytes, Device d) {
   if (bytes == 0) return;
   if (d.is_cpu()) {
@@ -31,7 +33,7 @@ void copy_raw(void* dst, const void* src, size_t bytes, Device d) {
     return;
   }
 #ifdef ICH_WITH_CUDA
-  cuda::copy_bytes(dst, d, src, d, bytes);
+  cuda::copy_device_async(dst, src, bytes, d.index);
 #else
   throw Error("data-parallel: " + d.str() + " in a build without CUDA");
 #endif

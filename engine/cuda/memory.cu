@@ -19,6 +19,11 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
   ICH_CUDA_CHECK(cudaStreamSynchronize(c.stream));
 }
 
+void copy_device_async(void* dst, const void* src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  ICH_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, context(device).stream));
+}
+
 namespace {
 template <class T> __global__ void fill_kernel(T* p, int64_t n, T v) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)

@@ -16,6 +16,9 @@ namespace ich::cuda {
 int device_count();
 // Copies bytes between any two of host and device memory, and waits.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// Device to device on one GPU, queued on its compute stream without waiting:
+// ordered after the kernels that wrote src and before those that read dst.
+void copy_device_async(void* dst, const void* src, size_t bytes, int device);
 // dst[index] = src[index] for every index of `shape` (at most 6 dims), each
 // side with its own strides (in elements of elem_size bytes), on one device,
 // without the host waiting: layout changes such as NCHW <-> NHWC.

@@ -29,22 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// What identifies a checkpoint for a resumed run: its bytes.
-std::string checkpoint_identity(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ICH_CHECK(in.good(), "cannot read ", path);
-  std::vector<char> buf(1 << 20);
-  uint64_t size = 0;
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (in) {
-    in.read(buf.data(), std::streamsize(buf.size()));
-    const size_t got = size_t(in.gcount());
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), uInt(got));
-    size += got;
-  }
-  return std::to_string(size) + " bytes, crc32 " + std::to_string(crc);
-}
-
 // One slice's input and id, or the file's error.
 struct FileInputs {
   std::string error;
@@ -134,6 +118,22 @@ std::vector<std::array<double, 6>> with_context(const PredictOptions& o, const s
 }
 
 }  // namespace
+
+// What identifies a checkpoint for a resumed run: its bytes.
+std::string checkpoint_identity(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  ICH_CHECK(in.good(), "cannot read ", path);
+  std::vector<char> buf(1 << 20);
+  uint64_t size = 0;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (in) {
+    in.read(buf.data(), std::streamsize(buf.size()));
+    const size_t got = size_t(in.gcount());
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), uInt(got));
+    size += got;
+  }
+  return std::to_string(size) + " bytes, crc32 " + std::to_string(crc);
+}
 
 PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
   ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");

@@ -42,6 +42,9 @@ struct PredictReport {
   std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
 };
 
+// A checkpoint's identity: its size and CRC-32 (journals; ich-serve's SR).
+std::string checkpoint_identity(const std::string& path);
+
 PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
 
 }  // namespace ich

@@ -11,6 +11,7 @@ packages=(
   libgloo-dev                     # data-parallel training on CPUs (Gloo, as PyTorch)
   libcairo2-dev fonts-dejavu-core # charts (report/plot.h)
   chromium                        # the report test opens report.html in headless Chromium
+  orthanc dcmtk dicom3tools       # the DICOM node's tests: a real PACS, storescu/echoscu, dciodvfy
   libopenjp2-tools python3-venv   # JPEG 2000 test references: opj_compress, a venv for pylibjpeg-openjpeg
   clang libclang-rt-14-dev libomp-dev
 )

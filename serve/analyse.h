@@ -1,0 +1,49 @@
+// analyse.h: one study's instances in, its results out (the processing stage
+// of ich-serve): ich-predict's pipeline on the study's folder (so the SR's
+// probabilities are ich-predict's on the same files, and a kill mid-study
+// resumes from its journal), the study's highest probability per label, the
+// key slices by p(any) with their Grad-CAM overlays, then the SR and the
+// Secondary Capture images (serve/results.h).
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "serve/results.h"
+#include "serve/study_state.h"
+#include "train/checkpoint.h"
+
+namespace ich {
+
+struct AnalyseOptions {
+  std::string checkpoint, device = "auto";
+  std::vector<std::string> sequence;
+  int64_t batch = 16;
+  double threshold = 0.5;
+  int key_images = 3;
+  std::string aet = "ICH", observer_uid;
+};
+
+struct Analysis {
+  StudyFindings findings;
+  std::vector<KeyImage> keys;
+  WrittenResults written;
+  int64_t files = 0, slices = 0;
+  double predict_s = 0, key_images_s = 0, write_s = 0;
+};
+
+class StudyAnalyser {
+ public:
+  explicit StudyAnalyser(AnalyseOptions o);  // loads the slice model once (Grad-CAM); throws on a bad checkpoint
+  // dir: the study's folder (instances/ in it); writes dir/round<N>/.
+  Analysis analyse(const StudyState& s, const std::string& dir);
+
+ private:
+  AnalyseOptions o_;
+  LoadedCheckpoint cam_;
+  std::mutex cam_mu_;  // Grad-CAM runs backward through the one model
+  std::string name_, version_;
+};
+
+}  // namespace ich

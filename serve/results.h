@@ -1,0 +1,69 @@
+// results.h: the DICOM objects ich-serve sends back into the study.
+//
+// Both go into the original study (its StudyInstanceUID and patient/study
+// attributes, copied from a received instance), each in a new series, with
+// Contributing Equipment naming ich as processing equipment (IHE AI Results),
+// and say that they are not for diagnostic use:
+//   - a Comprehensive SR (TID 1500 style; docs/serve.md has the tree): the
+//     finding "intracranial hemorrhage" present or absent at the threshold,
+//     with p(any) and each subtype's probability (the study's highest over
+//     its slices, as ich-predict writes them), the threshold, the key slices
+//     it was inferred from, the key images, the algorithm and its version,
+//     and a comment for each instance that could not be read;
+//     VerificationFlag UNVERIFIED;
+//   - Secondary Capture key images: RGB, the slice in the brain window under
+//     the Grad-CAM heatmap of p(any), the probabilities burned in.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ich {
+
+// Patient and study attributes copied from a received instance (tag -> value);
+// PS3.3's type 2 ones are written empty when the instance lacks them.
+struct StudyHeader {
+  std::vector<std::pair<std::string, std::string>> values;  // keyword, value
+};
+StudyHeader read_study_header(const std::string& dicom_path);
+
+struct SliceRef {
+  std::string sop_class_uid, sop_uid, series_uid;
+  int frame = 0;  // 1-based frame of a multi-frame instance; 0 when single-frame
+};
+
+struct KeyImage {
+  SliceRef source;
+  std::array<std::string, 6> p;  // as written by ich-predict
+  int w = 0, h = 0;
+  std::vector<uint8_t> rgb;  // h x w x 3, caption burned in
+  std::string sop_uid;       // of the Secondary Capture
+};
+
+struct StudyFindings {
+  std::string study_uid;
+  StudyHeader header;
+  std::vector<SliceRef> evidence;  // every slice read (the SR's Current Requested Procedure Evidence)
+  std::array<std::string, 6> p;    // the study's highest probability per label (ich-predict's text)
+  std::string threshold;           // on p(any)
+  bool present = false;
+  std::vector<std::string> unreadable;  // "what: why" per instance not read
+  std::string algorithm_name, algorithm_version;
+  std::string station_aet;           // Device Observer Name
+  std::string observer_uid;          // Device Observer UID (this node's)
+  int64_t round = 1;                 // series numbers 9900 + 2 * round (SR) and + 1 (key images)
+};
+
+struct WrittenResults {
+  std::string sr_path, sr_sop_uid, sr_series_uid, sc_series_uid;
+  std::vector<std::string> sc_paths;
+};
+
+// Writes DIR/sr.dcm and DIR/key_<k>.dcm (each atomically), in Explicit VR
+// Little Endian; fills key images' sop_uid.
+WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir);
+
+std::string new_dicom_uid();
+
+}  // namespace ich

@@ -1,0 +1,25 @@
+// sender.h: results back to the destination with C-STORE (DCMTK's DcmSCU),
+// one association per study. Sending is idempotent: every object keeps the
+// SOP Instance UID it was written with, so a resend after a kill or a
+// failure stores nothing twice at a PACS (which keeps one instance per UID).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace ich {
+
+struct Destination {
+  std::string aet, host, calling_aet = "ICH";
+  int port = 0;
+  int timeout_s = 30;
+};
+
+// Sends the files in order; throws with one line (destination, file,
+// DICOM status or network error) unless every one was stored (success or a
+// warning status).
+void send_files(const Destination& d, const std::vector<std::string>& files);
+
+// C-ECHO: empty when the destination answers, else why not.
+std::string echo(const Destination& d);
+
+}  // namespace ich

@@ -1,0 +1,48 @@
+// server.h: ich-serve, a DICOM node that triages head CT studies as they
+// arrive and sends its results back to the PACS (docs/serve.md).
+//
+//   receiver (serve/receiver.h)   instances -> DIR/studies/<uid>/instances/
+//   scheduler (run_server)        quiet studies -> stable; stable ones to the
+//                                 worker pool in arrival order; processed ones
+//                                 to the sender when due
+//   workers (serve/analyse.h)     a study's SR and key images
+//   sender (serve/sender.h)       C-STORE to the destination, retried with
+//                                 backoff while it is down
+// Every step is recorded in the study's state file (serve/study_state.h)
+// before the next depends on it, so kill -9 and a restart lose nothing and
+// send nothing twice.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "serve/sender.h"
+
+namespace ich {
+
+struct ServeOptions {
+  std::string aet = "ICH";
+  int port = 11112;
+  std::string checkpoint;
+  std::vector<std::string> sequence;
+  std::string work;
+  Destination dest;
+  double stable_seconds = 10;
+  int workers = 1;
+  int max_pending = 64;        // studies received but not yet processed, before new associations are refused
+  int max_associations = 8;
+  int64_t min_free_mb = 512;   // below this free space in DIR, instances are refused (0xA700, out of resources)
+  double threshold = 0.5;
+  int key_images = 3;
+  std::string device = "auto";
+  int64_t batch = 16;
+  double retry_first_seconds = 2, retry_max_seconds = 60;
+};
+
+// Serves until stop is set (SIGINT/SIGTERM in ich-serve), then finishes
+// the studies in hand and returns; throws on a bad checkpoint, work folder
+// or port.
+void run_server(const ServeOptions& o, const std::atomic<bool>& stop);
+
+}  // namespace ich

@@ -1,0 +1,250 @@
+// study_book.cpp: the receiver's sink and the studies' registry (study_book.h).
+#include "serve/study_book.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/error.h"
+
+namespace ich {
+
+namespace fs = std::filesystem;
+
+std::string json_quote(const std::string& s) {
+  std::string o = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') o += std::string("\\") + c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      o += b;
+    } else o += c;
+  }
+  return o + "\"";
+}
+
+namespace {
+
+std::string line_prefix(const StudyState& s) {
+  return "{\"study_uid\":" + json_quote(s.study_uid) + ",\"round\":" + std::to_string(s.round) + ",";
+}
+
+int64_t free_mb(const std::string& dir) {
+  struct statvfs v;
+  if (::statvfs(dir.c_str(), &v) != 0) return -1;
+  return int64_t(v.f_bavail) * int64_t(v.f_frsize) / (1024 * 1024);
+}
+
+
+}  // namespace
+
+StudyBook::StudyBook(BookOptions o) : o_(std::move(o)) {
+  fs::create_directories(o_.work + "/studies");
+  fs::create_directories(o_.work + "/incoming");
+  fs::create_directories(o_.work + "/rejected");
+  // Instances being received when the last run ended were never acknowledged:
+  // their senders send them again.
+  for (const auto& e : fs::directory_iterator(o_.work + "/incoming")) fs::remove(e.path());
+  const int64_t now = now_ms();
+  for (const auto& e : fs::directory_iterator(o_.work + "/studies")) {
+    if (!fs::exists(e.path() / "state")) continue;  // a study whose first instance never landed
+    StudyState s;
+    try {
+      s = load_study_state(e.path().string());
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "ich-serve: skipping a study: %s\n", ex.what());
+      continue;
+    }
+    if (s.phase == StudyPhase::receiving) s.last_ms = std::max(s.last_ms, now);
+    if (s.phase == StudyPhase::processed) s.next_send_ms = now;
+    if (s.phase == StudyPhase::sent && !s.jsonl_written) {
+      if (!jsonl_has(line_prefix(s))) append_jsonl(s.result_json);
+      s.jsonl_written = true;
+      save_study_state(e.path().string(), s);
+    }
+    if (s.reopen && (s.phase == StudyPhase::sent || s.phase == StudyPhase::failed)) reopen_locked(s);
+    next_seq_ = std::max(next_seq_, s.seq + 1);
+    studies_[s.study_uid] = s;
+  }
+}
+
+std::map<StudyPhase, int> StudyBook::census() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<StudyPhase, int> n;
+  for (const auto& [uid, s] : studies_) ++n[s.phase];
+  return n;
+}
+
+std::string StudyBook::refuse_association() {
+  const int64_t mb = free_mb(o_.work);
+  if (mb >= 0 && mb < o_.min_free_mb)
+    return o_.work + " has " + std::to_string(mb) + " MB free (--min-free-mb " + std::to_string(o_.min_free_mb) + ")";
+  std::lock_guard<std::mutex> lock(mu_);
+  int pending = 0;
+  for (const auto& [uid, s] : studies_) pending += s.phase == StudyPhase::receiving || s.phase == StudyPhase::stable;
+  if (pending >= o_.max_pending)
+    return std::to_string(pending) + " studies wait to be processed (--max-pending " + std::to_string(o_.max_pending) + ")";
+  return "";
+}
+
+void StudyBook::reopen_locked(StudyState& s) {
+  s.phase = StudyPhase::receiving;
+  s.round += 1;
+  s.reopen = false;
+  s.last_ms = std::max(s.last_ms, now_ms());
+  s.stable_ms = s.processed_ms = s.sent_ms = 0;
+  s.send_attempts = s.next_send_ms = 0;
+  s.jsonl_written = false;
+  s.last_error.clear();
+  s.result_json.clear();
+  save_study_state(dir(s.study_uid), s);
+}
+
+uint16_t StudyBook::store(const std::string& path, const std::string& sop_in_request, AssociationLog& log) {
+  const int64_t mb = free_mb(o_.work);
+  if (mb >= 0 && mb < o_.min_free_mb) {
+    std::fprintf(stderr, "ich-serve: refused instance %s from %s: %s has %lld MB free (--min-free-mb %lld)\n",
+                 sop_in_request.c_str(), log.calling_aet.c_str(), o_.work.c_str(), (long long)mb,
+                 (long long)o_.min_free_mb);
+    fs::remove(path);
+    return 0xA700;  // Refused: Out of Resources
+  }
+  // Read it whole: a truncated or non-DICOM payload fails here.
+  std::string study, sop, why;
+  {
+    DcmFileFormat ff;
+    const OFCondition c = ff.loadFile(path.c_str());
+    OFString v;
+    if (c.bad()) why = std::string("not a readable DICOM data set (") + c.text() + ")";
+    else if (ff.getDataset()->findAndGetOFString(DCM_StudyInstanceUID, v).bad() || !usable_uid(v.c_str()))
+      why = "no valid StudyInstanceUID";
+    else {
+      study = v.c_str();
+      if (ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, v).bad() || !usable_uid(v.c_str()))
+        why = "no valid SOPInstanceUID";
+      else sop = v.c_str();
+    }
+  }
+  if (!why.empty()) {
+    const std::string kept = o_.work + "/rejected/" + std::to_string(now_ms()) + "-" +
+                             (usable_uid(sop_in_request) ? sop_in_request : std::string("instance")) + ".bin";
+    fs::rename(path, kept);
+    const std::string text = "instance " + sop_in_request + " from " + log.calling_aet + ": " + why + " (kept as " + kept + ")";
+    std::fprintf(stderr, "ich-serve: %s\n", text.c_str());
+    if (!log.last_study.empty())
+      modify(log.last_study, [&](StudyState& s) { s.rejected.push_back(text); });
+    else
+      log.unattributed.push_back(text);
+    return 0xC000;  // Error: Cannot understand
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string d = dir(study);
+  const std::string dest = d + "/instances/" + sop + ".dcm";
+  StudyState* s = nullptr;
+  auto it = studies_.find(study);
+  if (it == studies_.end()) {
+    fs::create_directories(d + "/instances");
+    StudyState n;
+    n.study_uid = study;
+    n.seq = next_seq_++;
+    n.first_ms = now_ms();
+    n.calling_aet = log.calling_aet;
+    s = &(studies_[study] = n);
+  } else {
+    s = &it->second;
+  }
+  if (fs::exists(dest)) {  // a resend of an instance already held
+    fs::remove(path);
+    if (s->phase == StudyPhase::receiving) s->last_ms = now_ms();
+  } else {
+    fs::rename(path, dest);
+    s->instances += 1;
+    s->last_ms = now_ms();
+    if (s->phase != StudyPhase::receiving) {
+      if (claimed_.count(study)) s->reopen = true;
+      else reopen_locked(*s);
+    }
+  }
+  for (const std::string& u : log.unattributed) s->rejected.push_back(u);
+  log.unattributed.clear();
+  log.last_study = study;
+  save_study_state(d, *s);
+  return 0;
+}
+
+void StudyBook::association_ended(AssociationLog& log) {
+  if (log.unattributed.empty()) return;
+  std::string line = "{\"event\":\"unattributed\",\"calling_aet\":" + json_quote(log.calling_aet) + ",\"peer\":" +
+                     json_quote(log.peer) + ",\"unreadable\":[";
+  for (size_t i = 0; i < log.unattributed.size(); ++i) line += (i ? "," : "") + json_quote(log.unattributed[i]);
+  append_jsonl(line + "]}");
+  log.unattributed.clear();
+}
+
+void StudyBook::mark_stable(int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [uid, s] : studies_)
+    if (s.phase == StudyPhase::receiving && now - s.last_ms >= o_.stable_ms) {
+      s.phase = StudyPhase::stable;
+      s.stable_ms = now;
+      save_study_state(dir(uid), s);
+    }
+}
+
+std::optional<StudyState> StudyBook::claim(StudyPhase phase, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const StudyState* best = nullptr;
+  for (const auto& [uid, s] : studies_)
+    if (s.phase == phase && !claimed_.count(uid) && (phase != StudyPhase::processed || s.next_send_ms <= now) &&
+        (!best || s.seq < best->seq))
+      best = &s;
+  if (!best) return std::nullopt;
+  claimed_.insert(best->study_uid);
+  return *best;
+}
+
+void StudyBook::modify(const std::string& uid, const std::function<void(StudyState&)>& f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  StudyState& s = studies_.at(uid);
+  f(s);
+  save_study_state(dir(uid), s);
+}
+
+void StudyBook::release(const std::string& uid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  claimed_.erase(uid);
+  StudyState& s = studies_.at(uid);
+  if (s.reopen && s.phase != StudyPhase::receiving) reopen_locked(s);
+}
+
+bool StudyBook::jsonl_has(const std::string& prefix) {
+  std::lock_guard<std::mutex> lock(jsonl_mu_);
+  std::ifstream in(o_.work + "/results.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+void StudyBook::append_jsonl(const std::string& line) {
+  std::lock_guard<std::mutex> lock(jsonl_mu_);
+  const std::string path = o_.work + "/results.jsonl";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  ICH_CHECK(fd >= 0, path, ": cannot open for appending");
+  const std::string text = line + "\n";
+  const ssize_t n = ::write(fd, text.data(), text.size());  // one write: a line is whole or absent
+  const bool ok = n == ssize_t(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  ICH_CHECK(ok, path, ": cannot append a line (disk full?)");
+}
+
+}  // namespace ich

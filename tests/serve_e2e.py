@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+# ich-serve against a real PACS: Orthanc (Debian's), DCMTK's storescu and
+# pynetdicom as senders, dciodvfy (dicom3tools) as the judge of what we
+# write; everything on loopback, started and stopped here.
+#   serve_e2e.py BIN WORK   (run by the venv's python: pynetdicom + Debian's pydicom)
+#
+# 1. storescu sends a phantom study: the SR and the key images appear in
+#    Orthanc in the same study; the SR's probabilities equal ich-predict's on
+#    the same files (with the series model); dciodvfy finds no error in them.
+# 2. kill -9 while a study is arriving, restart, the sender sends again:
+#    one result, with every instance.
+# 3. Orthanc down while results are due: retried with backoff and reported;
+#    kill -9 while retrying, restart, Orthanc back: delivered once.
+# 4. 10 studies from 3 concurrent storescu: 10 results; latency per study.
+# 5. One association with a study, a truncated instance and a non-DICOM
+#    payload (pynetdicom sends files raw): both refused with 0xC000, the
+#    study processed, both named in the SR and results.jsonl.
+# 6. --max-pending: a new association is rejected (transient, local limit
+#    exceeded), not dropped; a busy port and a bad checkpoint are one line.
+import calendar
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import warnings
+
+import pydicom
+from pydicom.filewriter import write_file_meta_info
+
+BIN, WORK = sys.argv[1], sys.argv[2]
+warnings.filterwarnings("ignore", message="Invalid value for VR UI")  # the phantom's RSNA-style UIDs
+CT = "1.2.840.10008.5.1.4.1.1.2"
+LABELS = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
+CODES = {"P-EDH": 0, "P-IPH": 1, "P-IVH": 2, "P-SAH": 3, "P-SDH": 4, "P-ANY": 5}
+procs = []
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    sys.exit(1)
+
+
+def run(*args, **kw):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        fail(f"{args[0]} exited {r.returncode}: {r.stderr[-2000:]}")
+    return r
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, cond, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.2)
+    fail(f"timed out after {timeout} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- data
+shutil.rmtree(WORK, ignore_errors=True)
+os.makedirs(WORK)
+os.chdir(WORK)
+t0 = time.time()
+run(f"{BIN}/ich-phantom", "--difficulty", "easy", "--out", "ph", "--patients", "14", "--slices-per-series", "8",
+    "--size", "96", "--seed", "21")
+run(f"{BIN}/ich-window", "--input", "ph/dicom", "--out", "img")
+run(f"{BIN}/ich-split", "--labels", "ph/labels.csv", "--meta", "img/meta.csv", "--out", "split")
+run(f"{BIN}/ich-train", "--train", "split/train.csv", "--valid", "split/valid.csv", "--images", "img", "--arch",
+    "resnext_mini", "--size", "64", "--batch", "8", "--lr", "1e-3", "--device", "cpu", "--seed", "3", "--epochs", "1",
+    "--out", "run")
+run(f"{BIN}/ich-embed", "--checkpoint", "run/best.ckpt", "--data", "split/train.csv", "--data", "split/valid.csv",
+    "--images", "img", "--out", "emb", "--device", "cpu")
+run(f"{BIN}/ich-train-seq", "--train", "split/train.csv", "--valid", "split/valid.csv", "--embeddings", "emb",
+    "--hidden", "8", "--batch", "2", "--device", "cpu", "--seed", "4", "--epochs", "1", "--out", "seqrun")
+print(f"models trained in {time.time() - t0:.1f} s")
+
+
+def uid_for(old):  # a standard UID (2.25 + 128 bits) for each of the phantom's RSNA-style ones
+    return "2.25." + str(int(hashlib.sha256(old.encode()).hexdigest()[:32], 16))
+
+
+# Each phantom study under studies/<k>/, with standard UIDs and the study
+# attributes a scanner writes, as a PACS would send it.
+studies = {}
+for name in sorted(os.listdir("ph/dicom")):
+    ds = pydicom.dcmread(f"ph/dicom/{name}")
+    studies.setdefault(ds.StudyInstanceUID, []).append(ds)
+order = sorted(studies)
+paths = []
+for k, old in enumerate(order):
+    os.makedirs(f"studies/{k}")
+    files = []
+    for ds in studies[old]:
+        ds.StudyInstanceUID = uid_for(ds.StudyInstanceUID)
+        ds.SeriesInstanceUID = uid_for(ds.SeriesInstanceUID)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid_for(ds.SOPInstanceUID)
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20261203", "120000", str(k + 1), f"A{k + 1}"
+        ds.PatientName = f"Phantom^{k + 1}"
+        files.append(f"studies/{k}/{ds.SOPInstanceUID}.dcm")
+        ds.save_as(files[-1], write_like_original=False)
+    paths.append(sorted(files))
+study_uid = [uid_for(old) for old in order]
+assert len(paths) == 14
+
+# ---------------------------------------------------------------- Orthanc
+http, dicom = free_port(), free_port()
+os.makedirs("orthanc")
+with open("orthanc/config.json", "w") as f:
+    json.dump({"Name": "ich-test", "StorageDirectory": f"{WORK}/orthanc/db", "IndexDirectory": f"{WORK}/orthanc/db",
+               "HttpPort": http, "DicomPort": dicom, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
+               "AuthenticationEnabled": False, "Plugins": [], "DicomCheckCalledAet": False}, f)
+orthanc = None
+
+
+def rest(path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=10) as r:
+        body = r.read()
+        return json.loads(body) if r.headers.get_content_type() == "application/json" else body
+
+
+def rest_post(path, data):
+    req = urllib.request.Request(f"http://127.0.0.1:{http}{path}", data=data.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def start_orthanc():
+    global orthanc
+    orthanc = subprocess.Popen(["Orthanc", "orthanc/config.json"], stdout=open("orthanc/log.txt", "a"),
+                               stderr=subprocess.STDOUT)
+    procs.append(orthanc)
+
+    def up():
+        try:
+            return rest("/system")
+        except OSError:
+            return None
+    wait_for("Orthanc", up, 60)
+
+
+def stop_orthanc():
+    orthanc.terminate()
+    orthanc.wait(30)
+
+
+def in_orthanc(uid):
+    """Series of the study in Orthanc: modality -> list of instance ids."""
+    hits = [h for h in rest_post("/tools/lookup", uid) if h["Type"] == "Study"]
+    if not hits:
+        return {}
+    out = {}
+    for s in rest(f"/studies/{hits[0]['ID']}/series"):
+        out.setdefault(s["MainDicomTags"]["Modality"], []).extend(s["Instances"])
+    return out
+
+
+start_orthanc()
+
+# ---------------------------------------------------------------- ich-serve
+port = free_port()
+serve = None
+
+
+def start_serve(*extra, work="serve", port_=None, stable="2"):
+    p = subprocess.Popen([f"{BIN}/ich-serve", "--aet", "ICH", "--port", str(port_ or port), "--checkpoint",
+                          "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--work", work, "--dest-aet", "ORTHANC",
+                          "--dest-host", "127.0.0.1", "--dest-port", str(dicom), "--stable-seconds", stable,
+                          "--retry-max-seconds", "2", "--device", "cpu", "--min-free-mb", "1", *extra],
+                         stdout=subprocess.DEVNULL, stderr=open(f"{work}.log", "a"))
+    procs.append(p)
+
+    def answers():
+        if p.poll() is not None:
+            fail(f"ich-serve exited {p.returncode}: {open(work + '.log').read()[-1000:]}")
+        return subprocess.run(["echoscu", "-aec", "ICH", "127.0.0.1", str(port_ or port)],
+                              capture_output=True).returncode == 0
+    wait_for("ich-serve to answer C-ECHO", answers, 60)
+    return p
+
+
+def results():
+    if not os.path.exists("serve/results.jsonl"):
+        return []
+    return [json.loads(line) for line in open("serve/results.jsonl")]
+
+
+def result_of(uid):
+    return [r for r in results() if r.get("study_uid") == uid]
+
+
+def storescu(files, *flags):
+    return subprocess.run(["storescu", "-aec", "ICH", *flags, "127.0.0.1", str(port), *files], capture_output=True,
+                          text=True)
+
+
+serve = start_serve()
+
+# 1. One study: SR and key images in Orthanc; the SR's numbers are ich-predict's.
+r = storescu(paths[0])
+if r.returncode != 0:
+    fail(f"storescu: {r.stderr}")
+line = wait_for("study 0's result", lambda: result_of(study_uid[0]))[0]
+got = wait_for("study 0 in Orthanc", lambda: (lambda s: s if "SR" in s and len(s.get("OT", [])) == 3 else None)(
+    in_orthanc(study_uid[0])), 30)
+if len(got["SR"]) != 1:
+    fail(f"study 0: {len(got['SR'])} SR instances in Orthanc, expected 1")
+sr_bytes = rest(f"/instances/{got['SR'][0]}/file")
+open("sr.dcm", "wb").write(sr_bytes)
+for k, i in enumerate(got["OT"]):
+    open(f"key_{k}.dcm", "wb").write(rest(f"/instances/{i}/file"))
+sr = pydicom.dcmread("sr.dcm")
+if sr.StudyInstanceUID != study_uid[0]:
+    fail("the SR is not in the original study")
+if sr.SOPClassUID != "1.2.840.10008.5.1.4.1.1.88.33" or sr.VerificationFlag != "UNVERIFIED":
+    fail(f"SR: class {sr.SOPClassUID}, verification {sr.VerificationFlag}: expected Comprehensive SR, UNVERIFIED")
+if "NOT FOR DIAGNOSTIC USE" not in sr.SeriesDescription:
+    fail("SR: the series description does not say it is not for diagnostic use")
+eq = sr.ContributingEquipmentSequence[0]
+if eq.Manufacturer != "ich" or eq.PurposeOfReferenceCodeSequence[0].CodeValue != "109102":
+    fail("SR: Contributing Equipment does not name ich as processing equipment")
+if sr.ContentSequence is None or sr.ConceptNameCodeSequence[0].CodeValue != "126000" or sr.ValueType != "CONTAINER":
+    fail("SR: the root is not the Imaging Measurement Report CONTAINER")
+
+
+def walk(items):
+    for it in items:
+        yield it
+        if "ContentSequence" in it:
+            yield from walk(it.ContentSequence)
+
+
+nums, finding, comments, images = {}, None, [], 0
+for it in walk(sr.ContentSequence):
+    code = it.ConceptNameCodeSequence[0].CodeValue
+    if it.ValueType == "NUM" and code in CODES:
+        nums[CODES[code]] = it.MeasuredValueSequence[0].NumericValue
+    if it.ValueType == "CODE" and code == "1386000":
+        finding = it.ConceptCodeSequence[0].CodeValue
+    if it.ValueType == "TEXT" and code == "121106":
+        comments.append(it.TextValue)
+    if it.ValueType == "IMAGE":
+        images += 1
+if sorted(nums) != list(range(6)):
+    fail(f"SR: probabilities for {sorted(nums)}, expected all six labels")
+if images != 6:
+    fail(f"SR: {images} image references, expected 3 key slices and 3 key images")
+run(f"{BIN}/ich-predict", "--checkpoint", "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--input", "studies/0",
+    "--out", "predict0.csv", "--device", "cpu")
+best = [None] * 6
+for row in list(open("predict0.csv"))[1:]:
+    ident, value = row.strip().split(",")
+    k = LABELS.index(ident.rsplit("_", 1)[1])
+    if best[k] is None or float(value) > float(best[k]):
+        best[k] = value
+for k in range(6):
+    if float(nums[k]) != float(best[k]) or str(nums[k]) != best[k]:
+        fail(f"SR: {LABELS[k]} {nums[k]}, but ich-predict's highest on the same files is {best[k]}")
+    if str(line["probabilities"][LABELS[k]]) != best[k] and float(line["probabilities"][LABELS[k]]) != float(best[k]):
+        fail(f"results.jsonl: {LABELS[k]} {line['probabilities'][LABELS[k]]} against ich-predict's {best[k]}")
+expect = "52101004" if float(best[5]) >= 0.5 else "2667000"
+if finding != expect:
+    fail(f"SR: finding {finding}, expected {expect} for p(any) {best[5]} at threshold 0.5")
+for f in ["sr.dcm"] + [f"key_{k}.dcm" for k in range(3)]:
+    v = subprocess.run(["dciodvfy", f], capture_output=True, text=True)
+    errors = [l for l in (v.stdout + v.stderr).splitlines() if l.startswith("Error")]
+    if errors:
+        fail(f"dciodvfy {f}: " + "; ".join(errors[:5]))
+key = pydicom.dcmread("key_0.dcm")
+if key.StudyInstanceUID != study_uid[0] or key.PhotometricInterpretation != "RGB" or key.BurnedInAnnotation != "YES":
+    fail("key image: not an RGB Secondary Capture in the study with burned-in annotation")
+for stage in ["receiving", "quiet", "queued", "predict", "key_images", "write"]:
+    if stage not in line["timings_s"]:
+        fail(f"results.jsonl: no timing for {stage}")
+print(f"1. study 0: SR + 3 key images in Orthanc, p(any) {nums[5]} = ich-predict's, dciodvfy clean, "
+      f"latency {line['sent']['latency_s']} s")
+
+# 2. kill -9 while a study arrives; the sender sends it again after the restart.
+r = storescu(paths[1][:4])
+serve.send_signal(signal.SIGKILL)
+serve.wait()
+serve = start_serve()
+r = storescu(paths[1])
+if r.returncode != 0:
+    fail(f"storescu after the restart: {r.stderr}")
+line = wait_for("study 1's result", lambda: result_of(study_uid[1]))
+time.sleep(3)
+if len(result_of(study_uid[1])) != 1 or line[0]["instances"] != 8:
+    fail(f"study 1: {len(result_of(study_uid[1]))} results with {line[0]['instances']} instances, expected 1 with 8")
+print("2. kill -9 while arriving: one result with all 8 instances")
+
+# 3. Orthanc down while results are due: retried; kill -9 while retrying; delivered once.
+stop_orthanc()
+storescu(paths[2])
+state = f"serve/studies/{study_uid[2]}/state"
+wait_for("a failed send of study 2", lambda: os.path.exists(state) and any(
+    l.startswith("send_attempts ") and int(l.split()[1]) >= 2 for l in open(state)), 60)
+if "sending failed" not in open("serve.log").read():
+    fail("a destination that is down is not reported")
+serve.send_signal(signal.SIGKILL)
+serve.wait()
+serve = start_serve()
+time.sleep(1)
+start_orthanc()
+wait_for("study 2's result after Orthanc came back", lambda: result_of(study_uid[2]), 60)
+time.sleep(3)
+s2 = in_orthanc(study_uid[2])
+if len(result_of(study_uid[2])) != 1 or len(s2.get("SR", [])) != 1 or len(s2.get("OT", [])) != 3:
+    fail(f"study 2: {len(result_of(study_uid[2]))} results, Orthanc has {s2}: expected exactly one SR and 3 images")
+print(f"3. Orthanc down, kill -9 while retrying: delivered once after {result_of(study_uid[2])[0]['sent']['attempts']} attempts")
+
+# 4. 10 studies from 3 concurrent storescu.
+batch = list(range(3, 13))
+groups = [batch[0::3], batch[1::3], batch[2::3]]
+senders = [subprocess.Popen(["storescu", "-aec", "ICH", "127.0.0.1", str(port)] + [f for k in g for f in paths[k]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for g in groups]
+for s in senders:
+    if s.wait() != 0:
+        fail(f"concurrent storescu: {s.stderr.read()}")
+wait_for("10 results", lambda: all(result_of(study_uid[k]) for k in batch), 180)
+print("4. 10 studies from 3 concurrent storescu; last instance received -> SR stored in Orthanc:")
+for k in batch:
+    res = result_of(study_uid[k])[0]
+    sr_id = in_orthanc(study_uid[k])["SR"][0]
+    # Orthanc's reception time of the SR (its clock, whole seconds, UTC on
+    # a machine set to UTC) less the last instance's arrival at ich-serve
+    stored = rest(f"/instances/{sr_id}/metadata/ReceptionDate").decode()
+    last_ms = [int(l.split()[1]) for l in open(f"serve/studies/{study_uid[k]}/state") if l.startswith("last_ms ")][0]
+    orthanc_s = calendar.timegm(time.strptime(stored, "%Y%m%dT%H%M%S")) - last_ms / 1000
+    print(f"   study {k}: {res['sent']['latency_s']:.2f} s to the SR's C-STORE response (ich-serve's clock), "
+          f"{orthanc_s:.1f} s +- 1 to Orthanc's reception; predict {res['timings_s']['predict']:.2f} s, "
+          f"queued {res['timings_s']['queued']:.2f} s")
+
+# 5. A truncated instance and a non-DICOM payload in one association with a study.
+good = paths[13]
+ds = pydicom.dcmread(good[0])
+ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "2.25.99001"
+ds.save_as("whole.dcm", write_like_original=False)
+data = open("whole.dcm", "rb").read()
+open("truncated.dcm", "wb").write(data[:len(data) * 6 // 10])
+meta = pydicom.dataset.FileMetaDataset()
+meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CT, "2.25.99002"
+meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+with open("not_dicom.dcm", "wb") as f:
+    f.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(f, meta, enforce_standard=True)
+    f.write(b"%PDF-1.4 a report that is not a DICOM data set\n" * 40)
+from pynetdicom import AE, _config  # noqa: E402
+_config.STORE_SEND_CHUNKED_DATASET = True  # the files' bytes as they are, not re-encoded
+ae = AE(ae_title="PYNETDICOM")
+ae.add_requested_context(CT, ["1.2.840.10008.1.2.1"])
+assoc = ae.associate("127.0.0.1", port, ae_title="ICH")
+if not assoc.is_established:
+    fail("pynetdicom could not associate")
+statuses = [assoc.send_c_store(os.path.abspath(f)).Status for f in good + ["truncated.dcm", "not_dicom.dcm"]]
+assoc.release()
+if statuses[:-2] != [0] * len(good) or statuses[-2:] != [0xC000, 0xC000]:
+    fail(f"C-STORE statuses {[hex(s) for s in statuses]}: expected success for the study, 0xC000 for the bad two")
+res = wait_for("study 13's result", lambda: result_of(study_uid[13]))[0]
+bad = [u for u in res["unreadable"] if "2.25.99001" in u or "2.25.99002" in u]
+if len(bad) != 2:
+    fail(f"results.jsonl does not name both bad instances: {res['unreadable']}")
+sr13 = pydicom.dcmread(__import__("io").BytesIO(rest(f"/instances/{wait_for('SR 13', lambda: in_orthanc(study_uid[13]).get('SR'))[0]}/file")))
+texts = [it.TextValue for it in walk(sr13.ContentSequence) if it.ValueType == "TEXT"]
+if sum(("2.25.99001" in t) + ("2.25.99002" in t) for t in texts) != 2:
+    fail("the SR does not name both bad instances")
+print(f"5. truncated + non-DICOM: 0xC000 each, study processed ({res['slices']} slices), both in the SR and results.jsonl")
+
+# 6. --max-pending, a busy port, a bad checkpoint.
+port2 = free_port()
+serve2 = start_serve("--max-pending", "1", work="serve2", port_=port2, stable="60")
+r = subprocess.run(["storescu", "-aec", "ICH", "127.0.0.1", str(port2), *paths[0]], capture_output=True, text=True)
+if r.returncode != 0:
+    fail(f"first study to the --max-pending 1 node: {r.stderr}")
+r = subprocess.run(["storescu", "-aec", "ICH", "127.0.0.1", str(port2), *paths[1]], capture_output=True, text=True)
+if r.returncode == 0 or "association rejected" not in r.stderr.lower() or "local limit exceeded" not in r.stderr.lower():
+    fail(f"--max-pending: the second study's association was not rejected (transient, local limit): {r.stderr}")
+if "refused an association" not in open("serve2.log").read():
+    fail("--max-pending: the refusal is not in ich-serve's log")
+r = subprocess.run([f"{BIN}/ich-serve", "--port", str(port2), "--checkpoint", "run/best.ckpt", "--work", "serve3",
+                    "--dest-aet", "X", "--dest-host", "127.0.0.1", "--dest-port", "1"], capture_output=True, text=True)
+if r.returncode != 1 or "in use" not in r.stderr or len(r.stderr.strip().splitlines()) != 1:
+    fail(f"busy port: exit {r.returncode}, {r.stderr!r}")
+open("bad.ckpt", "wb").write(open("run/best.ckpt", "rb").read()[:1000])
+r = subprocess.run([f"{BIN}/ich-serve", "--port", str(free_port()), "--checkpoint", "bad.ckpt", "--work", "serve3",
+                    "--dest-aet", "X", "--dest-host", "127.0.0.1", "--dest-port", "1"], capture_output=True, text=True)
+if r.returncode != 1 or "bad.ckpt" not in r.stderr:
+    fail(f"truncated checkpoint: exit {r.returncode}, {r.stderr!r}")
+print("6. --max-pending refuses with A-ASSOCIATE-RJ (transient, local limit exceeded); busy port and bad checkpoint: one line")
+
+serve2.send_signal(signal.SIGTERM)
+serve.send_signal(signal.SIGTERM)
+for p in (serve, serve2):
+    try:
+        if p.wait(30) != 0:
+            fail(f"ich-serve exited {p.returncode} on SIGTERM")
+    except subprocess.TimeoutExpired:
+        fail("ich-serve did not stop within 30 s of SIGTERM")
+stop_orthanc()
+print(f"serve e2e passed in {time.time() - t0:.0f} s")

@@ -31,7 +31,11 @@ class StorageScp : public DcmThreadSCP {
     log_ = AssociationLog();
     log_.calling_aet = params.DULparams.callingAPTitle;
     log_.peer = params.DULparams.callingPresentationAddress;
-    refused_ = g_sink->refuse_association();
+    try {
+      refused_ = g_sink->refuse_association();
+    } catch (const std::exception& e) {
+      refused_ = e.what();
+    }
     if (!refused_.empty()) {
       std::fprintf(stderr, "ich-serve: refused an association from %s (%s): %s\n", log_.calling_aet.c_str(),
                    log_.peer.c_str(), refused_.c_str());
@@ -53,11 +57,23 @@ class StorageScp : public DcmThreadSCP {
       std::filesystem::remove(path, ec);
       return c;
     }
-    const uint16_t status = g_sink->store(path, rq.AffectedSOPInstanceUID, log_);
+    uint16_t status = 0xA700;  // Refused: Out of Resources, when filing it failed (a full disk)
+    try {
+      status = g_sink->store(path, rq.AffectedSOPInstanceUID, log_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ich-serve: could not keep instance %s from %s: %s\n", rq.AffectedSOPInstanceUID,
+                   log_.calling_aet.c_str(), e.what());
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
     return sendSTOREResponse(info.presentationContextID, rq, status);
   }
   void notifyAssociationTermination() override {
-    g_sink->association_ended(log_);
+    try {
+      g_sink->association_ended(log_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ich-serve: after an association from %s: %s\n", log_.calling_aet.c_str(), e.what());
+    }
     log_ = AssociationLog();
   }
 

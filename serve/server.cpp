@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "data/csv.h"
@@ -59,6 +60,18 @@ std::string result_line(const StudyState& s, const Analysis& a, int64_t started_
        ",\"predict\":" + seconds(a.predict_s) + ",\"key_images\":" + seconds(a.key_images_s) +
        ",\"write\":" + seconds(a.write_s) + "}}";
   return j;
+}
+
+// A step that failed outside a study's own error handling (its state file
+// could not be written: a full disk) is reported and retried on the next
+// round instead of ending the node; the study keeps its last written phase.
+void guarded(const std::string& what, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ich-serve: %s failed: %s\n", what.c_str(), e.what());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
 }
 
 void process_one(StudyBook& book, StudyAnalyser& analyser, const StudyState& s) {
@@ -193,8 +206,8 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }
-      process_one(book, analyser, *s);
-      book.release(s->study_uid);
+      guarded("processing " + s->study_uid, [&] { process_one(book, analyser, *s); });
+      guarded("releasing " + s->study_uid, [&] { book.release(s->study_uid); });
     }
   };
   auto sender = [&] {
@@ -204,15 +217,15 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }
-      send_one(book, o, *s);
-      book.release(s->study_uid);
+      guarded("sending " + s->study_uid, [&] { send_one(book, o, *s); });
+      guarded("releasing " + s->study_uid, [&] { book.release(s->study_uid); });
     }
   };
   std::vector<std::thread> threads;
   for (int i = 0; i < o.workers; ++i) threads.emplace_back(worker);
   threads.emplace_back(sender);
   while (!stop.load() && !receiver_failed.load()) {
-    book.mark_stable(now_ms());
+    guarded("checking for complete studies", [&] { book.mark_stable(now_ms()); });
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   halt = true;  // the receiver stops after its associations; the workers after their study

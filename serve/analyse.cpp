@@ -181,12 +181,14 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
     const int k = std::max(1, int((256 + S - 1) / S));
     key.w = key.h = int(S) * k;
     key.rgb = enlarged(rgb, int(S), int(S), k);
-    std::string line1 = "p(any) " + key.p[5], line2;
-    for (int j = 0; j < 5; ++j) line2 += std::string(j ? "  " : "") + kShort[j] + " " + key.p[size_t(j)].substr(0, 5);
+    // Three caption lines that fit 256 pixels: p(any), then the subtypes in two rows.
+    std::string line2, line3;
+    for (int j = 0; j < 5; ++j) (j < 3 ? line2 : line3) += std::string(j % 3 ? "  " : "") + kShort[j] + " " + key.p[size_t(j)].substr(0, 5);
     const double size = std::max(9.0, key.w / 28.0);
     draw_captions(key.rgb, key.w, key.h,
-                  {{4, 3, "Key image " + std::to_string(r + 1) + ": " + line1, {255, 255, 0}, size * 1.2, true},
+                  {{4, 3, "Key image " + std::to_string(r + 1) + ": p(any) " + key.p[5], {255, 255, 0}, size * 1.2, true},
                    {4, int(4 + size * 1.6), line2, {255, 255, 255}, size, false},
+                   {4, int(4 + size * 2.9), line3, {255, 255, 255}, size, false},
                    {4, key.h - int(size * 1.6), "AI result - NOT FOR DIAGNOSTIC USE", {255, 80, 80}, size, true}});
     a.keys.push_back(std::move(key));
   }

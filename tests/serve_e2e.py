@@ -15,7 +15,8 @@
 # 5. One association with a study, a truncated instance and a non-DICOM
 #    payload (pynetdicom sends files raw): both refused with 0xC000, the
 #    study processed, both named in the SR and results.jsonl.
-# 6. --max-pending: a new association is rejected (transient, local limit
+# 6. An Enhanced CT (one multi-frame instance): key slices by frame.
+# 7. --max-pending: a new association is rejected (transient, local limit
 #    exceeded), not dropped; a busy port and a bad checkpoint are one line.
 import calendar
 import hashlib
@@ -78,7 +79,7 @@ shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
 os.chdir(WORK)
 t0 = time.time()
-run(f"{BIN}/ich-phantom", "--difficulty", "easy", "--out", "ph", "--patients", "14", "--slices-per-series", "8",
+run(f"{BIN}/ich-phantom", "--difficulty", "easy", "--out", "ph", "--patients", "15", "--slices-per-series", "8",
     "--size", "96", "--seed", "21")
 run(f"{BIN}/ich-window", "--input", "ph/dicom", "--out", "img")
 run(f"{BIN}/ich-split", "--labels", "ph/labels.csv", "--meta", "img/meta.csv", "--out", "split")
@@ -117,7 +118,7 @@ for k, old in enumerate(order):
         ds.save_as(files[-1], write_like_original=False)
     paths.append(sorted(files))
 study_uid = [uid_for(old) for old in order]
-assert len(paths) == 14
+assert len(paths) == 15
 
 # ---------------------------------------------------------------- Orthanc
 http, dicom = free_port(), free_port()
@@ -382,7 +383,58 @@ if sum(("2.25.99001" in t) + ("2.25.99002" in t) for t in texts) != 2:
     fail("the SR does not name both bad instances")
 print(f"5. truncated + non-DICOM: 0xC000 each, study processed ({res['slices']} slices), both in the SR and results.jsonl")
 
-# 6. --max-pending, a busy port, a bad checkpoint.
+# 6. Enhanced CT: study 14's slices as one multi-frame instance (per-frame
+#    position and rescale, PS3.3 C.7.6.16): one result of 8 slices whose key
+#    slices name their frames; ich-predict gives the same numbers.
+frames = sorted((pydicom.dcmread(f) for f in paths[14]), key=lambda d: float(d.ImagePositionPatient[2]))
+enh = pydicom.Dataset()
+enh.file_meta = pydicom.dataset.FileMetaDataset()
+enh.file_meta.MediaStorageSOPClassUID = enh.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+enh.file_meta.MediaStorageSOPInstanceUID = enh.SOPInstanceUID = "2.25.99003"
+enh.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+enh.is_implicit_VR, enh.is_little_endian = False, True
+for kw in ["StudyInstanceUID", "SeriesInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyTime", "StudyID",
+           "AccessionNumber", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+           "BitsStored", "HighBit", "PixelRepresentation"]:
+    setattr(enh, kw, getattr(frames[0], kw))
+enh.Modality, enh.NumberOfFrames = "CT", len(frames)
+shared, pm, po = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
+pm.PixelSpacing = frames[0].PixelSpacing
+po.ImageOrientationPatient = frames[0].ImageOrientationPatient
+shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = [pm], [po]
+enh.SharedFunctionalGroupsSequence = [shared]
+per = []
+for d in frames:
+    item, pos, pvt = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
+    pos.ImagePositionPatient = d.ImagePositionPatient
+    pvt.RescaleIntercept, pvt.RescaleSlope, pvt.RescaleType = d.RescaleIntercept, d.RescaleSlope, "HU"
+    item.PlanePositionSequence, item.PixelValueTransformationSequence = [pos], [pvt]
+    per.append(item)
+enh.PerFrameFunctionalGroupsSequence = per
+enh.PixelData = b"".join(d.PixelData for d in frames)
+os.makedirs("enhanced")
+enh.save_as("enhanced/enhanced.dcm", write_like_original=False)
+r = storescu(["enhanced/enhanced.dcm"])
+if r.returncode != 0:
+    fail(f"storescu of an Enhanced CT: {r.stderr}")
+res = wait_for("the Enhanced CT study's result", lambda: result_of(study_uid[14]))[0]
+if res["instances"] != 1 or res["slices"] != 8 or not all(k["frame"] >= 1 for k in res["key_images"]):
+    fail(f"Enhanced CT: {res['instances']} instances, {res['slices']} slices, key frames "
+         f"{[k['frame'] for k in res['key_images']]}: expected 1 instance of 8 frames, frames named")
+run(f"{BIN}/ich-predict", "--checkpoint", "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--input", "enhanced",
+    "--out", "predict_enhanced.csv", "--device", "cpu")
+any_max = max((row.strip().split(",")[1] for row in list(open("predict_enhanced.csv"))[1:]
+               if row.split(",")[0].endswith("_any")), key=float)
+if str(res["probabilities"]["any"]) != any_max and float(res["probabilities"]["any"]) != float(any_max):
+    fail(f"Enhanced CT: p(any) {res['probabilities']['any']} against ich-predict's {any_max}")
+sr14 = pydicom.dcmread(__import__("io").BytesIO(rest(f"/instances/{wait_for('SR 14', lambda: in_orthanc(study_uid[14]).get('SR'))[0]}/file")))
+framed = [it for it in walk(sr14.ContentSequence) if it.ValueType == "IMAGE" and
+          "ReferencedFrameNumber" in it.ReferencedSOPSequence[0]]
+if len(framed) != 3:
+    fail(f"Enhanced CT: {len(framed)} key slice references with a frame number, expected 3")
+print(f"6. Enhanced CT (8 frames in one instance): one result, key slices by frame {[k['frame'] for k in res['key_images']]}")
+
+# 7. --max-pending, a busy port, a bad checkpoint.
 port2 = free_port()
 serve2 = start_serve("--max-pending", "1", work="serve2", port_=port2, stable="60")
 r = subprocess.run(["storescu", "-aec", "ICH", "127.0.0.1", str(port2), *paths[0]], capture_output=True, text=True)
@@ -402,7 +454,7 @@ r = subprocess.run([f"{BIN}/ich-serve", "--port", str(free_port()), "--checkpoin
                     "--dest-aet", "X", "--dest-host", "127.0.0.1", "--dest-port", "1"], capture_output=True, text=True)
 if r.returncode != 1 or "bad.ckpt" not in r.stderr:
     fail(f"truncated checkpoint: exit {r.returncode}, {r.stderr!r}")
-print("6. --max-pending refuses with A-ASSOCIATE-RJ (transient, local limit exceeded); busy port and bad checkpoint: one line")
+print("7. --max-pending refuses with A-ASSOCIATE-RJ (transient, local limit exceeded); busy port and bad checkpoint: one line")
 
 serve2.send_signal(signal.SIGTERM)
 serve.send_signal(signal.SIGTERM)

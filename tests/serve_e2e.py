@@ -11,6 +11,8 @@
 #    one result, with every instance.
 # 3. Orthanc down while results are due: retried with backoff and reported;
 #    kill -9 while retrying, restart, Orthanc back: delivered once.
+#    The same with a kill in the middle of an association (a slow storescp
+#    as destination): resent under the same UIDs.
 # 4. 10 studies from 3 concurrent storescu: 10 results; latency per study.
 # 5. One association with a study, a truncated instance and a non-DICOM
 #    payload (pynetdicom sends files raw): both refused with 0xC000, the
@@ -179,10 +181,10 @@ port = free_port()
 serve = None
 
 
-def start_serve(*extra, work="serve", port_=None, stable="2"):
+def start_serve(*extra, work="serve", port_=None, stable="2", dest=None):
     p = subprocess.Popen([f"{BIN}/ich-serve", "--aet", "ICH", "--port", str(port_ or port), "--checkpoint",
                           "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--work", work, "--dest-aet", "ORTHANC",
-                          "--dest-host", "127.0.0.1", "--dest-port", str(dicom), "--stable-seconds", stable,
+                          "--dest-host", "127.0.0.1", "--dest-port", str(dest or dicom), "--stable-seconds", stable,
                           "--retry-max-seconds", "2", "--device", "cpu", "--min-free-mb", "1", *extra],
                          stdout=subprocess.DEVNULL, stderr=open(f"{work}.log", "a"))
     procs.append(p)
@@ -196,14 +198,14 @@ def start_serve(*extra, work="serve", port_=None, stable="2"):
     return p
 
 
-def results():
-    if not os.path.exists("serve/results.jsonl"):
+def results(work="serve"):
+    if not os.path.exists(f"{work}/results.jsonl"):
         return []
-    return [json.loads(line) for line in open("serve/results.jsonl")]
+    return [json.loads(line) for line in open(f"{work}/results.jsonl")]
 
 
-def result_of(uid):
-    return [r for r in results() if r.get("study_uid") == uid]
+def result_of(uid, work="serve"):
+    return [r for r in results(work) if r.get("study_uid") == uid]
 
 
 def storescu(files, *flags):
@@ -433,6 +435,36 @@ framed = [it for it in walk(sr14.ContentSequence) if it.ValueType == "IMAGE" and
 if len(framed) != 3:
     fail(f"Enhanced CT: {len(framed)} key slice references with a frame number, expected 3")
 print(f"6. Enhanced CT (8 frames in one instance): one result, key slices by frame {[k['frame'] for k in res['key_images']]}")
+
+# 3b. kill -9 in the middle of sending: a slow destination (DCMTK's storescp,
+#     sleeping a second after each object, keeping every copy it gets) holds the
+#     association open; the node is killed after the first object arrived.
+#     After the restart it sends again, under the same UIDs: the destination
+#     has exactly the study's four result objects (copies of the same UID are
+#     what a PACS keeps once), and results.jsonl one line.
+slow, port4 = free_port(), free_port()
+os.makedirs("slowpacs")
+storescp = subprocess.Popen(["storescp", "--sleep-after", "1", "+uf", "-od", "slowpacs", "-aet", "SLOW", str(slow)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+procs.append(storescp)
+serve4 = start_serve(work="serve4", port_=port4, dest=slow)
+subprocess.run(["storescu", "-aec", "ICH", "127.0.0.1", str(port4), *paths[0]], capture_output=True, check=True)
+wait_for("the first object at the slow destination", lambda: os.listdir("slowpacs"), 60)
+serve4.send_signal(signal.SIGKILL)
+serve4.wait()
+if result_of(study_uid[0], "serve4"):
+    fail("3b: the kill came after the send finished; the slow destination did not hold it open")
+serve4 = start_serve(work="serve4", port_=port4, dest=slow)
+res4 = wait_for("3b's result after the restart", lambda: result_of(study_uid[0], "serve4"), 60)[0]
+time.sleep(1)
+got_uids = [pydicom.dcmread(f"slowpacs/{f}", stop_before_pixels=True).SOPInstanceUID for f in os.listdir("slowpacs")]
+want = {res4["sr_sop_uid"]} | {k["sop_uid"] for k in res4["key_images"]}
+if set(got_uids) != want or len(result_of(study_uid[0], "serve4")) != 1:
+    fail(f"3b: the destination got {sorted(set(got_uids))}, expected the result's {sorted(want)}, one results line")
+serve4.send_signal(signal.SIGTERM)
+serve4.wait(30)
+storescp.terminate()
+print(f"3b. kill -9 mid-association: {len(got_uids)} copies of the same {len(want)} objects, one result")
 
 # 7. --max-pending, a busy port, a bad checkpoint.
 port2 = free_port()

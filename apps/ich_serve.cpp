@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--threshold", o.threshold, "p(any) at or above which the SR says hemorrhage present")->capture_default_str();
   app.add_option("--key-images", o.key_images, "key images per study (the highest p(any))")->capture_default_str();
-  app.add_option("--workers", o.workers, "studies processed at once (in arrival order)")->capture_default_str();
+  app.add_option("--workers", o.workers, "studies processed at once, in arrival order (each worker loads its own copy of the models)")->capture_default_str();
   app.add_option("--max-pending", o.max_pending,
                  "studies received but not yet processed at which new associations are refused (rejected-transient)")
       ->capture_default_str();

@@ -135,14 +135,39 @@ std::string checkpoint_identity(const std::string& path) {
   return std::to_string(size) + " bytes, crc32 " + std::to_string(crc);
 }
 
-PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
-  ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");
-  const Device dev = pick_device(o.device);
-  LoadedCheckpoint c = load_checkpoint(o.checkpoint);
-  ICH_CHECK(c.meta.context == 0, o.checkpoint, " reads ", c.meta.context,
+PredictModels load_predict_models(const PredictOptions& o) {
+  PredictModels m;
+  m.dev = pick_device(o.device);
+  m.slice = load_checkpoint(o.checkpoint);
+  ICH_CHECK(m.slice.meta.context == 0, o.checkpoint, " reads ", m.slice.meta.context,
             " neighbouring slice(s) a side (ich-train --context); ich-predict feeds slices one at a time: window the "
             "files with ich-window and use ich-eval or ich-embed, which read neighbours");
-  c.model->to(dev);
+  m.slice.model->to(m.dev);
+  m.slice.model->eval();
+  m.slice_identity = checkpoint_identity(o.checkpoint);
+  for (const std::string& path : o.sequence) {
+    m.seqs.push_back(load_seq_checkpoint(path));
+    m.seqs.back().model->to(m.dev);
+    ICH_CHECK(m.seqs.back().meta.flip == m.seqs.front().meta.flip, "--sequence ", path,
+              ": trained on embeddings made otherwise (mirror averaging) than ", o.sequence.front());
+    m.seq_identity.push_back(checkpoint_identity(path));
+  }
+  return m;
+}
+
+PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
+  PredictModels m = load_predict_models(o);
+  return predict_dicoms(o, m, progress);
+}
+
+PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
+                             const std::function<void(int64_t, int64_t)>& progress) {
+  ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");
+  ICH_CHECK(models.seqs.size() == o.sequence.size(), "predict_dicoms: ", models.seqs.size(),
+            " sequence models loaded for ", o.sequence.size(), " --sequence checkpoints");
+  const Device dev = models.dev;
+  LoadedCheckpoint& c = models.slice;
+  const std::vector<LoadedSeqCheckpoint>& seqs = models.seqs;
   c.model->eval();
   SliceWindowing how;
   how.windows = parse_windows(c.meta.windows);
@@ -150,21 +175,14 @@ PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(i
   const std::vector<std::string> files = list_files(o.input);
   const int64_t S = c.meta.size, C = int64_t(how.windows.empty() ? 1 : how.windows.size());
   JournalRecord settings{"ich-predict 1", "checkpoint=" + fs::weakly_canonical(o.checkpoint).string(),
-                         "checkpoint_bytes=" + checkpoint_identity(o.checkpoint),
+                         "checkpoint_bytes=" + models.slice_identity,
                          "input=" + fs::weakly_canonical(o.input).string(),
                          std::string("any_modality=") + (o.any_modality ? "1" : "0"),
                          "chunk=" + std::to_string(o.chunk)};
-  // Sequence mode: the models, checked now (before any work), and what a
-  // resumed run must share with this one.
+  // Sequence mode: what a resumed run must share with this one.
   const bool seq_mode = !o.sequence.empty();
-  std::vector<LoadedSeqCheckpoint> seqs;
-  for (const std::string& path : o.sequence) {
-    seqs.push_back(load_seq_checkpoint(path));
-    seqs.back().model->to(dev);
-    ICH_CHECK(seqs.back().meta.flip == seqs.front().meta.flip, "--sequence ", path,
-              ": trained on embeddings made otherwise (mirror averaging) than ", o.sequence.front());
-    settings.push_back("sequence=" + fs::weakly_canonical(path).string() + " " + checkpoint_identity(path));
-  }
+  for (size_t k = 0; k < o.sequence.size(); ++k)
+    settings.push_back("sequence=" + fs::weakly_canonical(o.sequence[k]).string() + " " + models.seq_identity[k]);
   const bool flip = seq_mode && seqs.front().meta.flip;
   const std::string feature_dir = o.out + ".features";
   if (seq_mode) fs::create_directories(feature_dir);

@@ -25,6 +25,9 @@
 #include <utility>
 #include <vector>
 
+#include "seq/seq_model.h"
+#include "train/checkpoint.h"
+
 namespace ich {
 
 struct PredictOptions {
@@ -45,6 +48,21 @@ struct PredictReport {
 // A checkpoint's identity: its size and CRC-32 (journals; ich-serve's SR).
 std::string checkpoint_identity(const std::string& path);
 
+// The models of a run, loaded once (ich-serve keeps them between studies):
+// the slice model on its device in eval mode, the sequence models, and the
+// checkpoints' identities for the journal.
+struct PredictModels {
+  Device dev = Device::cpu();
+  LoadedCheckpoint slice;
+  std::vector<LoadedSeqCheckpoint> seqs;
+  std::string slice_identity;
+  std::vector<std::string> seq_identity;
+};
+PredictModels load_predict_models(const PredictOptions& o);  // o.checkpoint, o.sequence, o.device
+
 PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
+// The same with models already loaded from o.checkpoint and o.sequence.
+PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
+                             const std::function<void(int64_t, int64_t)>& progress = nullptr);
 
 }  // namespace ich

@@ -68,14 +68,15 @@ const char* kShort[6] = {"EDH", "IPH", "IVH", "SAH", "SDH", "any"};
 }  // namespace
 
 StudyAnalyser::StudyAnalyser(AnalyseOptions o) : o_(std::move(o)) {
-  cam_ = load_checkpoint(o_.checkpoint);
-  ICH_CHECK(cam_.meta.context == 0, o_.checkpoint, " reads neighbouring slices (ich-train --context); ich-serve, as ich-predict, feeds slices one at a time");
-  cam_.model->to(pick_device(o_.device));
-  cam_.model->eval();
-  name_ = "ich " + cam_.meta.arch + " slice model" + (o_.sequence.empty() ? "" : " + series model");
-  version_ = fs::path(o_.checkpoint).filename().string() + " (" + checkpoint_identity(o_.checkpoint) + ")";
-  for (const std::string& s : o_.sequence)
-    version_ += "; " + fs::path(s).filename().string() + " (" + checkpoint_identity(s) + ")";
+  PredictOptions po;
+  po.checkpoint = o_.checkpoint;
+  po.sequence = o_.sequence;
+  po.device = o_.device;
+  models_ = load_predict_models(po);  // refuses a --context checkpoint, as ich-predict does
+  name_ = "ich " + models_.slice.meta.arch + " slice model" + (o_.sequence.empty() ? "" : " + series model");
+  version_ = fs::path(o_.checkpoint).filename().string() + " (" + models_.slice_identity + ")";
+  for (size_t k = 0; k < o_.sequence.size(); ++k)
+    version_ += "; " + fs::path(o_.sequence[k]).filename().string() + " (" + models_.seq_identity[k] + ")";
 }
 
 Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
@@ -93,7 +94,7 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   po.sequence = o_.sequence;
   po.studies = round_dir + "/studies.csv";
   po.resume = fs::exists(po.out + ".journal");
-  const PredictReport rep = predict_dicoms(po);
+  const PredictReport rep = predict_dicoms(po, models_);
   a.predict_s = seconds_since(t0);
   a.files = rep.files;
   a.slices = rep.slices;
@@ -152,8 +153,8 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
     if (slice_of.count(id)) ranked.emplace_back(-std::stod(p[5]), id);
   std::sort(ranked.begin(), ranked.end());
   SliceWindowing how;
-  how.windows = parse_windows(cam_.meta.windows);
-  const int64_t S = cam_.meta.size, C = int64_t(how.windows.empty() ? 1 : how.windows.size());
+  how.windows = parse_windows(models_.slice.meta.windows);
+  const int64_t S = models_.slice.meta.size, C = int64_t(how.windows.empty() ? 1 : how.windows.size());
   for (size_t r = 0; r < ranked.size() && int(r) < o_.key_images; ++r) {
     const auto& [in, frame] = slice_of.at(ranked[r].second);
     KeyImage key;
@@ -173,11 +174,7 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
       found = true;
     });
     ICH_CHECK(found, in.path, ": frame ", frame, " not found again for its key image");
-    std::vector<uint8_t> rgb;
-    {
-      std::lock_guard<std::mutex> lock(cam_mu_);
-      rgb = cam_overlay(x, grad_cam(*cam_.model, x.to(pick_device(o_.device)), 5).heat);
-    }
+    const std::vector<uint8_t> rgb = cam_overlay(x, grad_cam(*models_.slice.model, x.to(models_.dev), 5).heat);
     const int k = std::max(1, int((256 + S - 1) / S));
     key.w = key.h = int(S) * k;
     key.rgb = enlarged(rgb, int(S), int(S), k);

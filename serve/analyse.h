@@ -6,13 +6,12 @@
 // Secondary Capture images (serve/results.h).
 #pragma once
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "serve/results.h"
 #include "serve/study_state.h"
-#include "train/checkpoint.h"
+#include "predict/predict.h"
 
 namespace ich {
 
@@ -33,16 +32,17 @@ struct Analysis {
   double predict_s = 0, key_images_s = 0, write_s = 0;
 };
 
+// One per worker: it holds its own copy of the models, loaded once, so that
+// workers never share a model (Grad-CAM runs backward through it).
 class StudyAnalyser {
  public:
-  explicit StudyAnalyser(AnalyseOptions o);  // loads the slice model once (Grad-CAM); throws on a bad checkpoint
+  explicit StudyAnalyser(AnalyseOptions o);  // loads the models; throws on a bad checkpoint
   // dir: the study's folder (instances/ in it); writes dir/round<N>/.
   Analysis analyse(const StudyState& s, const std::string& dir);
 
  private:
   AnalyseOptions o_;
-  LoadedCheckpoint cam_;
-  std::mutex cam_mu_;  // Grad-CAM runs backward through the one model
+  PredictModels models_;
   std::string name_, version_;
 };
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "data/csv.h"
@@ -168,7 +169,10 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
   ao.key_images = o.key_images;
   ao.aet = o.aet;
   ao.observer_uid = node_uid(o.work);
-  StudyAnalyser analyser(ao);  // a bad checkpoint fails here, before anything listens
+  // One analyser (its own models) per worker, all loaded before anything
+  // listens: a bad checkpoint fails here.
+  std::vector<std::unique_ptr<StudyAnalyser>> analysers;
+  for (int i = 0; i < o.workers; ++i) analysers.push_back(std::make_unique<StudyAnalyser>(ao));
   BookOptions bo;
   bo.work = o.work;
   bo.stable_ms = int64_t(o.stable_seconds * 1000);
@@ -199,7 +203,7 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
       receiver_failed = true;
     }
   });
-  auto worker = [&] {
+  auto worker = [&](StudyAnalyser& analyser) {
     while (!halt.load()) {
       const std::optional<StudyState> s = book.claim(StudyPhase::stable, now_ms());
       if (!s) {
@@ -222,7 +226,7 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
     }
   };
   std::vector<std::thread> threads;
-  for (int i = 0; i < o.workers; ++i) threads.emplace_back(worker);
+  for (int i = 0; i < o.workers; ++i) threads.emplace_back(worker, std::ref(*analysers[size_t(i)]));
   threads.emplace_back(sender);
   while (!stop.load() && !receiver_failed.load()) {
     guarded("checking for complete studies", [&] { book.mark_stable(now_ms()); });

@@ -111,20 +111,19 @@ std::vector<size_t> shard_order(const std::vector<size_t>& order, const Shard& s
   return mine;
 }
 
-BatchLoader::BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last,
-                         uint64_t seed, int64_t epoch, int64_t first_batch, int workers, int prefetch, bool bytes,
-                         Shard shard)
-    : ds_(ds), o_(o), batch_(batch), seed_(seed), epoch_(epoch), prefetch_(size_t(std::max(1, prefetch))),
-      bytes_(bytes) {
+BatchLoader::BatchLoader(const SliceDataset& ds, AugmentOptions o, const LoaderOptions& lo)
+    : ds_(ds), o_(o), batch_(lo.batch), seed_(lo.seed), epoch_(lo.epoch), prefetch_(size_t(std::max(1, lo.prefetch))),
+      bytes_(lo.bytes) {
+  const int64_t batch = lo.batch;
   ICH_CHECK(batch >= 1, "batch size must be >= 1");
-  order_ = shard_order(epoch_order(ds.size(), seed, epoch, shuffle), shard);
+  order_ = shard_order(epoch_order(ds.size(), lo.seed, lo.epoch, lo.shuffle), lo.shard);
   const int64_t n = int64_t(order_.size());
-  n_batches_ = drop_last ? n / batch : (n + batch - 1) / batch;
-  ICH_CHECK(n_batches_ >= 1 || (!drop_last && n == 0), "dataset of ", ds.size(), " images",
-            shard.parts > 1 ? " (" + std::to_string(n) + " in each of " + std::to_string(shard.parts) + " shards)" : "",
+  n_batches_ = lo.drop_last ? n / batch : (n + batch - 1) / batch;
+  ICH_CHECK(n_batches_ >= 1 || (!lo.drop_last && n == 0), "dataset of ", ds.size(), " images",
+            lo.shard.parts > 1 ? " (" + std::to_string(n) + " in each of " + std::to_string(lo.shard.parts) + " shards)" : "",
             " has no full batch of ", batch);
-  next_to_make_ = next_to_give_ = std::min(first_batch, n_batches_);
-  for (int i = 0; i < std::max(1, workers); ++i) workers_.emplace_back([this] { work(); });
+  next_to_make_ = next_to_give_ = std::min(lo.first_batch, n_batches_);
+  for (int i = 0; i < std::max(1, lo.workers); ++i) workers_.emplace_back([this] { work(); });
 }
 
 BatchLoader::~BatchLoader() {

@@ -71,14 +71,22 @@ struct Shard {
 };
 std::vector<size_t> shard_order(const std::vector<size_t>& order, const Shard& s);
 
+// How a BatchLoader walks the dataset; named fields, so a call says what it asks.
+struct LoaderOptions {
+  int64_t batch = 8;
+  bool shuffle = false;    // a permutation per epoch (seed, epoch)
+  bool drop_last = false;  // keeps batch shapes fixed
+  uint64_t seed = 0;
+  int64_t epoch = 0;
+  int64_t first_batch = 0;  // resume inside an epoch
+  int workers = 2, prefetch = 4;
+  bool bytes = false;  // x as uint8, not normalised (for a GPU: to_device_input() in engine/ops.h moves and normalises it there)
+  Shard shard;         // this rank's part of the epoch's order (data-parallel training)
+};
+
 class BatchLoader {
  public:
-  // shuffle: a permutation per epoch; drop_last keeps batch shapes fixed.
-  // bytes: x as uint8, not normalised (for a GPU: to_device_input() in
-  // engine/ops.h moves and normalises it there).
-  BatchLoader(const SliceDataset& ds, AugmentOptions o, int64_t batch, bool shuffle, bool drop_last, uint64_t seed,
-              int64_t epoch, int64_t first_batch = 0, int workers = 2, int prefetch = 4, bool bytes = false,
-              Shard shard = {});
+  BatchLoader(const SliceDataset& ds, AugmentOptions o, const LoaderOptions& lo);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;

@@ -23,7 +23,9 @@ Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_
   AugmentOptions ao;
   ao.size = int(size);
   ao.augment = false;
-  BatchLoader loader(ds, ao, batch, /*shuffle=*/false, /*drop_last=*/false, 0, 0, 0, 2, 4, /*bytes=*/false);
+  LoaderOptions lo;
+  lo.batch = batch;
+  BatchLoader loader(ds, ao, lo);
   Tensor out;
   Batch b;
   int64_t done = 0;

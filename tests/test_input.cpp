@@ -99,8 +99,14 @@ TEST(InputPipeline, BytesLoaderGivesTheFloatLoadersBatches) {
   SliceDataset ds(rows, dir);
   AugmentOptions o;
   o.size = 20;
-  BatchLoader floats(ds, o, 4, true, true, 7, 1, 0, 2, 4, /*bytes=*/false);
-  BatchLoader bytes(ds, o, 4, true, true, 7, 1, 0, 2, 4, /*bytes=*/true);
+  LoaderOptions lo;
+  lo.batch = 4;
+  lo.shuffle = lo.drop_last = true;
+  lo.seed = 7;
+  lo.epoch = 1;
+  BatchLoader floats(ds, o, lo);
+  lo.bytes = true;
+  BatchLoader bytes(ds, o, lo);
   Batch a, b;
   int batches = 0;
   while (floats.next(a)) {

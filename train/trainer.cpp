@@ -68,8 +68,11 @@ std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceData
   ao.size = int(size);
   ao.augment = false;
   // On a GPU, batches travel as bytes and are normalised there.
-  BatchLoader loader(ds, ao, batch, /*shuffle=*/false, /*drop_last=*/false, 0, 0, 0, 2, 4,
-                     /*bytes=*/device.is_cuda(), shard);
+  LoaderOptions lo;
+  lo.batch = batch;
+  lo.bytes = device.is_cuda();
+  lo.shard = shard;
+  BatchLoader loader(ds, ao, lo);
   std::vector<std::array<double, 6>> out(ds.size());
   Batch b;
   int64_t done = 0;
@@ -254,11 +257,18 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     opt.options().lr = epoch_lr(meta.lr, o.lr_schedule, epoch, o.epochs);
     // One loader per micro-batch of a step: shard rank x accumulate + k of the epoch's order.
     std::vector<std::unique_ptr<BatchLoader>> loaders;
-    for (int k = 0; k < dp.accumulate(); ++k)
-      loaders.push_back(std::make_unique<BatchLoader>(train_ds, ao, meta.batch, /*shuffle=*/true, /*drop_last=*/true,
-                                                      meta.seed, epoch, meta.next_batch,
-                                                      std::max(1, o.workers / dp.accumulate()), 4,
-                                                      /*bytes=*/dev.is_cuda(), dp.train_shard(k)));
+    for (int k = 0; k < dp.accumulate(); ++k) {
+      LoaderOptions lo;
+      lo.batch = meta.batch;
+      lo.shuffle = lo.drop_last = true;
+      lo.seed = meta.seed;
+      lo.epoch = epoch;
+      lo.first_batch = meta.next_batch;
+      lo.workers = std::max(1, o.workers / dp.accumulate());
+      lo.bytes = dev.is_cuda();
+      lo.shard = dp.train_shard(k);
+      loaders.push_back(std::make_unique<BatchLoader>(train_ds, ao, lo));
+    }
     const int64_t batches = loaders[0]->batches();
     const int64_t n = o.max_steps_per_epoch > 0 ? std::min(batches, o.max_steps_per_epoch) : batches;
     double loss_sum = 0;

@@ -107,9 +107,270 @@ void prepare_run_folder(const std::string& out) {
 
 }  // namespace
 
+namespace {
+
+// --- set-up --------------------------------------------------------------
+
+// The model and its metadata: from --resume (every setting that decides the
+// run's numbers checked against this run's), or new (ImageNet/WSL backbone
+// when --weights, a new 6-output head, conv1 widened for --context).
+std::shared_ptr<ResNeXt> start_or_resume(const TrainOptions& o, const DataParallel& dp, const SliceDataset& train_ds,
+                                         CheckpointMeta& meta, const std::function<void(const std::string&)>& say) {
+  if (!o.resume.empty()) {
+    LoadedCheckpoint c = load_checkpoint(o.resume);
+    meta = c.meta;
+    ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed &&
+                  parse_precision(meta.precision) == parse_precision(o.precision) && meta.lr_schedule == o.lr_schedule &&
+                  meta.context == o.context,
+              "--resume ", o.resume, ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch,
+              ", seed ", meta.seed, ", precision ", meta.precision, ", lr schedule ", meta.lr_schedule, ", context ",
+              meta.context, "; pass the same values to continue it exactly");
+    ICH_CHECK(meta.world == dp.world() && meta.accumulate == dp.accumulate(), "--resume ", o.resume,
+              ": the checkpoint was trained on ", meta.world, " rank(s) x ", meta.accumulate,
+              " micro-batch(es) a step, this run has ", dp.world(), " x ", dp.accumulate(),
+              "; each step's images depend on both: continue it with the same (ich-launch --nproc, --accumulate)");
+    ICH_CHECK(meta.sync_bn == int64_t(o.sync_bn), "--resume ", o.resume, ": the checkpoint was trained ",
+              meta.sync_bn ? "with" : "without", " --sync-bn; pass the same to continue it exactly");
+    say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
+        std::to_string(meta.next_batch));
+    return c.model;
+  }
+  Generator gen(o.seed);
+  auto model = std::make_shared<ResNeXt>(resnext_preset(o.arch, 1000), gen);
+  if (!o.weights.empty()) load_backbone(*model, o.weights);
+  model->replace_head(6, gen);  // a new Linear(features, 6), PyTorch's init
+  if (o.context > 0) {  // the centre slice's channels keep the (pretrained) weights: the model starts as it was
+    const int64_t c = model->config().in_channels;
+    model->widen_input(c * (2 * o.context + 1), c * o.context);
+  }
+  meta.context = o.context;
+  meta.world = dp.world();
+  meta.accumulate = dp.accumulate();
+  meta.sync_bn = o.sync_bn;
+  meta.arch = o.arch;
+  meta.size = o.size;
+  meta.batch = o.batch;
+  meta.seed = o.seed;
+  meta.lr = o.lr;
+  meta.precision = precision_name(parse_precision(o.precision));
+  meta.lr_schedule = o.lr_schedule;
+  meta.windows = windows_of_images(o.images);
+  if (o.pos_weight == "auto") {
+    // Rare labels weigh more: negatives/positives per label (the seed's own suggestion), at most 100.
+    const auto f = train_ds.positive_fraction();
+    for (size_t k = 0; k < 6; ++k) meta.pos_weight[k] = float(f[k] > 0 ? std::min(100.0, (1 - f[k]) / f[k]) : 1.0);
+    meta.has_pos_weight = true;
+  }
+  return model;
+}
+
+// log.csv and TensorBoard, one row per epoch: rows of earlier epochs survive
+// a resume, and a new event file starts over by repeating them (report/tensorboard.h).
+class RunLog {
+ public:
+  RunLog(const TrainOptions& o, const CheckpointMeta& meta, bool writer)
+      : path_((fs::path(o.out) / "log.csv").string()), writer_(writer) {
+    header_ = {"epoch", "step", "train_loss", "valid_loss", "valid_auc_any", "valid_auc_mean",
+               "valid_weighted_log_loss", "seconds", "images_per_second", "lr"};
+    for (size_t k = 0; k < 5; ++k) header_.push_back(std::string("valid_auc_") + kSubtypes[k]);
+    header_.push_back("wall_time");  // seconds since 1970 at the end of the epoch
+    if (!o.resume.empty() && fs::exists(path_)) {
+      const CsvTable old = read_csv(path_);
+      for (const auto& r : old.rows) {
+        if (std::stoll(r[0]) > meta.epoch) continue;
+        std::vector<std::string> row;  // by column name: a log.csv from before a column has it empty
+        for (const std::string& c : header_) row.push_back(old.has_column(c) ? r[old.column(c)] : "");
+        rows_.push_back(row);
+      }
+    }
+    if (!writer_) return;
+    tensorboard_ = std::make_unique<EventFileWriter>((fs::path(o.out) / "tensorboard").string());
+    tensorboard_->session_start(0, unix_seconds());
+    for (const auto& r : rows_) write_log_row(*tensorboard_, header_, r);
+    tensorboard_->flush();
+  }
+  void add(std::vector<std::string> row) {
+    rows_.push_back(std::move(row));
+    if (!writer_) return;
+    CsvWriter w(path_, header_);
+    for (const auto& r : rows_) w.row(r);
+    w.commit();
+    write_log_row(*tensorboard_, header_, rows_.back());
+    tensorboard_->flush();
+  }
+
+ private:
+  std::string path_;
+  bool writer_;
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+  std::unique_ptr<EventFileWriter> tensorboard_;
+};
+
+// What the loop's parts share once set up.
+struct Run {
+  const TrainOptions& o;
+  const std::function<void(const std::string&)>& say;
+  const std::function<void(const std::string&)>& log_line;
+  Device dev;
+  DataParallel& dp;
+  ResNeXt& model;
+  Adam& opt;
+  CheckpointMeta& meta;
+  Tensor pos_weight;
+  DType precision;
+  LossScaler* scaler;      // float16 only
+  GraphedStep* graphed;    // --cuda-graph
+  MemoryFormat input_format;
+  std::string last;        // last.ckpt
+  int64_t skipped = 0;     // float16 steps skipped so far
+};
+
+// --- one epoch of training -----------------------------------------------
+
+struct EpochTraining {
+  double loss_sum = 0;
+  int64_t loss_n = 0, images = 0;
+  double seconds = 0;
+  bool interrupted = false;  // Ctrl-C: last.ckpt written at the current batch
+};
+
+EpochTraining train_one_epoch(Run& r, const SliceDataset& train_ds, int64_t epoch,
+                              std::chrono::steady_clock::time_point t0) {
+  const TrainOptions& o = r.o;
+  CheckpointMeta& meta = r.meta;
+  AugmentOptions ao;
+  ao.size = int(meta.size);
+  ao.augment = o.augment;
+  // One loader per micro-batch of a step: shard rank x accumulate + k of the epoch's order.
+  std::vector<std::unique_ptr<BatchLoader>> loaders;
+  for (int k = 0; k < r.dp.accumulate(); ++k) {
+    LoaderOptions lo;
+    lo.batch = meta.batch;
+    lo.shuffle = lo.drop_last = true;
+    lo.seed = meta.seed;
+    lo.epoch = epoch;
+    lo.first_batch = meta.next_batch;
+    lo.workers = std::max(1, o.workers / r.dp.accumulate());
+    lo.bytes = r.dev.is_cuda();
+    lo.shard = r.dp.train_shard(k);
+    loaders.push_back(std::make_unique<BatchLoader>(train_ds, ao, lo));
+  }
+  const int64_t batches = loaders[0]->batches();
+  const int64_t n = o.max_steps_per_epoch > 0 ? std::min(batches, o.max_steps_per_epoch) : batches;
+  EpochTraining e;
+  Batch b;
+  std::vector<MicroBatch> micro;
+  const bool plain = !r.graphed && r.dp.world() == 1 && r.dp.accumulate() == 1;
+  while (meta.next_batch < n) {
+    micro.clear();
+    int64_t samples = 0;
+    for (auto& l : loaders) {
+      ICH_CHECK(l->next(b), "the data loader ended before batch ", meta.next_batch, " of ", n);
+      samples += int64_t(b.samples.size());
+      if (!r.graphed) micro.push_back({to_device_input(b.x, r.dev).contiguous(r.input_format), b.y.to(r.dev)});
+    }
+    const StepResult s =
+        r.graphed ? r.graphed->run(b.x, b.y)
+        : plain   ? train_step(r.model, r.opt, micro[0].x, micro[0].y, r.pos_weight, r.precision, r.scaler)
+                  : parallel_step(r.model, r.opt, micro, r.pos_weight, r.precision, r.scaler, r.dp, meta.step + 1,
+                                  g_interrupted);
+    const double l = s.loss;
+    if (!s.finite)
+      throw Error("loss is " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at epoch " +
+                  std::to_string(epoch + 1) + ", batch " + std::to_string(meta.next_batch) + " (step " +
+                  std::to_string(meta.step + 1) + "): stopped without applying it; " + r.last +
+                  " holds the last good state. Try a lower --lr.");
+    if (r.scaler) {  // the scaler's state goes into the checkpoints
+      meta.loss_scale = r.scaler->scale();
+      meta.loss_scale_tracker = r.scaler->growth_tracker();
+      r.skipped += !s.applied;
+    }
+    ++meta.step;
+    if (o.on_step) o.on_step(meta.step, l, s.applied);
+    ++meta.next_batch;
+    e.loss_sum += l;
+    ++e.loss_n;
+    e.images += samples * r.dp.world();
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r.log_line && (meta.next_batch % 10 == 0 || meta.next_batch == n)) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f images/s  ETA %.0f s",
+                    (long long)epoch + 1, (long long)o.epochs, (long long)meta.next_batch, (long long)n,
+                    e.loss_sum / double(e.loss_n), double(e.images) / el,
+                    double(n - meta.next_batch) * el / double(std::max<int64_t>(1, e.loss_n)));
+      r.say(buf);
+    }
+    if (plain || r.graphed ? bool(g_interrupted) : s.interrupted) {  // several ranks: all stop after the same step
+      meta.epoch = epoch;
+      r.dp.broadcast_buffers(r.model, "rank 0's batch-norm statistics before the checkpoint");
+      if (r.dp.writer()) save_checkpoint(r.last, r.model, &r.opt, meta);
+      r.say("interrupted: wrote " + r.last + " (resume with --resume " + r.last + ")");
+      e.interrupted = true;
+      return e;
+    }
+  }
+  e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (r.scaler) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "fp16: %lld steps skipped so far (gradients overflowed), loss scale now %g",
+                  (long long)r.skipped, r.scaler->scale());
+    r.say(buf);
+  }
+  return e;
+}
+
+// --- validation ----------------------------------------------------------
+
+// Unweighted mean BCE (the seed's validation loss), AUC per label and their
+// mean, the competition metric; each rank predicts its shard, rank 0's
+// batch-norm statistics on all.
+struct Validation {
+  EvalReport rep;
+  double auc_mean = NAN;
+};
+
+Validation validate(Run& r, const SliceDataset& valid_ds) {
+  r.dp.broadcast_buffers(r.model, "rank 0's batch-norm statistics before validation");
+  std::vector<bool> mine(valid_ds.size(), false);  // this rank's part of the validation set
+  for (const size_t i : shard_order(epoch_order(valid_ds.size(), 0, 0, false), r.dp.valid_shard())) mine[i] = true;
+  const std::vector<std::array<double, 6>> p = r.dp.gather_rows(
+      predict_probs(r.model, valid_ds, r.meta.size, r.meta.batch, r.dev, nullptr, r.dp.valid_shard()), mine);
+  std::vector<std::array<int, 6>> y(valid_ds.size());
+  for (size_t i = 0; i < valid_ds.size(); ++i) y[i] = valid_ds.row(i).y;
+  Validation v;
+  v.rep = evaluate(p, y);
+  double sum = 0;
+  int n = 0;
+  for (size_t k = 1; k < 7; ++k)
+    if (!std::isnan(v.rep.per_label[k].auc)) sum += v.rep.per_label[k].auc, ++n;
+  if (n) v.auc_mean = sum / n;
+  return v;
+}
+
+// --- checkpoints ---------------------------------------------------------
+
+// epochN.ckpt and last.ckpt, and best.ckpt when the validation loss is the
+// lowest so far; only the writing rank writes. Returns whether it was best.
+bool save_epoch(Run& r, int64_t epoch, double valid_loss) {
+  r.meta.epoch = epoch + 1;
+  r.meta.next_batch = 0;
+  const bool best = valid_loss < r.meta.best_valid_loss;
+  if (best) r.meta.best_valid_loss = valid_loss;
+  if (r.dp.writer()) {
+    save_checkpoint((fs::path(r.o.out) / ("epoch" + std::to_string(epoch + 1) + ".ckpt")).string(), r.model, &r.opt,
+                    r.meta);
+    save_checkpoint(r.last, r.model, &r.opt, r.meta);
+    if (best) save_checkpoint((fs::path(r.o.out) / "best.ckpt").string(), r.model, &r.opt, r.meta);
+  }
+  return best;
+}
+
+}  // namespace
+
 int train(const TrainOptions& o, const std::function<void(const std::string&)>& log_line) {
   bool quiet = false;  // ranks other than 0 say nothing (their errors still reach the launcher)
-  auto say = [&](const std::string& s) {
+  const std::function<void(const std::string&)> say = [&](const std::string& s) {
     if (log_line && !quiet) log_line(s);
   };
   ICH_CHECK(o.epochs >= 1 && o.batch >= 1 && o.size >= 32 && o.lr > 0, "ich-train: epochs, batch, size >= 32 and lr must be positive");
@@ -130,53 +391,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   for (SliceDataset* ds : {&train_ds, &valid_ds}) ds->set_context(o.context);
 
   CheckpointMeta meta;
-  std::shared_ptr<ResNeXt> model;
-  if (!o.resume.empty()) {
-    LoadedCheckpoint c = load_checkpoint(o.resume);
-    model = c.model;
-    meta = c.meta;
-    ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed &&
-                  parse_precision(meta.precision) == parse_precision(o.precision) && meta.lr_schedule == o.lr_schedule &&
-                  meta.context == o.context,
-              "--resume ", o.resume, ": the checkpoint was trained with size ", meta.size, ", batch ", meta.batch,
-              ", seed ", meta.seed, ", precision ", meta.precision, ", lr schedule ", meta.lr_schedule, ", context ",
-              meta.context, "; pass the same values to continue it exactly");
-    ICH_CHECK(meta.world == dp.world() && meta.accumulate == dp.accumulate(), "--resume ", o.resume,
-              ": the checkpoint was trained on ", meta.world, " rank(s) x ", meta.accumulate,
-              " micro-batch(es) a step, this run has ", dp.world(), " x ", dp.accumulate(),
-              "; each step's images depend on both: continue it with the same (ich-launch --nproc, --accumulate)");
-    ICH_CHECK(meta.sync_bn == int64_t(o.sync_bn), "--resume ", o.resume, ": the checkpoint was trained ",
-              meta.sync_bn ? "with" : "without", " --sync-bn; pass the same to continue it exactly");
-    say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
-        std::to_string(meta.next_batch));
-  } else {
-    Generator gen(o.seed);
-    model = std::make_shared<ResNeXt>(resnext_preset(o.arch, 1000), gen);
-    if (!o.weights.empty()) load_backbone(*model, o.weights);
-    model->replace_head(6, gen);  // a new Linear(features, 6), PyTorch's init
-    if (o.context > 0) {  // the centre slice's channels keep the (pretrained) weights: the model starts as it was
-      const int64_t c = model->config().in_channels;
-      model->widen_input(c * (2 * o.context + 1), c * o.context);
-    }
-    meta.context = o.context;
-    meta.world = dp.world();
-    meta.accumulate = dp.accumulate();
-    meta.sync_bn = o.sync_bn;
-    meta.arch = o.arch;
-    meta.size = o.size;
-    meta.batch = o.batch;
-    meta.seed = o.seed;
-    meta.lr = o.lr;
-    meta.precision = precision_name(parse_precision(o.precision));
-    meta.lr_schedule = o.lr_schedule;
-    meta.windows = windows_of_images(o.images);
-    if (o.pos_weight == "auto") {
-      // Rare labels weigh more: negatives/positives per label (the seed's own suggestion), at most 100.
-      const auto f = train_ds.positive_fraction();
-      for (size_t k = 0; k < 6; ++k) meta.pos_weight[k] = float(f[k] > 0 ? std::min(100.0, (1 - f[k]) / f[k]) : 1.0);
-      meta.has_pos_weight = true;
-    }
-  }
+  const std::shared_ptr<ResNeXt> model = start_or_resume(o, dp, train_ds, meta, say);
   const DType precision = parse_precision(meta.precision);
   if (precision != DType::Float32 && dev.is_cpu())
     say(std::string("--precision ") + meta.precision +
@@ -185,7 +400,6 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
   const bool scaled = precision == DType::Float16;
   LossScaler scaler;
   if (scaled) scaler.restore(meta.loss_scale, meta.loss_scale_tracker);
-  int64_t skipped = 0;
   // Channels-last: converted once at the input; the ops keep it (engine/ops/op_util.h).
   const MemoryFormat input_format = o.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
   if (o.channels_last && dev.is_cpu())
@@ -214,32 +428,7 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     graphed = std::make_unique<GraphedStep>(*model, opt, pos_weight, precision, input_format, 3,
                                             scaled ? &scaler : nullptr);
   }
-
-  // log.csv: rows of earlier epochs survive a resume.
-  const std::string log_path = (fs::path(o.out) / "log.csv").string();
-  std::vector<std::string> log_header{"epoch", "step", "train_loss", "valid_loss", "valid_auc_any",
-                                      "valid_auc_mean", "valid_weighted_log_loss", "seconds", "images_per_second", "lr"};
-  for (size_t k = 0; k < 5; ++k) log_header.push_back(std::string("valid_auc_") + kSubtypes[k]);
-  log_header.push_back("wall_time");  // seconds since 1970 at the end of the epoch
-  std::vector<std::vector<std::string>> log_rows;
-  if (!o.resume.empty() && fs::exists(log_path)) {
-    const CsvTable old = read_csv(log_path);
-    for (const auto& r : old.rows) {
-      if (std::stoll(r[0]) > meta.epoch) continue;
-      std::vector<std::string> row;  // by column name: a log.csv from before a column has it empty
-      for (const std::string& c : log_header) row.push_back(old.has_column(c) ? r[old.column(c)] : "");
-      log_rows.push_back(row);
-    }
-  }
-  // TensorBoard (report/tensorboard.h): a new event file that starts over
-  // and repeats the rows kept, then one row per epoch, as log.csv.
-  std::unique_ptr<EventFileWriter> tensorboard;
-  if (dp.writer()) {
-    tensorboard = std::make_unique<EventFileWriter>((fs::path(o.out) / "tensorboard").string());
-    tensorboard->session_start(0, unix_seconds());
-    for (const auto& r : log_rows) write_log_row(*tensorboard, log_header, r);
-    tensorboard->flush();
-  }
+  RunLog log(o, meta, dp.writer());
 
   g_interrupted = false;
   auto previous = std::signal(SIGINT, on_sigint);
@@ -248,129 +437,29 @@ int train(const TrainOptions& o, const std::function<void(const std::string&)>& 
     ~Restore() { std::signal(SIGINT, h); }
   } restore{previous};
 
-  const std::string last = (fs::path(o.out) / "last.ckpt").string();
-  AugmentOptions ao;
-  ao.size = int(meta.size);
-  ao.augment = o.augment;
+  Run r{o, say, log_line, dev, dp, *model, opt, meta, pos_weight, precision, scaled ? &scaler : nullptr,
+        graphed.get(), input_format, (fs::path(o.out) / "last.ckpt").string()};
   for (int64_t epoch = meta.epoch; epoch < o.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     opt.options().lr = epoch_lr(meta.lr, o.lr_schedule, epoch, o.epochs);
-    // One loader per micro-batch of a step: shard rank x accumulate + k of the epoch's order.
-    std::vector<std::unique_ptr<BatchLoader>> loaders;
-    for (int k = 0; k < dp.accumulate(); ++k) {
-      LoaderOptions lo;
-      lo.batch = meta.batch;
-      lo.shuffle = lo.drop_last = true;
-      lo.seed = meta.seed;
-      lo.epoch = epoch;
-      lo.first_batch = meta.next_batch;
-      lo.workers = std::max(1, o.workers / dp.accumulate());
-      lo.bytes = dev.is_cuda();
-      lo.shard = dp.train_shard(k);
-      loaders.push_back(std::make_unique<BatchLoader>(train_ds, ao, lo));
-    }
-    const int64_t batches = loaders[0]->batches();
-    const int64_t n = o.max_steps_per_epoch > 0 ? std::min(batches, o.max_steps_per_epoch) : batches;
-    double loss_sum = 0;
-    int64_t loss_n = 0, images = 0;
-    Batch b;
-    std::vector<MicroBatch> micro;
-    const bool plain = !graphed && dp.world() == 1 && dp.accumulate() == 1;
-    while (meta.next_batch < n) {
-      micro.clear();
-      int64_t samples = 0;
-      for (auto& l : loaders) {
-        ICH_CHECK(l->next(b), "the data loader ended before batch ", meta.next_batch, " of ", n);
-        samples += int64_t(b.samples.size());
-        if (!graphed) micro.push_back({to_device_input(b.x, dev).contiguous(input_format), b.y.to(dev)});
-      }
-      const StepResult r =
-          graphed ? graphed->run(b.x, b.y)
-          : plain ? train_step(*model, opt, micro[0].x, micro[0].y, pos_weight, precision, scaled ? &scaler : nullptr)
-                  : parallel_step(*model, opt, micro, pos_weight, precision, scaled ? &scaler : nullptr, dp,
-                                  meta.step + 1, g_interrupted);
-      const double l = r.loss;
-      if (!r.finite)
-        throw Error("loss is " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at epoch " +
-                    std::to_string(epoch + 1) + ", batch " + std::to_string(meta.next_batch) + " (step " +
-                    std::to_string(meta.step + 1) + "): stopped without applying it; " + last +
-                    " holds the last good state. Try a lower --lr.");
-      if (scaled) {  // the scaler's state goes into the checkpoints
-        meta.loss_scale = scaler.scale();
-        meta.loss_scale_tracker = scaler.growth_tracker();
-        skipped += !r.applied;
-      }
-      ++meta.step;
-      if (o.on_step) o.on_step(meta.step, l, r.applied);
-      ++meta.next_batch;
-      loss_sum += l;
-      ++loss_n;
-      images += samples * dp.world();
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (log_line && (meta.next_batch % 10 == 0 || meta.next_batch == n)) {
-        char buf[200];
-        std::snprintf(buf, sizeof buf, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.1f images/s  ETA %.0f s",
-                      (long long)epoch + 1, (long long)o.epochs, (long long)meta.next_batch, (long long)n,
-                      loss_sum / double(loss_n), double(images) / el,
-                      double(n - meta.next_batch) * el / double(std::max<int64_t>(1, loss_n)));
-        say(buf);
-      }
-      if (plain || graphed ? bool(g_interrupted) : r.interrupted) {  // several ranks: all stop after the same step
-        meta.epoch = epoch;
-        dp.broadcast_buffers(*model, "rank 0's batch-norm statistics before the checkpoint");
-        if (dp.writer()) save_checkpoint(last, *model, &opt, meta);
-        say("interrupted: wrote " + last + " (resume with --resume " + last + ")");
-        return 130;
-      }
-    }
-    const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (scaled) {
-      char buf[160];
-      std::snprintf(buf, sizeof buf, "fp16: %lld steps skipped so far (gradients overflowed), loss scale now %g",
-                    (long long)skipped, scaler.scale());
-      say(buf);
-    }
-    // Validation: unweighted mean BCE (the seed's validation loss), AUC, competition metric.
-    dp.broadcast_buffers(*model, "rank 0's batch-norm statistics before validation");
-    std::vector<bool> mine(valid_ds.size(), false);  // this rank's part of the validation set
-    for (const size_t i : shard_order(epoch_order(valid_ds.size(), 0, 0, false), dp.valid_shard())) mine[i] = true;
-    const std::vector<std::array<double, 6>> p =
-        dp.gather_rows(predict_probs(*model, valid_ds, meta.size, meta.batch, dev, nullptr, dp.valid_shard()), mine);
-    std::vector<std::array<int, 6>> y(valid_ds.size());
-    for (size_t i = 0; i < valid_ds.size(); ++i) y[i] = valid_ds.row(i).y;
-    const EvalReport rep = evaluate(p, y);
-    double auc_mean = 0;
-    int auc_n = 0;
-    for (size_t k = 1; k < 7; ++k)
-      if (!std::isnan(rep.per_label[k].auc)) auc_mean += rep.per_label[k].auc, ++auc_n;
-    auc_mean = auc_n ? auc_mean / auc_n : NAN;
-    meta.epoch = epoch + 1;
-    meta.next_batch = 0;
-    const bool best = rep.mean_bce < meta.best_valid_loss;
-    if (best) meta.best_valid_loss = rep.mean_bce;
-    if (dp.writer()) {
-      save_checkpoint((fs::path(o.out) / ("epoch" + std::to_string(epoch + 1) + ".ckpt")).string(), *model, &opt, meta);
-      save_checkpoint(last, *model, &opt, meta);
-      if (best) save_checkpoint((fs::path(o.out) / "best.ckpt").string(), *model, &opt, meta);
-    }
+    const EpochTraining e = train_one_epoch(r, train_ds, epoch, t0);
+    if (e.interrupted) return 130;
+    const Validation v = validate(r, valid_ds);
+    const bool best = save_epoch(r, epoch, v.rep.mean_bce);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log_rows.push_back({std::to_string(epoch + 1), std::to_string(meta.step), fmt(loss_sum / double(std::max<int64_t>(1, loss_n))),
-                        fmt(rep.mean_bce), fmt(rep.per_label[6].auc), fmt(auc_mean), fmt(rep.weighted_log_loss),
-                        fmt(secs), fmt(double(images) / train_seconds), fmt(opt.options().lr)});
-    for (size_t k = 1; k <= 5; ++k) log_rows.back().push_back(fmt(rep.per_label[k].auc));
-    log_rows.back().push_back(fmt_double(unix_seconds(), 15));
-    if (dp.writer()) {
-      CsvWriter w(log_path, log_header);
-      for (const auto& r : log_rows) w.row(r);
-      w.commit();
-      write_log_row(*tensorboard, log_header, log_rows.back());
-      tensorboard->flush();
-    }
+    const double train_loss = e.loss_sum / double(std::max<int64_t>(1, e.loss_n));
+    std::vector<std::string> row{std::to_string(epoch + 1), std::to_string(meta.step), fmt(train_loss),
+                                 fmt(v.rep.mean_bce), fmt(v.rep.per_label[6].auc), fmt(v.auc_mean),
+                                 fmt(v.rep.weighted_log_loss), fmt(secs), fmt(double(e.images) / e.seconds),
+                                 fmt(opt.options().lr)};
+    for (size_t k = 1; k <= 5; ++k) row.push_back(fmt(v.rep.per_label[k].auc));
+    row.push_back(fmt_double(unix_seconds(), 15));
+    log.add(std::move(row));
     char buf[240];
     std::snprintf(buf, sizeof buf,
                   "epoch %lld: train loss %.4f, valid loss %.4f, AUC any %.4f, mean AUC %.4f, weighted log loss %.4f%s",
-                  (long long)epoch + 1, loss_sum / double(std::max<int64_t>(1, loss_n)), rep.mean_bce,
-                  rep.per_label[6].auc, auc_mean, rep.weighted_log_loss, best ? " (best)" : "");
+                  (long long)epoch + 1, train_loss, v.rep.mean_bce, v.rep.per_label[6].auc, v.auc_mean,
+                  v.rep.weighted_log_loss, best ? " (best)" : "");
     say(buf);
   }
   return 0;

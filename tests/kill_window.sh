@@ -70,7 +70,11 @@ kill_after_progress() {  # PID JOURNAL: kill PID once JOURNAL has grown, or once
   kill -9 "$1" 2> /dev/null || true
   wait "$1" 2> /dev/null || true
 }
-"$bin/ich-window" "${wargs[@]}" --out killed --resume > /dev/null 2>&1 &
+# (with --resume only if a journal exists: every random kill may have landed
+# before the first one was written, and --resume without one is refused)
+resume=()
+[ -f killed/.ich-window.journal ] && resume=(--resume)
+"$bin/ich-window" "${wargs[@]}" --out killed "${resume[@]}" > /dev/null 2>&1 &
 kill_after_progress $! killed/.ich-window.journal
 check_partial "progress"
 set +e
@@ -122,7 +126,9 @@ kill_predict() {
     fi
   done
   [ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict ($name) finished (an uninterrupted run takes $predict_ms ms)"
-  "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > /dev/null 2>&1 &
+  local again=()
+  [ -f "${name}_killed/sub.csv.journal" ] && again=(--resume)
+  "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" "${again[@]}" > /dev/null 2>&1 &
   kill_after_progress $! "${name}_killed/sub.csv.journal"
   set +e
   "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > plast.txt 2>&1

@@ -203,31 +203,24 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
       receiver_failed = true;
     }
   });
-  auto worker = [&](StudyAnalyser& analyser) {
+  // A worker or the sender: claim the next study of a phase, handle it, let it go.
+  auto serve_phase = [&](StudyPhase phase, const std::string& what, const std::function<void(const StudyState&)>& f) {
     while (!halt.load()) {
-      const std::optional<StudyState> s = book.claim(StudyPhase::stable, now_ms());
+      const std::optional<StudyState> s = book.claim(phase, now_ms());
       if (!s) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }
-      guarded("processing " + s->study_uid, [&] { process_one(book, analyser, *s); });
-      guarded("releasing " + s->study_uid, [&] { book.release(s->study_uid); });
-    }
-  };
-  auto sender = [&] {
-    while (!halt.load()) {
-      const std::optional<StudyState> s = book.claim(StudyPhase::processed, now_ms());
-      if (!s) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        continue;
-      }
-      guarded("sending " + s->study_uid, [&] { send_one(book, o, *s); });
+      guarded(what + " " + s->study_uid, [&] { f(*s); });
       guarded("releasing " + s->study_uid, [&] { book.release(s->study_uid); });
     }
   };
   std::vector<std::thread> threads;
-  for (int i = 0; i < o.workers; ++i) threads.emplace_back(worker, std::ref(*analysers[size_t(i)]));
-  threads.emplace_back(sender);
+  for (int i = 0; i < o.workers; ++i)
+    threads.emplace_back(serve_phase, StudyPhase::stable, "processing",
+                         [&, a = analysers[size_t(i)].get()](const StudyState& s) { process_one(book, *a, s); });
+  threads.emplace_back(serve_phase, StudyPhase::processed, "sending",
+                       [&](const StudyState& s) { send_one(book, o, s); });
   while (!stop.load() && !receiver_failed.load()) {
     guarded("checking for complete studies", [&] { book.mark_stable(now_ms()); });
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -9,8 +9,9 @@
 #include "serve/server.h"
 
 namespace {
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_stop{false}, g_reload{false};
 void on_signal(int) { g_stop = true; }
+void on_hangup(int) { g_reload = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -21,17 +22,41 @@ int main(int argc, char** argv) {
       "go back into the study with C-STORE to the destination: a Comprehensive SR (finding, probabilities, key\n"
       "slices) and Secondary Capture key images (Grad-CAM), and one line per study in WORK/results.jsonl.\n"
       "Killed at any moment, a restart on the same --work goes on where each study was; results are sent once.\n"
+      "Only the senders on the allow-list are admitted (--allow AET@HOST, --allow-file; SIGHUP reads the file again);\n"
+      "the called AE title must be --aet. With --tls-cert/--tls-key it speaks DICOM TLS (BCP 195: TLS 1.2+). Every\n"
+      "association, refusal and study is an audit record (DICOM PS3.15) in --audit-log and, with --audit-syslog, on\n"
+      "syslog. --http serves /healthz, /readyz and /metrics (Prometheus). docs/serve.md has a hardening checklist.\n"
       "Stops on SIGINT/SIGTERM after the studies in hand. Exit codes: 0 stopped by a signal, 1 failed (bad\n"
-      "checkpoint, busy port, unusable --work), 2 bad flags."};
+      "checkpoint, busy port, unusable --work, unreadable allow file or certificate), 2 bad flags."};
   ich::ServeOptions o;
   app.add_option("--aet", o.aet, "this node's AE title")->capture_default_str();
   app.add_option("--port", o.port, "TCP port to listen on")->capture_default_str()->check(CLI::Range(1, 65535));
+  app.add_option("--bind", o.bind, "address to listen on (IPv4 or IPv6; 0.0.0.0 is every IPv4 interface)")->capture_default_str();
+  app.add_option("--allow", o.allow,
+                 "a sender that may associate, AET@HOST (HOST: an address, a CIDR block, a name or *); repeatable. "
+                 "Default: nobody (every association refused, each with a log line saying how to admit it)");
+  app.add_option("--allow-file", o.allow_file, "file of AET@HOST lines (# comments), read at start and on SIGHUP");
+  app.add_flag("--allow-any", o.allow_any, "admit any calling AE title from any host (a lab bench, never a hospital network)");
+  app.add_option("--acse-timeout", o.acse_timeout_s,
+                 "seconds a new connection has to finish TLS and send its association request")->capture_default_str();
+  app.add_option("--tls-cert", o.tls.cert, "this node's certificate (PEM): accept DICOM TLS (BCP 195, TLS 1.2+)");
+  app.add_option("--tls-key", o.tls.key, "the private key of --tls-cert (PEM, unencrypted)");
+  app.add_option("--tls-ca", o.tls.ca, "require senders' certificates, signed by this CA (PEM)");
+  app.add_flag("--tls-allow-plain", o.tls_allow_plain, "with --tls-cert, also accept plain (non-TLS) associations");
   app.add_option("--checkpoint", o.checkpoint, "slice model from ich-train")->required();
   app.add_option("--sequence", o.sequence, "series model(s) from ich-train-seq on this CNN's embeddings (averaged)");
   app.add_option("--work", o.work, "folder for received studies, their state and results (results.jsonl)")->required();
   app.add_option("--dest-aet", o.dest.aet, "AE title of the destination (the PACS)")->required();
   app.add_option("--dest-host", o.dest.host, "host of the destination")->required();
   app.add_option("--dest-port", o.dest.port, "port of the destination")->required()->check(CLI::Range(1, 65535));
+  app.add_option("--dest-tls-ca", o.dest_tls.ca, "send over DICOM TLS, verifying the destination against this CA (PEM)");
+  app.add_option("--dest-tls-cert", o.dest_tls.cert, "the certificate (PEM) ich presents to the destination");
+  app.add_option("--dest-tls-key", o.dest_tls.key, "the private key of --dest-tls-cert (PEM, unencrypted)");
+  app.add_option("--dest-echo-seconds", o.dest_echo_seconds, "how often the destination is sent a C-ECHO (for /readyz)")
+      ->capture_default_str();
+  app.add_option("--audit-log", o.audit_log, "audit records, one JSON line each (default WORK/audit.jsonl)");
+  app.add_option("--audit-syslog", o.audit_syslog, "also send audit records as RFC 5424 syslog over TCP to HOST:PORT");
+  app.add_option("--http", o.http, "serve /healthz, /readyz and /metrics on [ADDRESS:]PORT (loopback when no address)");
   app.add_option("--stable-seconds", o.stable_seconds, "a study is complete after this long without a new instance")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--threshold", o.threshold, "p(any) at or above which the SR says hemorrhage present")->capture_default_str();
@@ -53,7 +78,8 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGPIPE, SIG_IGN);
-    ich::run_server(o, g_stop);
+    std::signal(SIGHUP, on_hangup);
+    ich::run_server(o, g_stop, &g_reload);
     return 0;
   });
 }

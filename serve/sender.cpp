@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/scu.h>
+#include <dcmtk/dcmtls/tlslayer.h>
 
 #include <set>
 
@@ -13,11 +14,19 @@
 
 namespace ich {
 
+std::string where(const Destination& d) {
+  return d.aet + "@" + d.host + ":" + std::to_string(d.port) + (d.tls ? " over TLS" : "");
+}
+
 namespace {
 
-std::string where(const Destination& d) { return d.aet + "@" + d.host + ":" + std::to_string(d.port); }
+// DCMTK 3.6.7 keeps DcmSCU::useSecureConnection() protected.
+class Scu : public DcmSCU {
+ public:
+  using DcmSCU::useSecureConnection;
+};
 
-void connect(DcmSCU& scu, const Destination& d, const std::set<std::string>& classes) {
+void connect(Scu& scu, const Destination& d, const std::set<std::string>& classes) {
   scu.setAETitle(d.calling_aet.c_str());
   scu.setPeerAETitle(d.aet.c_str());
   scu.setPeerHostName(d.host.c_str());
@@ -32,6 +41,10 @@ void connect(DcmSCU& scu, const Destination& d, const std::set<std::string>& cla
   for (const std::string& c : classes) scu.addPresentationContext(c.c_str(), ts);
   OFCondition c = scu.initNetwork();
   ICH_CHECK(c.good(), where(d), ": cannot set up the network: ", c.text());
+  if (d.tls) {
+    c = scu.useSecureConnection(d.tls.get());
+    ICH_CHECK(c.good(), where(d), ": cannot use TLS: ", c.text());
+  }
   c = scu.negotiateAssociation();
   ICH_CHECK(c.good(), where(d), ": association failed: ", c.text());
 }
@@ -50,7 +63,7 @@ void send_files(const Destination& d, const std::vector<std::string>& files) {
               ": no SOP Class UID");
     classes.insert(sop.c_str());
   }
-  DcmSCU scu;
+  Scu scu;
   connect(scu, d, classes);
   for (auto& [path, ff] : loaded) {
     OFString sop;
@@ -69,7 +82,7 @@ void send_files(const Destination& d, const std::vector<std::string>& files) {
 
 std::string echo(const Destination& d) {
   try {
-    DcmSCU scu;
+    Scu scu;
     connect(scu, d, {UID_VerificationSOPClass});
     const OFCondition c = scu.sendECHORequest(0);
     scu.releaseAssociation();

@@ -3,8 +3,11 @@
 // SOP Instance UID it was written with, so a resend after a kill or a
 // failure stores nothing twice at a PACS (which keeps one instance per UID).
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
+
+class DcmTLSTransportLayer;
 
 namespace ich {
 
@@ -12,7 +15,9 @@ struct Destination {
   std::string aet, host, calling_aet = "ICH";
   int port = 0;
   int timeout_s = 30;
+  std::shared_ptr<DcmTLSTransportLayer> tls;  // null: plain TCP (serve/tls.h)
 };
+std::string where(const Destination& d);  // "AET@host:port" (+ " over TLS")
 
 // Sends the files in order; throws with one line (destination, file,
 // DICOM status or network error) unless every one was stored (success or a

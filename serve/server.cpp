@@ -11,11 +11,20 @@
 #include <memory>
 #include <thread>
 
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmtls/tlslayer.h>
+
 #include "data/csv.h"
 #include "data/phantom.h"
-#include "engine/dist/store.h"
 #include "engine/error.h"
+#include "serve/access.h"
 #include "serve/analyse.h"
+#include "serve/audit.h"
+#include "serve/http.h"
+#include "serve/metrics.h"
 #include "serve/receiver.h"
 #include "serve/results.h"
 #include "serve/study_book.h"
@@ -75,7 +84,33 @@ void guarded(const std::string& what, const std::function<void()>& f) {
   }
 }
 
-void process_one(StudyBook& book, StudyAnalyser& analyser, const StudyState& s) {
+// What the workers and the sender share besides the book.
+struct NodeParts {
+  const ServeOptions& o;
+  StudyBook& book;
+  Metrics& metrics;
+  AuditLog& audit;
+};
+
+AuditEvent study_event(const ServeOptions& o, const StudyState& s, bool sent, int outcome, const std::string& text) {
+  AuditEvent e;
+  e.id = sent ? audit::code("110104", "DICOM Instances Transferred") : audit::code("110103", "DICOM Instances Accessed");
+  e.action = sent ? 'R' : 'C';
+  e.outcome = outcome;
+  e.outcome_text = text;
+  if (sent)
+    e.participants = {audit::node(o.aet, audit::this_host(), true, audit::code("110153", "Source Role ID")),
+                      audit::peer(o.dest.aet, o.dest.host, false, audit::code("110152", "Destination Role ID"))};
+  else
+    e.participants = {audit::node(o.aet, audit::this_host(), true, audit::code("110150", "Application"))};
+  IpAddress ip;
+  if (sent && !parse_ip(o.dest.host, ip)) e.participants.back().address_type = 1;  // a host name
+  e.objects = {audit::study(s.study_uid, {})};
+  return e;
+}
+
+void process_one(NodeParts& n, StudyAnalyser& analyser, const StudyState& s) {
+  StudyBook& book = n.book;
   const int64_t started = now_ms();
   try {
     const Analysis a = analyser.analyse(s, book.dir(s.study_uid));
@@ -90,6 +125,15 @@ void process_one(StudyBook& book, StudyAnalyser& analyser, const StudyState& s) 
     std::fprintf(stderr, "ich-serve: study %s (round %lld): %lld slices, intracranial hemorrhage %s (p(any) %s), %zu key images, %zu instances not read\n",
                  s.study_uid.c_str(), (long long)s.round, (long long)a.slices, a.findings.present ? "PRESENT" : "absent",
                  a.findings.p[5].c_str(), a.keys.size(), a.findings.unreadable.size());
+    n.metrics.add("ich_serve_studies_processed_total");
+    n.metrics.observe("ich_serve_stage_seconds", {{"stage", "quiet"}}, (s.stable_ms - s.last_ms) / 1e3);
+    n.metrics.observe("ich_serve_stage_seconds", {{"stage", "queued"}}, (started - s.stable_ms) / 1e3);
+    n.metrics.observe("ich_serve_stage_seconds", {{"stage", "predict"}}, a.predict_s);
+    n.metrics.observe("ich_serve_stage_seconds", {{"stage", "key_images"}}, a.key_images_s);
+    n.metrics.observe("ich_serve_stage_seconds", {{"stage", "write"}}, a.write_s);
+    n.audit.record(study_event(n.o, s, false, 0,
+                               std::to_string(a.slices) + " slices analysed; results (SR " + a.written.sr_sop_uid + ", " +
+                                   std::to_string(a.keys.size()) + " key images) created in the study"));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ich-serve: study %s (round %lld) could not be analysed: %s\n", s.study_uid.c_str(),
                  (long long)s.round, e.what());
@@ -102,6 +146,8 @@ void process_one(StudyBook& book, StudyAnalyser& analyser, const StudyState& s) 
     });
     book.append_jsonl(line);
     book.modify(s.study_uid, [&](StudyState& t) { t.jsonl_written = true; });
+    n.metrics.add("ich_serve_studies_failed_total");
+    n.audit.record(study_event(n.o, s, false, 8, std::string("could not be analysed: ") + e.what()));
   }
 }
 
@@ -114,7 +160,9 @@ std::vector<std::string> result_files(const std::string& dir) {
   return keys;
 }
 
-void send_one(StudyBook& book, const ServeOptions& o, const StudyState& s) {
+void send_one(NodeParts& n, const StudyState& s) {
+  StudyBook& book = n.book;
+  const ServeOptions& o = n.o;
   const auto t0 = std::chrono::steady_clock::now();
   const std::string dir = book.dir(s.study_uid) + "/round" + std::to_string(s.round) + "/results";
   try {
@@ -129,13 +177,16 @@ void send_one(StudyBook& book, const ServeOptions& o, const StudyState& s) {
     });
     std::fprintf(stderr, "ich-serve: study %s: sending failed (attempt %lld), next try in %.0f s: %s\n",
                  s.study_uid.c_str(), (long long)attempts, wait, e.what());
+    n.metrics.add("ich_serve_send_failures_total");
+    if (attempts == 1)  // the first failure of a study; the rest are in its state file and the log
+      n.audit.record(study_event(o, s, true, 4, std::string("sending failed (retried): ") + e.what()));
     return;
   }
   const int64_t sent = now_ms();
   const double send_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string line = s.result_json;
   line.pop_back();  // the closing brace
-  line += ",\"sent\":{\"destination\":" + json_quote(o.dest.aet + "@" + o.dest.host + ":" + std::to_string(o.dest.port)) +
+  line += ",\"sent\":{\"destination\":" + json_quote(where(o.dest)) +
           ",\"attempts\":" + std::to_string(s.send_attempts + 1) + ",\"send_s\":" + seconds(send_s) +
           ",\"latency_s\":" + seconds((sent - s.last_ms) / 1e3) + "}}";
   book.modify(s.study_uid, [&](StudyState& t) {
@@ -149,17 +200,173 @@ void send_one(StudyBook& book, const ServeOptions& o, const StudyState& s) {
   book.modify(s.study_uid, [&](StudyState& t) { t.jsonl_written = true; });
   std::fprintf(stderr, "ich-serve: study %s: results sent to %s (%.2f s after its last instance)\n",
                s.study_uid.c_str(), o.dest.aet.c_str(), (sent - s.last_ms) / 1e3);
+  n.metrics.add("ich_serve_studies_sent_total");
+  n.metrics.observe("ich_serve_stage_seconds", {{"stage", "send"}}, send_s);
+  n.metrics.observe("ich_serve_latency_seconds", {}, (sent - s.last_ms) / 1e3);
+  n.audit.record(study_event(o, s, true, 0, "results sent to " + where(o.dest) + " (attempt " +
+                                                std::to_string(s.send_attempts + 1) + ")"));
 }
+
+AccessPolicy load_policy(const ServeOptions& o) {
+  AccessPolicy p;
+  p.allow_any = o.allow_any;
+  for (const std::string& a : o.allow) p.entries.push_back(parse_allow_entry(a));
+  if (!o.allow_file.empty())
+    for (AllowEntry& e : read_allow_file(o.allow_file)) p.entries.push_back(std::move(e));
+  return p;
+}
+
+std::pair<std::string, int> host_port(const std::string& spec, const char* flag) {
+  const size_t colon = spec.rfind(':');
+  int port = -1;
+  try {
+    if (colon != std::string::npos) port = std::stoi(spec.substr(colon + 1));
+  } catch (const std::exception&) {
+  }
+  ICH_CHECK(colon != std::string::npos && colon > 0 && port > 0 && port < 65536, flag, " '", spec, "': expected HOST:PORT");
+  std::string host = spec.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return {host, port};
+}
+
+int64_t tree_bytes(const std::string& dir) {
+  int64_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2)) n += int64_t(it->file_size(e2));
+  }
+  return n;
+}
+
+// The destination's last C-ECHO, for /readyz and the destination_up gauge.
+struct EchoState {
+  std::mutex mu;
+  int64_t at_ms = 0;
+  std::string error = "not tried yet";
+};
 
 }  // namespace
 
-void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
+void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   ICH_CHECK(!o.work.empty(), "--work is required");
   ICH_CHECK(o.workers >= 1 && o.max_pending >= 1 && o.max_associations >= 1 && o.key_images >= 0,
             "--workers, --max-pending and --max-associations must be positive");
   ICH_CHECK(o.threshold > 0 && o.threshold < 1, "--threshold ", o.threshold, " is not between 0 and 1");
-  ICH_CHECK(!dist::port_in_use(o.port), "port ", o.port, " is in use: another ich-serve or DICOM node listens there (--port)");
+  ICH_CHECK(o.acse_timeout_s >= 1, "--acse-timeout must be at least 1 s");
+  ICH_CHECK(o.dest_echo_seconds > 0, "--dest-echo-seconds must be positive");
+  ICH_CHECK(o.tls.cert.empty() == o.tls.key.empty(), "--tls-cert and --tls-key go together");
+  ICH_CHECK(!o.tls_allow_plain || !o.tls.cert.empty(), "--tls-allow-plain needs --tls-cert and --tls-key");
+  ICH_CHECK(o.tls.ca.empty() || !o.tls.cert.empty(), "--tls-ca needs --tls-cert and --tls-key");
+  ICH_CHECK(o.dest_tls.ca.empty() ? o.dest_tls.cert.empty() && o.dest_tls.key.empty() : true,
+            "--dest-tls-cert/--dest-tls-key need --dest-tls-ca (TLS to the destination verifies it)");
   fs::create_directories(o.work);
+  Metrics metrics;
+  declare_serve_metrics(metrics);
+  AuditOptions au;
+  au.path = o.audit_log.empty() ? o.work + "/audit.jsonl" : o.audit_log;
+  if (!o.audit_syslog.empty()) std::tie(au.syslog_host, au.syslog_port) = host_port(o.audit_syslog, "--audit-syslog");
+  au.source_id = "ich-serve " + o.aet + "@" + audit::this_host();
+  AuditLog audit_log(au);
+  PolicyHolder policy(load_policy(o));
+  ServeOptions so = o;  // with the TLS layers made
+  if (!o.dest_tls.ca.empty()) so.dest.tls = make_tls_layer(o.dest_tls, false);
+  ReceiverOptions ro;
+  ro.aet = o.aet;
+  ro.bind = o.bind;
+  ro.port = o.port;
+  ro.max_associations = o.max_associations;
+  ro.incoming = o.work + "/incoming";
+  ro.acse_timeout_s = o.acse_timeout_s;
+  if (!o.tls.cert.empty()) ro.tls = make_tls_layer(o.tls, true);
+  ro.tls_allow_plain = o.tls_allow_plain;
+  ro.policy = &policy;
+  ro.audit = &audit_log;
+  ro.metrics = &metrics;
+  BookOptions bo;
+  bo.work = o.work;
+  bo.stable_ms = int64_t(o.stable_seconds * 1000);
+  bo.max_pending = o.max_pending;
+  bo.min_free_mb = o.min_free_mb;
+  bo.metrics = &metrics;
+  StudyBook book(bo);
+  Receiver receiver(ro, book);  // binds now: a busy port fails before the models load
+
+  // Health and metrics answer while the models load (/readyz: not ready).
+  std::atomic<bool> models_loaded{false};
+  EchoState echo_state;
+  std::mutex work_mu;
+  int64_t work_bytes_at = 0, work_bytes = 0;
+  auto readiness = [&] {
+    std::vector<ReadyCheck> c;
+    c.push_back({"models", models_loaded.load(), models_loaded.load() ? "loaded" : "loading"});
+    {
+      struct statvfs v {};
+      std::string detail;
+      bool ok = ::statvfs(o.work.c_str(), &v) == 0;
+      const int64_t free_mb = ok ? int64_t(v.f_bavail) * int64_t(v.f_frsize) / (1024 * 1024) : -1;
+      if (!ok) detail = o.work + ": cannot stat";
+      else if (free_mb < o.min_free_mb) {
+        ok = false;
+        detail = o.work + " has " + std::to_string(free_mb) + " MB free (--min-free-mb " + std::to_string(o.min_free_mb) + ")";
+      } else {
+        const std::string probe = o.work + "/.ready-probe";
+        ok = ::access(o.work.c_str(), W_OK) == 0;
+        try {
+          write_file_atomic(probe, "ok\n");
+          fs::remove(probe);
+        } catch (const std::exception& e) {
+          ok = false;
+          detail = e.what();
+        }
+        if (ok) detail = std::to_string(free_mb) + " MB free, writable";
+      }
+      c.push_back({"work", ok, detail});
+    }
+    {
+      std::lock_guard<std::mutex> l(echo_state.mu);
+      const double age = (now_ms() - echo_state.at_ms) / 1e3;
+      const bool fresh = echo_state.at_ms > 0 && age <= 3 * o.dest_echo_seconds + 30;
+      const bool ok = fresh && echo_state.error.empty();
+      std::string d = echo_state.error.empty() ? "answered C-ECHO " : "C-ECHO failed: " + echo_state.error + "; ";
+      if (echo_state.at_ms == 0) d = "no C-ECHO yet";
+      else d += fmt_double(std::round(age * 10) / 10, 4) + " s ago";
+      c.push_back({"destination", ok, where(so.dest) + ": " + d});
+    }
+    return c;
+  };
+  auto render_metrics = [&] {
+    for (const auto& [phase, count] : book.census()) metrics.set("ich_serve_studies", {{"phase", phase_name(phase)}}, count);
+    {
+      std::lock_guard<std::mutex> l(work_mu);
+      if (now_ms() - work_bytes_at > 10000) {  // a walk of the work folder at most every 10 s
+        work_bytes = tree_bytes(o.work);
+        work_bytes_at = now_ms();
+      }
+      metrics.set("ich_serve_work_bytes", {}, double(work_bytes));
+    }
+    struct statvfs v {};
+    if (::statvfs(o.work.c_str(), &v) == 0)
+      metrics.set("ich_serve_work_free_bytes", {}, double(v.f_bavail) * double(v.f_frsize));
+    const AuditLog::Stats a = audit_log.stats();
+    metrics.set("ich_serve_audit_records_total", {}, double(a.records));
+    metrics.set("ich_serve_audit_write_errors_total", {}, double(a.write_errors));
+    metrics.set("ich_serve_audit_syslog_sent_total", {}, double(a.syslog_sent));
+    metrics.set("ich_serve_audit_syslog_dropped_total", {}, double(a.syslog_dropped));
+    metrics.set("ich_serve_audit_syslog_queue", {}, double(a.syslog_queued));
+    {
+      std::lock_guard<std::mutex> l(echo_state.mu);
+      metrics.set("ich_serve_destination_up", {}, echo_state.at_ms > 0 && echo_state.error.empty() ? 1 : 0);
+    }
+    bool ready = true;
+    for (const ReadyCheck& c : readiness()) ready = ready && c.ok;
+    metrics.set("ich_serve_ready", {}, ready ? 1 : 0);
+    return metrics.render();
+  };
+  std::unique_ptr<HttpServer> http;
+  if (!o.http.empty()) http = std::make_unique<HttpServer>(o.http, HttpHandlers{render_metrics, readiness});
+
   AnalyseOptions ao;
   ao.checkpoint = o.checkpoint;
   ao.sequence = o.sequence;
@@ -170,39 +377,37 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
   ao.aet = o.aet;
   ao.observer_uid = node_uid(o.work);
   // One analyser (its own models) per worker, all loaded before anything
-  // listens: a bad checkpoint fails here.
+  // is received: a bad checkpoint fails here.
   std::vector<std::unique_ptr<StudyAnalyser>> analysers;
   for (int i = 0; i < o.workers; ++i) analysers.push_back(std::make_unique<StudyAnalyser>(ao));
-  BookOptions bo;
-  bo.work = o.work;
-  bo.stable_ms = int64_t(o.stable_seconds * 1000);
-  bo.max_pending = o.max_pending;
-  bo.min_free_mb = o.min_free_mb;
-  StudyBook book(bo);
+  models_loaded = true;
+  const std::string config = "listening on " + o.bind + " port " + std::to_string(receiver.port()) + (ro.tls ? " (TLS" + std::string(o.tls_allow_plain ? " and plain" : " only") + (o.tls.ca.empty() ? "" : ", client certificates required") + ")" : " (plain TCP)") +
+                             "; admits " + policy.get()->describe() + "; results to " + where(so.dest);
+  audit_log.record(audit::application(o.aet, true, config));
   {
     const auto n = book.census();
-    std::fprintf(stderr, "ich-serve: %s listening on port %d; work %s (%d receiving, %d stable, %d processed, %d sent); results to %s@%s:%d\n",
-                 o.aet.c_str(), o.port, o.work.c_str(), n.count(StudyPhase::receiving) ? n.at(StudyPhase::receiving) : 0,
-                 n.count(StudyPhase::stable) ? n.at(StudyPhase::stable) : 0,
-                 n.count(StudyPhase::processed) ? n.at(StudyPhase::processed) : 0,
-                 n.count(StudyPhase::sent) ? n.at(StudyPhase::sent) : 0, o.dest.aet.c_str(), o.dest.host.c_str(), o.dest.port);
+    auto at = [&](StudyPhase p) { return n.count(p) ? n.at(p) : 0; };
+    std::fprintf(stderr, "ich-serve: %s %s; work %s (%d receiving, %d stable, %d processed, %d sent)%s\n", o.aet.c_str(),
+                 config.c_str(), o.work.c_str(), at(StudyPhase::receiving), at(StudyPhase::stable),
+                 at(StudyPhase::processed), at(StudyPhase::sent),
+                 http ? (std::string("; health and metrics on http ") + o.http).c_str() : "");
+    if (!o.allow_any && policy.get()->entries.empty())
+      std::fprintf(stderr, "ich-serve: no sender is admitted yet: every association will be refused; admit senders with "
+                           "--allow AET@HOST (or --allow-file), or --allow-any on a lab bench\n");
   }
+
   std::atomic<bool> halt{false};
   std::string receiver_error;  // written before receiver_failed is set
   std::atomic<bool> receiver_failed{false};
-  ReceiverOptions ro;
-  ro.aet = o.aet;
-  ro.port = o.port;
-  ro.max_associations = o.max_associations;
-  ro.incoming = o.work + "/incoming";
-  std::thread receiver([&] {
+  std::thread receiving([&] {
     try {
-      run_receiver(ro, book, halt);
+      receiver.run(halt);
     } catch (const std::exception& e) {
       receiver_error = e.what();
       receiver_failed = true;
     }
   });
+  NodeParts parts{so, book, metrics, audit_log};
   // A worker or the sender: claim the next study of a phase, handle it, let it go.
   auto serve_phase = [&](StudyPhase phase, const std::string& what, const std::function<void(const StudyState&)>& f) {
     while (!halt.load()) {
@@ -218,16 +423,42 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop) {
   std::vector<std::thread> threads;
   for (int i = 0; i < o.workers; ++i)
     threads.emplace_back(serve_phase, StudyPhase::stable, "processing",
-                         [&, a = analysers[size_t(i)].get()](const StudyState& s) { process_one(book, *a, s); });
-  threads.emplace_back(serve_phase, StudyPhase::processed, "sending",
-                       [&](const StudyState& s) { send_one(book, o, s); });
+                         [&, a = analysers[size_t(i)].get()](const StudyState& s) { process_one(parts, *a, s); });
+  threads.emplace_back(serve_phase, StudyPhase::processed, "sending", [&](const StudyState& s) { send_one(parts, s); });
+  // The destination's C-ECHO, every --dest-echo-seconds (for /readyz).
+  threads.emplace_back([&] {
+    int64_t next = 0;
+    while (!halt.load()) {
+      if (now_ms() >= next) {
+        const std::string err = echo(so.dest);
+        std::lock_guard<std::mutex> l(echo_state.mu);
+        echo_state.at_ms = now_ms();
+        echo_state.error = err;
+        next = now_ms() + int64_t(o.dest_echo_seconds * 1000);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
   while (!stop.load() && !receiver_failed.load()) {
     guarded("checking for complete studies", [&] { book.mark_stable(now_ms()); });
+    if (reload && reload->exchange(false)) {
+      try {
+        policy.set(load_policy(o));
+        const std::string what = "allow-list read again (SIGHUP): admits " + policy.get()->describe();
+        std::fprintf(stderr, "ich-serve: %s\n", what.c_str());
+        audit_log.record(audit::configuration(o.aet, true, what));
+      } catch (const std::exception& e) {
+        const std::string what = std::string("allow-list not changed (SIGHUP): ") + e.what();
+        std::fprintf(stderr, "ich-serve: %s\n", what.c_str());
+        audit_log.record(audit::configuration(o.aet, false, what));
+      }
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   halt = true;  // the receiver stops after its associations; the workers after their study
-  receiver.join();
+  receiving.join();
   for (std::thread& t : threads) t.join();
+  audit_log.record(audit::application(o.aet, false, receiver_error.empty() ? "stopped by a signal" : "stopped: " + receiver_error));
   ICH_CHECK(receiver_error.empty(), receiver_error);
 }
 

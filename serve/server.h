@@ -1,13 +1,14 @@
 // server.h: ich-serve, a DICOM node that triages head CT studies as they
 // arrive and sends its results back to the PACS (docs/serve.md).
 //
-//   receiver (serve/receiver.h)   instances -> DIR/studies/<uid>/instances/
+//   receiver (serve/receiver.h)   admitted peers' instances -> DIR/studies/<uid>/instances/
 //   scheduler (run_server)        quiet studies -> stable; stable ones to the
 //                                 worker pool in arrival order; processed ones
 //                                 to the sender when due
 //   workers (serve/analyse.h)     a study's SR and key images
 //   sender (serve/sender.h)       C-STORE to the destination, retried with
 //                                 backoff while it is down
+//   audit, metrics, health        serve/audit.h, serve/metrics.h, serve/http.h
 // Every step is recorded in the study's state file (serve/study_state.h)
 // before the next depends on it, so kill -9 and a restart lose nothing and
 // send nothing twice.
@@ -18,16 +19,19 @@
 #include <vector>
 
 #include "serve/sender.h"
+#include "serve/tls.h"
 
 namespace ich {
 
 struct ServeOptions {
   std::string aet = "ICH";
+  std::string bind = "0.0.0.0";
   int port = 11112;
   std::string checkpoint;
   std::vector<std::string> sequence;
   std::string work;
   Destination dest;
+  TlsFiles dest_tls;           // TLS to the destination when dest_tls.ca is set
   double stable_seconds = 10;
   int workers = 1;
   int max_pending = 64;        // studies received but not yet processed, before new associations are refused
@@ -38,11 +42,22 @@ struct ServeOptions {
   std::string device = "auto";
   int64_t batch = 16;
   double retry_first_seconds = 2, retry_max_seconds = 60;
+  // Who may talk to the node (serve/access.h): none unless allowed.
+  std::vector<std::string> allow;  // AET@HOST
+  std::string allow_file;          // read at start and on SIGHUP
+  bool allow_any = false;
+  TlsFiles tls;                    // receiving over TLS when tls.cert is set
+  bool tls_allow_plain = false;
+  int acse_timeout_s = 10;
+  std::string audit_log;           // default WORK/audit.jsonl
+  std::string audit_syslog;        // HOST:PORT, RFC 5424 over TCP
+  std::string http;                // ADDR:PORT for /healthz, /readyz, /metrics; empty: none
+  double dest_echo_seconds = 30;   // how often /readyz's destination check sends a C-ECHO
 };
 
 // Serves until stop is set (SIGINT/SIGTERM in ich-serve), then finishes
-// the studies in hand and returns; throws on a bad checkpoint, work folder
-// or port.
-void run_server(const ServeOptions& o, const std::atomic<bool>& stop);
+// the studies in hand and returns; reload (SIGHUP) re-reads --allow-file.
+// Throws on a bad checkpoint, work folder, port or option.
+void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
 
 }  // namespace ich

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "engine/error.h"
+#include "serve/metrics.h"
 
 namespace ich {
 
@@ -97,6 +98,7 @@ std::string StudyBook::refuse_association() {
 }
 
 void StudyBook::reopen_locked(StudyState& s) {
+  if (o_.metrics) o_.metrics->add("ich_serve_studies_received_total");
   s.phase = StudyPhase::receiving;
   s.round += 1;
   s.reopen = false;
@@ -119,7 +121,7 @@ uint16_t StudyBook::store(const std::string& path, const std::string& sop_in_req
     return 0xA700;  // Refused: Out of Resources
   }
   // Read it whole: a truncated or non-DICOM payload fails here.
-  std::string study, sop, why;
+  std::string study, sop, why, sop_class, patient;
   {
     DcmFileFormat ff;
     const OFCondition c = ff.loadFile(path.c_str());
@@ -132,6 +134,8 @@ uint16_t StudyBook::store(const std::string& path, const std::string& sop_in_req
       if (ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, v).bad() || !usable_uid(v.c_str()))
         why = "no valid SOPInstanceUID";
       else sop = v.c_str();
+      if (ff.getDataset()->findAndGetOFString(DCM_SOPClassUID, v).good()) sop_class = v.c_str();
+      if (ff.getDataset()->findAndGetOFString(DCM_PatientID, v).good()) patient = v.c_str();
     }
   }
   if (!why.empty()) {
@@ -159,6 +163,7 @@ uint16_t StudyBook::store(const std::string& path, const std::string& sop_in_req
     n.first_ms = now_ms();
     n.calling_aet = log.calling_aet;
     s = &(studies_[study] = n);
+    if (o_.metrics) o_.metrics->add("ich_serve_studies_received_total");
   } else {
     s = &it->second;
   }
@@ -177,6 +182,9 @@ uint16_t StudyBook::store(const std::string& path, const std::string& sop_in_req
   for (const std::string& u : log.unattributed) s->rejected.push_back(u);
   log.unattributed.clear();
   log.last_study = study;
+  ReceivedStudy& got = log.received[study];  // the association's audit record
+  got.sop_classes[sop_class] += 1;
+  if (got.patient_id.empty()) got.patient_id = patient;
   save_study_state(d, *s);
   return 0;
 }

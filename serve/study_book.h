@@ -16,8 +16,11 @@
 
 namespace ich {
 
+class Metrics;
+
 struct BookOptions {
   std::string work;
+  Metrics* metrics = nullptr;  // optional: studies received (new, or reopened by new instances)
   int64_t stable_ms = 10000;
   int max_pending = 64;
   int64_t min_free_mb = 512;

@@ -185,7 +185,10 @@ def start_serve(*extra, work="serve", port_=None, stable="2", dest=None):
     p = subprocess.Popen([f"{BIN}/ich-serve", "--aet", "ICH", "--port", str(port_ or port), "--checkpoint",
                           "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--work", work, "--dest-aet", "ORTHANC",
                           "--dest-host", "127.0.0.1", "--dest-port", str(dest or dicom), "--stable-seconds", stable,
-                          "--retry-max-seconds", "2", "--device", "cpu", "--min-free-mb", "1", *extra],
+                          "--retry-max-seconds", "2", "--device", "cpu", "--min-free-mb", "1",
+                          # the senders of this test, from this host only (the node admits nobody by default)
+                          "--allow", "STORESCU@127.0.0.1", "--allow", "ECHOSCU@127.0.0.1", "--allow",
+                          "PYNETDICOM@127.0.0.1", *extra],
                          stdout=subprocess.DEVNULL, stderr=open(f"{work}.log", "a"))
     procs.append(p)
 

@@ -68,6 +68,10 @@ TEST_F(ServeBook, FilesInstancesByStudyInArrivalOrderAndIgnoresResends) {
   EXPECT_EQ(book.store(instance("1.2.3", "1.2.3.2"), "1.2.3.2", log), 0);  // a resend
   EXPECT_TRUE(fs::exists(work + "/studies/1.2.3/instances/1.2.3.2.dcm"));
   EXPECT_TRUE(fs::is_empty(work + "/incoming"));
+  // What the association's audit records will say: instances per study and SOP class (the resend too: it was sent).
+  ASSERT_EQ(log.received.size(), 2u);
+  EXPECT_EQ(log.received.at("1.2.3").sop_classes.at(UID_CTImageStorage), 3);
+  EXPECT_EQ(log.received.at("1.2.4").sop_classes.at(UID_CTImageStorage), 1);
   const StudyState a = load_study_state(book.dir("1.2.3")), b = load_study_state(book.dir("1.2.4"));
   EXPECT_EQ(a.instances, 2);
   EXPECT_LT(a.seq, b.seq);

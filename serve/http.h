@@ -1,0 +1,48 @@
+// http.h: ich-serve's HTTP side on --http ADDR:PORT (cpp-httplib, Debian's
+// libcpp-httplib-dev: a maintained, small, threaded server already packaged
+// for the distribution we ship on; its keep-alive, read and write timeouts
+// and a request size limit are set here):
+//   GET /healthz   200 "ok" while the process serves
+//   GET /readyz    200 when every check passes, else 503; a JSON body names
+//                  each check and its state (models, work folder, destination)
+//   GET /metrics   Prometheus' text format (serve/metrics.h)
+// Anything else is 404; only GET and HEAD are answered. Bound to loopback
+// unless an address is given: health and metrics are for the host's own
+// monitoring, not for the hospital network.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ich {
+
+struct ReadyCheck {
+  std::string name;
+  bool ok = false;
+  std::string detail;
+};
+
+struct HttpHandlers {
+  std::function<std::string()> metrics;
+  std::function<std::vector<ReadyCheck>()> ready;
+};
+
+// "8080" (loopback), "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080"; throws on others.
+std::pair<std::string, int> parse_http_address(const std::string& spec);
+
+class HttpServer {
+ public:
+  // Binds (throws one line when it cannot) and serves on a thread of its own.
+  HttpServer(const std::string& spec, HttpHandlers h);
+  ~HttpServer();  // stops and joins
+  int port() const { return port_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+};
+
+}  // namespace ich

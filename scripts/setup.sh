@@ -12,6 +12,9 @@ packages=(
   libcairo2-dev fonts-dejavu-core # charts (report/plot.h)
   chromium                        # the report test opens report.html in headless Chromium
   orthanc dcmtk dicom3tools       # the DICOM node's tests: a real PACS, storescu/echoscu, dciodvfy
+  libssl-dev openssl              # DICOM TLS (DCMTK's dcmtls on OpenSSL); test certificates
+  libcpp-httplib-dev              # ich-serve's /healthz, /readyz, /metrics
+  prometheus rsyslog              # promtool checks /metrics; rsyslog receives the audit trail in the tests
   libopenjp2-tools python3-venv   # JPEG 2000 test references: opj_compress, a venv for pylibjpeg-openjpeg
   clang libclang-rt-14-dev libomp-dev
 )

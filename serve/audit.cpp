@@ -11,7 +11,7 @@
 #include <ctime>
 
 #include "engine/error.h"
-#include "serve/study_book.h"  // json_quote
+#include "serve/json.h"
 
 namespace ich {
 
@@ -312,14 +312,16 @@ void AuditLog::record_noisy(const std::string& key, AuditEvent e) {
   int64_t suppressed = 0;
   {
     std::lock_guard<std::mutex> l(noisy_mu_);
-    auto& [start, count] = noisy_[key];
-    if (start != 0 && now - start < int64_t(o_.noisy_window_s * 1000)) {
-      ++count;
-      return;
+    Noisy& n = noisy_[key];
+    if (n.start != 0 && now - n.start < int64_t(o_.noisy_window_s * 1000)) {
+      if (++n.recorded > o_.noisy_burst) {
+        ++n.suppressed;
+        return;
+      }
+    } else {
+      suppressed = n.suppressed;
+      n = Noisy{now, 1, 0};
     }
-    suppressed = count;
-    start = now;
-    count = 0;
     if (noisy_.size() > 4096) noisy_.clear();  // many peers: forget old windows rather than grow
   }
   if (suppressed > 0)

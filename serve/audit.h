@@ -9,7 +9,8 @@
 // elements and attributes of PS3.15's AuditMessage schema; and, with
 // --audit-syslog HOST:PORT, the same message as the schema's XML in an RFC
 // 5424 syslog message over TCP (RFC 6587 octet counting), the way IHE ATNA
-// sends it. The syslog side has a queue and a thread of its own: an
+// sends it. A peer repeating one refusal is recorded ten times a minute,
+// then counted (a flood must not fill the disk). The syslog side has a queue and a thread of its own: an
 // unreachable collector is retried with backoff and never blocks receiving;
 // past 10,000 records waiting, the oldest are dropped and counted.
 //
@@ -102,7 +103,10 @@ struct AuditOptions {
   int syslog_port = 0;
   std::string source_id;    // AuditSourceID: "ich-serve <AET>@<hostname>"
   size_t syslog_queue = 10000;
-  double noisy_window_s = 60;  // per peer and reason, one record per window for refused connections
+  // Refusals (connections, associations) per peer and reason: the first
+  // noisy_burst in each window are recorded one by one, the rest counted.
+  double noisy_window_s = 60;
+  int noisy_burst = 10;
 };
 
 class AuditLog {
@@ -110,8 +114,8 @@ class AuditLog {
   explicit AuditLog(AuditOptions o);  // opens the file (throws naming it)
   ~AuditLog();                        // sends what it can for up to 2 s, then stops
   void record(AuditEvent e);
-  // A refused connection: the first per (peer, reason) in each window is
-  // recorded, the rest are counted into the next record's description.
+  // A refusal: the first noisy_burst per key (peer and reason) in each
+  // window are recorded, the rest counted into the next record's description.
   void record_noisy(const std::string& key, AuditEvent e);
   struct Stats {
     int64_t records = 0, syslog_sent = 0, syslog_dropped = 0, syslog_queued = 0, write_errors = 0;
@@ -127,7 +131,10 @@ class AuditLog {
   std::mutex file_mu_, q_mu_, noisy_mu_;
   std::condition_variable q_cv_;
   std::deque<std::string> queue_;
-  std::map<std::string, std::pair<int64_t, int64_t>> noisy_;  // key -> (window start ms, suppressed)
+  struct Noisy {
+    int64_t start = 0, recorded = 0, suppressed = 0;  // window start (ms), records in it, counted only
+  };
+  std::map<std::string, Noisy> noisy_;
   std::atomic<int64_t> records_{0}, sent_{0}, dropped_{0}, write_errors_{0};
   std::atomic<bool> connected_{false}, stop_{false};
   std::thread syslog_;

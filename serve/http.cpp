@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "engine/error.h"
-#include "serve/study_book.h"  // json_quote
+#include "serve/json.h"
 
 namespace ich {
 

@@ -33,6 +33,7 @@
 #include "serve/access.h"
 #include "serve/audit.h"
 #include "serve/metrics.h"
+#include "serve/pdu.h"
 
 namespace ich {
 
@@ -415,6 +416,8 @@ void Receiver::Impl::serve_connection(int fd, IpAddress peer) {
   pdu.resize(6 + size_t(length));
   why = read_before(*conn, pdu.data() + 6, length, deadline);
   if (!why.empty()) return drop(why == "silent" ? "silent" : "not_dicom", "association request cut short (" + why + ")");
+  why = check_associate_rq(pdu);
+  if (!why.empty()) return drop("bad_request", "malformed association request: " + why);
   set_timeouts(fd, o.dimse_timeout_s);  // from here DIMSE's waits bound the reads; these bound TLS records and writes
   // The hand-over: DCMTK takes our connection for fd and parses the request.
   end_handshake(fd, peer);  // nothing below waits for the peer before DIMSE

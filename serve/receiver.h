@@ -17,7 +17,8 @@
 //               (all peers, and per peer address), one thread per connection
 //   connection  TLS handshake (if any), then the A-ASSOCIATE-RQ read whole
 //               under one deadline (--acse-timeout) and checked (type 01,
-//               length 68 B .. 1 MiB) before DCMTK parses it; the
+//               length 68 B .. 1 MiB, items as serve/pdu.h says) before
+//               DCMTK parses it; the
 //               connection and the bytes read are handed to DCMTK's
 //               ASC_receiveAssociation (through dcmExternalSocketHandle and
 //               a transport layer of ours, under a lock held for no network

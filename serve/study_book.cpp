@@ -20,19 +20,6 @@ namespace ich {
 
 namespace fs = std::filesystem;
 
-std::string json_quote(const std::string& s) {
-  std::string o = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') o += std::string("\\") + c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += c;
-  }
-  return o + "\"";
-}
-
 namespace {
 
 std::string line_prefix(const StudyState& s) {

@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "serve/json.h"
 #include "serve/receiver.h"
 #include "serve/study_state.h"
 
@@ -60,7 +61,5 @@ class StudyBook : public StoreSink {
   std::set<std::string> claimed_;
   int64_t next_seq_ = 1;
 };
-
-std::string json_quote(const std::string& s);
 
 }  // namespace ich

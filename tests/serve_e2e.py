@@ -21,59 +21,24 @@
 # 7. --max-pending: a new association is rejected (transient, local limit
 #    exceeded), not dropped; a busy port and a bad checkpoint are one line.
 import calendar
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-import warnings
-
-import pydicom
-from pydicom.filewriter import write_file_meta_info
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pydicom  # noqa: E402
+from pydicom.filewriter import write_file_meta_info  # noqa: E402
+from serve_util import fail, free_port, phantom_studies, procs, run, wait_for  # noqa: E402
 
 BIN, WORK = sys.argv[1], sys.argv[2]
-warnings.filterwarnings("ignore", message="Invalid value for VR UI")  # the phantom's RSNA-style UIDs
 CT = "1.2.840.10008.5.1.4.1.1.2"
 LABELS = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
 CODES = {"P-EDH": 0, "P-IPH": 1, "P-IVH": 2, "P-SAH": 3, "P-SDH": 4, "P-ANY": 5}
-procs = []
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-    sys.exit(1)
-
-
-def run(*args, **kw):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        fail(f"{args[0]} exited {r.returncode}: {r.stderr[-2000:]}")
-    return r
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, cond, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    fail(f"timed out after {timeout} s waiting for {what}")
 
 
 # ---------------------------------------------------------------- data
@@ -95,31 +60,9 @@ run(f"{BIN}/ich-train-seq", "--train", "split/train.csv", "--valid", "split/vali
 print(f"models trained in {time.time() - t0:.1f} s")
 
 
-def uid_for(old):  # a standard UID (2.25 + 128 bits) for each of the phantom's RSNA-style ones
-    return "2.25." + str(int(hashlib.sha256(old.encode()).hexdigest()[:32], 16))
-
-
 # Each phantom study under studies/<k>/, with standard UIDs and the study
 # attributes a scanner writes, as a PACS would send it.
-studies = {}
-for name in sorted(os.listdir("ph/dicom")):
-    ds = pydicom.dcmread(f"ph/dicom/{name}")
-    studies.setdefault(ds.StudyInstanceUID, []).append(ds)
-order = sorted(studies)
-paths = []
-for k, old in enumerate(order):
-    os.makedirs(f"studies/{k}")
-    files = []
-    for ds in studies[old]:
-        ds.StudyInstanceUID = uid_for(ds.StudyInstanceUID)
-        ds.SeriesInstanceUID = uid_for(ds.SeriesInstanceUID)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid_for(ds.SOPInstanceUID)
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20261203", "120000", str(k + 1), f"A{k + 1}"
-        ds.PatientName = f"Phantom^{k + 1}"
-        files.append(f"studies/{k}/{ds.SOPInstanceUID}.dcm")
-        ds.save_as(files[-1], write_like_original=False)
-    paths.append(sorted(files))
-study_uid = [uid_for(old) for old in order]
+paths, study_uid = phantom_studies("ph/dicom", "studies")
 assert len(paths) == 15
 
 # ---------------------------------------------------------------- Orthanc

@@ -40,7 +40,10 @@ constexpr int64_t kFilterBlock = 64;
 
 // By CPU feature, not model ("arch=haswell" clones are picked by model, and
 // an AMD EPYC got the baseline one); x86-64 only, one build elsewhere.
-#if defined(__x86_64__)
+// Not under ThreadSanitizer: the clones' resolver runs while the dynamic
+// loader relocates, before TSan's runtime is up, and its instrumented code
+// crashes there (scripts/sanitize_thread.sh).
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define ICH_CPU_CLONES __attribute__((target_clones("avx512f", "fma", "default")))
 #else
 #define ICH_CPU_CLONES

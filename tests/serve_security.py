@@ -451,7 +451,8 @@ wait_for("/readyz to turn 503 with the disk full",
 os.remove("filler")
 wait_for("/readyz back to 200 with room again", lambda: ready(http_c), 30)
 node_c.send_signal(signal.SIGTERM)
-node_c.wait(60)
+if node_c.wait(60) != 0:
+    fail(f"node C exited {node_c.returncode} on SIGTERM: {open('nodeC.log').read()[-2000:]}")
 if get("/healthz") != (200, "ok\n"):
     fail(f"/healthz: {get('/healthz')}")
 print("3. /metrics passes promtool; counters equal what was sent; /readyz 503 with the destination down and with "

@@ -152,6 +152,11 @@ def echo(p=None, aet="ECHOSCU", *tls):
                           capture_output=True, text=True)
 
 
+def storescu(node_port, files, *flags):
+    return subprocess.run(["storescu", "-to", "10", "-aec", "ICH", *flags, "127.0.0.1", str(node_port), *files],
+                          capture_output=True, text=True)
+
+
 def ready(http_port=None):
     return get("/readyz", http_port)[0] == 200
 
@@ -219,11 +224,10 @@ for calling, called, source, reason in cases:
              f"got {outcome} {detail}")
 if try_associate(port, "LEGIT", "ICH", "127.0.0.1")[0] != "accepted":
     fail("LEGIT@127.0.0.1 (in the allow file) was not accepted")
-r = subprocess.run(["storescu", "-aec", "ICH", "127.0.0.1", str(port), *paths[0]], capture_output=True, text=True)
+r = storescu(port, paths[0])
 if r.returncode != 0:
     fail(f"storescu as the admitted STORESCU@127.0.0.1: {r.stderr}")
-r = subprocess.run(["storescu", "-aet", "NOBODY", "-aec", "ICH", "127.0.0.1", str(port), paths[0][0]],
-                   capture_output=True, text=True)
+r = storescu(port, paths[0][:1], "-aet", "NOBODY")
 if r.returncode == 0 or "calling ae title not recognized" not in r.stderr.lower():
     fail(f"storescu as an unknown AE was not rejected as such: {r.stderr}")
 got = rejections("nodeA")[before:]
@@ -465,16 +469,13 @@ node_b = start_node("nodeB", tls_port, "--allow", "STORESCU@127.0.0.1", "--allow
                     "--dest-tls-ca", f"{pki}/ca.pem", "--dest-tls-cert", f"{pki}/sender.pem", "--dest-tls-key",
                     f"{pki}/sender.key", dest_args=("--dest-port", str(tls_dest_port)))
 sender_tls = ["+tls", f"{pki}/sender.key", f"{pki}/sender.pem", "+cf", f"{pki}/ca.pem"]
-r = subprocess.run(["storescu", "-aec", "ICH", *sender_tls, "127.0.0.1", str(tls_port), *paths[2]],
-                   capture_output=True, text=True)
+r = storescu(tls_port, paths[2], *sender_tls)
 if r.returncode != 0:
     fail(f"storescu over TLS with the CA's certificate: {r.stderr}")
-r = subprocess.run(["storescu", "-to", "10", "-aec", "ICH", "127.0.0.1", str(tls_port), paths[2][0]],
-                   capture_output=True, text=True)
+r = storescu(tls_port, paths[2][:1])
 if r.returncode == 0 or "association rejected" not in r.stderr.lower():
     fail(f"a plain association to the TLS-only node was not rejected: {r.stderr}")
-r = subprocess.run(["storescu", "-to", "10", "-aec", "ICH", "+tls", f"{pki}/rogue.key", f"{pki}/rogue.pem", "+cf",
-                    f"{pki}/ca.pem", "127.0.0.1", str(tls_port), paths[2][0]], capture_output=True, text=True)
+r = storescu(tls_port, paths[2][:1], "+tls", f"{pki}/rogue.key", f"{pki}/rogue.pem", "+cf", f"{pki}/ca.pem")
 if r.returncode == 0:
     fail("a certificate from another CA was accepted")
 

@@ -190,21 +190,7 @@ TEST_F(ServeAuditLog, RefusedConnectionsAreRecordedOncePerWindowWithACount) {
 // A TCP listener on loopback that collects RFC 6587 octet-counted frames.
 struct Collector {
   int fd = -1, port = 0;
-  Collector() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(uint16_t(port));
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    ::listen(fd, 4);
-  }
-  explicit Collector(int fixed_port) {
+  explicit Collector(int fixed_port = 0) {  // 0: any free port
     fd = ::socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -213,7 +199,9 @@ struct Collector {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(uint16_t(fixed_port));
     EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    port = fixed_port;
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
     ::listen(fd, 4);
   }
   ~Collector() { ::close(fd); }

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -106,6 +107,14 @@ class HandoffLayer : public DcmTransportLayer {
     return c;
   }
 };
+
+// Each C-STORE response and A-ASSOCIATE-AC is one small write that the
+// peer waits for: Nagle's algorithm would hold it for the peer's delayed ACK
+// (40 ms on Linux), which made 200 small instances take 18 s on loopback.
+void set_no_delay(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
 
 void set_timeouts(int fd, int seconds) {
   timeval tv{seconds, 0};
@@ -369,6 +378,7 @@ void send_plain_reject(int fd) {
 void Receiver::Impl::serve_connection(int fd, IpAddress peer) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.acse_timeout_s);
   set_timeouts(fd, o.acse_timeout_s);
+  set_no_delay(fd);
   // The connection object, once made, owns the socket (closes it when deleted).
   std::unique_ptr<DcmTransportConnection> conn;
   // Refuses the connection: out of the handshake count first (so that the

@@ -262,6 +262,11 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   ICH_CHECK(o.dest_tls.ca.empty() ? o.dest_tls.cert.empty() && o.dest_tls.key.empty() : true,
             "--dest-tls-cert/--dest-tls-key need --dest-tls-ca (TLS to the destination verifies it)");
   fs::create_directories(o.work);
+  // DCMTK disables Nagle's algorithm on its connections (ours to the
+  // destination) only when told by this variable; the receiver does it on
+  // its own sockets (serve/receiver.cpp). Small C-STORE messages otherwise
+  // wait for delayed ACKs, 40 ms each.
+  ::setenv("TCP_NODELAY", "1", 0);
   Metrics metrics;
   declare_serve_metrics(metrics);
   AuditOptions au;

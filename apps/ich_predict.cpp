@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch, "slices per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_flag("--any-modality", o.any_modality, "predict for slices of any modality (MR, CR, ...), not only CT");
-  app.add_flag("--resume", o.resume, "go on with an interrupted run into the same --out (same checkpoint and input)");
+  app.add_flag("--resume", o.resume, "go on with an interrupted run into the same --out (same checkpoint and input); with nothing to resume, start fresh (one command line for a retry loop)");
   app.add_option("--sequence", o.sequence,
                  "checkpoint from ich-train-seq trained on this CNN's embeddings (give several to average them): "
                  "the slices are grouped into series, ordered by their geometry, and the sequence model's "

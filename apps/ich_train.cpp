@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
   app.add_option("--size", o.size, "input size (images are resized to SIZE x SIZE)")->capture_default_str();
   app.add_option("--pos-weight", o.pos_weight, "none, or auto: weigh each label's positives by negatives/positives")
       ->capture_default_str();
+  app.add_option("--head-bias", o.head_bias,
+                 "the new head's bias: prior (the logit of each label's training frequency, so the untrained model "
+                 "predicts the prior) or zero")
+      ->capture_default_str()->check(CLI::IsMember({"prior", "zero"}));
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--precision", o.precision,
                  "fp32, or mixed precision: bf16, or fp16 with loss scaling (convolutions in 16 bits, float32 master "
@@ -60,7 +64,7 @@ int main(int argc, char** argv) {
   app.add_flag("--sync-bn", o.sync_bn,
                "with several ranks: batch norm normalises by the statistics of every rank's batch together "
                "(PyTorch's SyncBatchNorm; default: each rank's own, as DDP)");
-  app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed)");
+  app.add_option("--resume", o.resume, "checkpoint to continue from (same size, batch and seed); when it is not written yet, the newest epoch<N>.ckpt in --out, or a fresh start when there is none (one command line for a retry loop)");
   app.add_option("--seed", o.seed, "seed of the initialisation, data order and augmentation")->capture_default_str();
   app.add_option("--workers", o.workers, "data loading threads")->capture_default_str();
   app.add_option("--max-steps-per-epoch", o.max_steps_per_epoch, "stop each epoch after this many steps (0: all)")

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", o.seed, "seed (initialisation and the order of the series)")->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
-  app.add_flag("--resume", o.resume, "continue RUN/last.ckpt (same flags)");
+  app.add_flag("--resume", o.resume, "continue RUN/last.ckpt (same flags); a fresh start when there is none yet (one command line for a retry loop)");
   return ich::run_app("ich-train-seq", app, argc, argv, [&] {
     return ich::train_sequence(o, [](const std::string& s) { std::printf("%s\n", s.c_str()); std::fflush(stdout); });
   });

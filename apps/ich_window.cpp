@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
                "do not correct the RSNA 12-bit files (CT, BitsStored 12, unsigned, intercept > -100, and at least 1% "
                "of the stored values at 3096 or above: docs/data.md)");
   app.add_flag("--any-modality", o.any_modality, "convert files of any modality (MR, CR, ...), not only CT");
-  app.add_flag("--resume", o.resume, "go on with an interrupted run into the same --out (same flags)");
+  app.add_flag("--resume", o.resume, "go on with an interrupted run into the same --out (same flags); with nothing to resume, start fresh (one command line for a retry loop)");
   app.add_option("--chunk", o.chunk, "files converted between two records of the resume journal")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

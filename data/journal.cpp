@@ -102,13 +102,30 @@ bool parse_journal_line(const std::string& line, JournalRecord& out) {
   return true;
 }
 
+namespace {
+
+// What differs between a journal's settings and this run's, field by field
+// ("input=/a" against "input=/b"): what the user must change.
+std::string settings_diff(const JournalRecord& had, const JournalRecord& now) {
+  std::string d;
+  for (size_t i = 0; i < std::max(had.size(), now.size()); ++i) {
+    const std::string a = i < had.size() ? had[i] : "(none)", b = i < now.size() ? now[i] : "(none)";
+    if (a != b) d += (d.empty() ? "" : "; ") + a.substr(0, 200) + " there, " + b.substr(0, 200) + " here";
+  }
+  return d;
+}
+
+}  // namespace
+
 Journal::Journal(std::string path, const JournalRecord& settings, bool resume) : path_(std::move(path)) {
   if (resume) {
     std::ifstream in(path_, std::ios::binary);
-    ICH_CHECK(in.good(), "--resume: no journal ", path_, " (nothing to resume: run without --resume)");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
+    std::string text;
+    if (in.good()) {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
     size_t pos = 0, good_end = 0;
     bool first = true;
     while (pos < text.size()) {
@@ -117,20 +134,27 @@ Journal::Journal(std::string path, const JournalRecord& settings, bool resume) :
       JournalRecord r;
       if (!parse_journal_line(text.substr(pos, nl - pos), r)) break;
       if (first) {
-        ICH_CHECK(r == settings, "--resume: ", path_, " was made with other settings (", csv_line(r).substr(0, 300),
-                  "), not these (", csv_line(settings).substr(0, 300), "): run without --resume, or use another output");
+        ICH_CHECK(r == settings, "--resume: ", path_, " belongs to another run (", settings_diff(r, settings),
+                  "): run without --resume to replace it, or use another output");
         first = false;
       } else {
         records_.push_back(std::move(r));
       }
       pos = good_end = nl + 1;
     }
-    ICH_CHECK(!first, "--resume: ", path_, " holds no settings line (run without --resume)");
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-    ICH_CHECK(fd_ >= 0, "cannot open ", path_, ": ", std::strerror(errno));
-    ICH_CHECK(::ftruncate(fd_, off_t(good_end)) == 0 && ::lseek(fd_, 0, SEEK_END) >= 0, "cannot cut ", path_,
-              " back to its last whole record: ", std::strerror(errno));
-    return;
+    if (!first) {
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+      ICH_CHECK(fd_ >= 0, "cannot open ", path_, ": ", std::strerror(errno));
+      ICH_CHECK(::ftruncate(fd_, off_t(good_end)) == 0 && ::lseek(fd_, 0, SEEK_END) >= 0, "cannot cut ", path_,
+                " back to its last whole record: ", std::strerror(errno));
+      return;
+    }
+    // No journal, or one cut before its settings line was whole (a kill
+    // while the run started): nothing was recorded, so the same command
+    // line serves a first run and its retries.
+    std::fprintf(stderr, "note: --resume: %s %s: nothing to resume, starting fresh\n", path_.c_str(),
+                 in.good() ? "holds no whole record" : "does not exist");
+    started_fresh_ = true;
   }
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   ICH_CHECK(fd_ >= 0, "cannot create ", path_, ": ", std::strerror(errno));

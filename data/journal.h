@@ -27,8 +27,10 @@ class Journal {
  public:
   // resume=false: a new journal (an old one at `path` is replaced), holding
   // `settings`. resume=true: an existing journal must start with `settings`
-  // (else ich::Error naming both); its records are read back. A missing
-  // journal on resume is an error too (nothing to resume).
+  // (else ich::Error naming the fields that differ); its records are read
+  // back. With nothing to resume (no journal, or one killed before its
+  // settings line was whole) it starts a new one and says so in one line:
+  // a retry loop runs the same command line the first time and after.
   Journal(std::string path, const JournalRecord& settings, bool resume);
   ~Journal();
   Journal(const Journal&) = delete;
@@ -40,9 +42,11 @@ class Journal {
   // journal durable; throws ich::Error naming the file on failure.
   void append(const std::vector<JournalRecord>& records);
   const std::string& path() const { return path_; }
+  bool started_fresh() const { return started_fresh_; }  // resume asked, nothing there
 
  private:
   std::string path_;
+  bool started_fresh_ = false;
   int fd_ = -1;
   std::vector<JournalRecord> records_;
 };

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "data/csv.h"
+#include "train/checkpoint.h"
 #include "data/dataset.h"
 #include "data/metrics.h"
 #include "engine/autograd.h"
@@ -66,8 +67,8 @@ SeqRun set_up(const SeqTrainOptions& o, const std::function<void(const std::stri
   r.last = (fs::path(o.out) / "last.ckpt").string();
   r.best = (fs::path(o.out) / "best.ckpt").string();
   r.log_path = (fs::path(o.out) / "log.csv").string();
-  if (o.resume) {
-    ICH_CHECK(fs::exists(r.last), "--resume: no ", r.last, " to continue from");
+  const bool resume = o.resume && !resume_point(r.last, o.out).empty();  // its checkpoints: last and best only
+  if (resume) {
     LoadedSeqCheckpoint c = load_seq_checkpoint(r.last);
     const SeqModelConfig& k = c.model->config();
     ICH_CHECK(cell_name(k.cell) == o.cell && k.hidden == o.hidden && k.layers == o.layers && c.meta.batch == o.batch &&
@@ -95,7 +96,7 @@ SeqRun set_up(const SeqTrainOptions& o, const std::function<void(const std::stri
   r.model->to(r.dev);
   r.model->train();
   r.opt = std::make_unique<Adam>(r.model->parameters(), Adam::Options{r.meta.lr});
-  if (o.resume) load_seq_optimizer_state(r.last, *r.opt);
+  if (resume) load_seq_optimizer_state(r.last, *r.opt);
   say(std::to_string(r.train.series.size()) + " training series (" + std::to_string(r.train.slices()) + " slices), " +
       std::to_string(r.valid.series.size()) + " validation series (" + std::to_string(r.valid.slices()) +
       " slices), " + std::to_string(r.train.features()) + " features per slice");

@@ -17,11 +17,13 @@ args=(--train split/train.csv --valid split/valid.csv --images img --arch resnex
       --lr 1e-3 --device cpu --seed 9 --epochs 4)
 "$bin/ich-train" "${args[@]}" --out straight 2> /dev/null
 
+# One command line for the first run and every retry, as a scheduler's retry
+# loop has: --resume killed/last.ckpt from the start (nothing there yet: it
+# starts fresh; a kill between epoch<N>.ckpt and last.ckpt: it goes on from
+# epoch<N>.ckpt).
 RANDOM=42
 for ((i = 1; i <= kills; i++)); do
-  resume=()
-  [ -f killed/last.ckpt ] && resume=(--resume killed/last.ckpt)
-  "$bin/ich-train" "${args[@]}" --out killed "${resume[@]}" 2> /dev/null &
+  "$bin/ich-train" "${args[@]}" --out killed --resume killed/last.ckpt 2> /dev/null &
   pid=$!
   sleep "0.$(( RANDOM % 9 + 1 ))"
   kill -9 "$pid" 2> /dev/null || true
@@ -32,10 +34,23 @@ for ((i = 1; i <= kills; i++)); do
       > /dev/null 2>&1 || fail "after kill $i, $c does not load"
   done
 done
-resume=()
-[ -f killed/last.ckpt ] && resume=(--resume killed/last.ckpt)
-"$bin/ich-train" "${args[@]}" --out killed "${resume[@]}" 2> /dev/null
+"$bin/ich-train" "${args[@]}" --out killed --resume killed/last.ckpt 2> /dev/null
 cmp -s straight/last.ckpt killed/last.ckpt || fail "after $kills kills and a resume, the weights differ from an uninterrupted run"
+# A kill between epoch2.ckpt and last.ckpt: the run goes on from epoch2.ckpt, and says so.
+mkdir between && cp straight/epoch2.ckpt between/
+"$bin/ich-train" "${args[@]}" --out between --resume between/last.ckpt 2> between.txt ||
+  fail "resume with only epoch2.ckpt: $(tail -2 between.txt)"
+grep -q "continuing from between/epoch2.ckpt" between.txt || fail "no note naming epoch2.ckpt: $(head -3 between.txt)"
+cmp -s straight/last.ckpt between/last.ckpt || fail "resumed from epoch2.ckpt, the weights differ from an uninterrupted run"
+# Another run's folder (a best.ckpt alone) is refused, naming it; a folder with no checkpoint starts fresh.
+mkdir other && cp straight/best.ckpt other/
+if "$bin/ich-train" "${args[@]}" --out other --resume other/last.ckpt 2> other.txt; then
+  fail "--resume into a folder holding only best.ckpt was not refused"
+fi
+grep -q "holds only best.ckpt" other.txt || fail "the refusal does not name best.ckpt: $(cat other.txt)"
+"$bin/ich-train" "${args[@]}" --out fresh --resume fresh/last.ckpt 2> fresh.txt || fail "$(tail -2 fresh.txt)"
+grep -q "nothing to resume, starting fresh" fresh.txt || fail "no note for nothing to resume: $(head -3 fresh.txt)"
+cmp -s straight/last.ckpt fresh/last.ckpt || fail "a fresh run through --resume differs from the uninterrupted one"
 ls killed | grep -q '\.tmp\.' && fail "temporary files left in the run folder: $(ls killed)"
-echo "kill -9 x$kills: every checkpoint loadable, final weights identical to the uninterrupted run"
+echo "kill -9 x$kills with one command line (--resume from the start): every checkpoint loadable, final weights identical to the uninterrupted run; a kill between epoch2.ckpt and last.ckpt goes on from epoch2.ckpt"
 echo "1 passed, 0 failed"

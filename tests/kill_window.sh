@@ -43,10 +43,10 @@ check_partial() {
 
 RANDOM=7
 cut_short=0
+# One command line for the first run and every retry, as a scheduler's retry
+# loop has: --resume from the start (nothing to resume: it starts fresh).
 for ((i = 1; i <= kills; i++)); do
-  resume=()
-  [ -f killed/.ich-window.journal ] && resume=(--resume)
-  "$bin/ich-window" "${wargs[@]}" --out killed "${resume[@]}" > /dev/null 2>&1 &
+  "$bin/ich-window" "${wargs[@]}" --out killed --resume > /dev/null 2>&1 &
   pid=$!
   kill_after "$window_ms"
   kill -9 "$pid" 2> /dev/null || true
@@ -70,11 +70,7 @@ kill_after_progress() {  # PID JOURNAL: kill PID once JOURNAL has grown, or once
   kill -9 "$1" 2> /dev/null || true
   wait "$1" 2> /dev/null || true
 }
-# (with --resume only if a journal exists: every random kill may have landed
-# before the first one was written, and --resume without one is refused)
-resume=()
-[ -f killed/.ich-window.journal ] && resume=(--resume)
-"$bin/ich-window" "${wargs[@]}" --out killed "${resume[@]}" > /dev/null 2>&1 &
+"$bin/ich-window" "${wargs[@]}" --out killed --resume > /dev/null 2>&1 &
 kill_after_progress $! killed/.ich-window.journal
 check_partial "progress"
 set +e
@@ -93,7 +89,16 @@ set +e
 "$bin/ich-window" --input ph/dicom --size 64 --threads 2 --chunk 8 --out killed --resume > other.txt 2>&1
 rc=$?
 set -e
-[ $rc = 1 ] && grep -q "other settings" other.txt || fail "a resume with another --size was not refused: $(cat other.txt)"
+[ $rc = 1 ] && grep -q "belongs to another run (size=.* there, size=64 here)" other.txt ||
+  fail "a resume with another --size was not refused naming the size: $(cat other.txt)"
+# Nothing to resume (a folder that does not exist yet): a fresh run, one note line.
+set +e
+"$bin/ich-window" "${wargs[@]}" --out fresh --resume > fresh.txt 2>&1
+rc=$?
+set -e
+[ $rc = 0 ] || [ $rc = 3 ] || fail "--resume with nothing to resume failed ($rc): $(cat fresh.txt)"
+grep -q "nothing to resume, starting fresh" fresh.txt || fail "--resume into a new folder: no note line: $(cat fresh.txt)"
+diff -r straight fresh > /dev/null || fail "--resume into a new folder did not make the uninterrupted run's outputs"
 
 # ich-predict the same way, on a small model trained here.
 "$bin/ich-split" --labels ph/labels.csv --meta straight/meta.csv --out split > /dev/null
@@ -113,9 +118,7 @@ kill_predict() {
   predict_ms=$(( $(ms) - t0 ))
   pcut=0
   for ((i = 1; i <= kills; i++)); do
-    local resume=()
-    [ -f "${name}_killed/sub.csv.journal" ] && resume=(--resume)
-    "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" "${resume[@]}" > /dev/null 2>&1 &
+    "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > /dev/null 2>&1 &
     local pid=$!
     kill_after "$predict_ms"
     kill -9 "$pid" 2> /dev/null || true
@@ -126,9 +129,7 @@ kill_predict() {
     fi
   done
   [ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict ($name) finished (an uninterrupted run takes $predict_ms ms)"
-  local again=()
-  [ -f "${name}_killed/sub.csv.journal" ] && again=(--resume)
-  "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" "${again[@]}" > /dev/null 2>&1 &
+  "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > /dev/null 2>&1 &
   kill_after_progress $! "${name}_killed/sub.csv.journal"
   set +e
   "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > plast.txt 2>&1

@@ -1,6 +1,9 @@
 #include "train/checkpoint.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "engine/init.h"
 #include "weights/weights_file.h"
@@ -97,6 +100,35 @@ void load_optimizer_state(const std::string& path, Optimizer& opt) {
   f.load_into(targets, /*strict=*/false);
   ICH_CHECK(f.find("optim/steps") != nullptr, "checkpoint ", path, ": no optimizer step count");
   opt.set_steps(int64_t(f.read("optim/steps").item()));
+}
+
+std::string resume_point(const std::string& ckpt, const std::string& run_folder) {
+  namespace fs = std::filesystem;
+  if (fs::exists(ckpt)) return ckpt;
+  std::string held, newest;
+  long newest_epoch = -1;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run_folder, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.path().extension() != ".ckpt") continue;
+    held += (held.empty() ? "" : ", ") + name;
+    char* end = nullptr;
+    const long n = name.rfind("epoch", 0) == 0 ? std::strtol(name.c_str() + 5, &end, 10) : -1;
+    if (n > newest_epoch && end && std::string(end) == ".ckpt") {
+      newest_epoch = n;
+      newest = e.path().string();
+    }
+  }
+  if (!newest.empty()) {
+    std::fprintf(stderr, "note: --resume %s: not written yet; continuing from %s, the newest checkpoint in %s\n",
+                 ckpt.c_str(), newest.c_str(), run_folder.c_str());
+    return newest;
+  }
+  ICH_CHECK(held.empty(), "--resume ", ckpt, ": no such checkpoint, and ", run_folder, " holds only ", held,
+            ": name the one to continue, or train into another folder");
+  std::fprintf(stderr, "note: --resume %s: no checkpoint yet in %s: nothing to resume, starting fresh\n", ckpt.c_str(),
+               run_folder.c_str());
+  return "";
 }
 
 }  // namespace ich

@@ -41,6 +41,17 @@ struct LoadedCheckpoint {
 // Builds the model the checkpoint describes (6 outputs) and loads it; with
 // opt, restores the optimizer state too (names and shapes checked).
 LoadedCheckpoint load_checkpoint(const std::string& path);
+
+// --resume CKPT into RUN, for a retry loop that runs one command line the
+// first time and after every failure: the checkpoint to continue from.
+//   CKPT exists                     CKPT
+//   RUN has epoch<N>.ckpt files     the newest (a kill after it was written,
+//                                   before CKPT was), with a note line
+//   RUN holds no checkpoint         "": nothing to resume, start fresh, with
+//                                   a note line (a kill before the first)
+// Throws when RUN holds other checkpoints only, naming them. The caller
+// still refuses a checkpoint trained with other settings, naming them.
+std::string resume_point(const std::string& ckpt, const std::string& run_folder);
 void load_optimizer_state(const std::string& path, Optimizer& opt);
 
 }  // namespace ich

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -155,14 +156,35 @@ std::shared_ptr<ResNeXt> start_or_resume(const TrainOptions& o, const DataParall
   meta.precision = precision_name(parse_precision(o.precision));
   meta.lr_schedule = o.lr_schedule;
   meta.windows = windows_of_images(o.images);
+  const auto f = train_ds.positive_fraction();
   if (o.pos_weight == "auto") {
     // Rare labels weigh more: negatives/positives per label (the seed's own suggestion), at most 100.
-    const auto f = train_ds.positive_fraction();
     for (size_t k = 0; k < 6; ++k) meta.pos_weight[k] = float(f[k] > 0 ? std::min(100.0, (1 - f[k]) / f[k]) : 1.0);
     meta.has_pos_weight = true;
   }
+  ICH_CHECK(o.head_bias == "prior" || o.head_bias == "zero", "--head-bias ", o.head_bias, ": expected prior or zero");
+  if (o.head_bias == "prior") {
+    const std::array<float, 6> b = head_bias_for_prior(f, meta.has_pos_weight ? meta.pos_weight.data() : nullptr);
+    Tensor& bias = model->fc().bias;
+    for (size_t k = 0; k < 6; ++k) bias.data<float>()[k] = b[k];
+  }
   return model;
 }
+
+}  // namespace
+
+std::array<float, 6> head_bias_for_prior(const std::array<double, 6>& f, const float* pos_weight) {
+  std::array<float, 6> b{};
+  for (size_t k = 0; k < 6; ++k) {
+    // The constant q minimising w*f*(-log q) + (1-f)*(-log(1-q)) is w*f / (w*f + 1 - f).
+    const double w = pos_weight ? double(pos_weight[k]) : 1.0;
+    const double q = std::clamp(w * f[k] / (w * f[k] + 1 - f[k]), 1e-4, 1 - 1e-4);  // a label never (or always) seen
+    b[k] = float(std::log(q / (1 - q)));
+  }
+  return b;
+}
+
+namespace {
 
 // log.csv and TensorBoard, one row per epoch: rows of earlier epochs survive
 // a resume, and a new event file starts over by repeating them (report/tensorboard.h).
@@ -368,7 +390,9 @@ bool save_epoch(Run& r, int64_t epoch, double valid_loss) {
 
 }  // namespace
 
-int train(const TrainOptions& o, const std::function<void(const std::string&)>& log_line) {
+int train(const TrainOptions& given, const std::function<void(const std::string&)>& log_line) {
+  TrainOptions o = given;
+  if (!o.resume.empty()) o.resume = resume_point(o.resume, o.out);  // "" when there is nothing to resume yet
   bool quiet = false;  // ranks other than 0 say nothing (their errors still reach the launcher)
   const std::function<void(const std::string&)> say = [&](const std::string& s) {
     if (log_line && !quiet) log_line(s);

@@ -21,6 +21,11 @@ struct TrainOptions {
   std::string lr_schedule = "constant";  // or "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2 for each epoch
   int context = 0;  // adjacent slices a side as extra input channels (SliceDataset::set_context); conv1 widened
   std::string pos_weight = "none";  // none or auto (negatives/positives per label, from the train split)
+  // The new head's bias: "prior", the logit of the constant prediction that
+  // minimises the training loss (log(p/(1-p)) per label, 0 with
+  // --pos-weight auto), as RetinaNet initialises its classifier; or "zero"
+  // (PyTorch's Linear init draws it near 0). See head_bias_for_prior().
+  std::string head_bias = "prior";
   std::string device = "auto";
   std::string resume;               // a checkpoint to continue from
   uint64_t seed = 0;
@@ -49,6 +54,14 @@ struct EpochLog {
 // after writing RUN/last.ckpt). Throws ich::Error on bad input or a NaN/Inf
 // loss (after which RUN/last.ckpt is still the last good state).
 int train(const TrainOptions& o, const std::function<void(const std::string&)>& log = nullptr);
+
+// The head bias that makes the untrained model predict the training set's
+// label frequencies f (each weighed by pos_weight[k] when given): with it,
+// the first steps' gradients go into the features instead of into moving
+// six biases from 0 to the prior's logit, which Adam does at about lr per
+// step (from 0 to -2.5 at lr 1e-3: some 2,500 steps, longer than the whole
+// Grad-CAM test's training; docs/train.md).
+std::array<float, 6> head_bias_for_prior(const std::array<double, 6>& f, const float* pos_weight = nullptr);
 
 // The learning rate of an epoch (from 0) under a schedule: constant, or
 // cosine (timm's and torch's CosineAnnealingLR per epoch, down to 0 at the

@@ -1,0 +1,91 @@
+// --resume for retry loops (one command line for a first run and every
+// retry): the resume journal of ich-window and ich-predict (data/journal.h)
+// and the checkpoint ich-train and ich-train-seq continue from
+// (train/checkpoint.h). Killed runs end to end: tests/kill_window.sh,
+// tests/kill_resume.sh.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/journal.h"
+#include "train/checkpoint.h"
+
+namespace ich {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Resume : ::testing::Test {
+  std::string dir = ::testing::TempDir() + "/resume_" + std::to_string(::getpid()) + "_" +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  void SetUp() override {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  std::string error_of(const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  }
+};
+
+const JournalRecord kSettings{"ich-window 2", "input=/data/a", "size=96"};
+
+TEST_F(Resume, AJournalThatIsNotThereStartsFreshAndIsReadBackNextTime) {
+  const std::string path = dir + "/run.journal";
+  {
+    Journal j(path, kSettings, /*resume=*/true);
+    EXPECT_TRUE(j.started_fresh());
+    EXPECT_TRUE(j.records().empty());
+    j.append({{"one", "a"}, {"two", "b"}});
+  }
+  Journal again(path, kSettings, true);
+  EXPECT_FALSE(again.started_fresh());
+  ASSERT_EQ(again.records().size(), 2u);
+  EXPECT_EQ(again.records()[1][0], "two");
+}
+
+TEST_F(Resume, AJournalKilledInsideItsSettingsLineStartsFresh) {
+  const std::string path = dir + "/run.journal";
+  const std::string line = journal_line(kSettings);
+  for (size_t cut : {size_t(0), size_t(5), line.size() - 1}) {  // empty, torn, all but the newline
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << line.substr(0, cut);
+    Journal j(path, kSettings, true);
+    EXPECT_TRUE(j.started_fresh()) << cut;
+    EXPECT_TRUE(j.records().empty());
+  }
+}
+
+TEST_F(Resume, AnotherRunsJournalIsRefusedNamingWhatDiffers) {
+  const std::string path = dir + "/run.journal";
+  { Journal j(path, kSettings, false); }
+  const std::string err = error_of([&] { Journal j(path, {"ich-window 2", "input=/data/b", "size=96"}, true); });
+  EXPECT_NE(err.find("belongs to another run (input=/data/a there, input=/data/b here)"), std::string::npos) << err;
+  EXPECT_EQ(err.find("size="), std::string::npos) << "names only what differs: " << err;
+}
+
+TEST_F(Resume, TheCheckpointToContinueFrom) {
+  const std::string run = dir + "/run", last = run + "/last.ckpt";
+  EXPECT_EQ(resume_point(last, run), "");  // no folder yet: nothing to resume
+  fs::create_directories(run);
+  std::ofstream(run + "/log.csv") << "epoch\n";  // not a checkpoint
+  EXPECT_EQ(resume_point(last, run), "");
+  for (const char* n : {"epoch2.ckpt", "epoch10.ckpt", "epoch9.ckpt"}) std::ofstream(run + "/" + n) << "x";
+  EXPECT_EQ(resume_point(last, run), run + "/epoch10.ckpt");  // by number, not by name
+  std::ofstream(last) << "x";
+  EXPECT_EQ(resume_point(last, run), last);
+  const std::string other = dir + "/other";
+  fs::create_directories(other);
+  std::ofstream(other + "/best.ckpt") << "x";
+  const std::string err = error_of([&] { resume_point(other + "/last.ckpt", other); });
+  EXPECT_NE(err.find("holds only best.ckpt"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace ich

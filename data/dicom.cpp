@@ -3,6 +3,8 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcvr.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
@@ -29,6 +31,10 @@ void dicom_init() {
   static std::once_flag once;
   std::call_once(once, [] {
     OFLog::configure(OFLogger::FATAL_LOG_LEVEL);  // errors come back to us as conditions
+    // PS3.5 6.2.2: an element of a known tag written with VR UN (some
+    // converters do) is read with the data dictionary's VR: Modality "CT",
+    // not the bytes "43\54"; RescaleSlope a number.
+    dcmEnableUnknownVRConversion.set(OFTrue);
     DcmRLEDecoderRegistration::registerCodecs();
     DJDecoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
@@ -148,6 +154,12 @@ int32_t stored_from_j2k(int32_t v, int bits_stored, int pixel_representation) {
 
 }  // namespace
 
+bool is_ct(const DicomSlice& s) {
+  if (!s.modality.empty()) return s.modality == "CT";
+  return s.sop_class == UID_CTImageStorage || s.sop_class == UID_EnhancedCTImageStorage ||
+         s.sop_class == UID_LegacyConvertedEnhancedCTImageStorage;
+}
+
 std::string image_id_for(const DicomSlice& s) {
   const std::string& u = s.sop_uid;
   const bool safe = !u.empty() && u.size() <= 128 && u != "." && u != ".." &&
@@ -178,6 +190,7 @@ void read_dicom_frames(const std::string& path, const std::function<void(DicomSl
   s.study_uid = get_string(ds, DCM_StudyInstanceUID);
   s.series_uid = get_string(ds, DCM_SeriesInstanceUID);
   s.modality = get_string(ds, DCM_Modality);
+  s.sop_class = get_string(ds, DCM_SOPClassUID);
   s.photometric = get_string(ds, DCM_PhotometricInterpretation);
   s.rows = get_u16(ds, DCM_Rows, path, "Rows");
   s.cols = get_u16(ds, DCM_Columns, path, "Columns");

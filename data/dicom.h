@@ -32,6 +32,7 @@ struct ModalityLut {
 struct DicomSlice {
   std::string path;
   std::string sop_uid, patient_id, study_uid, series_uid;
+  std::string sop_class;  // SOPClassUID: says CT where de-identification removed Modality
   std::string modality, photometric, transfer_syntax;
   std::string transfer_syntax_uid;  // e.g. 1.2.840.10008.1.2.4.90
   int frame = 1;            // 1-based frame number; a single-frame file's one slice is frame 1
@@ -56,6 +57,11 @@ struct DicomSlice {
 // pixels=false only the header is read (fast: pixel data is not loaded or
 // decoded) and raw stays empty.
 void read_dicom_frames(const std::string& path, const std::function<void(DicomSlice&)>& f, bool pixels = true);
+// Whether a slice is CT: Modality CT, or, where the file has no Modality (a
+// de-identification tool removed it), a CT SOP class (CT Image Storage,
+// Enhanced CT, Legacy Converted Enhanced CT): the SOP class says what the
+// object is (PS3.4 B.5). A Modality other than CT is not CT, whatever the class.
+bool is_ct(const DicomSlice& s);
 // A single-frame file's slice (a multi-frame file is an error that says so).
 DicomSlice read_dicom(const std::string& path, bool pixels = true);
 // The id of a slice: the SOPInstanceUID when it is a safe file name

@@ -32,7 +32,7 @@ struct Wanted {
   const char* vr;
 };
 constexpr Wanted kWanted[] = {
-    {tag(0x0008, 0x0018), "UI"}, {tag(0x0008, 0x0060), "CS"}, {tag(0x0010, 0x0020), "LO"},
+    {tag(0x0008, 0x0016), "UI"}, {tag(0x0008, 0x0018), "UI"}, {tag(0x0008, 0x0060), "CS"}, {tag(0x0010, 0x0020), "LO"},
     {tag(0x0020, 0x000D), "UI"}, {tag(0x0020, 0x000E), "UI"}, {tag(0x0020, 0x0032), "DS"},
     {tag(0x0020, 0x0037), "DS"},
     {tag(0x0028, 0x0002), "US"}, {tag(0x0028, 0x0004), "CS"}, {tag(0x0028, 0x0008), "IS"},
@@ -66,7 +66,7 @@ bool known_vr(const char* vr) {
                                          "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"};
   for (const char* v : kAll)
     if (vr[0] == v[0] && vr[1] == v[1]) return true;
-  return false;  // UN, and anything malformed: left to DCMTK
+  return false;  // UN (read with the dictionary's VR, PS3.5 6.2.2), and anything malformed: left to DCMTK
 }
 
 bool vr_fits(const char* vr, const char* want) {
@@ -308,7 +308,8 @@ bool read_dicom_direct(const std::string& path, std::vector<uint8_t>& file, Dico
   s.transfer_syntax = DcmXfer(xfer).getXferName();
   s.transfer_syntax_uid = DcmXfer(xfer).getXferID();
   std::vector<double> pos3, ori, slope, icpt, spacing;
-  if (!plain_string(walk.get(tag(0x0008, 0x0018)), s.sop_uid) ||
+  if (!plain_string(walk.get(tag(0x0008, 0x0016)), s.sop_class) ||
+      !plain_string(walk.get(tag(0x0008, 0x0018)), s.sop_uid) ||
       !plain_string(walk.get(tag(0x0010, 0x0020)), s.patient_id) ||
       !plain_string(walk.get(tag(0x0020, 0x000D)), s.study_uid) ||
       !plain_string(walk.get(tag(0x0020, 0x000E)), s.series_uid) ||

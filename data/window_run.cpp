@@ -40,8 +40,9 @@ std::vector<std::string> list_files(const std::string& input, const std::string&
 }
 
 void check_modality(const DicomSlice& s, bool any_modality) {
-  if (any_modality || s.modality == "CT") return;
-  throw Error(s.modality.empty() ? "no Modality: not known to be CT (--any-modality converts it anyway)"
+  if (any_modality || is_ct(s)) return;
+  throw Error(s.modality.empty() ? "no Modality and SOP Class " + (s.sop_class.empty() ? std::string("(none)") : s.sop_class) +
+                                       ": not known to be CT (--any-modality converts it anyway)"
                                  : "Modality " + s.modality + " is not CT (--any-modality converts it anyway)");
 }
 

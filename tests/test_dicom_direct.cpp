@@ -44,6 +44,7 @@ bool accepted_and_equal(const std::string& path) {
   EXPECT_EQ(d.study_uid, r.study_uid);
   EXPECT_EQ(d.series_uid, r.series_uid);
   EXPECT_EQ(d.modality, r.modality);
+  EXPECT_EQ(d.sop_class, r.sop_class);
   EXPECT_EQ(d.photometric, r.photometric);
   EXPECT_EQ(d.transfer_syntax, r.transfer_syntax);
   EXPECT_EQ(d.has_z, r.has_z);

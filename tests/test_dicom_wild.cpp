@@ -4,7 +4,9 @@
 // 12-bit signature on CT (fixed) and on MR (left alone, and refused without
 // --any-modality), JPEG 2000 lossless and lossy (pydicom's own files and
 // OpenJPEG-encoded ones), Enhanced CT multi-frame files with per-frame
-// position, rescale and window, uncompressed and in JPEG 2000. Every frame
+// position, rescale and window, uncompressed and in JPEG 2000; Modality,
+// rescale, window and geometry written with VR UN; a CT slice without
+// Modality (its SOP class says CT) and an MR-class one (refused). Every frame
 // within one gray level per window of pydicom's; Hounsfield units exact where
 // the encoding is lossless.
 #include <cstdlib>
@@ -47,7 +49,8 @@ const char* const kCases[] = {"wild_j2k_lossless_mr", "wild_j2k_pixelrep_mismatc
                               "lut16_first200", "lut16_first_negative", "lut8", "rsna_signature_ct",
                               "rsna_header_only_ct", "rsna_signature_mr", "rsna_signature_mr_refused",
                               "opj_j2k_lossless_ct", "opj_j2k_lossy_ct", "enhanced_ct", "enhanced_ct_own_windows",
-                              "enhanced_ct_j2k_bot", "enhanced_ct_j2k_two_fragments"};
+                              "enhanced_ct_j2k_bot", "enhanced_ct_j2k_two_fragments", "un_attributes_ct",
+                              "ct_class_without_modality", "mr_class_without_modality_refused"};
 
 std::vector<Case> manifest() {
   const CsvTable t = read_csv(kRef + "/manifest.csv");
@@ -113,7 +116,16 @@ TEST_P(WildDicom, AsPydicomReadsIt) {
     EXPECT_EQ(row[meta.column("image_id")], ids[size_t(k)]);
     EXPECT_EQ(row[meta.column("frame")], std::to_string(k + 1));
     EXPECT_EQ(row[meta.column("rsna_fix")], fixes[size_t(k)]);
-    EXPECT_FALSE(row[meta.column("modality")].empty());
+    // Modality as the file has it: UN-encoded read as CT; none where de-identification removed it.
+    const std::string modality = row[meta.column("modality")];
+    if (c.name == "ct_class_without_modality") {
+      EXPECT_EQ(modality, "");
+    } else {
+      EXPECT_FALSE(modality.empty());
+    }
+    if (c.name == "un_attributes_ct") {
+      EXPECT_EQ(modality, "CT");
+    }
     EXPECT_EQ(row[meta.column("transfer_syntax")].rfind("1.2.840.10008.1.2", 0), 0u) << row[meta.column("transfer_syntax")];
     if (!zs.empty() && !zs[size_t(k)].empty()) {
       EXPECT_DOUBLE_EQ(std::stod(row[meta.column("z")]), std::stod(zs[size_t(k)]));

@@ -20,7 +20,12 @@ Writes OUT/input/ (the files), OUT/manifest.csv and OUT/expected.ichw:
     made with OpenJPEG's opj_compress (Debian's libopenjp2-tools);
   * an Enhanced CT multi-frame file (four frames; per-frame position,
     rescale and window in the functional groups, PS3.3 C.7.6.16), also with
-    its frames in JPEG 2000, with and without a Basic Offset Table.
+    its frames in JPEG 2000, with and without a Basic Offset Table;
+  * explicit VR files whose Modality, rescale, window and geometry are
+    written with VR UN (as some converters write known attributes; PS3.5
+    6.2.2: read with the dictionary's VR), a CT slice whose Modality was
+    removed (its SOP class says CT), and an MR-class slice without Modality
+    (refused).
 For every frame: pydicom's pixels, the standard's modality stage applied
 here in numpy (LUT, or the frame's own slope and intercept, or the RSNA fix
 where the test expects it), and the windowed bytes:
@@ -44,6 +49,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
 import openjpeg
 from pydicom.pixel_data_handlers import numpy_handler, pillow_handler, pylibjpeg_handler, rle_handler
 from pydicom.pixel_data_handlers.util import apply_modality_lut
@@ -81,10 +88,14 @@ def spec(windows):
     return ",".join(f"{c}/{w}" for c, w in windows)
 
 
-def expect(case, ds, hu_frames, windows, lossless, rsna_fix=None, extra_args=""):
-    """Records a file the test converts: one entry per frame."""
+def expect(case, ds, hu_frames, windows, lossless, rsna_fix=None, extra_args="", save=None):
+    """Records a file the test converts: one entry per frame. save(ds, path)
+    writes the file when pydicom's own writer would not write it so."""
     name = f"{case}.dcm"
-    ds.save_as(os.path.join(inp, name), write_like_original=False)
+    if save:
+        save(ds, os.path.join(inp, name))
+    else:
+        ds.save_as(os.path.join(inp, name), write_like_original=False)
     frames = len(hu_frames)
     uid = str(ds.SOPInstanceUID)
     ids = [uid] if frames == 1 else [f"{uid}_f{k + 1}" for k in range(frames)]
@@ -103,9 +114,11 @@ def expect(case, ds, hu_frames, windows, lossless, rsna_fix=None, extra_args="")
                      ";".join(str(f) for f in fixes), int(lossless), ""])
 
 
-def expect_error(case, path_or_ds, text, extra_args="--any-modality"):
+def expect_error(case, path_or_ds, text, extra_args="--any-modality", save=None):
     name = f"{case}.dcm"
-    if isinstance(path_or_ds, str):
+    if save:
+        save(path_or_ds, os.path.join(inp, name))
+    elif isinstance(path_or_ds, str):
         shutil.copy(path_or_ds, os.path.join(inp, name))
     else:
         path_or_ds.save_as(os.path.join(inp, name), write_like_original=False)
@@ -337,6 +350,46 @@ for case, frags, bot in [("enhanced_ct_j2k_bot", 1, True), ("enhanced_ct_j2k_two
     assert np.array_equal(ds.pixel_array, np.stack(frames_px))  # pydicom decodes what was encoded
     hus_j, _ = enhanced_hu(ds)
     expect(case, ds, hus_j, DEFAULT, True)
+
+# 6. Known attributes written with VR UN; Modality removed.
+def save_with_un(tags):
+    """A writer of explicit VR little endian files in which the elements of
+    `tags` carry VR UN (4-byte length, the value as implicit VR would hold
+    it): pydicom itself writes them with their dictionary VR."""
+    def save(ds, path):
+        body = DicomBytesIO()
+        body.is_little_endian, body.is_implicit_VR = True, False
+        for el in ds:
+            if el.tag in tags:
+                one = DicomBytesIO()
+                one.is_little_endian, one.is_implicit_VR = True, True
+                write_data_element(one, el)
+                value = one.getvalue()[8:]  # past the implicit tag and length
+                body.write(el.tag.group.to_bytes(2, "little") + el.tag.element.to_bytes(2, "little") + b"UN\0\0" +
+                           len(value).to_bytes(4, "little") + value)
+            else:
+                write_data_element(body, el)
+        meta = DicomBytesIO()
+        meta.is_little_endian, meta.is_implicit_VR = True, False
+        write_file_meta_info(meta, ds.file_meta)
+        with open(path, "wb") as f:
+            f.write(b"\0" * 128 + b"DICM" + meta.getvalue() + body.getvalue())
+    return save
+
+
+un_ct = explicit_le(copy.deepcopy(ct))
+un_ct.WindowCenter, un_ct.WindowWidth = 40, 80
+un_ct.SOPInstanceUID = un_ct.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.78.1"
+un_tags = {0x00080060, 0x00281052, 0x00281053, 0x00281050, 0x00281051, 0x00200032, 0x00200037, 0x00280030}
+expect("un_attributes_ct", un_ct, [plain_hu(un_ct)], [[(40, 80)]], True, save=save_with_un(un_tags))
+no_modality = explicit_le(copy.deepcopy(ct))
+del no_modality.Modality
+no_modality.SOPInstanceUID = no_modality.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.78.2"
+expect("ct_class_without_modality", no_modality, [plain_hu(no_modality)], DEFAULT, True)
+mr_class = copy.deepcopy(no_modality)
+mr_class.SOPClassUID = mr_class.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
+mr_class.SOPInstanceUID = mr_class.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.78.3"
+expect_error("mr_class_without_modality_refused", mr_class, "not known to be CT", extra_args="")
 
 with open(os.path.join(args.out, "manifest.csv"), "w", newline="") as f:
     w = csv.writer(f)

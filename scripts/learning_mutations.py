@@ -32,6 +32,9 @@ MUTATIONS = [
      "  channels_ = int(t.size(2));\n"
      "  for (size_t i = rows_.size() - 1; i > 0; --i) std::swap(rows_[i].y, rows_[(i * 7919 + 13) % (i + 1)].y);\n}",
      [("test_gradcam", "GradCam.*")]),
+    ("the sequence model's loss gradient zeroed: the LSTM never learns context", "seq/train_seq.cpp",
+     "    loss.backward();\n    r.opt->step();", "    scale(loss, 0.0).backward();\n    r.opt->step();",
+     [("test_sequence", "SeqTrain.Context*")]),
 ]
 
 

@@ -3,6 +3,7 @@
 // series' length), training on synthetic embeddings where only context can
 // tell (the sequence model must beat every slice read alone), its NaN guard
 // and resume, and the study summary ich-predict writes.
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -124,22 +125,44 @@ SeqTrainOptions options(const Synthetic& s, const std::string& out) {
   return o;
 }
 
-TEST(SeqTrain, ContextTellsWhatNoSliceAloneCanAndResumeIsExact) {
-  const Synthetic s = make_synthetic("ich_seqtrain", 40, 4, 3);
-  ASSERT_EQ(train_sequence(options(s, s.dir + "/run")), 0);
-  const LoadedSeqCheckpoint c = load_seq_checkpoint(s.dir + "/run/best.ckpt");
+// AUC(any) on slices 3 and 6 of the validation series, which look like any
+// other slice alone: only their neighbours tell a bleeding series' apart.
+double context_auc(const Synthetic& s, const std::string& run) {
+  const LoadedSeqCheckpoint c = load_seq_checkpoint(run + "/best.ckpt");
   std::vector<SplitRow> valid = read_split(s.valid_csv);
   const SeqData d = read_seq_data(s.dir, &valid);
   const std::vector<std::array<double, 6>> p = predict_series(*c.model, d, c.norm, Device::cpu());
-  // Slices 3 and 6 of a bleeding series look like any other alone; with
-  // their neighbours in view they are told apart from normal slices.
   std::vector<double> scores;
   std::vector<int> labels;
   size_t i = 0;
   for (const SeqSeries& q : d.series)
     for (size_t t = 0; t < q.ids.size(); ++t, ++i)
       if (t == 3 || t == 6) scores.push_back(p[i][5]), labels.push_back(q.y[t][5]);
-  EXPECT_GT(roc_auc(scores, labels), 0.95);
+  return roc_auc(scores, labels);
+}
+
+TEST(SeqTrain, ContextTellsWhatNoSliceAloneCanAndResumeIsExact) {
+  const Synthetic s = make_synthetic("ich_seqtrain", 40, 4, 3);
+  // A claim about the recipe, not one draw: alone these slices are at
+  // chance (0.5); every one of five seeds must be above 0.85 and their mean
+  // above 0.90. Measured over seeds 1-12: 0.878 to 0.993, mean 0.936, the
+  // same under every BLAS kernel and thread count tried (the LSTM's sums
+  // do not go through BLAS); seed 2 alone, the old test, was 0.955.
+  double sum = 0, worst = 1;
+  std::string aucs;
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SeqTrainOptions o = options(s, s.dir + "/seed" + std::to_string(seed));
+    o.seed = seed;
+    ASSERT_EQ(train_sequence(o), 0);
+    const double auc = context_auc(s, o.out);
+    sum += auc;
+    worst = std::min(worst, auc);
+    aucs += (aucs.empty() ? "" : ", ") + std::to_string(auc);
+  }
+  std::printf("context AUC(any) on the look-alike slices, seeds 1-5: %s\n", aucs.c_str());
+  EXPECT_GT(worst, 0.85) << aucs;
+  EXPECT_GT(sum / 5, 0.90) << aucs;
+  ASSERT_EQ(train_sequence(options(s, s.dir + "/run")), 0);
   // 30 epochs, then 10 more after a resume: the same bytes as 40 in one go
   SeqTrainOptions o = options(s, s.dir + "/resumed");
   o.epochs = 30;

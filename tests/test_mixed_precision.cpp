@@ -292,6 +292,11 @@ class AmpTraining : public ::testing::Test {
     to.seed = 1;
     to.workers = 1;
     to.precision = precision;
+    // The head's bias at 0, as when these bounds were measured: with it at
+    // the prior (ich-train's default, docs/train.md) the first block starts
+    // near the prior's loss and "it learns" has less room; this test is
+    // about 16-bit arithmetic following float32, not about the head's init.
+    to.head_bias = "zero";
     std::vector<double> losses;
     to.on_step = [&](int64_t, double l, bool applied) {
       losses.push_back(l);
@@ -330,7 +335,7 @@ TEST_F(AmpTraining, Bf16AndFp16FollowTheFloat32CurveOver300Steps) {
   for (size_t i = 0; i < f32.size(); ++i)
     std::printf("%5zu  %.4f  %.4f  %.4f  %.4f\n", i, f32[i], bf16[i], fp16[i], control[i]);
   std::printf("fp16 steps skipped by the loss scaler: %lld\n", (long long)skipped);
-  EXPECT_LT(f32.back(), f32.front() * 0.8);  // it learns
+  EXPECT_LT(late_mean(f32), f32.front() * 0.8);  // it learns (the last six blocks: one block alone is a noisy draw)
   std::printf("first block, |difference| to fp32: bf16 %.4f, fp16 %.4f, 3x lr %.4f\n", std::fabs(bf16[0] - f32[0]),
               std::fabs(fp16[0] - f32[0]), std::fabs(control[0] - f32[0]));
   std::printf("last six blocks, mean loss: fp32 %.4f, bf16 %.4f, fp16 %.4f\n", late_mean(f32), late_mean(bf16),

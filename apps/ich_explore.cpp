@@ -1,9 +1,9 @@
-// ich-explore: explore a data set before training (data/explore.h).
+// ich-explore: explore a data set before training (report/explore.h).
 #include <cstdio>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
-#include "data/explore.h"
+#include "report/explore.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

@@ -3,9 +3,9 @@
 #include <cstdio>
 
 #include "apps/app_main.h"
-#include "data/npy.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
+#include "io/npy.h"
 #include "layers/resnext.h"
 
 int main(int argc, char** argv) {

@@ -7,17 +7,17 @@
 
 #include "apps/app_main.h"
 #include "data/augment.h"
-#include "data/npy.h"
-#include "data/phantom.h"
-#include "data/png.h"
+#include "data/labels.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "io/npy.h"
+#include "io/png.h"
 #include "layers/resnext.h"
 #include "layers/summary.h"
 #include "train/checkpoint.h"
 #include "train/gradcam.h"
 #ifdef ICH_INSPECT_DICOM
-#include "data/window_run.h"
+#include "dicom/window_slice.h"
 #endif
 
 namespace {

@@ -1,10 +1,10 @@
 // ich-phantom: synthetic head-CT series as real DICOM files, laid out like
-// the RSNA data (data/phantom.h).
+// the RSNA data (phantom/phantom.h).
 #include <cstdio>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
-#include "data/phantom.h"
+#include "phantom/phantom.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "output folder")->required();
   app.add_option("--difficulty", o.difficulty,
                  "realistic: a tilted 3-D head with CT texture, noise, skull base, partial-volume blood from large to "
-                 "one-slice lesions (data/phantom_realistic.cpp); easy: the first phantom's bright, sharp lesions "
+                 "one-slice lesions (phantom/phantom_realistic.cpp); easy: the first phantom's bright, sharp lesions "
                  "(fast tests)")
       ->check(CLI::IsMember({"realistic", "easy"}))
       ->capture_default_str();

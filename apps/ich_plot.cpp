@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "apps/app_main.h"
-#include "data/csv.h"
+#include "io/csv.h"
 #include "report/curves.h"
 
 int main(int argc, char** argv) {

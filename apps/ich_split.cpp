@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "apps/app_main.h"
-#include "data/phantom.h"
+#include "data/labels.h"
 #include "data/split.h"
 
 namespace {

@@ -1,11 +1,11 @@
-// ich-window: DICOM slices to windowed uint8 images (data/window_run.h).
+// ich-window: DICOM slices to windowed uint8 images (dicom/window_job.h).
 #include <malloc.h>
 
 #include <cstdio>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
-#include "data/window_run.h"
+#include "dicom/window_job.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

@@ -4,10 +4,10 @@
 #include <filesystem>
 #include <unordered_map>
 
-#include "data/csv.h"
-#include "data/npy.h"
 #include "data/series.h"
 #include "engine/error.h"
+#include "io/csv.h"
+#include "io/npy.h"
 
 namespace ich {
 

@@ -1,8 +1,7 @@
 #include "data/labels.h"
 
-#include "data/csv.h"
-#include "data/phantom.h"
 #include "engine/error.h"
+#include "io/csv.h"
 
 namespace ich {
 

@@ -8,6 +8,10 @@
 
 namespace ich {
 
+// The RSNA label order: five subtypes, then "any".
+constexpr std::array<const char*, 6> kSubtypes = {"epidural",     "intraparenchymal", "intraventricular",
+                                                  "subarachnoid", "subdural",         "any"};
+
 struct ImageLabels {
   std::string image_id;
   std::array<int, 6> y{};  // epidural, intraparenchymal, intraventricular, subarachnoid, subdural, any

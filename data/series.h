@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "data/csv.h"
+#include "io/csv.h"
 
 namespace ich {
 

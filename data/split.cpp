@@ -5,7 +5,7 @@
 #include <map>
 #include <unordered_map>
 
-#include "data/phantom.h"
+#include "data/labels.h"
 #include "engine/error.h"
 #include "engine/random.h"
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "data/csv.h"
 #include "data/labels.h"
+#include "io/csv.h"
 
 namespace ich {
 

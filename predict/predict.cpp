@@ -5,23 +5,22 @@
 #include <fstream>
 #include <unordered_map>
 
-#include <zlib.h>
-
 #include "data/augment.h"
-#include "data/csv.h"
-#include "data/journal.h"
-#include "data/npy.h"
-#include "data/parallel.h"
-#include "data/phantom.h"
+#include "data/labels.h"
 #include "data/series.h"
-#include "data/window_run.h"
+#include "dicom/window_job.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "io/atomic_file.h"
+#include "io/crc32.h"
+#include "io/csv.h"
+#include "io/journal.h"
+#include "io/npy.h"
+#include "io/parallel.h"
 #include "seq/apply.h"
 #include "train/checkpoint.h"
-#include "weights/atomic_file.h"
 
 namespace ich {
 
@@ -125,11 +124,11 @@ std::string checkpoint_identity(const std::string& path) {
   ICH_CHECK(in.good(), "cannot read ", path);
   std::vector<char> buf(1 << 20);
   uint64_t size = 0;
-  uLong crc = crc32(0L, Z_NULL, 0);
+  uint32_t crc = 0;
   while (in) {
     in.read(buf.data(), std::streamsize(buf.size()));
     const size_t got = size_t(in.gcount());
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), uInt(got));
+    crc = crc32_update(crc, buf.data(), got);
     size += got;
   }
   return std::to_string(size) + " bytes, crc32 " + std::to_string(crc);

@@ -4,7 +4,7 @@
 //
 // Files go in fixed chunks of the sorted list: a chunk is windowed in
 // parallel, run through the model in batches, and recorded in a journal
-// beside the output (data/journal.h) before the next one starts, so that a
+// beside the output (io/journal.h) before the next one starts, so that a
 // run killed at any moment goes on with `resume` from its last chunk; the
 // CSV is written atomically at the end, the same bytes as an uninterrupted
 // run's.

@@ -6,8 +6,8 @@
 #include <functional>
 #include <numeric>
 
+#include "data/labels.h"
 #include "data/metrics.h"
-#include "data/phantom.h"
 #include "engine/error.h"
 
 namespace ich {

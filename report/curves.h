@@ -5,7 +5,7 @@
 #include <array>
 #include <vector>
 
-#include "data/csv.h"
+#include "io/csv.h"
 #include "report/plot.h"
 
 namespace ich {

@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <numeric>
 
-#include "data/phantom.h"
-#include "data/png.h"
+#include "data/labels.h"
 #include "engine/error.h"
+#include "io/png.h"
 
 namespace ich {
 

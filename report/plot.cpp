@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "data/png.h"
 #include "engine/error.h"
+#include "io/png.h"
 #include "report/cairo_rgb.h"
 
 namespace ich {

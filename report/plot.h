@@ -38,7 +38,7 @@ std::vector<double> nice_ticks(double lo, double hi, int target = 5);
 
 // The chart as RGB pixels (height x width x 3, row-major).
 std::vector<uint8_t> render_chart(const Chart& c, int width, int height);
-// ... as PNG bytes (data/png.h), and written as a PNG file.
+// ... as PNG bytes (io/png.h), and written as a PNG file.
 std::string chart_png(const Chart& c, int width = 640, int height = 480);
 void write_chart_png(const std::string& path, const Chart& c, int width = 640, int height = 480);
 

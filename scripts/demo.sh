@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command: the whole mission on a built-in default.
 # Installs what is missing, builds, makes a synthetic head-CT set (2,000
-# DICOM slices of 80 patients, the realistic phantom: data/phantom.h),
+# DICOM slices of 80 patients, the realistic phantom: phantom/phantom.h),
 # windows it, splits it by patient, trains the small ResNeXt preset per slice
 # (on the GPU when one is present, else the CPU) and evaluates it, then the
 # second stage: each slice's embedding, a bidirectional LSTM over every

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "data/csv.h"
-#include "data/phantom.h"
+#include "data/labels.h"
+#include "io/csv.h"
 #include "seq/train_seq.h"
 
 namespace ich {

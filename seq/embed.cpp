@@ -3,12 +3,12 @@
 #include <filesystem>
 #include <map>
 
-#include "data/csv.h"
-#include "data/npy.h"
 #include "data/series.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
+#include "io/csv.h"
+#include "io/npy.h"
 #include "train/checkpoint.h"
 
 namespace ich {

@@ -6,16 +6,16 @@
 #include <functional>
 #include <map>
 
-#include "data/csv.h"
-#include "data/phantom.h"
+#include "data/labels.h"
+#include "engine/device_select.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
 #include "report/curves.h"
 #include "report/html.h"
-#include "engine/device_select.h"
 #include "seq/apply.h"
-#include "train/gradcam.h"
 #include "train/checkpoint.h"
+#include "train/gradcam.h"
 #include "train/trainer.h"
-#include "weights/atomic_file.h"
 
 namespace ich {
 

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <unordered_map>
 
-#include "data/csv.h"
-#include "data/npy.h"
 #include "engine/error.h"
+#include "io/csv.h"
+#include "io/npy.h"
 
 namespace ich {
 

@@ -4,14 +4,14 @@
 #include <cmath>
 #include <filesystem>
 
-#include "data/csv.h"
-#include "train/checkpoint.h"
 #include "data/dataset.h"
 #include "data/metrics.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "engine/rnn.h"
+#include "io/csv.h"
+#include "train/checkpoint.h"
 
 namespace ich {
 

@@ -11,12 +11,12 @@
 #include <map>
 
 #include "data/augment.h"
-#include "data/csv.h"
-#include "data/phantom.h"
-#include "data/window.h"
-#include "data/window_run.h"
+#include "data/labels.h"
+#include "dicom/window.h"
+#include "dicom/window_job.h"
 #include "engine/device_select.h"
 #include "engine/error.h"
+#include "io/csv.h"
 #include "predict/predict.h"
 #include "report/text.h"
 #include "train/gradcam.h"

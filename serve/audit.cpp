@@ -11,7 +11,7 @@
 #include <ctime>
 
 #include "engine/error.h"
-#include "serve/json.h"
+#include "io/json.h"
 
 namespace ich {
 

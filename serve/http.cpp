@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "engine/error.h"
-#include "serve/json.h"
+#include "io/json.h"
 
 namespace ich {
 

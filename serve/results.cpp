@@ -10,7 +10,7 @@
 
 #include <filesystem>
 
-#include "data/phantom.h"
+#include "data/labels.h"
 #include "engine/error.h"
 
 namespace ich {

@@ -17,9 +17,10 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmtls/tlslayer.h>
 
-#include "data/csv.h"
-#include "data/phantom.h"
+#include "data/labels.h"
 #include "engine/error.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
 #include "serve/access.h"
 #include "serve/analyse.h"
 #include "serve/audit.h"
@@ -28,7 +29,6 @@
 #include "serve/receiver.h"
 #include "serve/results.h"
 #include "serve/study_book.h"
-#include "weights/atomic_file.h"
 
 namespace ich {
 

@@ -11,7 +11,7 @@
 #include <set>
 #include <string>
 
-#include "serve/json.h"
+#include "io/json.h"
 #include "serve/receiver.h"
 #include "serve/study_state.h"
 

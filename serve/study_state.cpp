@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "engine/error.h"
-#include "weights/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace ich {
 

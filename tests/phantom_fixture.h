@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <string>
 
-#include "data/csv.h"
 #include "data/labels.h"
-#include "data/phantom.h"
 #include "data/split.h"
-#include "data/window_run.h"
+#include "dicom/window_job.h"
+#include "io/csv.h"
+#include "phantom/phantom.h"
 
 namespace ich::test {
 

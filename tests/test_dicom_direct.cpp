@@ -1,4 +1,4 @@
-// The direct reader (data/dicom_direct.h) against DCMTK's read_dicom(): on
+// The direct reader (dicom/dicom_direct.h) against DCMTK's read_dicom(): on
 // every file it accepts, the same header and the same stored values; the
 // files it must accept (uncompressed little endian, explicit and implicit,
 // nested sequences, 8 and 16 bits, signed and unsigned, MONOCHROME1) it
@@ -12,9 +12,9 @@
 
 #include <filesystem>
 
-#include "data/dicom_direct.h"
-#include "data/phantom.h"
-#include "data/window_run.h"
+#include "dicom/dicom_direct.h"
+#include "dicom/window_job.h"
+#include "phantom/phantom.h"
 #include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 

@@ -14,9 +14,9 @@
 #include <set>
 #include <sstream>
 
-#include "data/csv.h"
-#include "data/npy.h"
-#include "data/window_run.h"
+#include "dicom/window_slice.h"
+#include "io/csv.h"
+#include "io/npy.h"
 #include "tests/test_util.h"
 #include "weights/weights_file.h"
 

@@ -5,12 +5,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/csv.h"
-#include "data/explore.h"
-#include "data/npy.h"
-#include "data/phantom.h"
-#include "data/png.h"
-#include "data/window_run.h"
+#include "dicom/window_slice.h"
+#include "io/csv.h"
+#include "io/npy.h"
+#include "io/png.h"
+#include "phantom/phantom.h"
+#include "report/explore.h"
 #include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 

@@ -5,14 +5,14 @@
 // 4 x 4, one cell per 32 pixels, so its peak is only known to that grain).
 #include <filesystem>
 
-#include "data/phantom.h"
-#include "data/npy.h"
-#include "data/window_run.h"
+#include "dicom/window_slice.h"
+#include "io/npy.h"
+#include "phantom/phantom.h"
+#include "tests/phantom_fixture.h"
+#include "tests/test_util.h"
 #include "train/checkpoint.h"
 #include "train/gradcam.h"
 #include "train/trainer.h"
-#include "tests/phantom_fixture.h"
-#include "tests/test_util.h"
 
 namespace ich {
 namespace {

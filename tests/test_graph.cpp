@@ -10,13 +10,13 @@
 #include <cstring>
 #include <filesystem>
 
-#include "data/phantom.h"
 #include "engine/amp.h"
 #include "engine/block_cache.h"
 #include "engine/graph.h"
 #include "engine/kernels.h"
 #include "engine/optim.h"
 #include "layers/resnext.h"
+#include "phantom/phantom.h"
 #include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 #include "train/graph_step.h"

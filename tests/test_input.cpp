@@ -8,11 +8,11 @@
 #include <filesystem>
 
 #include "data/augment.h"
-#include "data/csv.h"
 #include "data/dataset.h"
-#include "data/npy.h"
 #include "engine/kernels.h"
 #include "engine/ops.h"
+#include "io/csv.h"
+#include "io/npy.h"
 #include "tests/test_util.h"
 
 namespace ich {

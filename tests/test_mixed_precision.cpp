@@ -7,14 +7,14 @@
 #include <cmath>
 #include <filesystem>
 
-#include "data/csv.h"
 #include "data/labels.h"
-#include "data/npy.h"
-#include "data/phantom.h"
-#include "data/window_run.h"
+#include "dicom/window_slice.h"
 #include "engine/amp.h"
 #include "engine/half.h"
 #include "engine/ops.h"
+#include "io/csv.h"
+#include "io/npy.h"
+#include "phantom/phantom.h"
 #include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"

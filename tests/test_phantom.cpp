@@ -10,11 +10,11 @@
 #include <map>
 #include <fstream>
 
-#include "data/csv.h"
 #include "data/labels.h"
-#include "data/phantom.h"
 #include "data/series.h"
-#include "data/window_run.h"
+#include "dicom/window_slice.h"
+#include "io/csv.h"
+#include "phantom/phantom.h"
 #include "tests/test_util.h"
 
 namespace ich {

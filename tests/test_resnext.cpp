@@ -8,9 +8,9 @@
 #include <fstream>
 #include <map>
 
-#include "data/npy.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "io/npy.h"
 #include "layers/resnext.h"
 #include "layers/summary.h"
 #include "tests/test_util.h"

@@ -1,5 +1,5 @@
 // --resume for retry loops (one command line for a first run and every
-// retry): the resume journal of ich-window and ich-predict (data/journal.h)
+// retry): the resume journal of ich-window and ich-predict (io/journal.h)
 // and the checkpoint ich-train and ich-train-seq continue from
 // (train/checkpoint.h). Killed runs end to end: tests/kill_window.sh,
 // tests/kill_resume.sh.
@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/journal.h"
+#include "io/journal.h"
 #include "train/checkpoint.h"
 
 namespace ich {

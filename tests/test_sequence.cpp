@@ -9,10 +9,10 @@
 #include <fstream>
 #include <iterator>
 
-#include "data/csv.h"
-#include "data/npy.h"
 #include "data/metrics.h"
 #include "engine/device.h"
+#include "io/csv.h"
+#include "io/npy.h"
 #include "seq/apply.h"
 #include "seq/train_seq.h"
 #include "tests/test_util.h"

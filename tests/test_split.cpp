@@ -6,10 +6,9 @@
 #include <fstream>
 #include <set>
 
-#include "data/csv.h"
 #include "data/labels.h"
-#include "data/phantom.h"
 #include "data/split.h"
+#include "io/csv.h"
 #include "tests/test_util.h"
 
 namespace ich {

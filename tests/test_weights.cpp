@@ -9,8 +9,8 @@
 #include <fstream>
 
 #include "engine/init.h"
+#include "io/atomic_file.h"
 #include "layers/layers.h"
-#include "weights/atomic_file.h"
 #include "weights/weights_file.h"
 
 namespace ich {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "data/window.h"
+#include "dicom/window.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 

@@ -8,13 +8,13 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "data/csv.h"
+#include "data/labels.h"
 #include "data/metrics.h"
-#include "data/phantom.h"
 #include "engine/amp.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
+#include "io/csv.h"
 #include "report/tensorboard.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,7 +10,8 @@
 #include <set>
 #include <unordered_set>
 
-#include "weights/atomic_file.h"
+#include "io/atomic_file.h"
+#include "io/crc32.h"
 
 namespace ich {
 
@@ -42,18 +42,6 @@ struct Reader {
 template <class T> void put(std::string& out, T v) { out.append(reinterpret_cast<const char*>(&v), sizeof(T)); }
 
 }  // namespace
-
-uint32_t crc32_of(const void* data, size_t n) {
-  uLong c = crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  while (n > 0) {  // zlib takes uInt lengths
-    const uInt chunk = uInt(std::min<size_t>(n, 1u << 30));
-    c = crc32(c, p, chunk);
-    p += chunk;
-    n -= chunk;
-  }
-  return uint32_t(c);
-}
 
 WeightsFile WeightsFile::open(const std::string& path) {
   WeightsFile wf;

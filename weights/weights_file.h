@@ -60,9 +60,6 @@ class WeightsFile {
 // file, fsync, rename. Names must be unique.
 void write_weights(const std::string& path, const NamedTensors& tensors);
 
-// zlib's CRC-32.
-uint32_t crc32_of(const void* data, size_t n);
-
 // Small entries of checkpoints (their meta/ part): text as a uint8 array, a
 // number as a 0-d int64 or float64 tensor, and back.
 Tensor text_entry(const std::string& s);

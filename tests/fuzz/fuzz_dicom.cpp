@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "data/dicom_direct.h"
-#include "data/window_run.h"
+#include "dicom/dicom_direct.h"
+#include "dicom/window_slice.h"
 #include "engine/error.h"
 #include "tests/fuzz/fuzz_file.h"
 

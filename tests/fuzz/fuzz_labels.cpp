@@ -2,9 +2,9 @@
 #include <cstdint>
 #include <string>
 
-#include "data/csv.h"
 #include "data/labels.h"
 #include "engine/error.h"
+#include "io/csv.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

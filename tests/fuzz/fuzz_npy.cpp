@@ -1,9 +1,9 @@
-// libFuzzer target: the .npy reader (data/npy.cpp) on arbitrary bytes.
+// libFuzzer target: the .npy reader (io/npy.cpp) on arbitrary bytes.
 #include <cstdint>
 #include <string>
 
-#include "data/npy.h"
 #include "engine/error.h"
+#include "io/npy.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "data/dicom.h"
+#include "dicom/dicom.h"
 
 namespace ich {
 

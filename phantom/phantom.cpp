@@ -1,4 +1,4 @@
-#include "data/phantom.h"
+#include "phantom/phantom.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -11,13 +11,13 @@
 #include <fstream>
 #include <set>
 
-#include "data/csv.h"
-#include "data/dicom.h"
-#include "data/parallel.h"
-#include "data/phantom_realistic.h"
+#include "dicom/dicom.h"
 #include "engine/error.h"
 #include "engine/random.h"
-#include "weights/atomic_file.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/parallel.h"
+#include "phantom/phantom_realistic.h"
 
 namespace ich {
 

@@ -1,4 +1,4 @@
-#include "data/parallel.h"
+#include "io/parallel.h"
 
 #include <atomic>
 #include <chrono>

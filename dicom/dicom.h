@@ -5,13 +5,13 @@
 // Transfer syntaxes: implicit and explicit little endian, explicit big
 // endian, deflate, RLE, JPEG (baseline, extended, lossless) and JPEG-LS
 // through DCMTK's codecs; JPEG 2000 (lossless only, and lossy or lossless)
-// through OpenJPEG (data/j2k.h). Single-sample (grayscale) images with 8 or
+// through OpenJPEG (dicom/j2k.h). Single-sample (grayscale) images with 8 or
 // 16 allocated bits, one frame or many: a multi-frame file gives one slice
 // per frame, each with its own position, rescale and window where the file
 // has them per frame (Enhanced CT's functional groups, PS3.3 C.7.6.16).
 // Anything else, a file that is not DICOM, or a truncated one is an
 // ich::Error whose message is the reason (it ends up in ich-window's
-// errors.csv). Hounsfield units: data/hounsfield.h.
+// errors.csv). Hounsfield units: dicom/hounsfield.h.
 #pragma once
 #include <cstdint>
 #include <functional>

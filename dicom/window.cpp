@@ -1,4 +1,4 @@
-#include "data/window.h"
+#include "dicom/window.h"
 
 #include <algorithm>
 #include <cmath>

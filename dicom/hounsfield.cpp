@@ -1,6 +1,6 @@
-#include "data/hounsfield.h"
+#include "dicom/hounsfield.h"
 
-#include "data/dicom_direct.h"
+#include "dicom/dicom_direct.h"
 
 namespace ich {
 

@@ -1,4 +1,4 @@
-#include "data/j2k.h"
+#include "dicom/j2k.h"
 
 #include <openjpeg.h>
 

@@ -1,20 +1,18 @@
-// window_run.h: what ich-window does: DICOM files in, windowed uint8 images
-// out, one DIR/<image_id>.npy (H x W x C) per slice (per frame of a
-// multi-frame file), plus DIR/meta.csv (one row per slice, and one per file
-// that failed) and DIR/errors.csv (path, reason) for files that could not be
-// converted. A bad file is reported and skipped; the run goes on. A run
-// killed at any moment resumes with `resume` (data/journal.h): it converts
-// only what is missing, and its outputs are byte for byte an uninterrupted
-// run's.
+// window_slice.h: one DICOM file to windowed images, the per-slice half of
+// ich-window (dicom/window_job.h runs it over a folder): read (directly
+// when the file is uncompressed little endian, else with DCMTK / OpenJPEG),
+// Hounsfield units, the RSNA fix, windows as channels, an optional resize.
+// ich-predict, ich-serve and ich-inspect window their slices through it, so
+// a model sees the same bytes in training and in use.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "data/dicom.h"
-#include "data/hounsfield.h"
-#include "data/window.h"
+#include "dicom/dicom.h"
+#include "dicom/hounsfield.h"
+#include "dicom/window.h"
 
 namespace ich {
 
@@ -22,30 +20,9 @@ namespace ich {
 struct SliceWindowing {
   std::vector<Window> windows;  // as channels; empty: each slice's own first window ("dicom")
   int size = 0;                 // resize to size x size (bilinear, on HU); 0 keeps the slice's size
-  bool rsna_fix = true;         // the RSNA 12-bit fix where a slice needs it (data/hounsfield.h)
+  bool rsna_fix = true;         // the RSNA 12-bit fix where a slice needs it (dicom/hounsfield.h)
   bool any_modality = false;    // convert MR, CR, ... too (otherwise only CT; not-CT is an error)
 };
-
-struct WindowOptions {
-  std::string input;  // a file, or a folder: every regular file under it
-  std::string out;
-  std::string windows = "brain,subdural,soft";  // see parse_windows(); "dicom": the file's first window
-  int size = 0;
-  int threads = 0;     // 0: all cores
-  bool rsna_fix = true;
-  bool any_modality = false;
-  bool resume = false;  // go on with an interrupted run into the same folder
-  int64_t chunk = 2048;  // files converted between two journal records
-};
-
-struct WindowReport {
-  int64_t files = 0, converted = 0, failed = 0, slices = 0;
-  int64_t resumed = 0;  // files an earlier run had done
-};
-
-// Every regular file under `input` (or `input` itself), sorted, skipping
-// anything under `exclude` (the output folder when it lies inside).
-std::vector<std::string> list_files(const std::string& input, const std::string& exclude = "");
 
 // The error a slice of another modality than CT gets, unless any_modality.
 void check_modality(const DicomSlice& s, bool any_modality);
@@ -101,10 +78,5 @@ struct WindowedFile {
 // were given throws then).
 void window_file(const std::string& path, const SliceWindowing& how, WindowScratch& scratch,
                  const std::function<void(const WindowedFile&)>& f);
-
-// The meta.csv columns, in order.
-const std::vector<std::string>& meta_columns();
-
-WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
 
 }  // namespace ich

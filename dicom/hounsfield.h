@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/dicom.h"
+#include "dicom/dicom.h"
 
 namespace ich {
 

@@ -1,5 +1,5 @@
 // json.cpp: json_quote (json.h).
-#include "serve/json.h"
+#include "io/json.h"
 
 #include <cstdio>
 

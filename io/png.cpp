@@ -1,9 +1,9 @@
-#include "data/png.h"
+#include "io/png.h"
 
 #include <zlib.h>
 
 #include "engine/error.h"
-#include "weights/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace ich {
 

@@ -1,5 +1,5 @@
 // phantom_realistic.h: the model behind ich-phantom --difficulty realistic
-// (data/phantom_realistic.cpp explains what it draws); data/phantom.cpp
+// (phantom/phantom_realistic.cpp explains what it draws); phantom/phantom.cpp
 // plans the slices and writes the files for both difficulties.
 #pragma once
 #include <array>
@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "data/phantom.h"
+#include "phantom/phantom.h"
 
 namespace ich {
 

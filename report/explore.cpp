@@ -1,4 +1,4 @@
-#include "data/explore.h"
+#include "report/explore.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,18 +8,17 @@
 #include <set>
 #include <unordered_map>
 
-#include "data/csv.h"
-#include "data/dicom.h"
-#include "data/hounsfield.h"
 #include "data/labels.h"
-#include "data/npy.h"
-#include "data/parallel.h"
-#include "data/phantom.h"
-#include "data/png.h"
-#include "data/window_run.h"
+#include "dicom/dicom.h"
+#include "dicom/hounsfield.h"
+#include "dicom/window_job.h"
 #include "engine/error.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/npy.h"
+#include "io/parallel.h"
+#include "io/png.h"
 #include "report/text.h"
-#include "weights/atomic_file.h"
 
 namespace ich {
 

@@ -1,4 +1,4 @@
-#include "data/journal.h"
+#include "io/journal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,9 +11,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "data/csv.h"
 #include "engine/error.h"
-#include "weights/weights_file.h"
+#include "io/crc32.h"
+#include "io/csv.h"
 
 namespace ich {
 

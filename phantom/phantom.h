@@ -6,7 +6,7 @@
 //   OUT/manifest.csv           the generator's truth per slice (labels, quirks,
 //                              lesion sizes and boxes), for tests and ich-explore
 //
-// Two difficulties. "realistic" (the default; data/phantom_realistic.cpp): a
+// Two difficulties. "realistic" (the default; phantom/phantom_realistic.cpp): a
 // 3-D head sampled slice by slice, tilted in the scanner, with CT-like grey
 // and white matter, sulci, ventricles, skull base, calcifications, beam
 // hardening streaks and noise of a few HU; blood 45-85 HU with partial
@@ -26,11 +26,9 @@
 #include <string>
 #include <vector>
 
-namespace ich {
+#include "data/labels.h"
 
-// The RSNA label order: five subtypes, then "any".
-constexpr std::array<const char*, 6> kSubtypes = {"epidural",     "intraparenchymal", "intraventricular",
-                                                  "subarachnoid", "subdural",         "any"};
+namespace ich {
 
 struct PhantomOptions {
   std::string out;

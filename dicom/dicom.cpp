@@ -1,4 +1,4 @@
-#include "data/dicom.h"
+#include "dicom/dicom.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -21,8 +21,8 @@
 #include <fstream>
 #include <mutex>
 
-#include "data/dicom_direct.h"
-#include "data/j2k.h"
+#include "dicom/dicom_direct.h"
+#include "dicom/j2k.h"
 #include "engine/error.h"
 
 namespace ich {

@@ -1,4 +1,4 @@
-#include "data/dicom_direct.h"
+#include "dicom/dicom_direct.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdict.h>

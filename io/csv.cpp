@@ -1,4 +1,4 @@
-#include "data/csv.h"
+#include "io/csv.h"
 
 #include <cerrno>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "engine/error.h"
-#include "weights/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace ich {
 

@@ -1,11 +1,11 @@
-#include "data/npy.h"
+#include "io/npy.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 
-#include "weights/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace ich {
 

@@ -1,6 +1,6 @@
 // npy_header() on its own: the DICOM tools write .npy files without pulling
 // the tensor engine (and with it CUDA) into their executables.
-#include "data/npy.h"
+#include "io/npy.h"
 
 namespace ich {
 

@@ -1,6 +1,6 @@
 // phantom_realistic.cpp: ich-phantom --difficulty realistic, a 3-D head
 // sampled slice by slice, so that neighbouring slices agree and context
-// across a series carries information (data/phantom.h says what is drawn).
+// across a series carries information (phantom/phantom.h says what is drawn).
 //
 // Coordinates. Each patient's head is modelled in its own frame (mm): x to
 // the patient's left, y to the back, z up, origin at the centre of the
@@ -35,7 +35,7 @@
 // part of the ventricles). Prevalence and co-occurrence follow RSNA's
 // (about 14% of slices with some blood; epidural in at least three patients
 // of 30 or more).
-#include "data/phantom_realistic.h"
+#include "phantom/phantom_realistic.h"
 
 #include <algorithm>
 #include <cmath>

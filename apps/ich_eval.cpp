@@ -1,11 +1,11 @@
 // ich-eval: a checkpoint on a labelled split, with or without the sequence
-// stage (seq/evaluate.h): predictions.csv, metrics.json, the charts and the
+// stage (infer/evaluate.h): predictions.csv, metrics.json, the charts and the
 // seed's table (plus F1, AUC and the competition metric).
 #include <cstdio>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
-#include "seq/evaluate.h"
+#include "infer/evaluate.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

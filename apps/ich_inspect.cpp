@@ -10,12 +10,12 @@
 #include "data/labels.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "infer/gradcam.h"
 #include "io/npy.h"
 #include "io/png.h"
 #include "layers/resnext.h"
 #include "layers/summary.h"
 #include "train/checkpoint.h"
-#include "train/gradcam.h"
 #ifdef ICH_INSPECT_DICOM
 #include "dicom/window_slice.h"
 #endif

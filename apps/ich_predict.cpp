@@ -1,10 +1,10 @@
 // ich-predict: DICOM in, probabilities out, in the Kaggle submission format
-// (predict/predict.h).
+// (infer/predict.h).
 #include <cstdio>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
-#include "predict/predict.h"
+#include "infer/predict.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

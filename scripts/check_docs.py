@@ -16,7 +16,7 @@ docs = [os.path.join(root, "README.md")]
 for d, _, fs in os.walk(os.path.join(root, "docs")):
     docs += [os.path.join(d, f) for f in fs if f.endswith(".md")]
 sources = []
-for top in ["engine", "io", "layers", "data", "dicom", "phantom", "weights", "train", "seq", "predict", "report", "serve", "apps", "tests", "scripts", "bench"]:
+for top in ["engine", "io", "layers", "data", "dicom", "phantom", "weights", "train", "seq", "infer", "report", "serve", "apps", "tests", "scripts", "bench"]:
     for d, _, fs in os.walk(os.path.join(root, top)):
         sources += [os.path.join(d, f) for f in fs if f.endswith((".h", ".cpp", ".cu", ".inc", ".py", ".sh"))]
 code = "\n".join(open(p, errors="replace").read() for p in sources)

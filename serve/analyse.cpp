@@ -16,10 +16,10 @@
 #include "dicom/window_job.h"
 #include "engine/device_select.h"
 #include "engine/error.h"
+#include "infer/gradcam.h"
+#include "infer/predict.h"
 #include "io/csv.h"
-#include "predict/predict.h"
 #include "report/text.h"
-#include "train/gradcam.h"
 
 namespace ich {
 

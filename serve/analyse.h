@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "infer/predict.h"
 #include "serve/results.h"
 #include "serve/study_state.h"
-#include "predict/predict.h"
 
 namespace ich {
 

@@ -6,12 +6,12 @@
 #include <filesystem>
 
 #include "dicom/window_slice.h"
+#include "infer/gradcam.h"
 #include "io/npy.h"
 #include "phantom/phantom.h"
 #include "tests/phantom_fixture.h"
 #include "tests/test_util.h"
 #include "train/checkpoint.h"
-#include "train/gradcam.h"
 #include "train/trainer.h"
 
 namespace ich {

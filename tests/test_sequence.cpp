@@ -11,9 +11,9 @@
 
 #include "data/metrics.h"
 #include "engine/device.h"
+#include "infer/apply.h"
 #include "io/csv.h"
 #include "io/npy.h"
-#include "seq/apply.h"
 #include "seq/train_seq.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-#include "seq/apply.h"
+#include "infer/apply.h"
 
 #include <algorithm>
 

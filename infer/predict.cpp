@@ -1,4 +1,4 @@
-#include "predict/predict.h"
+#include "infer/predict.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -13,13 +13,13 @@
 #include "engine/device_select.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "infer/apply.h"
 #include "io/atomic_file.h"
 #include "io/crc32.h"
 #include "io/csv.h"
 #include "io/journal.h"
 #include "io/npy.h"
 #include "io/parallel.h"
-#include "seq/apply.h"
 #include "train/checkpoint.h"
 
 namespace ich {

@@ -1,4 +1,4 @@
-#include "train/gradcam.h"
+#include "infer/gradcam.h"
 
 #include <algorithm>
 #include <cmath>

@@ -17,7 +17,7 @@
 // (data/series.h), and the sequence models (their mean) give the
 // probabilities written; `studies` gets one row per series: the highest
 // probability of each label over its slices and the key slices
-// (seq/apply.h).
+// (infer/apply.h).
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -1,4 +1,4 @@
-#include "seq/evaluate.h"
+#include "infer/evaluate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,13 +8,13 @@
 
 #include "data/labels.h"
 #include "engine/device_select.h"
+#include "infer/apply.h"
+#include "infer/gradcam.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "report/curves.h"
 #include "report/html.h"
-#include "seq/apply.h"
 #include "train/checkpoint.h"
-#include "train/gradcam.h"
 #include "train/trainer.h"
 
 namespace ich {

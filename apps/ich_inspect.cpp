@@ -17,7 +17,7 @@
 #include "layers/summary.h"
 #include "train/checkpoint.h"
 #ifdef ICH_INSPECT_DICOM
-#include "dicom/window_slice.h"
+#include "infer/preprocess.h"
 #endif
 
 namespace {
@@ -93,24 +93,18 @@ int main(int argc, char** argv) {
         img = ich::read_npy(image);
       } else {
 #ifdef ICH_INSPECT_DICOM
-        const ich::DicomSlice s = ich::read_dicom(image);
-        int ih, iw;
-        const std::vector<uint8_t> px = ich::windowed_pixels(s, ich::parse_windows(c.meta.windows), 0, true, &ih, &iw);
-        img = ich::Tensor::from_data(px.data(), {ih, iw, int64_t(px.size()) / (int64_t(ih) * iw)});
+        // the first frame, windowed as ich-predict and ich-serve window it (any modality: this is a look)
+        const ich::WindowedImage wi = ich::window_frame(image, ich::windowing_for(c.meta, true));
+        img = ich::Tensor::from_data(wi.pixels.data(), {wi.h, wi.w, wi.channels});
 #else
         throw ich::Error("--image " + image + ": this build reads DICOM only with DCMTK; give a .npy from ich-window");
 #endif
       }
       ICH_CHECK(img.dtype() == ich::DType::UInt8 && img.dim() == 3, "--image ", image, " must be uint8 (H,W,C)");
-      const int64_t S = c.meta.size, C = img.size(2);
-      ich::Tensor x = ich::Tensor::empty({1, C, S, S});
-      ich::AugmentOptions ao;
-      ao.size = int(S);
-      ao.augment = false;
-      ich::Generator unused(0);
-      ich::augment_slice(img.data<uint8_t>(), int(img.size(0)), int(img.size(1)), int(C), ao, unused, x.data<float>());
-      const ich::CamResult r = ich::grad_cam(*c.model, x, k);
-      ich::write_png(cam, ich::cam_overlay(x, r.heat), int(S), int(S), 3);
+      const ich::SliceCam sc = ich::slice_cam(*c.model, ich::Device::cpu(), img.data<uint8_t>(), int(img.size(0)),
+                                              int(img.size(1)), int(img.size(2)), int(c.meta.size), k);
+      const ich::CamResult& r = sc.cam;
+      ich::write_png(cam, sc.rgb, sc.size, sc.size, 3);
       std::printf("%s: p(%s) = %.4f; Grad-CAM of the %dx%d feature map -> %s\n", image.c_str(), klass.c_str(),
                   r.probability, r.map_h, r.map_w, cam.c_str());
       return 0;

@@ -73,6 +73,18 @@ void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions
   });
 }
 
+AugmentOptions eval_augment(int size) {
+  AugmentOptions o;
+  o.size = size;
+  o.augment = false;
+  return o;
+}
+
+void slice_input(const uint8_t* img, int h, int w, int c, int size, float* out) {
+  Generator unused(0);  // without augmentation nothing is drawn
+  augment_slice(img, h, w, c, eval_augment(size), unused, out);
+}
+
 void augment_slice_u8(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen,
                       uint8_t* out) {
   warp(img, h, w, c, o, gen, [&](size_t i, int, double v) { out[i] = uint8_t(std::lround(v * 255.0)); });

@@ -33,6 +33,16 @@ struct AugmentOptions {
 // The random choices come from gen, so a seed reproduces them.
 void augment_slice(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen, float* out);
 
+// Validation and prediction's half of the preprocessing contract: a slice as
+// the model sees it outside training (resized to size x size, normalised, no
+// random change). eval_augment() gives the options loaders take for it;
+// slice_input() makes one slice's input (c x size x size floats at `out`).
+// Every place that applies a model goes through these two (ich-predict,
+// ich-serve, ich-inspect, ich-embed, ich-eval, the trainer's validation),
+// so a model sees the bytes it was validated on.
+AugmentOptions eval_augment(int size);
+void slice_input(const uint8_t* img, int h, int w, int c, int size, float* out);
+
 // The same warp and colour change (same random choices for the same gen),
 // stopped before normalisation and rounded to bytes: round(255 v). For a GPU,
 // whose batches travel as bytes (a quarter of float32's) and are normalised

@@ -184,4 +184,18 @@ void window_file(const std::string& path, const SliceWindowing& how, WindowScrat
   });
 }
 
+WindowedImage window_frame(const std::string& path, const SliceWindowing& how, int frame) {
+  WindowedImage out;
+  bool found = false;
+  WindowScratch scratch;
+  window_file(path, how, scratch, [&](const WindowedFile& f) {
+    if (found || (frame > 0 && f.slice.frame != frame)) return;
+    out.h = f.h, out.w = f.w, out.channels = f.channels;
+    out.pixels.assign(f.pixels, f.pixels + size_t(f.h) * size_t(f.w) * size_t(f.channels));
+    found = true;
+  });
+  ICH_CHECK(found, path, ": no frame ", frame);
+  return out;
+}
+
 }  // namespace ich

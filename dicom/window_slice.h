@@ -79,4 +79,13 @@ struct WindowedFile {
 void window_file(const std::string& path, const SliceWindowing& how, WindowScratch& scratch,
                  const std::function<void(const WindowedFile&)>& f);
 
+// One frame of a file windowed as window_file() windows it: frame is
+// 1-based, 0 takes the first (a single-frame file's only) slice. Throws
+// ich::Error naming the file when it has no such frame.
+struct WindowedImage {
+  std::vector<uint8_t> pixels;  // h x w x channels
+  int h = 0, w = 0, channels = 0;
+};
+WindowedImage window_frame(const std::string& path, const SliceWindowing& how, int frame = 0);
+
 }  // namespace ich

@@ -75,9 +75,7 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
       t.size = int(std::lround(std::sqrt(double(t.rgb.size() / 3))));
       return t;
     }
-    AugmentOptions ao;
-    ao.size = t.size;
-    ao.augment = false;
+    const AugmentOptions ao = eval_augment(t.size);
     std::vector<uint8_t> all(size_t(ds.channels()) * size_t(t.size) * size_t(t.size));
     Generator gen(0);
     ds.load_u8(i, ao, gen, all.data());
@@ -114,9 +112,7 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   const Overlay overlay = [&](size_t i) {
     if (const auto it = cams.find(i); it != cams.end()) return it->second;
     const int S = int(c.meta.size), C = ds.channels();
-    AugmentOptions ao;
-    ao.size = S;
-    ao.augment = false;
+    const AugmentOptions ao = eval_augment(S);
     std::vector<float> buf(size_t(C) * size_t(S) * size_t(S));
     Generator g(0);
     ds.load(i, ao, g, buf.data());

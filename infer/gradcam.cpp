@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data/augment.h"
 #include "dicom/window.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -46,6 +47,16 @@ CamResult grad_cam(ResNeXt& model, const Tensor& x, int klass) {
   r.heat = resize_bilinear(cam, int(H), int(W), int(x.size(2)), int(x.size(3)));
   r.logit = logits.to_vector()[size_t(klass)];
   r.probability = 1 / (1 + std::exp(-r.logit));
+  return r;
+}
+
+SliceCam slice_cam(ResNeXt& model, Device device, const uint8_t* img, int h, int w, int c, int size, int klass) {
+  Tensor x = Tensor::empty({1, c, size, size});
+  slice_input(img, h, w, c, size, x.data<float>());
+  SliceCam r;
+  r.cam = grad_cam(model, x.to(device), klass);
+  r.rgb = cam_overlay(x, r.cam.heat);
+  r.size = size;
   return r;
 }
 

@@ -24,4 +24,16 @@ CamResult grad_cam(ResNeXt& model, const Tensor& x, int klass);
 // blended on top (blue -> red), as RGB bytes (size x size x 3).
 std::vector<uint8_t> cam_overlay(const Tensor& x, const std::vector<float>& heat);
 
+// One windowed slice's Grad-CAM as ich-inspect --cam draws it and ich-serve's
+// key images show it: img (h x w x c bytes: window_frame()'s, or an
+// ich-window .npy) made into the model's input as prediction makes it
+// (slice_input(), size x size), the heatmap of class klass (0..5) computed
+// on `device` (where the model is), blended over the brain window.
+struct SliceCam {
+  CamResult cam;
+  std::vector<uint8_t> rgb;  // size x size x 3
+  int size = 0;
+};
+SliceCam slice_cam(ResNeXt& model, Device device, const uint8_t* img, int h, int w, int c, int size, int klass);
+
 }  // namespace ich

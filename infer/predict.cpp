@@ -14,12 +14,14 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "infer/apply.h"
+#include "infer/preprocess.h"
 #include "io/atomic_file.h"
 #include "io/crc32.h"
 #include "io/csv.h"
 #include "io/journal.h"
 #include "io/npy.h"
 #include "io/parallel.h"
+#include "seq/embed.h"
 #include "train/checkpoint.h"
 
 namespace ich {
@@ -32,6 +34,7 @@ namespace {
 struct FileInputs {
   std::string error;
   std::vector<std::string> ids;
+  std::vector<std::vector<std::string>> refs;  // the instance: SOP class, SOP instance, series UIDs, frame
   std::vector<std::vector<float>> inputs;  // C x S x S each
   std::vector<std::vector<std::string>> geometry;  // sequence mode: patient, study, series, position, orientation
 };
@@ -61,15 +64,6 @@ SliceGeometry geometry_of(const std::string& id, const std::string* f) {
   if ((g.has_position = !f[3].empty())) numbers(f[3], g.position.data(), 3);
   if ((g.has_orientation = !f[4].empty())) numbers(f[4], g.orientation.data(), 6);
   return g;
-}
-
-// The mirror image of a batch (B, C, S, S): columns reversed.
-Tensor mirrored(const Tensor& x) {
-  Tensor m = x.clone();
-  const int64_t S = x.size(3), rows = m.numel() / S;
-  float* p = m.data<float>();
-  for (int64_t r = 0; r < rows; ++r) std::reverse(p + r * S, p + (r + 1) * S);
-  return m;
 }
 
 // The sequence models' mean probabilities for every recorded slice, in file
@@ -154,6 +148,128 @@ PredictModels load_predict_models(const PredictOptions& o) {
   return m;
 }
 
+namespace {
+
+int64_t channels_of(const SliceWindowing& how) { return int64_t(how.windows.empty() ? 1 : how.windows.size()); }
+
+// 1. A chunk's files, windowed and made into the model's input in parallel
+// (a file that fails keeps its error). tick(d): d files of the chunk done.
+std::vector<FileInputs> window_chunk(const std::vector<std::string>& files, const std::vector<int64_t>& todo,
+                                     const SliceWindowing& how, int64_t S, bool seq_mode,
+                                     const std::function<void(int64_t)>& tick) {
+  const int64_t C = channels_of(how);
+  std::vector<FileInputs> in(todo.size());
+  run_parallel(
+      int64_t(todo.size()), 0, [&](int64_t d, int64_t) { tick(d); },
+      [&](int64_t t) {
+        thread_local WindowScratch scratch;  // the direct reader's buffers, kept between files
+        FileInputs& r = in[size_t(t)];
+        try {
+          window_file(files[size_t(todo[size_t(t)])], how, scratch, [&](const WindowedFile& f) {
+            r.inputs.emplace_back(size_t(C * S * S));
+            slice_input(f.pixels, f.h, f.w, int(C), int(S), r.inputs.back().data());
+            r.ids.push_back(image_id_for(f.slice));
+            r.refs.push_back({f.slice.sop_class, f.slice.sop_uid, f.slice.series_uid,
+                              std::to_string(f.slice.frames > 1 ? f.slice.frame : 0)});
+            if (seq_mode) r.geometry.push_back(geometry_fields(f.slice));
+          });
+        } catch (const std::exception& e) {
+          r = FileInputs();
+          r.error = e.what();
+        }
+      });
+  return in;
+}
+
+// 2. Every slice of the chunk in file order through the model in batches:
+// its six probabilities as written, and in sequence mode its embedding
+// (a row of `features`, pooled and mirror-averaged as the series models want).
+struct ChunkOutputs {
+  std::vector<std::vector<std::string>> probs;
+  Tensor features;
+};
+ChunkOutputs run_chunk(ResNeXt& model, const std::vector<FileInputs>& in, int64_t batch, int64_t C, int64_t S,
+                       Device dev, bool seq_mode, bool flip) {
+  std::vector<std::pair<size_t, size_t>> slices;  // (file in chunk, slice in file)
+  for (size_t t = 0; t < in.size(); ++t)
+    for (size_t k = 0; k < in[t].inputs.size(); ++k) slices.emplace_back(t, k);
+  ChunkOutputs out;
+  out.probs.resize(slices.size());
+  for (size_t start = 0; start < slices.size(); start += size_t(batch)) {
+    const size_t n = std::min(size_t(batch), slices.size() - start);
+    Tensor x = Tensor::empty({int64_t(n), C, S, S});
+    for (size_t j = 0; j < n; ++j) {
+      const std::vector<float>& v = in[slices[start + j].first].inputs[slices[start + j].second];
+      std::copy(v.begin(), v.end(), x.data<float>() + j * size_t(C * S * S));
+    }
+    const Tensor fmap = model.features(x.to(dev));
+    const std::vector<double> p = sigmoid(model.head(fmap)).to_vector();
+    for (size_t j = 0; j < n; ++j)
+      for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(p[j * 6 + k], 6));
+    if (!seq_mode) continue;
+    const Tensor ph = embed_batch(model, x, dev, flip, fmap).to(Device::cpu()).contiguous();
+    if (!out.features.defined()) out.features = Tensor::empty({int64_t(slices.size()), ph.size(1)});
+    std::copy(ph.data<float>(), ph.data<float>() + ph.numel(), out.features.data<float>() + int64_t(start) * ph.size(1));
+  }
+  return out;
+}
+
+// 3. The journal's record of each file of the chunk: "ok", path, then per
+// slice its id, six probabilities, instance (four fields) and in sequence
+// mode geometry (five); or "error", path, reason.
+std::vector<JournalRecord> chunk_records(const std::vector<std::string>& files, const std::vector<int64_t>& todo,
+                                         const std::vector<FileInputs>& in, const ChunkOutputs& out, bool seq_mode) {
+  std::vector<JournalRecord> records;
+  size_t next = 0;
+  for (size_t t = 0; t < in.size(); ++t) {
+    JournalRecord r{in[t].error.empty() ? "ok" : "error", files[size_t(todo[t])]};
+    if (!in[t].error.empty()) r.push_back(in[t].error);
+    for (size_t k = 0; k < in[t].ids.size(); ++k, ++next) {
+      r.push_back(in[t].ids[k]);
+      r.insert(r.end(), out.probs[next].begin(), out.probs[next].end());
+      r.insert(r.end(), in[t].refs[k].begin(), in[t].refs[k].end());
+      if (seq_mode) r.insert(r.end(), in[t].geometry[k].begin(), in[t].geometry[k].end());
+    }
+    records.push_back(std::move(r));
+  }
+  return records;
+}
+
+// 4. Every file's record in file order into the report: its slices'
+// predictions (and geometry, in sequence mode), or its error.
+void collect(const std::vector<std::string>& files, const std::unordered_map<std::string, JournalRecord>& done,
+             size_t per_slice, bool seq_mode, PredictReport& rep, std::vector<SliceGeometry>& geometry) {
+  for (const std::string& path : files) {
+    const JournalRecord& r = done.at(path);
+    ++rep.files;
+    if (r[0] == "error") {
+      ++rep.failed;
+      rep.skipped.emplace_back(path, r[2]);
+      continue;
+    }
+    for (size_t k = 2; k < r.size(); k += per_slice, ++rep.slices) {
+      SlicePrediction s;
+      s.image_id = r[k];
+      s.path = path;
+      for (size_t j = 0; j < 6; ++j) s.p[j] = r[k + 1 + j];
+      s.sop_class_uid = r[k + 7], s.sop_uid = r[k + 8], s.series_uid = r[k + 9];
+      s.frame = std::stoi(r[k + 10]);
+      rep.predictions.push_back(std::move(s));
+      if (seq_mode) geometry.push_back(geometry_of(r[k], &r[k + 11]));
+    }
+  }
+}
+
+// 5. The Kaggle submission format, atomically: ID_<image>_<subtype>,Label.
+void write_predictions_csv(const std::string& path, const std::vector<SlicePrediction>& predictions) {
+  std::string csv = "ID,Label\n";
+  for (const SlicePrediction& s : predictions)
+    for (size_t k = 0; k < 6; ++k) csv += s.image_id + "_" + kSubtypes[k] + "," + s.p[k] + "\n";
+  write_file_atomic(path, csv);
+}
+
+}  // namespace
+
 PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress) {
   PredictModels m = load_predict_models(o);
   return predict_dicoms(o, m, progress);
@@ -168,12 +284,10 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   LoadedCheckpoint& c = models.slice;
   const std::vector<LoadedSeqCheckpoint>& seqs = models.seqs;
   c.model->eval();
-  SliceWindowing how;
-  how.windows = parse_windows(c.meta.windows);
-  how.any_modality = o.any_modality;
+  const SliceWindowing how = windowing_for(c.meta, o.any_modality);
   const std::vector<std::string> files = list_files(o.input);
-  const int64_t S = c.meta.size, C = int64_t(how.windows.empty() ? 1 : how.windows.size());
-  JournalRecord settings{"ich-predict 1", "checkpoint=" + fs::weakly_canonical(o.checkpoint).string(),
+  const int64_t S = c.meta.size;
+  JournalRecord settings{"ich-predict 2", "checkpoint=" + fs::weakly_canonical(o.checkpoint).string(),
                          "checkpoint_bytes=" + models.slice_identity,
                          "input=" + fs::weakly_canonical(o.input).string(),
                          std::string("any_modality=") + (o.any_modality ? "1" : "0"),
@@ -185,11 +299,11 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   const bool flip = seq_mode && seqs.front().meta.flip;
   const std::string feature_dir = o.out + ".features";
   if (seq_mode) fs::create_directories(feature_dir);
-  // Per slice in the journal: id, six probabilities, and in sequence mode the five geometry fields.
-  const size_t per_slice = seq_mode ? 12 : 7;
+  // Per slice in the journal: id, six probabilities, the instance (four
+  // fields), and in sequence mode the five geometry fields.
+  const size_t per_slice = seq_mode ? 16 : 11;
   Journal journal(o.out + ".journal", settings, o.resume);
-  // path -> record: "ok", path, then (id, six probabilities) per slice; or
-  // "error", path, reason.
+  // path -> its record (chunk_records())
   std::unordered_map<std::string, JournalRecord> done;
   for (const JournalRecord& r : journal.records()) {
     ICH_CHECK(r.size() >= 3 && (r[0] == "error" ? r.size() == 3 : r[0] == "ok" && (r.size() - 2) % per_slice == 0),
@@ -202,104 +316,29 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   const int64_t n_files = int64_t(files.size());
   auto recorded = [&](int64_t i) { return done.count(files[size_t(i)]) > 0; };
   for_each_pending_chunk(n_files, o.chunk, recorded, [&](int64_t base, const std::vector<int64_t>& todo) {
-    std::vector<FileInputs> in(todo.size());
-    run_parallel(
-        int64_t(todo.size()), 0, [&](int64_t d, int64_t) { if (progress) progress(base + d, n_files); },
-        [&](int64_t t) {
-          thread_local WindowScratch scratch;  // the direct reader's buffers, kept between files
-          FileInputs& r = in[size_t(t)];
-          try {
-            window_file(files[size_t(todo[size_t(t)])], how, scratch, [&](const WindowedFile& f) {
-              AugmentOptions ao;
-              ao.size = int(S);
-              ao.augment = false;
-              Generator unused(0);
-              r.inputs.emplace_back(size_t(C * S * S));
-              augment_slice(f.pixels, f.h, f.w, int(C), ao, unused, r.inputs.back().data());
-              r.ids.push_back(image_id_for(f.slice));
-              if (seq_mode) r.geometry.push_back(geometry_fields(f.slice));
-            });
-          } catch (const std::exception& e) {
-            r = FileInputs();
-            r.error = e.what();
-          }
-        });
-    // Every slice of the chunk in file order, through the model in batches.
-    std::vector<std::pair<size_t, size_t>> slices;  // (file in chunk, slice in file)
-    for (size_t t = 0; t < in.size(); ++t)
-      for (size_t k = 0; k < in[t].inputs.size(); ++k) slices.emplace_back(t, k);
-    std::vector<std::vector<std::string>> probs(slices.size());
-    Tensor features;  // sequence mode: (slices of the chunk, F), pooled and mirror-averaged as the models want
-    for (size_t start = 0; start < slices.size(); start += size_t(o.batch)) {
-      const size_t n = std::min(size_t(o.batch), slices.size() - start);
-      Tensor x = Tensor::empty({int64_t(n), C, S, S});
-      for (size_t j = 0; j < n; ++j) {
-        const std::vector<float>& v = in[slices[start + j].first].inputs[slices[start + j].second];
-        std::copy(v.begin(), v.end(), x.data<float>() + j * size_t(C * S * S));
-      }
-      const Tensor fmap = c.model->features(x.to(dev));
-      const std::vector<double> p = sigmoid(c.model->head(fmap)).to_vector();
-      for (size_t j = 0; j < n; ++j)
-        for (size_t k = 0; k < 6; ++k) probs[start + j].push_back(fmt_double(p[j * 6 + k], 6));
-      if (!seq_mode) continue;
-      Tensor pooled = flatten(adaptive_avg_pool2d(fmap));
-      if (flip) pooled = scale(add(pooled, flatten(adaptive_avg_pool2d(c.model->features(mirrored(x).to(dev))))), 0.5);
-      const Tensor ph = pooled.to(Device::cpu()).contiguous();
-      if (!features.defined()) features = Tensor::empty({int64_t(slices.size()), ph.size(1)});
-      std::copy(ph.data<float>(), ph.data<float>() + ph.numel(), features.data<float>() + int64_t(start) * ph.size(1));
-    }
+    const std::vector<FileInputs> in =
+        window_chunk(files, todo, how, S, seq_mode, [&](int64_t d) { if (progress) progress(base + d, n_files); });
+    const ChunkOutputs out = run_chunk(*c.model, in, o.batch, channels_of(how), S, dev, seq_mode, flip);
     // the chunk's features land before its record: a recorded chunk always has them
-    if (seq_mode && features.defined()) write_npy(feature_dir + "/" + std::to_string(base) + ".npy", features);
-    std::vector<JournalRecord> records;
-    size_t next = 0;
-    for (size_t t = 0; t < in.size(); ++t) {
-      const std::string& path = files[size_t(todo[t])];
-      JournalRecord r{in[t].error.empty() ? "ok" : "error", path};
-      if (!in[t].error.empty()) r.push_back(in[t].error);
-      for (size_t k = 0; k < in[t].ids.size(); ++k, ++next) {
-        r.push_back(in[t].ids[k]);
-        r.insert(r.end(), probs[next].begin(), probs[next].end());
-        if (seq_mode) r.insert(r.end(), in[t].geometry[k].begin(), in[t].geometry[k].end());
-      }
-      records.push_back(r);
-      done[path] = std::move(r);
-    }
+    if (seq_mode && out.features.defined()) write_npy(feature_dir + "/" + std::to_string(base) + ".npy", out.features);
+    const std::vector<JournalRecord> records = chunk_records(files, todo, in, out, seq_mode);
     journal.append(records);
+    for (const JournalRecord& r : records) done[r[1]] = r;
   });
   if (progress) progress(n_files, n_files);
-  // Every slice in file order: its id and the probabilities to write.
-  std::vector<std::string> ids;
-  std::vector<std::array<std::string, 6>> written;
   std::vector<SliceGeometry> geometry;
-  for (const std::string& path : files) {
-    const JournalRecord& r = done.at(path);
-    ++rep.files;
-    if (r[0] == "error") {
-      ++rep.failed;
-      rep.skipped.emplace_back(path, r[2]);
-      continue;
-    }
-    for (size_t k = 2; k < r.size(); k += per_slice, ++rep.slices) {
-      ids.push_back(r[k]);
-      std::array<std::string, 6> p;
-      for (size_t s = 0; s < 6; ++s) p[s] = r[k + 1 + s];
-      written.push_back(p);
-      if (seq_mode) geometry.push_back(geometry_of(r[k], &r[k + 7]));
-    }
-  }
-  if (seq_mode && !ids.empty()) {
+  collect(files, done, per_slice, seq_mode, rep, geometry);
+  std::vector<SlicePrediction>& out = rep.predictions;
+  if (seq_mode && !out.empty()) {
     const std::vector<std::array<double, 6>> q = with_context(o, files, done, per_slice, feature_dir, geometry, seqs, dev);
     for (size_t i = 0; i < q.size(); ++i)
-      for (size_t k = 0; k < 6; ++k) written[i][k] = fmt_double(q[i][k], 6);
+      for (size_t k = 0; k < 6; ++k) out[i].p[k] = fmt_double(q[i][k], 6);
     const std::vector<StudySummary> studies = summarise_studies(order_slices(geometry), q);
     rep.series = int64_t(studies.size());
     write_studies_csv(o.studies.empty() ? (fs::path(o.out).parent_path() / "studies.csv").string() : o.studies,
                       studies);
   }
-  std::string csv = "ID,Label\n";
-  for (size_t i = 0; i < ids.size(); ++i)
-    for (size_t s = 0; s < 6; ++s) csv += ids[i] + "_" + kSubtypes[s] + "," + written[i][s] + "\n";
-  write_file_atomic(o.out, csv);
+  write_predictions_csv(o.out, out);
   return rep;
 }
 

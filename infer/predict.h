@@ -19,6 +19,7 @@
 // probability of each label over its slices and the key slices
 // (infer/apply.h).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -40,9 +41,21 @@ struct PredictOptions {
   std::string studies;                // studies.csv (with sequence; default: beside out)
 };
 
+// One slice's result: what the CSV says of it, and the instance it came
+// from (ich-serve refers to it in the SR and windows it again for a key
+// image without reading the study a second time).
+struct SlicePrediction {
+  std::string image_id;  // the CSV's ID_<image> (without the subtype)
+  std::string path;      // its file
+  std::string sop_class_uid, sop_uid, series_uid;
+  int frame = 0;                 // 1-based frame of a multi-frame file; 0 when single-frame
+  std::array<std::string, 6> p;  // the six probabilities, as written (kSubtypes' order)
+};
+
 struct PredictReport {
   int64_t files = 0, slices = 0, failed = 0, resumed = 0, series = 0;
   std::vector<std::pair<std::string, std::string>> skipped;  // path, reason
+  std::vector<SlicePrediction> predictions;                  // every slice written, in its row order
 };
 
 // A checkpoint's identity: its size and CRC-32 (journals; ich-serve's SR).

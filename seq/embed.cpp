@@ -15,30 +15,31 @@ namespace ich {
 
 namespace fs = std::filesystem;
 
+Tensor embed_batch(ResNeXt& model, const Tensor& x, Device device, bool flip, const Tensor& fmap) {
+  auto pooled = [](const Tensor& map) { return flatten(adaptive_avg_pool2d(map)); };
+  Tensor f = pooled(fmap.defined() ? fmap : model.features(x.to(device)));
+  if (!flip) return f;
+  Tensor m = x.clone();  // the mirror image: columns reversed, on the host
+  const int64_t S = x.size(3), rows = m.numel() / S;
+  float* p = m.data<float>();
+  for (int64_t r = 0; r < rows; ++r) std::reverse(p + r * S, p + (r + 1) * S);
+  return scale(add(f, pooled(model.features(m.to(device)))), 0.5);
+}
+
 Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch, Device device, bool flip,
                     const std::function<void(int64_t, int64_t)>& progress) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  AugmentOptions ao;
-  ao.size = int(size);
-  ao.augment = false;
+  const AugmentOptions ao = eval_augment(int(size));
   LoaderOptions lo;
   lo.batch = batch;
   BatchLoader loader(ds, ao, lo);
   Tensor out;
   Batch b;
   int64_t done = 0;
-  auto pooled = [&](const Tensor& x) { return flatten(adaptive_avg_pool2d(model.features(x.to(device)))); };
   while (loader.next(b)) {
-    Tensor f = pooled(b.x);
-    if (flip) {  // the mirror image: columns reversed, on the host
-      Tensor m = b.x.clone();
-      const int64_t rows = m.numel() / size;
-      float* p = m.data<float>();
-      for (int64_t r = 0; r < rows; ++r) std::reverse(p + r * size, p + (r + 1) * size);
-      f = scale(add(f, pooled(m)), 0.5);
-    }
+    const Tensor f = embed_batch(model, b.x, device, flip);
     const Tensor fh = f.to(Device::cpu()).contiguous();
     if (!out.defined()) out = Tensor::empty({int64_t(ds.size()), fh.size(1)});
     for (size_t j = 0; j < b.samples.size(); ++j)

@@ -30,6 +30,15 @@ struct EmbedOptions {
   bool flip = true;  // average with the horizontally flipped slice
 };
 
+// One batch's embedding (B, F), on `device`: the slice model's feature map
+// averaged over space, and with `flip` averaged with the mirror image's
+// (columns reversed). x (B, C, S, S) is on the host; `fmap`, when given, is
+// model.features(x) already computed (ich-predict has it for the head).
+// ich-embed (the series model's training data) and ich-predict --sequence
+// (its input in use) both make embeddings here: the series model is right
+// only while the two are the same.
+Tensor embed_batch(ResNeXt& model, const Tensor& x, Device device, bool flip, const Tensor& fmap = Tensor());
+
 // Pooled features (N, F) float32 on the CPU, row i for slice i of ds.
 Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch, Device device, bool flip,
                     const std::function<void(int64_t, int64_t)>& progress = nullptr);

@@ -1,24 +1,19 @@
 // analyse.cpp: the processing stage of ich-serve (analyse.h).
 #include "serve/analyse.h"
 
-#include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dcdeftag.h>
-#include <dcmtk/dcmdata/dcfilefo.h>
-
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <map>
+#include <tuple>
 
 #include "data/augment.h"
-#include "data/labels.h"
 #include "dicom/window.h"
-#include "dicom/window_job.h"
+#include "dicom/window_slice.h"
 #include "engine/device_select.h"
 #include "engine/error.h"
 #include "infer/gradcam.h"
 #include "infer/predict.h"
-#include "io/csv.h"
+#include "infer/preprocess.h"
 #include "report/text.h"
 
 namespace ich {
@@ -29,28 +24,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-struct Instance {
-  SliceRef ref;
-  int frames = 1;
-  std::string path;
-};
-
-Instance read_instance(const std::string& path) {
-  DcmFileFormat ff;
-  const OFCondition c = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 256);
-  ICH_CHECK(c.good(), path, ": ", c.text());
-  DcmDataset& d = *ff.getDataset();
-  Instance in;
-  in.path = path;
-  OFString v;
-  if (d.findAndGetOFString(DCM_SOPClassUID, v).good()) in.ref.sop_class_uid = v.c_str();
-  if (d.findAndGetOFString(DCM_SOPInstanceUID, v).good()) in.ref.sop_uid = v.c_str();
-  if (d.findAndGetOFString(DCM_SeriesInstanceUID, v).good()) in.ref.series_uid = v.c_str();
-  Sint32 frames = 1;
-  if (d.findAndGetSint32(DCM_NumberOfFrames, frames).good() && frames > 1) in.frames = int(frames);
-  return in;
 }
 
 // Nearest-neighbour enlargement by an integer factor, so that a 128-pixel
@@ -101,43 +74,28 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   StudyFindings& f = a.findings;
   for (const auto& [path, why] : rep.skipped) f.unreadable.push_back(fs::path(path).filename().string() + ": " + why);
   for (const std::string& r : s.rejected) f.unreadable.push_back(r);
-  // 2. Per slice: its probabilities (as written) and its instance.
-  std::map<std::string, std::array<std::string, 6>> probs;
-  const CsvTable t = read_csv(po.out);
-  for (const auto& row : t.rows) {
-    ICH_CHECK(row.size() == 2, po.out, ": a row without two fields");
-    const size_t us = row[0].rfind('_');
-    ICH_CHECK(us != std::string::npos, po.out, ": bad ID ", row[0]);
-    const std::string id = row[0].substr(0, us), sub = row[0].substr(us + 1);
-    const auto k = std::find(kSubtypes.begin(), kSubtypes.end(), sub);
-    ICH_CHECK(k != kSubtypes.end(), po.out, ": unknown label ", sub);
-    probs[id][size_t(k - kSubtypes.begin())] = row[1];
-  }
-  std::map<std::string, std::pair<Instance, int>> slice_of;  // id -> instance, frame (0: single-frame)
-  for (const std::string& path : list_files(po.input)) {
-    Instance in;
-    try {
-      in = read_instance(path);
-    } catch (const std::exception&) {
-      continue;  // reported by ich-predict already
-    }
-    for (int fr = 1; fr <= in.frames; ++fr) {
-      const std::string id = in.frames > 1 ? in.ref.sop_uid + "_f" + std::to_string(fr) : in.ref.sop_uid;
-      if (!probs.count(id)) continue;
-      slice_of[id] = {in, in.frames > 1 ? fr : 0};
-      SliceRef r = in.ref;
-      if (fr == 1) f.evidence.push_back(r);
-    }
-    if (f.header.values.empty() && slice_of.size() > 0) f.header = read_study_header(path);
-  }
-  ICH_CHECK(!probs.empty(), "study ", s.study_uid, ": no slice could be read (", f.unreadable.size(),
+  // 2. Per slice: its probabilities (as written) and its instance, as ich-predict had them.
+  const std::vector<SlicePrediction>& slices = rep.predictions;
+  ICH_CHECK(!slices.empty(), "study ", s.study_uid, ": no slice could be read (", f.unreadable.size(),
             " instances not read)");
+  auto ref_of = [](const SlicePrediction& p) {
+    SliceRef r;
+    r.sop_class_uid = p.sop_class_uid, r.sop_uid = p.sop_uid, r.series_uid = p.series_uid, r.frame = p.frame;
+    return r;
+  };
+  for (size_t i = 0; i < slices.size(); ++i)
+    if (i == 0 || slices[i].path != slices[i - 1].path) {  // one evidence entry per instance
+      SliceRef r = ref_of(slices[i]);
+      r.frame = 0;
+      f.evidence.push_back(r);
+    }
+  f.header = read_study_header(slices.front().path);
   // 3. The study's highest probability per label; the finding at the threshold.
   std::array<double, 6> best;
   best.fill(-1);
-  for (const auto& [id, p] : probs)
+  for (const SlicePrediction& sp : slices)
     for (size_t k = 0; k < 6; ++k)
-      if (std::stod(p[k]) > best[k]) best[k] = std::stod(p[k]), f.p[k] = p[k];
+      if (std::stod(sp.p[k]) > best[k]) best[k] = std::stod(sp.p[k]), f.p[k] = sp.p[k];
   f.threshold = fmt_double(o_.threshold, 6);
   f.present = best[5] >= o_.threshold;
   f.study_uid = s.study_uid;
@@ -148,33 +106,19 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   f.round = s.round;
   // 4. Key slices: the highest p(any), brain window under the Grad-CAM heatmap.
   t0 = std::chrono::steady_clock::now();
-  std::vector<std::pair<double, std::string>> ranked;
-  for (const auto& [id, p] : probs)
-    if (slice_of.count(id)) ranked.emplace_back(-std::stod(p[5]), id);
+  std::vector<std::tuple<double, std::string, size_t>> ranked;  // -p(any), then the image id on ties
+  for (size_t i = 0; i < slices.size(); ++i) ranked.emplace_back(-std::stod(slices[i].p[5]), slices[i].image_id, i);
   std::sort(ranked.begin(), ranked.end());
-  SliceWindowing how;
-  how.windows = parse_windows(models_.slice.meta.windows);
-  const int64_t S = models_.slice.meta.size, C = int64_t(how.windows.empty() ? 1 : how.windows.size());
+  const SliceWindowing how = windowing_for(models_.slice.meta);
+  const int64_t S = models_.slice.meta.size;
   for (size_t r = 0; r < ranked.size() && int(r) < o_.key_images; ++r) {
-    const auto& [in, frame] = slice_of.at(ranked[r].second);
+    const SlicePrediction& sp = slices[std::get<2>(ranked[r])];
     KeyImage key;
-    key.source = in.ref;
-    key.source.frame = frame;
-    key.p = probs.at(ranked[r].second);
-    Tensor x = Tensor::empty({1, C, S, S});
-    bool found = false;
-    WindowScratch scratch;
-    window_file(in.path, how, scratch, [&](const WindowedFile& wf) {
-      if (found || (frame > 0 && wf.slice.frame != frame)) return;
-      AugmentOptions ao;
-      ao.size = int(S);
-      ao.augment = false;
-      Generator unused(0);
-      augment_slice(wf.pixels, wf.h, wf.w, int(C), ao, unused, x.data<float>());
-      found = true;
-    });
-    ICH_CHECK(found, in.path, ": frame ", frame, " not found again for its key image");
-    const std::vector<uint8_t> rgb = cam_overlay(x, grad_cam(*models_.slice.model, x.to(models_.dev), 5).heat);
+    key.source = ref_of(sp);
+    key.p = sp.p;
+    const WindowedImage wi = window_frame(sp.path, how, sp.frame);
+    const std::vector<uint8_t> rgb =
+        slice_cam(*models_.slice.model, models_.dev, wi.pixels.data(), wi.h, wi.w, wi.channels, int(S), 5).rgb;
     const int k = std::max(1, int((256 + S - 1) / S));
     key.w = key.h = int(S) * k;
     key.rgb = enlarged(rgb, int(S), int(S), k);

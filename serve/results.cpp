@@ -122,15 +122,19 @@ StudyHeader read_study_header(const std::string& path) {
   return h;
 }
 
-WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir) {
-  fs::create_directories(dir);
-  WrittenResults w;
+namespace {
+
+const char* const kDisclaimer =
+    "For research use only. Not for diagnostic use. Results of an AI model (ich), UNVERIFIED: a radiologist "
+    "must read the study.";
+
+// The key images as Secondary Capture (RGB, burned-in caption), in a new
+// series of the study: DIR/key_<k>.dcm; fills each key's sop_uid and w's
+// series and paths.
+void write_key_images(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
   w.sc_series_uid = new_dicom_uid();
-  const std::string disclaimer =
-      "For research use only. Not for diagnostic use. Results of an AI model (ich), UNVERIFIED: a radiologist "
-      "must read the study.";
+  const std::string disclaimer = kDisclaimer;
   const std::string date = today(false), time = today(true);
-  // Secondary Capture key images first: the SR references them.
   for (size_t k = 0; k < keys.size(); ++k) {
     KeyImage& key = keys[k];
     key.sop_uid = new_dicom_uid();
@@ -177,8 +181,12 @@ WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>
     save_atomic(ff, path);
     w.sc_paths.push_back(path);
   }
+}
 
-  // The SR.
+// The Comprehensive SR: the finding, its probabilities and threshold, the
+// key slices and images, in a new series of the study: DIR/sr.dcm.
+void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
+  const std::string disclaimer = kDisclaimer;
   w.sr_path = dir + "/sr.dcm";
   DSRDocument doc(DSRTypes::DT_ComprehensiveSR);
   // The study's UIDs are copied as they came (de-identified sets such as
@@ -283,6 +291,15 @@ WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>
   put(*cs, DCM_CodingSchemeName, "ich model outputs", w.sr_path);
   put(*cs, DCM_CodingSchemeResponsibleOrganization, "ich", w.sr_path);
   save_atomic(ff, w.sr_path);
+}
+
+}  // namespace
+
+WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir) {
+  fs::create_directories(dir);
+  WrittenResults w;
+  write_key_images(f, keys, dir, w);  // first: the SR references them
+  write_report(f, keys, dir, w);
   return w;
 }
 

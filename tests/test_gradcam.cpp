@@ -7,6 +7,7 @@
 
 #include "dicom/window_slice.h"
 #include "infer/gradcam.h"
+#include "infer/preprocess.h"
 #include "io/npy.h"
 #include "phantom/phantom.h"
 #include "tests/phantom_fixture.h"
@@ -66,6 +67,47 @@ TEST(GradCam, HeatmapPeaksOnTheLesion) {
   std::printf("Grad-CAM: peak on the lesion in %d of %d detected positive slices\n", on_lesion, detected);
   EXPECT_GE(detected, 20);
   EXPECT_GE(on_lesion, detected * 7 / 10);
+  fs::remove_all(dir);
+}
+
+// The preprocessing contract (infer/preprocess.h): ich-inspect and ich-serve
+// window a DICOM file for a checkpoint into the bytes ich-window wrote for
+// it, and slice_cam() (inspect's --cam and serve's key images) draws the same
+// picture from either. Any model will do: an untrained one.
+TEST(GradCam, InspectAndServeSeeTheBytesIchWindowWrote) {
+  const std::string dir = test::fresh_dir("ich_gradcam_contract");
+  PhantomOptions po;
+  po.difficulty = "easy";
+  po.patients = 2;
+  po.slices_per_series = 6;
+  po.size = 96;
+  po.seed = 3;
+  const test::PhantomSet ps = test::make_phantom_set(dir, po, /*windowed=*/true, /*split=*/false);
+  Generator gen(1);
+  ResNeXt model(resnext_preset("resnext_mini", 6), gen);
+  model.eval();
+  CheckpointMeta meta;  // the default windows, brain, subdural and soft tissue, as ich-window's
+  meta.size = 64;       // the model's input is smaller than the slice: slice_input() resizes
+  const CsvTable m = read_csv(ps.images + "/meta.csv");
+  const size_t c_path = m.column("path"), c_id = m.column("image_id");
+  int compared = 0;
+  for (const auto& r : m.rows) {
+    const Tensor npy = read_npy(ps.images + "/" + r[c_id] + ".npy");
+    const WindowedImage wi = window_frame(r[c_path], windowing_for(meta));
+    ASSERT_EQ(wi.h, npy.size(0));
+    ASSERT_EQ(wi.w, npy.size(1));
+    ASSERT_EQ(wi.channels, npy.size(2));
+    ASSERT_TRUE(std::equal(wi.pixels.begin(), wi.pixels.end(), npy.data<uint8_t>())) << r[c_path];
+    const SliceCam a = slice_cam(model, Device::cpu(), wi.pixels.data(), wi.h, wi.w, wi.channels, 64, 5);
+    const SliceCam b = slice_cam(model, Device::cpu(), npy.data<uint8_t>(), wi.h, wi.w, wi.channels, 64, 5);
+    ASSERT_EQ(a.size, 64);
+    ASSERT_EQ(a.rgb.size(), size_t(64 * 64 * 3));
+    EXPECT_EQ(a.rgb, b.rgb) << r[c_path];
+    EXPECT_EQ(a.cam.logit, b.cam.logit);
+    EXPECT_GT(*std::max_element(a.rgb.begin(), a.rgb.end()), *std::min_element(a.rgb.begin(), a.rgb.end()));
+    ++compared;
+  }
+  EXPECT_EQ(compared, 12);
   fs::remove_all(dir);
 }
 

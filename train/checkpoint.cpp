@@ -4,12 +4,79 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <vector>
 
 #include "engine/init.h"
 #include "weights/weights_file.h"
 
 namespace ich {
 
+namespace {
+
+// Every metadata field once, in the order written: its entry, whether a
+// checkpoint must hold it (fields added later are optional: an older
+// checkpoint keeps the default, as noted), or must hold it when another entry
+// is there, and how it goes to an entry and back. save_checkpoint() and
+// load_checkpoint() both read this table, so a new field is one line.
+struct MetaField {
+  const char* name;
+  bool required;
+  const char* required_with;  // required when this entry is present (nullptr: no such rule)
+  std::function<Tensor(const CheckpointMeta&)> save;  // an undefined tensor: not written
+  std::function<void(CheckpointMeta&, const Tensor&)> load;
+};
+
+MetaField text_field(const char* name, bool required, std::string CheckpointMeta::*p) {
+  return {name, required, nullptr, [p](const CheckpointMeta& m) { return text_entry(m.*p); },
+          [p](CheckpointMeta& m, const Tensor& t) { m.*p = entry_text(t); }};
+}
+MetaField int_field(const char* name, bool required, int64_t CheckpointMeta::*p, const char* with = nullptr) {
+  return {name, required, with, [p](const CheckpointMeta& m) { return int_entry(m.*p); },
+          [p](CheckpointMeta& m, const Tensor& t) { m.*p = int64_t(t.item()); }};
+}
+MetaField real_field(const char* name, bool required, double CheckpointMeta::*p, const char* with = nullptr) {
+  return {name, required, with, [p](const CheckpointMeta& m) { return real_entry(m.*p); },
+          [p](CheckpointMeta& m, const Tensor& t) { m.*p = t.item(); }};
+}
+
+const std::vector<MetaField>& meta_fields() {
+  static const std::vector<MetaField> fields = {
+      text_field("meta/arch", true, &CheckpointMeta::arch),
+      text_field("meta/windows", true, &CheckpointMeta::windows),
+      int_field("meta/size", true, &CheckpointMeta::size),
+      int_field("meta/batch", true, &CheckpointMeta::batch),
+      int_field("meta/epoch", true, &CheckpointMeta::epoch),
+      int_field("meta/next_batch", true, &CheckpointMeta::next_batch),
+      int_field("meta/step", true, &CheckpointMeta::step),
+      {"meta/seed", true, nullptr, [](const CheckpointMeta& m) { return int_entry(int64_t(m.seed)); },
+       [](CheckpointMeta& m, const Tensor& t) { m.seed = uint64_t(t.item()); }},
+      real_field("meta/lr", true, &CheckpointMeta::lr),
+      real_field("meta/best_valid_loss", true, &CheckpointMeta::best_valid_loss),
+      text_field("meta/precision", false, &CheckpointMeta::precision),        // before mixed precision: fp32
+      text_field("meta/lr_schedule", false, &CheckpointMeta::lr_schedule),    // before: constant
+      int_field("meta/context", false, &CheckpointMeta::context),             // before: 0
+      int_field("meta/world", false, &CheckpointMeta::world),                 // before: 1
+      int_field("meta/accumulate", false, &CheckpointMeta::accumulate),       // before: 1
+      int_field("meta/sync_bn", false, &CheckpointMeta::sync_bn),             // before: 0
+      real_field("meta/loss_scale", false, &CheckpointMeta::loss_scale, "meta/precision"),
+      int_field("meta/loss_scale_tracker", false, &CheckpointMeta::loss_scale_tracker, "meta/precision"),
+      {"meta/pos_weight", false, nullptr,  // only when ich-train set it
+       [](const CheckpointMeta& m) {
+         return m.has_pos_weight ? Tensor::from_vector(std::vector<double>(m.pos_weight.begin(), m.pos_weight.end()), {6})
+                                 : Tensor();
+       },
+       [](CheckpointMeta& m, const Tensor& t) {
+         const std::vector<double> pw = t.to_vector();
+         ICH_CHECK(pw.size() == 6, "pos_weight of ", pw.size(), " values");
+         for (size_t k = 0; k < 6; ++k) m.pos_weight[k] = float(pw[k]);
+         m.has_pos_weight = true;
+       }},
+  };
+  return fields;
+}
+
+}  // namespace
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& m) {
   NamedTensors t;
@@ -18,65 +85,27 @@ void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* o
     for (auto& [n, v] : opt->state()) t.emplace_back("optim/" + n, v);
     t.emplace_back("optim/steps", int_entry(opt->steps()));
   }
-  t.emplace_back("meta/arch", text_entry(m.arch));
-  t.emplace_back("meta/windows", text_entry(m.windows));
-  t.emplace_back("meta/size", int_entry(m.size));
-  t.emplace_back("meta/batch", int_entry(m.batch));
-  t.emplace_back("meta/epoch", int_entry(m.epoch));
-  t.emplace_back("meta/next_batch", int_entry(m.next_batch));
-  t.emplace_back("meta/step", int_entry(m.step));
-  t.emplace_back("meta/seed", int_entry(int64_t(m.seed)));
-  t.emplace_back("meta/lr", real_entry(m.lr));
-  t.emplace_back("meta/best_valid_loss", real_entry(m.best_valid_loss));
-  t.emplace_back("meta/precision", text_entry(m.precision));
-  t.emplace_back("meta/lr_schedule", text_entry(m.lr_schedule));
-  t.emplace_back("meta/context", int_entry(m.context));
-  t.emplace_back("meta/world", int_entry(m.world));
-  t.emplace_back("meta/accumulate", int_entry(m.accumulate));
-  t.emplace_back("meta/sync_bn", int_entry(m.sync_bn));
-  t.emplace_back("meta/loss_scale", real_entry(m.loss_scale));
-  t.emplace_back("meta/loss_scale_tracker", int_entry(m.loss_scale_tracker));
-  if (m.has_pos_weight) {
-    std::vector<double> pw(m.pos_weight.begin(), m.pos_weight.end());
-    t.emplace_back("meta/pos_weight", Tensor::from_vector(pw, {6}));
-  }
+  for (const MetaField& field : meta_fields())
+    if (Tensor v = field.save(m); v.defined()) t.emplace_back(field.name, v);
   write_weights(path, t);
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path) {
   const WeightsFile f = WeightsFile::open(path);
-  auto need = [&](const std::string& n) {
-    ICH_CHECK(f.find(n) != nullptr, "checkpoint ", path, ": no entry '", n, "' (not an ich-train checkpoint?)");
-    return f.read(n);
-  };
   LoadedCheckpoint c;
-  CheckpointMeta& m = c.meta;
-  m.arch = entry_text(need("meta/arch"));
-  m.windows = entry_text(need("meta/windows"));
-  m.size = int64_t(need("meta/size").item());
-  m.batch = int64_t(need("meta/batch").item());
-  m.epoch = int64_t(need("meta/epoch").item());
-  m.next_batch = int64_t(need("meta/next_batch").item());
-  m.step = int64_t(need("meta/step").item());
-  m.seed = uint64_t(need("meta/seed").item());
-  m.lr = need("meta/lr").item();
-  m.best_valid_loss = need("meta/best_valid_loss").item();
-  if (f.find("meta/precision")) {  // checkpoints before mixed precision: fp32
-    m.precision = entry_text(f.read("meta/precision"));
-    m.loss_scale = need("meta/loss_scale").item();
-    m.loss_scale_tracker = int64_t(need("meta/loss_scale_tracker").item());
+  for (const MetaField& field : meta_fields()) {
+    const bool needed = field.required || (field.required_with && f.find(field.required_with));
+    if (!f.find(field.name)) {
+      ICH_CHECK(!needed, "checkpoint ", path, ": no entry '", field.name, "' (not an ich-train checkpoint?)");
+      continue;
+    }
+    try {
+      field.load(c.meta, f.read(field.name));
+    } catch (const std::exception& e) {
+      throw Error("checkpoint " + path + ": entry '" + field.name + "': " + e.what());
+    }
   }
-  if (f.find("meta/lr_schedule")) m.lr_schedule = entry_text(f.read("meta/lr_schedule"));  // before: constant
-  if (f.find("meta/context")) m.context = int64_t(f.read("meta/context").item());           // before: 0
-  if (f.find("meta/world")) m.world = int64_t(f.read("meta/world").item());                 // before: 1
-  if (f.find("meta/accumulate")) m.accumulate = int64_t(f.read("meta/accumulate").item());  // before: 1
-  if (f.find("meta/sync_bn")) m.sync_bn = int64_t(f.read("meta/sync_bn").item());           // before: 0
-  if (f.find("meta/pos_weight")) {
-    const std::vector<double> pw = f.read("meta/pos_weight").to_vector();
-    ICH_CHECK(pw.size() == 6, "checkpoint ", path, ": pos_weight of ", pw.size(), " values");
-    for (size_t k = 0; k < 6; ++k) m.pos_weight[k] = float(pw[k]);
-    m.has_pos_weight = true;
-  }
+  const CheckpointMeta& m = c.meta;
   NamedShapes shapes;
   for (const auto& e : f.entries())
     if (e.name.rfind("model/", 0) == 0) shapes.emplace_back(e.name.substr(6), e.shape);

@@ -65,9 +65,7 @@ std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceData
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  AugmentOptions ao;
-  ao.size = int(size);
-  ao.augment = false;
+  const AugmentOptions ao = eval_augment(int(size));
   // On a GPU, batches travel as bytes and are normalised there.
   LoaderOptions lo;
   lo.batch = batch;

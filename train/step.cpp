@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/ops.h"
+#include "train/graph_step.h"
 
 namespace ich {
 
@@ -66,6 +67,74 @@ StepResult parallel_step(Module& model, Optimizer& opt, const std::vector<MicroB
   }
   if (r.applied) opt.step();
   return r;
+}
+
+// --- the three kinds behind Stepper -----------------------------------------
+
+namespace {
+
+// A host micro-batch as the network's input on the step's device.
+MicroBatch on_device(const MicroBatch& m, const StepSetup& s) {
+  return {to_device_input(m.x, s.device).contiguous(s.input_format), m.y.to(s.device)};
+}
+
+class EagerStepper final : public Stepper {
+ public:
+  explicit EagerStepper(const StepSetup& s) : s_(s) {}
+  StepResult take(const std::vector<MicroBatch>& micro, int64_t, bool interrupted) override {
+    ICH_CHECK(micro.size() == 1, "eager step: ", micro.size(), " micro-batches, expected 1");
+    const MicroBatch b = on_device(micro[0], s_);
+    StepResult r = train_step(s_.model, s_.opt, b.x, b.y, s_.pos_weight, s_.precision, s_.scaler);
+    r.interrupted = interrupted;
+    return r;
+  }
+  const char* kind() const override { return "eager"; }
+
+ private:
+  StepSetup s_;
+};
+
+class ParallelStepper final : public Stepper {
+ public:
+  ParallelStepper(const StepSetup& s, DataParallel& dp) : s_(s), dp_(dp) {}
+  StepResult take(const std::vector<MicroBatch>& micro, int64_t step, bool interrupted) override {
+    std::vector<MicroBatch> dev;
+    for (const MicroBatch& m : micro) dev.push_back(on_device(m, s_));
+    return parallel_step(s_.model, s_.opt, dev, s_.pos_weight, s_.precision, s_.scaler, dp_, step, interrupted);
+  }
+  const char* kind() const override { return "data-parallel"; }
+
+ private:
+  StepSetup s_;
+  DataParallel& dp_;
+};
+
+class GraphedStepper final : public Stepper {
+ public:
+  explicit GraphedStepper(const StepSetup& s)
+      : g_(s.model, s.opt, s.pos_weight, s.precision, s.input_format, 3, s.scaler) {}
+  StepResult take(const std::vector<MicroBatch>& micro, int64_t, bool interrupted) override {
+    ICH_CHECK(micro.size() == 1, "captured step: ", micro.size(), " micro-batches, expected 1");
+    StepResult r = g_.run(micro[0].x, micro[0].y);
+    r.interrupted = interrupted;
+    return r;
+  }
+  const char* kind() const override { return "graphed"; }
+
+ private:
+  GraphedStep g_;
+};
+
+}  // namespace
+
+std::unique_ptr<Stepper> make_stepper(const StepSetup& s, DataParallel& dp, bool graphed) {
+  if (graphed) {
+    ICH_CHECK(dp.world() == 1 && dp.accumulate() == 1,
+              "--cuda-graph captures one whole step: not with --accumulate or several ranks");
+    return std::make_unique<GraphedStepper>(s);
+  }
+  if (dp.world() > 1 || dp.accumulate() > 1) return std::make_unique<ParallelStepper>(s, dp);
+  return std::make_unique<EagerStepper>(s);
 }
 
 }  // namespace ich

@@ -7,6 +7,8 @@
 //   the gradients (skipping the update when they overflowed); the
 //   optimizer's update of the float32 master weights.
 #pragma once
+#include <memory>
+
 #include "engine/amp.h"
 #include "engine/optim.h"
 #include "layers/module.h"
@@ -40,5 +42,39 @@ struct MicroBatch {
 };
 StepResult parallel_step(Module& model, Optimizer& opt, const std::vector<MicroBatch>& micro, const Tensor& pos_weight,
                          DType precision, LossScaler* scaler, DataParallel& dp, int64_t step, bool interrupted);
+
+// The three kinds of step ich-train takes, behind one interface:
+//
+//   eager      one process, one micro-batch: train_step
+//   parallel   several ranks or --accumulate: parallel_step
+//   graphed    --cuda-graph: the step captured once and replayed
+//              (train/graph_step.h)
+//
+// take() gets the loader's micro-batches as they come (on the host; each
+// kind moves them where it needs them: the device in the step's memory
+// format, or the captured step's fixed input buffers) and this process's
+// Ctrl-C flag; the result's `interrupted` says whether to stop after this
+// step, which with several ranks all of them decide alike.
+class Stepper {
+ public:
+  virtual ~Stepper() = default;
+  virtual StepResult take(const std::vector<MicroBatch>& micro, int64_t step, bool interrupted) = 0;
+  virtual const char* kind() const = 0;
+};
+
+// What every kind needs: the model, its optimizer, the loss's class weights,
+// the precision (and float16's scaler), the device and input memory format.
+struct StepSetup {
+  Module& model;
+  Adam& opt;
+  Tensor pos_weight;
+  DType precision = DType::Float32;
+  LossScaler* scaler = nullptr;
+  Device device = Device::cpu();
+  MemoryFormat input_format = MemoryFormat::Contiguous;
+};
+// graphed: --cuda-graph (one rank, one micro-batch, checked by the caller);
+// parallel when dp has several ranks or accumulates; eager otherwise.
+std::unique_ptr<Stepper> make_stepper(const StepSetup& s, DataParallel& dp, bool graphed);
 
 }  // namespace ich

@@ -18,7 +18,6 @@
 #include "report/tensorboard.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
-#include "train/graph_step.h"
 #include "train/step.h"
 
 namespace ich {
@@ -240,8 +239,7 @@ struct Run {
   Tensor pos_weight;
   DType precision;
   LossScaler* scaler;      // float16 only
-  GraphedStep* graphed;    // --cuda-graph
-  MemoryFormat input_format;
+  Stepper& stepper;        // eager, data-parallel or graphed (train/step.h)
   std::string last;        // last.ckpt
   int64_t skipped = 0;     // float16 steps skipped so far
 };
@@ -281,20 +279,15 @@ EpochTraining train_one_epoch(Run& r, const SliceDataset& train_ds, int64_t epoc
   EpochTraining e;
   Batch b;
   std::vector<MicroBatch> micro;
-  const bool plain = !r.graphed && r.dp.world() == 1 && r.dp.accumulate() == 1;
   while (meta.next_batch < n) {
     micro.clear();
     int64_t samples = 0;
     for (auto& l : loaders) {
       ICH_CHECK(l->next(b), "the data loader ended before batch ", meta.next_batch, " of ", n);
       samples += int64_t(b.samples.size());
-      if (!r.graphed) micro.push_back({to_device_input(b.x, r.dev).contiguous(r.input_format), b.y.to(r.dev)});
+      micro.push_back({b.x, b.y});
     }
-    const StepResult s =
-        r.graphed ? r.graphed->run(b.x, b.y)
-        : plain   ? train_step(r.model, r.opt, micro[0].x, micro[0].y, r.pos_weight, r.precision, r.scaler)
-                  : parallel_step(r.model, r.opt, micro, r.pos_weight, r.precision, r.scaler, r.dp, meta.step + 1,
-                                  g_interrupted);
+    const StepResult s = r.stepper.take(micro, meta.step + 1, g_interrupted);
     const double l = s.loss;
     if (!s.finite)
       throw Error("loss is " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at epoch " +
@@ -321,7 +314,7 @@ EpochTraining train_one_epoch(Run& r, const SliceDataset& train_ds, int64_t epoc
                     double(n - meta.next_batch) * el / double(std::max<int64_t>(1, e.loss_n)));
       r.say(buf);
     }
-    if (plain || r.graphed ? bool(g_interrupted) : s.interrupted) {  // several ranks: all stop after the same step
+    if (s.interrupted) {  // several ranks: all stop after the same step
       meta.epoch = epoch;
       r.dp.broadcast_buffers(r.model, "rank 0's batch-norm statistics before the checkpoint");
       if (r.dp.writer()) save_checkpoint(r.last, r.model, &r.opt, meta);
@@ -442,14 +435,11 @@ int train(const TrainOptions& given, const std::function<void(const std::string&
   const Tensor pos_weight =
       meta.has_pos_weight ? Tensor::from_vector({meta.pos_weight.begin(), meta.pos_weight.end()}, {6}).to(dev)
                           : Tensor();
-  std::unique_ptr<GraphedStep> graphed;
-  if (o.cuda_graph) {
-    if (dev.is_cpu())
-      say("--cuda-graph on the CPU: emulated (the step's host code runs each time under the capture's rules), "
-          "for checking that the step is capturable; it is not faster");
-    graphed = std::make_unique<GraphedStep>(*model, opt, pos_weight, precision, input_format, 3,
-                                            scaled ? &scaler : nullptr);
-  }
+  if (o.cuda_graph && dev.is_cpu())
+    say("--cuda-graph on the CPU: emulated (the step's host code runs each time under the capture's rules), "
+        "for checking that the step is capturable; it is not faster");
+  const std::unique_ptr<Stepper> stepper = make_stepper(
+      StepSetup{*model, opt, pos_weight, precision, scaled ? &scaler : nullptr, dev, input_format}, dp, o.cuda_graph);
   RunLog log(o, meta, dp.writer());
 
   g_interrupted = false;
@@ -460,7 +450,7 @@ int train(const TrainOptions& given, const std::function<void(const std::string&
   } restore{previous};
 
   Run r{o, say, log_line, dev, dp, *model, opt, meta, pos_weight, precision, scaled ? &scaler : nullptr,
-        graphed.get(), input_format, (fs::path(o.out) / "last.ckpt").string()};
+        *stepper, (fs::path(o.out) / "last.ckpt").string()};
   for (int64_t epoch = meta.epoch; epoch < o.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     opt.options().lr = epoch_lr(meta.lr, o.lr_schedule, epoch, o.epochs);

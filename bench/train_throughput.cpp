@@ -26,7 +26,7 @@
 
 #include "apps/app_main.h"
 #include "engine/allocator.h"
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/kernels.h"

@@ -8,7 +8,7 @@
 //   - Nothing runs on the host between kernels in a replay: no reads back
 //     (the loss is read after the replay; a NaN is caught on the device,
 //     train/graph_step.h), no host-computed values that change per step
-//     (Adam's step count lives on the device, engine/optim.h).
+//     (Adam's step count lives on the device, engine/ops/optim.h).
 //   - Every address the graph recorded stays valid and is not handed to
 //     anyone else: the step allocates from a private pool
 //     (engine/allocator.h) that lives as long as the graph; inside the step

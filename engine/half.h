@@ -6,7 +6,7 @@
 //   float16:  1 sign, 5 exponent, 10 mantissa bits: largest finite 65504,
 //             smallest normal 2^-14, subnormals down to 2^-24. Values past
 //             65504 (after rounding) become infinity, which is why float16
-//             training needs loss scaling (engine/amp.h).
+//             training needs loss scaling (engine/ops/amp.h).
 //
 // Both round to nearest even, bit for bit as PyTorch (and CUDA's
 // __float2bfloat16_rn / __float2half_rn), and give NaN for NaN (its bits

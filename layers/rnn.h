@@ -1,6 +1,6 @@
 // rnn.h: torch.nn.LSTM and torch.nn.GRU as modules: multi-layer,
 // bidirectional, batch-first, over padded sequences with lengths (the op is
-// rnn_layer in engine/rnn.h; docs/layers/sequence.md explains it).
+// rnn_layer in engine/ops/rnn.h; docs/layers/rnn.md explains it).
 //
 // Parameters, in torch's order and names, per layer k and direction
 // (suffix "" or "_reverse"): weight_ih_l{k}{s} (G*H, in_k), weight_hh_l{k}{s}
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "engine/random.h"
-#include "engine/rnn.h"
+#include "engine/ops/rnn.h"
 #include "layers/module.h"
 
 namespace ich {

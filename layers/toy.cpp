@@ -2,7 +2,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 
 namespace ich::toy {
 

@@ -17,7 +17,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "layers/layers.h"
 #include "layers/rnn.h"
 #include "seq/seq_data.h"

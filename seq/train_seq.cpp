@@ -9,7 +9,7 @@
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
-#include "engine/rnn.h"
+#include "engine/ops/rnn.h"
 #include "io/csv.h"
 #include "train/checkpoint.h"
 

@@ -7,7 +7,7 @@
 # one line per seed, and exits non-zero when more than one seed in four
 # misses either: one float32 training run is one draw, and on another CPU
 # (BLAS kernel) the same seed trains to other numbers. Not in ctest (20
-# minutes for 8 seeds); the measured seeds are in docs/layers/sequence.md.
+# minutes for 8 seeds); the measured seeds are in docs/layers/rnn.md.
 # Usage: tests/sequence_gain.sh [SEED ...]   (default: 1 to 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."

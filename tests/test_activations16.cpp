@@ -1,4 +1,4 @@
-// 16-bit activations (engine/amp.h): batch norm, ReLU, add, the fused
+// 16-bit activations (engine/ops/amp.h): batch norm, ReLU, add, the fused
 // batch norm + add + ReLU and both pools on bfloat16/float16 tensors, and
 // what that does to a training step's memory.
 //
@@ -14,7 +14,7 @@
 #include <cmath>
 
 #include "engine/allocator.h"
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/half.h"
 #include "engine/ops.h"
 #include "layers/resnext.h"

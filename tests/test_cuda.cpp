@@ -5,11 +5,11 @@
 // skips with the reason.
 #include <unistd.h>
 
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/dist/communicator.h"
 #include "engine/kernels.h"
-#include "engine/optim.h"
-#include "engine/rnn.h"
+#include "engine/ops/optim.h"
+#include "engine/ops/rnn.h"
 #include "layers/resnext.h"
 #include "layers/toy.h"
 #include "tests/test_util.h"
@@ -281,7 +281,7 @@ TEST_F(Cuda, CachingAllocatorStopsCallingCudaMallocOnceWarm) {
 }
 #endif
 
-// Mixed precision (engine/amp.h): the conversions and the two AMP kernels
+// Mixed precision (engine/ops/amp.h): the conversions and the two AMP kernels
 // give the CPU's numbers; a convolution under bf16/fp16 autocast, which runs
 // natively in 16 bits through cuDNN on the GPU, agrees with the CPU's
 // emulation up to accumulation order (a unit of the low precision).
@@ -321,7 +321,7 @@ TEST_F(Cuda, AutocastConvolutionMatchesCpuEmulation) {
   }
 }
 
-// 16-bit activations (engine/amp.h): batch norm (training, with the running
+// 16-bit activations (engine/ops/amp.h): batch norm (training, with the running
 // statistics, and eval), the fused batch norm + add + ReLU, ReLU, add and
 // both pools on bfloat16/float16 tensors, forward and backward, against the
 // CPU's emulation. Our CUDA kernels round at the CPU's points; what differs

@@ -21,7 +21,7 @@
 #include "engine/dist/communicator.h"
 #include "engine/dist/store.h"
 #include "engine/ops.h"
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "layers/layers.h"
 #include "layers/resnext.h"
 #include "tests/phantom_fixture.h"

@@ -21,7 +21,7 @@
 #include <cstdio>
 #include <functional>
 
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "tests/test_util.h"
 #include "weights/weights_file.h"
 

@@ -10,11 +10,11 @@
 #include <cstring>
 #include <filesystem>
 
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/block_cache.h"
 #include "engine/graph.h"
 #include "engine/kernels.h"
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "layers/resnext.h"
 #include "phantom/phantom.h"
 #include "tests/phantom_fixture.h"

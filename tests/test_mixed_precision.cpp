@@ -1,4 +1,4 @@
-// Mixed precision on the CPU (engine/half.h, engine/amp.h): the 16-bit
+// Mixed precision on the CPU (engine/half.h, engine/ops/amp.h): the 16-bit
 // conversions bit for bit against PyTorch (tests/fixtures/half, written by
 // tests/reference/gen_half_reference.py), tensors of those dtypes,
 // conv2d/linear under autocast (rounded operands and results, close to
@@ -9,7 +9,7 @@
 
 #include "data/labels.h"
 #include "dicom/window_slice.h"
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/half.h"
 #include "engine/ops.h"
 #include "io/csv.h"

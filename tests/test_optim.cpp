@@ -1,6 +1,6 @@
 // Adam and SGD: five steps on the same parameters and gradients as
 // torch.optim (tests/fixtures/ops.ichw), compared after every step.
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
 

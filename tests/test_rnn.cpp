@@ -1,4 +1,4 @@
-// The recurrent layers (engine/rnn.h, layers/rnn.h): backward against finite
+// The recurrent layers (engine/ops/rnn.h, layers/rnn.h): backward against finite
 // differences in float64 (LSTM and GRU, both directions, ragged lengths);
 // forward, final states and every gradient against torch.nn.LSTM/GRU on a
 // packed batch (2 layers, bidirectional, batch-first) from a state_dict
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "engine/rnn.h"
+#include "engine/ops/rnn.h"
 #include "layers/rnn.h"
 #include "tests/test_util.h"
 #include "weights/weights_file.h"

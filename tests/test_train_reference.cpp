@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <map>
 
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "layers/resnext.h"
 #include "tests/test_util.h"
 #include "weights/weights_file.h"

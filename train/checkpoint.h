@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 #include "layers/resnext.h"
 
 namespace ich {
@@ -23,7 +23,7 @@ struct CheckpointMeta {
   double lr = 2e-5, best_valid_loss = 1e300;
   std::array<float, 6> pos_weight{1, 1, 1, 1, 1, 1};
   bool has_pos_weight = false;
-  std::string precision = "fp32";             // fp32, bf16 or fp16 (engine/amp.h)
+  std::string precision = "fp32";             // fp32, bf16 or fp16 (engine/ops/amp.h)
   std::string lr_schedule = "constant";       // constant or cosine (trainer.h epoch_lr)
   int64_t context = 0;                        // neighbouring slices a side in the input (ich-train --context)
   int64_t world = 1, accumulate = 1;          // ranks, and micro-batches a step on each (train/data_parallel.h)

@@ -1,6 +1,6 @@
 // step.h: one training step, as ich-train and ich-bench-train take it.
 //
-//   zero the gradients; forward under autocast (engine/amp.h: convolutions
+//   zero the gradients; forward under autocast (engine/ops/amp.h: convolutions
 //   and the head in bf16/fp16 when asked), the loss in float32; backward
 //   (of the loss times the scale, with a LossScaler); the loss read back
 //   (a NaN or infinite loss stops here, nothing applied); unscale and check
@@ -9,8 +9,8 @@
 #pragma once
 #include <memory>
 
-#include "engine/amp.h"
-#include "engine/optim.h"
+#include "engine/ops/amp.h"
+#include "engine/ops/optim.h"
 #include "layers/module.h"
 #include "train/data_parallel.h"
 

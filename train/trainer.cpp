@@ -10,7 +10,7 @@
 
 #include "data/labels.h"
 #include "data/metrics.h"
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
 #include "engine/ops.h"
@@ -411,7 +411,7 @@ int train(const TrainOptions& given, const std::function<void(const std::string&
   if (precision != DType::Float32 && dev.is_cpu())
     say(std::string("--precision ") + meta.precision +
         " on the CPU: emulated (float32 holding rounded values), for checking its numerics; it is not faster");
-  // float16 needs loss scaling (engine/amp.h); bfloat16 has float32's range.
+  // float16 needs loss scaling (engine/ops/amp.h); bfloat16 has float32's range.
   const bool scaled = precision == DType::Float16;
   LossScaler scaler;
   if (scaled) scaler.restore(meta.loss_scale, meta.loss_scale_tracker);

@@ -32,7 +32,7 @@ struct TrainOptions {
   int workers = 2;
   bool augment = true;
   int64_t max_steps_per_epoch = 0;  // 0: the whole epoch (a smaller number for smoke tests)
-  std::string precision = "fp32";   // fp32, bf16 or fp16 (engine/amp.h; fp16 with loss scaling)
+  std::string precision = "fp32";   // fp32, bf16 or fp16 (engine/ops/amp.h; fp16 with loss scaling)
   bool channels_last = false;       // activations N,H,W,C from the input on (cuDNN's preferred layout)
   bool cuda_graph = false;          // capture the step once, replay it (train/graph_step.h)
   bool tf32 = false;                // TF32 tensor cores for float32 convolutions on a GPU (PyTorch's default)

@@ -1,4 +1,4 @@
-// amp.cpp: the CPU kernels of mixed precision (engine/amp.h): rounding, and
+// amp.cpp: the CPU kernels of mixed precision (engine/ops/amp.h): rounding, and
 // the loss scaler's unscale/check and update.
 #include <cmath>
 

@@ -22,7 +22,7 @@ template <class F> void dispatch_float(const Tensor& t, const char* kernel, F&& 
 }
 
 // The activation kernels (pointwise, batch norm, pools) also take the 16-bit
-// tensors of mixed precision (engine/amp.h): f(T{}) with T = float, double,
+// tensors of mixed precision (engine/ops/amp.h): f(T{}) with T = float, double,
 // BFloat16 or Float16. A 16-bit element is widened to float32, the kernel
 // computes as it does for float32 (sums in double where float32's do), and
 // the result is rounded to 16 bits once, where it is stored: the rounding

@@ -21,7 +21,7 @@
 
 #include "engine/cpu/cpu_util.h"
 #include "engine/kernels.h"
-#include "engine/rnn_step.h"
+#include "engine/ops/rnn_step.h"
 
 namespace ich::cpu {
 

@@ -1,4 +1,4 @@
-// amp.cu: the CUDA kernels of mixed precision (engine/amp.h): the same
+// amp.cu: the CUDA kernels of mixed precision (engine/ops/amp.h): the same
 // rounding as engine/half.h through CUDA's own conversions, and the loss
 // scaler's unscale/check and update (the latter with its state on the device).
 #include <cuda_bf16.h>

@@ -14,7 +14,7 @@
 // The per-channel tensors use the descriptor cudnnDeriveBNTensorDescriptor
 // makes: (1,C,1,1) of the data's type.
 //
-// bfloat16/float16 activations (engine/amp.h) with float32 parameters and
+// bfloat16/float16 activations (engine/ops/amp.h) with float32 parameters and
 // statistics run our own kernels, with the CPU's arithmetic (sums in float64
 // per channel, the result rounded once: engine/cpu/batch_norm.cpp), one
 // block per channel, any layout (the tensor's strides): the CPU emulation is

@@ -63,7 +63,7 @@ void choose(Choice<Algo>& c, Find&& find, const char* kernel, const Tensor& a, c
 
 // The element types a convolution runs in. float32 and float64 compute in
 // their own type (FMA math, no TF32 unless allowed, so that they compare
-// with the CPU); bfloat16 and float16 (mixed precision, engine/amp.h) store
+// with the CPU); bfloat16 and float16 (mixed precision, engine/ops/amp.h) store
 // 16 bits, accumulate in float32 and may use tensor cores. Tags stand for
 // the 16-bit types: only their cuDNN descriptions matter here.
 struct BF16Tag {};

@@ -8,7 +8,7 @@
 // and the sequences of a CT series are short (tens of slices).
 #include "engine/cuda/cuda_util.h"
 #include "engine/kernels.h"
-#include "engine/rnn_step.h"
+#include "engine/ops/rnn_step.h"
 
 namespace ich::cuda {
 

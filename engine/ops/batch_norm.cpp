@@ -1,12 +1,13 @@
 // batch_norm2d: forward and backward (see engine/cpu/batch_norm.cpp for the
 // math). The running statistics are buffers, not inputs of the graph: they
 // are updated in place by the training forward and never get gradients.
-// 16-bit activations (engine/amp.h) come with float32 parameters, running
+// 16-bit activations (engine/ops/amp.h) come with float32 parameters, running
 // and saved statistics (param_dtype).
 #include <cmath>
 
 #include "engine/autograd.h"
-#include "engine/ops.h"
+#include "engine/ops/batch_norm.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/op_util.h"
 
 namespace ich {

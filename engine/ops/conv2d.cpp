@@ -2,16 +2,16 @@
 // Gradient rules: dx from conv2d_backward_data, dw from
 // conv2d_backward_filter, db = sum of dy over (N,H,W). x is saved only when
 // the weight needs its gradient, w only when x needs its gradient.
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/autograd.h"
-#include "engine/ops.h"
+#include "engine/ops/conv2d.h"
 #include "engine/ops/op_util.h"
 
 namespace ich {
 
 namespace {
 
-// Under autocast (engine/amp.h): bfloat16/float16 operands, float32
+// Under autocast (engine/ops/amp.h): bfloat16/float16 operands, float32
 // accumulation, results rounded; cuDNN takes 16-bit tensors natively. The
 // output is a 16-bit tensor; x's gradient comes back in x's dtype (float32
 // for the network's input), the weight's and bias's in float32.

@@ -1,10 +1,9 @@
-// relu, sigmoid, add, mul, scale, sum, mean, reshape, cast: forward and backward;
-// to_device_input (batches from the loader onto the device).
+// relu, sigmoid, add, mul, scale, sum, mean, reshape, cast: forward and backward.
 // relu and sigmoid save their output (as a detached alias: a tensor must not
 // own the node that made it) because their derivatives are cheapest from y.
 #include "engine/autograd.h"
 #include "engine/graph.h"
-#include "engine/ops.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/op_util.h"
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
@@ -128,58 +127,6 @@ Tensor cast(const Tensor& x, DType dtype) {
 Tensor flatten(const Tensor& x) {
   ICH_CHECK(x.dim() >= 1, "flatten of a 0-d tensor");
   return reshape(x, {x.size(0), x.numel() / std::max<int64_t>(x.size(0), 1)});
-}
-
-Tensor bce_with_logits(const Tensor& logits, const Tensor& target, const Tensor& pos_weight, const Tensor& weight) {
-  ICH_CHECK(logits.shape() == target.shape(), "bce_with_logits: logits ", logits.str(), " and target ", target.str(),
-            " differ in shape");
-  ICH_CHECK(logits.numel() > 0, "bce_with_logits: empty batch");
-  same_device_dtype("bce_with_logits", logits, {&target, &pos_weight, &weight});
-  ICH_CHECK(!target.requires_grad() && !(pos_weight.defined() && pos_weight.requires_grad()) &&
-                !(weight.defined() && weight.requires_grad()),
-            "bce_with_logits: gradients for target, pos_weight or weight are not supported");
-  const Tensor xc = logits.contiguous(), tc = target.contiguous();
-  const Tensor pw = pos_weight.defined() ? pos_weight.contiguous() : Tensor();
-  const Tensor cw = weight.defined() ? weight.contiguous() : Tensor();
-  Tensor loss = empty_on(logits, {});
-  ICH_DISPATCH(logits.device(), bce_with_logits_forward, xc, tc, pw, cw, loss);
-  return record("bce_with_logits", loss, {logits},
-                [xs = xc.detach(), tc, pw, cw](const Tensor& gloss, const NeedsGrad&) {
-                  Tensor gx = empty_like(xs);
-                  ICH_DISPATCH(xs.device(), bce_with_logits_backward, gloss.contiguous(), xs, tc, pw, cw, gx);
-                  return std::vector<Tensor>{gx};
-                });
-}
-
-Tensor to_device_input(const Tensor& batch, Device d) {
-  if (batch.dtype() != DType::UInt8) return batch.to(d);
-  if (batch.device() == d) return normalize_input(batch.contiguous());
-  const Tensor host = batch.to(Device::cpu()).contiguous();
-  Tensor bytes = Tensor::empty(host.shape(), DType::UInt8, d);
-  load_input_(bytes, host);
-  return normalize_input(bytes);
-}
-
-void load_input_(Tensor& dst, const Tensor& host) {
-  ICH_CHECK((host.device().is_cpu() || host.device() == dst.device()) && host.shape() == dst.shape() &&
-                host.dtype() == dst.dtype(),
-            "load_input_: ", host.str(), " does not fit the input buffer ", dst.str());
-  ICH_CHECK(!capturing(), "load_input_ inside a captured step: inputs are loaded before the replay");
-  if (dst.device() == host.device()) return dst.copy_(host);  // on the CPU, or already on the device
-  const MemoryFormat f = memory_format_of(dst);
-  ICH_CHECK(dst.is_contiguous(f), "load_input_: the buffer ", dst.str(), " is not dense");
-  const Tensor h = host.contiguous(f);
-#ifdef ICH_WITH_CUDA
-  cuda::upload_async(dst.raw_data(), h.raw_data(), size_t(h.numel()) * dtype_size(h.dtype()), dst.device());
-#else
-  missing_kernel("upload_async", dst.device());
-#endif
-}
-
-Tensor normalize_input(const Tensor& bytes) {
-  Tensor y = Tensor::empty(bytes.shape(), DType::Float32, bytes.device());
-  ICH_DISPATCH(bytes.device(), normalize_u8, bytes, y);
-  return y;
 }
 
 }  // namespace ich

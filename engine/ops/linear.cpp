@@ -1,14 +1,14 @@
 // linear: y = x w^T + b, forward and backward (see engine/cpu/linear.cpp).
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 #include "engine/autograd.h"
-#include "engine/ops.h"
+#include "engine/ops/linear.h"
 #include "engine/ops/op_util.h"
 
 namespace ich {
 
 namespace {
 
-// Under autocast (engine/amp.h): operands and results rounded to the low
+// Under autocast (engine/ops/amp.h): operands and results rounded to the low
 // precision, float32 GEMMs (a 2048 x 6 head: not worth a 16-bit path). The
 // output is float32 (the logits, for the loss), x's gradient in x's dtype.
 Tensor linear_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias) {

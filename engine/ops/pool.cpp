@@ -2,7 +2,7 @@
 // engine/cpu/pool.cpp). max pooling saves the argmax of every window, so
 // backward needs neither x nor y.
 #include "engine/autograd.h"
-#include "engine/ops.h"
+#include "engine/ops/pool.h"
 #include "engine/ops/op_util.h"
 
 namespace ich {

@@ -21,9 +21,10 @@
 // Gradient rules: parameter gradients are written here and accumulated by
 // autograd into .grad; both directions' dx add.
 #include "engine/autograd.h"
-#include "engine/ops.h"
+#include "engine/kernels.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/op_util.h"
-#include "engine/rnn.h"
+#include "engine/ops/rnn.h"
 
 namespace ich {
 

@@ -1,4 +1,4 @@
-#include "engine/optim.h"
+#include "engine/ops/optim.h"
 
 #include "engine/autograd.h"
 

@@ -1,4 +1,4 @@
-#include "engine/amp.h"
+#include "engine/ops/amp.h"
 
 #include "engine/kernels.h"
 #include "engine/ops.h"

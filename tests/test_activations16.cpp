@@ -18,6 +18,7 @@
 #include "engine/half.h"
 #include "engine/ops.h"
 #include "layers/resnext.h"
+#include "tests/op_cases.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -118,55 +119,57 @@ TEST(Activations16, BatchNormForwardAndBackwardAreRoundedOnce) {
   }
 }
 
-TEST(Activations16, ReluAddAndPoolsForwardAndBackwardAreRoundedOnce) {
+// ReLU, add and both pools: the op table's kHalf rows (tests/op_cases.cpp),
+// each result by its row's rule: exact, or the float64 value rounded once.
+class OpHalf : public ::testing::TestWithParam<test::OpCase> {};
+TEST_P(OpHalf, ForwardAndBackwardAreRoundedOnce) {
+  const test::OpCase& c = GetParam();
+  for (DType lp : kLow) {
+    SCOPED_TRACE(dtype_name(lp));
+    // the case's values in 16 bits, and the same values widened exactly
+    std::vector<Tensor> low, wide;
+    for (const Tensor& t : test::generate_inputs(c, DType::Float32)) {
+      low.push_back(t.detach().to(lp).set_requires_grad(t.requires_grad()));
+      wide.push_back(low.back().detach().to(DType::Float64).set_requires_grad(t.requires_grad()));
+    }
+    const Tensor y = c.op(low), y64 = c.op(wide);
+    Generator gen(c.seed + 1);
+    Pair gy = random_pair(y.shape(), lp, gen);
+    y.backward(gy.low.detach());
+    y64.backward(gy.wide.detach());
+    for (const test::HalfRule& r : c.half) {
+      size_t k = 0;
+      while (k < c.inputs.size() && r.result != "g_" + c.inputs[k].name) ++k;
+      const bool is_y = r.result == "y";
+      ASSERT_TRUE(is_y || k < c.inputs.size()) << c.name << ": no result " << r.result;
+      const Tensor got = is_y ? y : low[k].grad(), want = is_y ? y64 : wide[k].grad();
+      ASSERT_EQ(got.dtype(), lp) << r.result;
+      if (r.exact) {
+        EXPECT_EQ(got.to_vector(), want.to_vector()) << r.result << " is not exact";
+        continue;
+      }
+      const double scale = r.of == test::HalfRule::kOfGy ? max_abs(gy.wide)
+                           : r.of >= 0                 ? max_abs(wide[size_t(r.of)])
+                                                       : 0;
+      expect_rounded_once(got, want, lp, r.result.c_str(), r.factor * scale);
+    }
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Ops, OpHalf, ::testing::ValuesIn(test::op_cases_with(test::kHalf)), test::op_case_test_name);
+
+// Two branches joined (a residual): the gradients of both add up, in 16
+// bits exactly as in float64 (2 gy is exact in any binary format).
+TEST(Activations16, JoinedBranchesSumTheirGradientsExactly) {
   for (DType lp : kLow) {
     SCOPED_TRACE(dtype_name(lp));
     Generator gen(12);
-    {  // relu: exact both ways
-      Pair x = random_pair({2, 3, 4, 5}, lp, gen);
-      const Tensor y = relu(x.low), y64 = relu(x.wide);
-      EXPECT_EQ(y.dtype(), lp);
-      EXPECT_EQ(y.to_vector(), y64.to_vector());
-      Pair gy = random_pair(y.shape(), lp, gen);
-      y.backward(gy.low.detach());
-      y64.backward(gy.wide.detach());
-      EXPECT_EQ(x.low.grad().dtype(), lp);
-      EXPECT_EQ(x.low.grad().to_vector(), x.wide.grad().to_vector());
-    }
-    {  // add: the sum rounded once; the gradient passes through to both
-      Pair a = random_pair({2, 3, 4, 5}, lp, gen), b = random_pair({2, 3, 4, 5}, lp, gen, 0, 0.01);
-      const Tensor y = add(a.low, b.low), y64 = add(a.wide, b.wide);
-      expect_rounded_once(y, y64, lp, "a + b");
-      Pair gy = random_pair(y.shape(), lp, gen);
-      add(y, y).backward(gy.low);  // joined branches: 2 gy, exact in any binary format
-      add(y64, y64).backward(gy.wide.detach());
-      EXPECT_EQ(a.low.grad().to_vector(), a.wide.grad().to_vector());
-      EXPECT_EQ(b.low.grad().to_vector(), b.wide.grad().to_vector());
-    }
-    {  // max pool with overlapping windows: exact forward, up to four gradients summed per input
-      Pool2dParams p;
-      p.kernel_h = p.kernel_w = 3;
-      p.stride_h = p.stride_w = 2;
-      p.pad_h = p.pad_w = 1;
-      Pair x = random_pair({2, 3, 9, 8}, lp, gen);
-      const Tensor y = max_pool2d(x.low, p), y64 = max_pool2d(x.wide, p);
-      EXPECT_EQ(y.dtype(), lp);
-      EXPECT_EQ(y.to_vector(), y64.to_vector());
-      Pair gy = random_pair(y.shape(), lp, gen);
-      y.backward(gy.low.detach());
-      y64.backward(gy.wide.detach());
-      expect_rounded_once(x.low.grad(), x.wide.grad(), lp, "max pool dx", 4 * max_abs(gy.wide));
-    }
-    for (const auto& [oh, ow] : {std::pair<int64_t, int64_t>{1, 1}, {3, 2}}) {  // (3,2) of (5,7): cells overlap
-      SCOPED_TRACE("adaptive average pool to " + std::to_string(oh) + "x" + std::to_string(ow));
-      Pair x = random_pair({2, 3, 5, 7}, lp, gen, 1.0);
-      const Tensor y = adaptive_avg_pool2d(x.low, oh, ow), y64 = adaptive_avg_pool2d(x.wide, oh, ow);
-      expect_rounded_once(y, y64, lp, "average", max_abs(x.wide));
-      Pair gy = random_pair(y.shape(), lp, gen);
-      y.backward(gy.low.detach());
-      y64.backward(gy.wide.detach());
-      expect_rounded_once(x.low.grad(), x.wide.grad(), lp, "average pool dx", max_abs(gy.wide));
-    }
+    Pair a = random_pair({2, 3, 4, 5}, lp, gen), b = random_pair({2, 3, 4, 5}, lp, gen, 0, 0.01);
+    const Tensor y = add(a.low, b.low), y64 = add(a.wide, b.wide);
+    Pair gy = random_pair(y.shape(), lp, gen);
+    add(y, y).backward(gy.low);
+    add(y64, y64).backward(gy.wide.detach());
+    EXPECT_EQ(a.low.grad().to_vector(), a.wide.grad().to_vector());
+    EXPECT_EQ(b.low.grad().to_vector(), b.wide.grad().to_vector());
   }
 }
 

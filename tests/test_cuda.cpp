@@ -12,6 +12,7 @@
 #include "engine/ops/rnn.h"
 #include "layers/resnext.h"
 #include "layers/toy.h"
+#include "tests/op_cases.h"
 #include "tests/test_util.h"
 #include "train/graph_step.h"
 #include "train/step.h"
@@ -37,9 +38,11 @@ class Cuda : public ::testing::Test {
 constexpr double kTol = 1e-5;
 
 // Runs f on CPU leaves and on CUDA copies of them, backpropagates the same
-// random weighting of the output, and compares outputs and gradients.
+// random weighting of the output (when some input is differentiated), and
+// compares outputs, gradients, and the inputs listed in `state` (updated in
+// place: running statistics) after the call.
 void compare_backends(std::vector<Tensor> cpu_in, const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                      double tol = kTol) {
+                      double tol = kTol, const std::vector<std::pair<std::string, size_t>>& state = {}) {
   std::vector<Tensor> gpu_in;
   for (Tensor& t : cpu_in) {
     if (!t.defined()) {
@@ -54,11 +57,16 @@ void compare_backends(std::vector<Tensor> cpu_in, const std::function<Tensor(con
   const auto wide = [](const Tensor& y) { return is_16bit(y.dtype()) ? cast(y, DType::Float32) : y; };
   Tensor y_cpu = wide(f(cpu_in)), y_gpu = wide(f(gpu_in));
   ASSERT_TRUE(y_gpu.device().is_cuda());
+  EXPECT_CLOSE(y_gpu, y_cpu, tol);
+  for (const auto& [name, k] : state) {
+    SCOPED_TRACE(name);
+    EXPECT_CLOSE(gpu_in[k], cpu_in[k], tol);
+  }
+  if (!y_cpu.requires_grad()) return;
   Generator gen(4);
   const Tensor r = Tensor::randn(y_cpu.shape(), gen, y_cpu.dtype());
   sum(mul(y_cpu, r)).backward();
   sum(mul(y_gpu, r.to(Device::cuda()))).backward();
-  EXPECT_CLOSE(y_gpu, y_cpu, tol);
   for (size_t i = 0; i < cpu_in.size(); ++i) {
     if (!cpu_in[i].defined() || !cpu_in[i].requires_grad()) continue;
     SCOPED_TRACE("gradient of input " + std::to_string(i));
@@ -68,9 +76,6 @@ void compare_backends(std::vector<Tensor> cpu_in, const std::function<Tensor(con
 
 Tensor leaf32(const Shape& s, Generator& gen) { return Tensor::randn(s, gen).set_requires_grad(true); }
 
-// LSTM and GRU (engine/ops/rnn.cpp: cuBLAS products and one fused cell
-// kernel per step on the GPU), both directions, ragged lengths; the row
-// selection and the class-weighted loss of the sequence model.
 // NCCL with one rank (all a 1-GPU machine can run): the rendezvous through
 // the TCP store, an all-reduce (the sum of one rank is itself, through
 // NCCL's kernels), a broadcast, a barrier, each waited for with a deadline.
@@ -96,20 +101,9 @@ TEST_F(Cuda, NcclWorldOfOneAllReducesAndBroadcasts) {
   EXPECT_THROW(c->all_reduce_sum(host, "a CPU tensor"), Error);  // NCCL takes device tensors
 }
 
-TEST_F(Cuda, RecurrentLayersMatchCpu) {
-  for (RnnCell cell : {RnnCell::LSTM, RnnCell::GRU}) {
-    SCOPED_TRACE(cell == RnnCell::LSTM ? "LSTM" : "GRU");
-    Generator gen(11);
-    const int64_t G = cell == RnnCell::LSTM ? 4 : 3, H = 8, In = 6;
-    std::vector<Tensor> in{leaf32({3, 7, In}, gen)};
-    for (int d = 0; d < 2; ++d)
-      for (const Shape& s : {Shape{G * H, In}, Shape{G * H, H}, Shape{G * H}, Shape{G * H}}) in.push_back(leaf32(s, gen));
-    compare_backends(in, [cell](const std::vector<Tensor>& t) {
-      return rnn_layer(cell, t[0], {7, 3, 5}, {{t[1], t[2], t[3], t[4]}, {t[5], t[6], t[7], t[8]}});
-    });
-  }
-}
-
+// The row selection and the class-weighted loss of the sequence model
+// (LSTM and GRU themselves are rows of the op table: cuBLAS products and one
+// fused cell kernel per step on the GPU, both directions, ragged lengths).
 TEST_F(Cuda, SelectRowsAndWeightedBceMatchCpu) {
   Generator gen(12);
   const Tensor target = (Tensor::uniform({4, 6}, 0, 1, gen)), w = Tensor::uniform({6}, 0.5, 2, gen);
@@ -123,94 +117,14 @@ TEST_F(Cuda, SelectRowsAndWeightedBceMatchCpu) {
   });
 }
 
-struct ConvCase {
-  const char* name;
-  Shape x, w;
-  int64_t stride, pad, groups;
-  bool bias;
-};
-// Test names show the case name, not the bytes of the struct.
-inline void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
-
-class CudaConv : public Cuda, public ::testing::WithParamInterface<ConvCase> {};
-TEST_P(CudaConv, MatchesCpu) {
-  const ConvCase& c = GetParam();
-  Generator gen(1);
-  const Conv2dParams p{c.stride, c.stride, c.pad, c.pad, c.groups};
-  compare_backends({leaf32(c.x, gen), leaf32(c.w, gen), c.bias ? leaf32({c.w[0]}, gen) : Tensor()},
-                   [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t[2], p); });
+// Every case of the op table marked kCuda: the same float32 inputs on both
+// devices, outputs, gradients and updated state compared.
+class OpCuda : public Cuda, public ::testing::WithParamInterface<test::OpCase> {};
+TEST_P(OpCuda, MatchesCpu) {
+  const test::OpCase& c = GetParam();
+  compare_backends(test::generate_inputs(c, DType::Float32), c.op, kTol, c.state);
 }
-INSTANTIATE_TEST_SUITE_P(
-    Conv2d, CudaConv,
-    ::testing::Values(ConvCase{"k3_bias", {2, 3, 9, 7}, {4, 3, 3, 3}, 1, 1, 1, true},
-                      ConvCase{"resnext_grouped_32", {2, 256, 13, 13}, {256, 8, 3, 3}, 2, 1, 32, false},
-                      ConvCase{"stem", {2, 3, 50, 50}, {64, 3, 7, 7}, 2, 3, 1, false},
-                      ConvCase{"pointwise", {2, 64, 13, 11}, {128, 64, 1, 1}, 1, 0, 1, false},
-                      ConvCase{"downsample", {2, 64, 13, 11}, {128, 64, 1, 1}, 2, 0, 1, false}),
-    [](const auto& i) { return std::string(i.param.name); });
-
-TEST_F(Cuda, BatchNormTrainingMatchesCpuWithRunningStatistics) {
-  Generator gen(2);
-  Tensor rm_c = Tensor::zeros({16}), rv_c = Tensor::ones({16});
-  Tensor rm_g = rm_c.to(Device::cuda()), rv_g = rv_c.to(Device::cuda());
-  int call = 0;
-  compare_backends({leaf32({4, 16, 7, 5}, gen), leaf32({16}, gen), leaf32({16}, gen)},
-                   [&](const std::vector<Tensor>& t) {
-                     const bool gpu = t[0].device().is_cuda();
-                     ++call;
-                     return batch_norm2d(t[0], t[1], t[2], gpu ? rm_g : rm_c, gpu ? rv_g : rv_c, true);
-                   });
-  EXPECT_EQ(call, 2);
-  EXPECT_CLOSE(rm_g, rm_c, kTol);
-  EXPECT_CLOSE(rv_g, rv_c, kTol);  // cuDNN's running variance convention is PyTorch's (unbiased)
-}
-
-TEST_F(Cuda, BatchNormEvalMatchesCpu) {
-  Generator gen(3);
-  Tensor rm = Tensor::randn({8}, gen), rv = Tensor::uniform({8}, 0.5, 2.0, gen);
-  Tensor rm_g = rm.to(Device::cuda()), rv_g = rv.to(Device::cuda());
-  compare_backends({leaf32({3, 8, 5, 6}, gen), leaf32({8}, gen), leaf32({8}, gen)},
-                   [&](const std::vector<Tensor>& t) {
-                     const bool gpu = t[0].device().is_cuda();
-                     return batch_norm2d(t[0], t[1], t[2], gpu ? rm_g : rm, gpu ? rv_g : rv, false);
-                   });
-}
-
-TEST_F(Cuda, PointwiseOpsMatchCpu) {
-  Generator gen(5);
-  compare_backends({leaf32({3, 4, 5}, gen)}, [](const std::vector<Tensor>& t) { return relu(t[0]); });
-  compare_backends({leaf32({3, 4, 5}, gen)}, [](const std::vector<Tensor>& t) { return sigmoid(t[0]); });
-  compare_backends({leaf32({3, 4, 5}, gen), leaf32({3, 4, 5}, gen)},
-                   [](const std::vector<Tensor>& t) { return add(t[0], t[1]); });
-  compare_backends({leaf32({3, 4, 5}, gen), leaf32({3, 4, 5}, gen)},
-                   [](const std::vector<Tensor>& t) { return mul(t[0], t[1]); });
-  compare_backends({leaf32({3, 4, 5}, gen)}, [](const std::vector<Tensor>& t) { return mean(t[0]); });
-  compare_backends({leaf32({100000}, gen)}, [](const std::vector<Tensor>& t) { return sum(t[0]); });
-}
-
-TEST_F(Cuda, PoolsMatchCpu) {
-  Generator gen(6);
-  compare_backends({leaf32({2, 3, 25, 24}, gen)},
-                   [](const std::vector<Tensor>& t) { return max_pool2d(t[0], {3, 3, 2, 2, 1, 1}); });
-  compare_backends({leaf32({2, 3, 9, 9}, gen)},
-                   [](const std::vector<Tensor>& t) { return max_pool2d(t[0], {3, 3, 1, 1, 1, 1}); });
-  compare_backends({leaf32({2, 8, 7, 7}, gen)},
-                   [](const std::vector<Tensor>& t) { return adaptive_avg_pool2d(t[0], 1, 1); });
-  compare_backends({leaf32({2, 3, 7, 5}, gen)},
-                   [](const std::vector<Tensor>& t) { return adaptive_avg_pool2d(t[0], 3, 2); });
-}
-
-TEST_F(Cuda, LinearAndLossMatchCpu) {
-  Generator gen(7);
-  compare_backends({leaf32({8, 2048}, gen), leaf32({6, 2048}, gen), leaf32({6}, gen)},
-                   [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); });
-  const Tensor target = Tensor::uniform({8, 6}, 0, 1, gen);
-  const Tensor pw = Tensor::uniform({6}, 0.5, 5, gen);
-  compare_backends({leaf32({8, 6}, gen)}, [&](const std::vector<Tensor>& t) {
-    const bool gpu = t[0].device().is_cuda();
-    return bce_with_logits(t[0], gpu ? target.to(Device::cuda()) : target, gpu ? pw.to(Device::cuda()) : pw);
-  });
-}
+INSTANTIATE_TEST_SUITE_P(Ops, OpCuda, ::testing::ValuesIn(test::op_cases_with(test::kCuda)), test::op_case_test_name);
 
 template <class Opt, class Options> void optimizer_matches(Options o) {
   Generator gen(8);

@@ -17,11 +17,14 @@
 //   elements is an average of many roundings: it moves little between CPUs
 //   and BLAS kernels, unlike one training trajectory (test_train_reference).
 // The table it prints is the one in docs/engine.md ("Float32 accuracy").
+// The cases are the op table's (tests/op_cases.cpp, kAccuracy); Adam's
+// twenty steps (a state over steps, not an op on inputs) are below it.
 #include <cmath>
 #include <cstdio>
 #include <functional>
 
 #include "engine/ops/optim.h"
+#include "tests/op_cases.h"
 #include "tests/test_util.h"
 #include "weights/weights_file.h"
 
@@ -86,97 +89,47 @@ Tensor input(const std::string& name, DType dt = DType::Float32, bool grad = tru
   return t;
 }
 
-class ConvAccuracy : public ::testing::TestWithParam<const char*> {};
-TEST_P(ConvAccuracy, Float32WithinBoundAndPyTorch) {
-  const std::string c = std::string("conv2d/") + GetParam();
-  const std::vector<double> p = ref().read(c + "/params").to_vector();  // stride, pad, groups
-  const Conv2dParams cp{int64_t(p[0]), int64_t(p[0]), int64_t(p[1]), int64_t(p[1]), int64_t(p[2])};
-  Tensor x = input(c + "/a"), w = input(c + "/b");
-  Tensor y = conv2d(x, w, Tensor(), cp);
-  y.backward(ref().read(c + "/gy"));
-  compare(c, "y", y);
-  compare(c, "g_a", x.grad());
-  compare(c, "g_b", w.grad());
-  // The same convolution on |x|, |w|, |gy| in float64: each output's sum of
-  // absolute terms, forward and for both gradients.
-  Tensor ax = input(c + "/a", DType::Float64, true, true), aw = input(c + "/b", DType::Float64, true, true);
-  Tensor ay = conv2d(ax, aw, Tensor(), cp);
-  ay.backward(input(c + "/gy", DType::Float64, false, true));
-  const int64_t k = w.size(1) * w.size(2) * w.size(3);                // forward: C/G * kh * kw terms
-  const int64_t kd = (w.size(0) / cp.groups) * w.size(2) * w.size(3);  // backward data: at most O/G * kh * kw
-  const int64_t kf = y.size(0) * y.size(2) * y.size(3);               // backward filter: N * Ho * Wo
-  within_sum_bound("forward", y, ref().read(c + "/y64").to_vector(), ay, k);
-  within_sum_bound("backward data", x.grad(), ref().read(c + "/g_a64").to_vector(), ax.grad(), kd);
-  within_sum_bound("backward filter", w.grad(), ref().read(c + "/g_b64").to_vector(), aw.grad(), kf);
-}
-INSTANTIATE_TEST_SUITE_P(Conv2d, ConvAccuracy,
-                         ::testing::Values("stem_7x7_s2", "grouped_3x3_g32", "grouped_3x3_g32_s2", "pointwise_1x1",
-                                           "downsample_1x1_s2"),
-                         [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
-
-TEST(LinearAccuracy, Head2048x6) {
-  const std::string c = "linear/head_2048x6";
-  Tensor x = input(c + "/a"), w = input(c + "/b"), b = input(c + "/c");
-  Tensor y = linear(x, w, b);
-  y.backward(ref().read(c + "/gy"));
-  for (auto [r, t] : {std::pair{"y", y}, {"g_a", x.grad()}, {"g_b", w.grad()}, {"g_c", b.grad()}}) compare(c, r, t);
-  Tensor ax = input(c + "/a", DType::Float64, true, true), aw = input(c + "/b", DType::Float64, true, true);
-  Tensor ab = input(c + "/c", DType::Float64, true, true);
-  Tensor ay = linear(ax, aw, ab);
-  ay.backward(input(c + "/gy", DType::Float64, false, true));
-  within_sum_bound("forward", y, ref().read(c + "/y64").to_vector(), ay, w.size(1) + 1);
-  within_sum_bound("backward input", x.grad(), ref().read(c + "/g_a64").to_vector(), ax.grad(), w.size(0));
-  within_sum_bound("backward weight", w.grad(), ref().read(c + "/g_b64").to_vector(), aw.grad(), x.size(0));
-}
-
-class BatchNormAccuracy : public ::testing::TestWithParam<const char*> {};
-TEST_P(BatchNormAccuracy, TrainingFloat32AsPyTorch) {
-  const std::string c = std::string("batch_norm/") + GetParam();
-  Tensor x = input(c + "/a"), gamma = input(c + "/b"), beta = input(c + "/c");
-  Tensor rm = ref().read(c + "/rm0"), rv = ref().read(c + "/rv0");
-  Tensor y = batch_norm2d(x, gamma, beta, rm, rv, /*training=*/true);
-  y.backward(ref().read(c + "/gy"));
-  for (auto [r, t] : {std::pair{"y", y}, {"g_a", x.grad()}, {"g_b", gamma.grad()}, {"g_c", beta.grad()}, {"rm", rm},
-                      {"rv", rv}})
-    compare(c, r, t);
-}
-INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNormAccuracy, ::testing::Values("centered", "offset_mean"),
-                         [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
-
-TEST(PoolAccuracy, MaxPoolAndGlobalAverage) {
-  {
-    const std::string c = "max_pool2d/stem_3x3_s2_p1";
-    Tensor x = input(c + "/a");
-    Tensor y = max_pool2d(x, Pool2dParams{3, 3, 2, 2, 1, 1});
-    y.backward(ref().read(c + "/gy"));
-    compare(c, "y", y);
-    compare(c, "g_a", x.grad());
+// Runs the case on the file's float32 inputs, backward with its gy, and
+// compares y, the gradient of each differentiated input (g_<name>) and
+// the state it updated (running statistics) with the truth and with
+// PyTorch's float32; where the case says its results are sums of products,
+// each element also against the rounding bound of its sum, the sums of
+// absolute terms computed by the same op in float64 on |inputs| and |gy|.
+class OpAccuracy : public ::testing::TestWithParam<test::OpCase> {};
+TEST_P(OpAccuracy, Float32WithinBoundAndPyTorch) {
+  const test::OpCase& c = GetParam();
+  const std::string& p = c.prefix();
+  if (!c.params.empty()) {
+    EXPECT_EQ(ref().read(p + "/params").to_vector(), c.params) << "the table's parameters are not the file's";
   }
-  const std::string c = "adaptive_avg_pool2d/global_7x7";
-  Tensor x = input(c + "/a");
-  Tensor y = adaptive_avg_pool2d(x, 1, 1);
-  y.backward(ref().read(c + "/gy"));
-  compare(c, "y", y);
-  compare(c, "g_a", x.grad());
+  std::vector<Tensor> in, abs_in;
+  for (const test::OpInput& i : c.inputs) {
+    in.push_back(input(p + "/" + i.name, DType::Float32, i.grad));
+    abs_in.push_back(input(p + "/" + i.name, DType::Float64, i.grad, true));
+  }
+  Tensor y = c.op(in);
+  y.backward(ref().read(p + "/gy"));
+  std::vector<std::pair<std::string, Tensor>> results{{"y", y}};
+  for (size_t k = 0; k < in.size(); ++k)
+    if (c.inputs[k].grad) results.emplace_back("g_" + c.inputs[k].name, in[k].grad());
+  for (const auto& [name, k] : c.state) results.emplace_back(name, in[k]);
+  for (const auto& [r, t] : results) compare(p, r, t);
+  if (!c.sum_terms) return;
+  Tensor ay = c.op(abs_in);
+  ay.backward(input(p + "/gy", DType::Float64, false, true));
+  for (const auto& [r, n] : c.sum_terms(in, y)) {
+    const Tensor* ours = nullptr;
+    for (const auto& [name, t] : results)
+      if (name == r) ours = &t;
+    ASSERT_NE(ours, nullptr) << r;
+    Tensor bound = ay;
+    for (size_t k = 0; k < in.size(); ++k)
+      if (r == "g_" + c.inputs[k].name) bound = abs_in[k].grad();
+    within_sum_bound(r, *ours, ref().read(p + "/" + r + "64").to_vector(), bound, n);
+  }
 }
-
-TEST(ReductionAccuracy, SumOfAMillion) {
-  const std::string c = "sum/1m";
-  Tensor x = input(c + "/a");
-  Tensor y = sum(x);
-  y.backward(ref().read(c + "/gy"));
-  compare(c, "y", y);
-  compare(c, "g_a", x.grad());
-}
-
-TEST(LossAccuracy, BceWithLogits) {
-  const std::string c = "bce/32x6";
-  Tensor x = input(c + "/a");
-  Tensor y = bce_with_logits(x, ref().read(c + "/target"));
-  y.backward(ref().read(c + "/gy"));
-  compare(c, "y", y);
-  compare(c, "g_a", x.grad());
-}
+INSTANTIATE_TEST_SUITE_P(Ops, OpAccuracy, ::testing::ValuesIn(test::op_cases_with(test::kAccuracy)),
+                         test::op_case_test_name);
 
 // Twenty Adam steps on gradients spanning eight decades: only the float32
 // storage of the parameter and the moments rounds (same order of operations

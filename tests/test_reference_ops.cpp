@@ -1,11 +1,14 @@
 // Every op's float32 forward output and gradients against PyTorch 1.13's,
 // on the inputs of tests/fixtures/ops.ichw (tests/reference/gen_op_fixtures.py).
-// Tolerance: 1e-5 relative to the largest reference value (max norm, see
-// test_util.h); float32 rounding differences between summation orders are
-// ~1e-7..1e-6 on these sizes.
+// The cases are the op table's (tests/op_cases.cpp, kReference); below it
+// batch norm's three steps (the running statistics over steps) and ReLU's
+// NaN. Tolerance: 1e-5 relative to the largest reference value (max norm,
+// see test_util.h); float32 rounding differences between summation orders
+// are ~1e-7..1e-6 on these sizes.
 #include <cmath>
 
 #include "tests/fixtures.h"
+#include "tests/op_cases.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -15,37 +18,40 @@ std::string param_name(const ::testing::TestParamInfo<const char*>& i) { return 
 
 using test::fx;
 using test::has_fx;
+using test::OpCase;
 constexpr double kTol = 1e-5;
 
-// Runs y = f(inputs), backward with the fixture's gy, and compares y and the
-// gradients of the inputs named a, b, c... with the fixture.
-void check_case(const std::string& prefix, int n_inputs, const std::function<Tensor(std::vector<Tensor>&)>& f) {
-  SCOPED_TRACE(prefix);
+// Reads the case's inputs by name under its fixture prefix, runs the op,
+// backward with the fixture's gy (a scalar result: 1), and compares y and
+// the gradient of each differentiated input (g_<name>) with PyTorch's.
+class OpReference : public ::testing::TestWithParam<OpCase> {};
+TEST_P(OpReference, MatchesPyTorch) {
+  const OpCase& c = GetParam();
+  const std::string& prefix = c.prefix();
+  if (!c.params.empty()) {
+    EXPECT_EQ(fx(prefix + "/params").to_vector(), c.params) << "the table's parameters are not the fixture's";
+  }
   std::vector<Tensor> in;
-  const char* names = "abcdefgh";
-  for (int i = 0; i < n_inputs; ++i) in.push_back(fx(prefix + "/" + names[i], true));
-  Tensor y = f(in);
+  for (const test::OpInput& i : c.inputs) {
+    const std::string name = prefix + "/" + i.name;
+    ASSERT_TRUE(i.optional || has_fx(name)) << name << " is not in tests/fixtures/ops.ichw";
+    in.push_back(has_fx(name) ? fx(name, i.grad) : Tensor());
+  }
+  Tensor y = c.op(in);
   EXPECT_CLOSE(y, fx(prefix + "/y"), kTol);
-  y.backward(fx(prefix + "/gy"));
-  for (int i = 0; i < n_inputs; ++i) {
-    const std::string g = prefix + "/g_" + names[i];
-    if (has_fx(g)) EXPECT_CLOSE(in[size_t(i)].grad(), fx(g), kTol);
+  if (has_fx(prefix + "/gy"))
+    y.backward(fx(prefix + "/gy"));
+  else
+    y.backward();
+  for (size_t k = 0; k < in.size(); ++k) {
+    const std::string g = prefix + "/g_" + c.inputs[k].name;
+    if (!in[k].defined() || !c.inputs[k].grad) continue;
+    ASSERT_TRUE(has_fx(g)) << g << " is not in the fixture";
+    EXPECT_CLOSE(in[k].grad(), fx(g), kTol);
   }
 }
-
-class ConvReference : public ::testing::TestWithParam<const char*> {};
-TEST_P(ConvReference, MatchesPyTorch) {
-  const std::string prefix = std::string("conv2d/") + GetParam();
-  const std::vector<double> p = fx(prefix + "/params").to_vector();  // stride, pad, groups, has bias
-  const Conv2dParams cp{int64_t(p[0]), int64_t(p[0]), int64_t(p[1]), int64_t(p[1]), int64_t(p[2])};
-  check_case(prefix, p[3] != 0 ? 3 : 2, [&](std::vector<Tensor>& t) {
-    return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), cp);
-  });
-}
-INSTANTIATE_TEST_SUITE_P(Conv2d, ConvReference,
-                         ::testing::Values("plain", "groups2_stride2", "groups32", "downsample_1x1_s2", "stem_7x7_s2",
-                                           "pointwise_1x1"),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(Ops, OpReference, ::testing::ValuesIn(test::op_cases_with(test::kReference)),
+                         test::op_case_test_name);
 
 // Three steps of a BatchNorm2d in each mode: outputs, gradients, and the
 // running statistics after every step (momentum 0.1, unbiased variance).
@@ -73,9 +79,6 @@ TEST_P(BatchNormReference, ThreeStepsMatchPyTorch) {
 }
 INSTANTIATE_TEST_SUITE_P(BatchNorm2d, BatchNormReference, ::testing::Values("train", "eval"), param_name);
 
-TEST(PointwiseReference, Relu) {
-  check_case("relu/a", 1, [](std::vector<Tensor>& t) { return relu(t[0]); });
-}
 // torch.relu(nan) is nan (and its gradient there 0): a NaN that enters the
 // network reaches the loss, where training stops, instead of being zeroed
 // while NaN gradients ruin the weights. The fused training op agrees.
@@ -94,48 +97,5 @@ TEST(PointwiseReference, ReluKeepsNanAsPyTorch) {
   const Tensor fused = batch_norm_relu(xb, one, zero, rm, rv, true, 0.1, 1e-5);
   EXPECT_TRUE(std::isnan(fused.to_vector()[3]));
 }
-TEST(PointwiseReference, Sigmoid) {
-  check_case("sigmoid/a", 1, [](std::vector<Tensor>& t) { return sigmoid(t[0]); });
-}
-TEST(PointwiseReference, Add) {
-  check_case("add/a", 2, [](std::vector<Tensor>& t) { return add(t[0], t[1]); });
-}
-TEST(PointwiseReference, Mul) {
-  check_case("mul/a", 2, [](std::vector<Tensor>& t) { return mul(t[0], t[1]); });
-}
-
-class MaxPoolReference : public ::testing::TestWithParam<const char*> {};
-TEST_P(MaxPoolReference, MatchesPyTorch) {
-  const std::string prefix = std::string("max_pool2d/") + GetParam();
-  const std::vector<double> p = fx(prefix + "/params").to_vector();  // kernel, stride, pad
-  const Pool2dParams pp{int64_t(p[0]), int64_t(p[0]), int64_t(p[1]), int64_t(p[1]), int64_t(p[2]), int64_t(p[2])};
-  check_case(prefix, 1, [&](std::vector<Tensor>& t) { return max_pool2d(t[0], pp); });
-}
-INSTANTIATE_TEST_SUITE_P(MaxPool2d, MaxPoolReference, ::testing::Values("stem_3x3_s2_p1", "k2_s2"), param_name);
-
-class AvgPoolReference : public ::testing::TestWithParam<const char*> {};
-TEST_P(AvgPoolReference, MatchesPyTorch) {
-  const std::string prefix = std::string("adaptive_avg_pool2d/") + GetParam();
-  const std::vector<double> p = fx(prefix + "/params").to_vector();  // output h, w
-  check_case(prefix, 1, [&](std::vector<Tensor>& t) { return adaptive_avg_pool2d(t[0], int64_t(p[0]), int64_t(p[1])); });
-}
-INSTANTIATE_TEST_SUITE_P(AdaptiveAvgPool2d, AvgPoolReference, ::testing::Values("global", "3x2"), param_name);
-
-TEST(LinearReference, MatchesPyTorch) {
-  check_case("linear/a", 3, [](std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); });
-}
-
-class BceReference : public ::testing::TestWithParam<const char*> {};
-TEST_P(BceReference, MatchesPyTorch) {
-  const std::string prefix = std::string("bce/") + GetParam();
-  Tensor x = fx(prefix + "/x", true);
-  const Tensor pw = has_fx(prefix + "/pos_weight") ? fx(prefix + "/pos_weight") : Tensor();
-  Tensor loss = bce_with_logits(x, fx(prefix + "/target"), pw);
-  EXPECT_CLOSE(loss, fx(prefix + "/y"), kTol);
-  loss.backward();
-  EXPECT_CLOSE(x.grad(), fx(prefix + "/g_x"), kTol);
-}
-INSTANTIATE_TEST_SUITE_P(BceWithLogits, BceReference, ::testing::Values("plain", "pos_weight"), param_name);
-
 }  // namespace
 }  // namespace ich

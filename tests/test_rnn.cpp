@@ -17,25 +17,10 @@ namespace {
 
 using test::leaf64;
 
-RnnDirection direction64(RnnCell cell, int64_t in, int64_t H, Generator& gen) {
-  const int64_t G = cell == RnnCell::LSTM ? 4 : 3;
-  return {leaf64({G * H, in}, gen, 0.5), leaf64({G * H, H}, gen, 0.5), leaf64({G * H}, gen, 0.5),
-          leaf64({G * H}, gen, 0.5)};
-}
-
 class RnnGradcheck : public ::testing::TestWithParam<RnnCell> {};
 
-TEST_P(RnnGradcheck, BidirectionalRaggedLayerMatchesFiniteDifferences) {
-  const RnnCell cell = GetParam();
-  Generator gen(21);
-  const RnnDirection f = direction64(cell, 3, 2, gen), r = direction64(cell, 3, 2, gen);
-  std::vector<Tensor> in{leaf64({3, 4, 3}, gen), f.w_ih, f.w_hh, f.b_ih, f.b_hh, r.w_ih, r.w_hh, r.b_ih, r.b_hh};
-  const std::vector<int64_t> lengths{4, 1, 3};
-  EXPECT_GRADCHECK(in, [&](const std::vector<Tensor>& t) {
-    return rnn_layer(cell, t[0], lengths, {{t[1], t[2], t[3], t[4]}, {t[5], t[6], t[7], t[8]}});
-  });
-}
-
+// One layer (both directions, ragged lengths) is a row of the op table
+// (tests/op_cases.cpp); here the stacked module.
 TEST_P(RnnGradcheck, TwoLayerModuleMatchesFiniteDifferences) {
   const RnnCell cell = GetParam();
   Generator gen(22);
@@ -160,10 +145,10 @@ TEST(RnnTorch, AStateDictSavedByTorchConvertsWithIchConvertAndLoads) {
 
 // ---- what the sequence model's loss is made of ------------------------------
 
-TEST(SelectRows, GradientGoesBackToTheChosenRows) {
+// Its gradient check is a row of the op table (rnn/select_rows).
+TEST(SelectRows, RejectsRepeatedAndOutOfRangeRows) {
   Generator gen(25);
   std::vector<Tensor> in{leaf64({5, 3}, gen)};
-  EXPECT_GRADCHECK(in, [](const std::vector<Tensor>& t) { return select_rows(t[0], {4, 0, 2}); });
   EXPECT_THROW(select_rows(in[0], {1, 1}), Error);
   EXPECT_THROW(select_rows(in[0], {5}), Error);
 }

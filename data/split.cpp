@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <unordered_map>
 
@@ -24,10 +25,17 @@ std::string group_key(const SplitRow& r, const std::string& by) {
   return r.image_id;
 }
 
-// Returns 1 (valid) or 0 (train) for each row.
-std::vector<int> stratified_groups(const std::vector<SplitRow>& rows, const SplitOptions& o, Generator& g) {
+// Iterative stratification over groups into folds of the given fractions:
+// returns each row's fold. Labels are taken rarest first; each group holding
+// the current label goes to the fold that still wants most of it (ties: the
+// fold that wants more images, then the generator); groups without
+// positives fill the folds up to their sizes. Two folds {1 - v, v} are the
+// train/validation split (fold 1 validation).
+std::vector<int> stratified_groups(const std::vector<SplitRow>& rows, const std::vector<double>& frac,
+                                   const std::string& group_by, Generator& g) {
+  const size_t F = frac.size();
   std::map<std::string, std::vector<size_t>> by_key;
-  for (size_t i = 0; i < rows.size(); ++i) by_key[group_key(rows[i], o.group_by)].push_back(i);
+  for (size_t i = 0; i < rows.size(); ++i) by_key[group_key(rows[i], group_by)].push_back(i);
   struct Group {
     std::vector<size_t> rows;
     std::array<double, 6> pos{};
@@ -42,23 +50,35 @@ std::vector<int> stratified_groups(const std::vector<SplitRow>& rows, const Spli
     groups.push_back(std::move(gr));
   }
   shuffle(groups, g);
-  const double frac[2] = {1 - o.valid_fraction, o.valid_fraction};
   std::array<double, 6> total{};
   for (const auto& gr : groups)
     for (size_t l = 0; l < 6; ++l) total[l] += gr.pos[l];
-  double want_label[2][6], want_size[2];
-  for (int f = 0; f < 2; ++f) {
+  std::vector<std::array<double, 6>> want_label(F);
+  std::vector<double> want_size(F);
+  for (size_t f = 0; f < F; ++f) {
     for (size_t l = 0; l < 6; ++l) want_label[f][l] = total[l] * frac[f];
     want_size[f] = double(rows.size()) * frac[f];
   }
-  auto assign = [&](Group& gr, int f) {
-    gr.fold = f;
+  auto assign = [&](Group& gr, size_t f) {
+    gr.fold = int(f);
     for (size_t l = 0; l < 6; ++l) want_label[f][l] -= gr.pos[l];
     want_size[f] -= double(gr.rows.size());
   };
-  auto pick = [&](double a0, double a1) {  // larger want wins; exact ties by the generator
-    if (a0 != a1) return a0 > a1 ? 0 : 1;
-    return int(g.below(2));
+  // Among `among`, those with the largest key; one of several by the generator.
+  auto largest = [](const std::vector<size_t>& among, const std::function<double(size_t)>& key) {
+    std::vector<size_t> best;
+    for (size_t f : among) {
+      if (!best.empty() && key(f) < key(best[0])) continue;
+      if (!best.empty() && key(f) > key(best[0])) best.clear();
+      best.push_back(f);
+    }
+    return best;
+  };
+  std::vector<size_t> all(F);
+  for (size_t f = 0; f < F; ++f) all[f] = f;
+  auto by_size = [&](const std::vector<size_t>& among) {
+    const std::vector<size_t> best = largest(among, [&](size_t f) { return want_size[f]; });
+    return best.size() == 1 ? best[0] : best[size_t(g.below(best.size()))];
   };
   while (true) {
     // The rarest label among the unassigned groups.
@@ -73,12 +93,11 @@ std::vector<int> stratified_groups(const std::vector<SplitRow>& rows, const Spli
     if (label < 0) break;
     for (auto& gr : groups) {
       if (gr.fold >= 0 || gr.pos[size_t(label)] == 0) continue;
-      const double a0 = want_label[0][label], a1 = want_label[1][label];
-      assign(gr, a0 != a1 ? (a0 > a1 ? 0 : 1) : pick(want_size[0], want_size[1]));
+      assign(gr, by_size(largest(all, [&](size_t f) { return want_label[f][size_t(label)]; })));
     }
   }
   for (auto& gr : groups)
-    if (gr.fold < 0) assign(gr, pick(want_size[0], want_size[1]));
+    if (gr.fold < 0) assign(gr, by_size(all));
   std::vector<int> fold(rows.size());
   for (const auto& gr : groups)
     for (size_t i : gr.rows) fold[i] = gr.fold;
@@ -107,16 +126,16 @@ std::vector<int> seed_method(const std::vector<SplitRow>& rows, const SplitOptio
   return fold;
 }
 
-}  // namespace
-
-SplitResult split_dataset(const LabelTable& labels, const CsvTable& meta, const SplitOptions& o) {
-  ICH_CHECK(o.valid_fraction > 0 && o.valid_fraction < 1, "valid fraction ", o.valid_fraction, " must be in (0, 1)");
+void check_options(const SplitOptions& o) {
   ICH_CHECK(o.group_by == "patient" || o.group_by == "study" || o.group_by == "series" || o.group_by == "none",
             "--group-by '", o.group_by, "': expected patient, study, series or none");
   ICH_CHECK(o.method == "grouped" || o.method == "seed", "--method '", o.method, "': expected grouped or seed");
+}
+
+// The labelled images of meta.csv (status ok), once each.
+std::vector<SplitRow> join_labels(const LabelTable& labels, const CsvTable& meta, SplitResult& res) {
   const size_t c_id = meta.column("image_id"), c_status = meta.column("status"), c_pat = meta.column("patient_id"),
                c_study = meta.column("study_uid"), c_series = meta.column("series_uid"), c_z = meta.column("z");
-  SplitResult res;
   std::vector<SplitRow> rows;
   std::unordered_map<std::string, bool> seen;
   for (const auto& m : meta.rows) {
@@ -131,9 +150,40 @@ SplitResult split_dataset(const LabelTable& labels, const CsvTable& meta, const 
   }
   res.labels_without_image = int64_t(labels.images.size()) - int64_t(rows.size());
   ICH_CHECK(!rows.empty(), "no image of ", meta.path, " has labels: do the image ids match the label IDs?");
+  return rows;
+}
+
+}  // namespace
+
+SplitResult split_dataset(const LabelTable& labels, const CsvTable& meta, const SplitOptions& o) {
+  ICH_CHECK(o.valid_fraction > 0 && o.valid_fraction < 1, "valid fraction ", o.valid_fraction, " must be in (0, 1)");
+  check_options(o);
+  SplitResult res;
+  const std::vector<SplitRow> rows = join_labels(labels, meta, res);
   Generator g(o.seed);
-  const std::vector<int> fold = o.method == "seed" ? seed_method(rows, o, g) : stratified_groups(rows, o, g);
+  const std::vector<int> fold = o.method == "seed" ? seed_method(rows, o, g)
+                                                   : stratified_groups(rows, {1 - o.valid_fraction, o.valid_fraction},
+                                                                       o.group_by, g);
   for (size_t i = 0; i < rows.size(); ++i) (fold[i] ? res.valid : res.train).push_back(rows[i]);
+  return res;
+}
+
+FoldsResult split_folds(const LabelTable& labels, const CsvTable& meta, int folds, const SplitOptions& o) {
+  ICH_CHECK(folds >= 2, "--folds ", folds, ": at least 2 (one fold is no cross-validation; use --valid-fraction)");
+  check_options(o);
+  ICH_CHECK(o.method == "grouped", "--folds: only with --method grouped (the seed's method splits images, not groups)");
+  FoldsResult res;
+  SplitResult counts;
+  const std::vector<SplitRow> rows = join_labels(labels, meta, counts);
+  res.labels_without_image = counts.labels_without_image;
+  res.images_without_labels = counts.images_without_labels;
+  Generator g(o.seed);
+  const std::vector<int> fold = stratified_groups(rows, std::vector<double>(size_t(folds), 1.0 / folds), o.group_by, g);
+  res.folds.resize(size_t(folds));
+  for (size_t i = 0; i < rows.size(); ++i) res.folds[size_t(fold[i])].push_back(rows[i]);
+  for (int k = 0; k < folds; ++k)
+    ICH_CHECK(!res.folds[size_t(k)].empty(), "--folds ", folds, ": fold ", k, " is empty (fewer ", o.group_by,
+              " groups than folds)");
   return res;
 }
 

@@ -41,6 +41,17 @@ struct SplitResult {
 // Joins the labels with ich-window's meta.csv (rows with status ok) and splits.
 SplitResult split_dataset(const LabelTable& labels, const CsvTable& meta, const SplitOptions& o);
 
+// K folds for cross-validation (ich-split --folds K): the same grouped,
+// stratified method with K equal fractions, so every group lies in exactly
+// one fold and every fold holds positives of each subtype where the data
+// has at least K groups with it. Fold k's model trains on the other folds
+// and is validated on fold k; its predictions there are out of fold.
+struct FoldsResult {
+  std::vector<std::vector<SplitRow>> folds;
+  int64_t labels_without_image = 0, images_without_labels = 0;
+};
+FoldsResult split_folds(const LabelTable& labels, const CsvTable& meta, int folds, const SplitOptions& o);
+
 std::vector<std::string> split_header();
 std::vector<std::string> split_fields(const SplitRow& r);
 // Reads a train.csv/valid.csv written by ich-split (errors name file and line).

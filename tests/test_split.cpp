@@ -3,12 +3,15 @@
 // seed's image-level method shown to leak patients.
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "data/labels.h"
 #include "data/split.h"
 #include "io/csv.h"
+#include "phantom/phantom.h"
 #include "tests/test_util.h"
 
 namespace ich {
@@ -156,6 +159,82 @@ TEST(Split, CsvRoundTrip) {
     EXPECT_EQ(back[i].y, r.valid[i].y);
     EXPECT_EQ(back[i].patient_id, r.valid[i].patient_id);
   }
+}
+
+// ---- folds (ich-split --folds K) ---------------------------------------------
+
+// Every image in exactly one fold, every patient in one fold only, folds of
+// about equal size; the same seed the same folds.
+TEST(Folds, EveryPatientInExactlyOneFold) {
+  const Synthetic s = synthetic(6);
+  const FoldsResult r = split_folds(s.labels, s.meta, 5, {0.16, "patient", "grouped", 3});
+  ASSERT_EQ(r.folds.size(), 5u);
+  std::map<std::string, size_t> fold_of_patient;
+  std::set<std::string> ids;
+  for (size_t f = 0; f < r.folds.size(); ++f) {
+    EXPECT_NEAR(double(r.folds[f].size()) / 6000, 0.2, 0.02) << "fold " << f;
+    for (const auto& x : r.folds[f]) {
+      EXPECT_TRUE(ids.insert(x.image_id).second) << x.image_id << " in two folds";
+      const auto [it, fresh] = fold_of_patient.emplace(x.patient_id, f);
+      EXPECT_EQ(it->second, f) << x.patient_id << " in folds " << it->second << " and " << f;
+    }
+  }
+  EXPECT_EQ(ids.size(), 6000u);
+  EXPECT_EQ(fold_of_patient.size(), 300u);
+  const FoldsResult again = split_folds(s.labels, s.meta, 5, {0.16, "patient", "grouped", 3});
+  for (size_t f = 0; f < 5; ++f) EXPECT_EQ(again.folds[f].size(), r.folds[f].size());
+  EXPECT_EQ(again.folds[2].front().image_id, r.folds[2].front().image_id);
+}
+
+// The realistic phantom of the demo's size (100 patients; planned, not
+// rendered, at 128 px): every subtype has positives in every fold of 5
+// where the data allows, i.e. in min(5, patients with it) folds (the
+// rarest subtype, epidural, has 4-5 patients), over several phantom seeds.
+TEST(Folds, PositivesOfEverySubtypeInEveryFoldOfTheRealisticPhantom) {
+  for (uint64_t seed : {1, 2, 3}) {
+    PhantomOptions po;
+    po.patients = 100;
+    po.size = 128;
+    po.seed = seed;
+    std::vector<ImageLabels> imgs;
+    CsvTable meta;
+    meta.path = "meta.csv";
+    meta.header = {"image_id", "patient_id", "study_uid", "series_uid", "z", "status"};
+    std::array<std::set<std::string>, 6> patients_with;
+    for (const PhantomSlice& sl : plan_phantom(po)) {
+      imgs.push_back({sl.image_id, sl.labels});
+      meta.rows.push_back({sl.image_id, sl.patient_id, sl.study_uid, sl.series_uid, std::to_string(sl.z), "ok"});
+      for (size_t k = 0; k < 6; ++k)
+        if (sl.labels[k]) patients_with[k].insert(sl.patient_id);
+    }
+    const FoldsResult r = split_folds(parse_labels(labels_text(imgs)), meta, 5, {0.16, "patient", "grouped", 0});
+    for (size_t k = 0; k < 6; ++k) {
+      size_t folds_with = 0;
+      for (const auto& fold : r.folds) {
+        int64_t pos = 0;
+        for (const auto& x : fold) pos += x.y[k];
+        folds_with += pos > 0;
+      }
+      EXPECT_EQ(folds_with, std::min<size_t>(5, patients_with[k].size()))
+          << "phantom seed " << seed << ": " << kSubtypes[k] << " (" << patients_with[k].size() << " patients)";
+    }
+  }
+}
+
+TEST(Folds, OneFoldAndTheImageLevelMethodAreRefused) {
+  const Synthetic s = synthetic(7);
+  auto error_of_folds = [&](int k, const std::string& method) {
+    try {
+      split_folds(s.labels, s.meta, k, {0.16, "patient", method, 0});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of_folds(1, "grouped").find("at least 2"), std::string::npos);
+  EXPECT_NE(error_of_folds(0, "grouped").find("at least 2"), std::string::npos);
+  EXPECT_NE(error_of_folds(5, "seed").find("only with --method grouped"), std::string::npos);
+  EXPECT_NE(error_of_folds(301, "grouped").find("is empty"), std::string::npos);  // 300 patients
 }
 
 }  // namespace

@@ -166,4 +166,27 @@ std::string to_json(const EvalReport& r) {
   return s + "  }\n}\n";
 }
 
+OperatingPoint operating_point(const std::vector<double>& scores, const std::vector<int>& labels, double target) {
+  OperatingPoint op;
+  op.target = target;
+  const int64_t pos = std::count(labels.begin(), labels.end(), 1), neg = int64_t(labels.size()) - pos;
+  if (pos == 0 || neg == 0) return op;
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  int64_t tp = 0, fp = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    (labels[order[i]] == 1 ? tp : fp) += 1;
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;  // a threshold takes all ties
+    if (double(tp) >= target * double(pos) - 1e-9) {
+      op.threshold = scores[order[i]];
+      op.sensitivity = double(tp) / double(pos);
+      op.specificity = double(neg - fp) / double(neg);
+      op.ppv = double(tp) / double(tp + fp);
+      return op;
+    }
+  }
+  return op;
+}
+
 }  // namespace ich

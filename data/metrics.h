@@ -10,6 +10,7 @@
 //     [1e-7, 1 - 1e-7] so one confident mistake is finite.
 #pragma once
 #include <array>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,14 @@ struct EvalReport {
 EvalReport evaluate(const std::vector<std::array<double, 6>>& probs, const std::vector<std::array<int, 6>>& labels);
 std::string format_table(const EvalReport& r);  // markdown, the seed's table plus F1 and AUC
 std::string to_json(const EvalReport& r);
+
+struct OperatingPoint {
+  double target = 0;  // sensitivity asked for
+  double threshold = NAN, sensitivity = NAN, specificity = NAN, ppv = NAN;
+};
+// The highest threshold t (one of the scores; positive when p >= t) whose
+// sensitivity reaches `target`; NaN without positives or negatives.
+OperatingPoint operating_point(const std::vector<double>& scores, const std::vector<int>& labels, double target);
+
 
 }  // namespace ich

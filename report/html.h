@@ -29,14 +29,6 @@
 
 namespace ich {
 
-struct OperatingPoint {
-  double target = 0;  // sensitivity asked for
-  double threshold = NAN, sensitivity = NAN, specificity = NAN, ppv = NAN;
-};
-// The highest threshold t (one of the scores; positive when p >= t) whose
-// sensitivity reaches `target`; NaN without positives or negatives.
-OperatingPoint operating_point(const std::vector<double>& scores, const std::vector<int>& labels, double target);
-
 struct Thumbnail {
   std::string image_id;
   std::vector<uint8_t> gray;  // size x size, brain window

@@ -1,0 +1,316 @@
+#include "data/study_metrics.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <unordered_map>
+
+#include "data/labels.h"
+#include "engine/error.h"
+#include "engine/random.h"
+#include "io/csv.h"
+
+namespace ich {
+
+std::vector<StudyScore> studies_from_slices(const std::vector<SliceScore>& slices) {
+  std::vector<StudyScore> out;
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const SliceScore& s = slices[i];
+    const std::string key = s.study_uid.empty() ? "slice:" + std::to_string(i) : s.study_uid;
+    auto [it, fresh] = index.emplace(key, out.size());
+    if (fresh) {
+      StudyScore st;
+      st.patient_id = s.patient_id.empty() ? key : s.patient_id;
+      st.study_uid = key;
+      st.p.fill(0.0);
+      out.push_back(st);
+    }
+    StudyScore& st = out[it->second];
+    ++st.slices;
+    for (size_t k = 0; k < 6; ++k) {
+      st.p[k] = std::max(st.p[k], s.p[k]);
+      st.y[k] |= s.y[k];
+    }
+  }
+  return out;
+}
+
+Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>& labels, double threshold) {
+  Confusion c;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const bool pred = scores[i] >= threshold;
+    if (labels[i])
+      (pred ? c.tp : c.fn) += 1;
+    else
+      (pred ? c.fp : c.tn) += 1;
+  }
+  return c;
+}
+
+double ppv_at_prevalence(double se, double sp, double prev) {
+  const double d = se * prev + (1 - sp) * (1 - prev);
+  return d > 0 ? se * prev / d : NAN;
+}
+
+double npv_at_prevalence(double se, double sp, double prev) {
+  const double d = sp * (1 - prev) + (1 - se) * prev;
+  return d > 0 ? sp * (1 - prev) / d : NAN;
+}
+
+Calibration calibration(const std::vector<double>& p, const std::vector<int>& y, int bins) {
+  ICH_CHECK(bins >= 1 && p.size() == y.size(), "calibration: ", p.size(), " scores, ", y.size(), " labels");
+  Calibration c;
+  if (p.empty()) return c;
+  std::vector<double> sum_p(size_t(bins), 0), sum_y(size_t(bins), 0);
+  std::vector<int64_t> n(size_t(bins), 0);
+  double brier = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    brier += (p[i] - y[i]) * (p[i] - y[i]);
+    const size_t b = size_t(std::clamp(int(p[i] * bins), 0, bins - 1));  // [k/B, (k+1)/B), 1.0 in the last
+    sum_p[b] += p[i];
+    sum_y[b] += y[i];
+    ++n[b];
+  }
+  c.brier = brier / double(p.size());
+  c.ece = 0;
+  for (int b = 0; b < bins; ++b) {
+    Calibration::Bin bin;
+    bin.lo = double(b) / bins;
+    bin.hi = double(b + 1) / bins;
+    bin.n = n[size_t(b)];
+    if (bin.n > 0) {
+      bin.mean_p = sum_p[size_t(b)] / double(bin.n);
+      bin.positive_fraction = sum_y[size_t(b)] / double(bin.n);
+      c.ece += double(bin.n) / double(p.size()) * std::fabs(bin.mean_p - bin.positive_fraction);
+    }
+    c.bins.push_back(bin);
+  }
+  return c;
+}
+
+Interval bootstrap_interval(const std::vector<int64_t>& patient_of,
+                            const std::function<double(const std::vector<size_t>&)>& statistic,
+                            const BootstrapOptions& o) {
+  ICH_CHECK(o.replicates >= 10, "bootstrap: ", o.replicates, " replicates (at least 10)");
+  int64_t patients = 0;
+  for (int64_t q : patient_of) patients = std::max(patients, q + 1);
+  std::vector<std::vector<size_t>> studies_of(static_cast<size_t>(patients));
+  for (size_t i = 0; i < patient_of.size(); ++i) studies_of[size_t(patient_of[i])].push_back(i);
+  Generator g(o.seed);
+  std::vector<double> stats;
+  stats.reserve(size_t(o.replicates));
+  std::vector<size_t> draw;
+  for (int r = 0; r < o.replicates; ++r) {
+    draw.clear();
+    for (int64_t j = 0; j < patients; ++j) {
+      const auto& s = studies_of[size_t(g.below(uint64_t(patients)))];
+      draw.insert(draw.end(), s.begin(), s.end());
+    }
+    const double v = statistic(draw);
+    if (!std::isnan(v)) stats.push_back(v);
+  }
+  Interval ci;
+  if (stats.size() < size_t(o.replicates) / 2) return ci;  // undefined on most draws: no interval
+  std::sort(stats.begin(), stats.end());
+  // the percentiles by linear interpolation between order statistics (numpy's default)
+  auto pct = [&](double q) {
+    const double pos = q * double(stats.size() - 1);
+    const size_t lo = size_t(pos);
+    const double f = pos - double(lo);
+    return lo + 1 < stats.size() ? stats[lo] * (1 - f) + stats[lo + 1] * f : stats[lo];
+  };
+  ci.lo = pct(0.025);
+  ci.hi = pct(0.975);
+  return ci;
+}
+
+StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size_t label, const StudyReportOptions& o) {
+  ICH_CHECK(label < 6, "study report: label ", label);
+  ICH_CHECK(o.thresholds.empty() || o.thresholds.size() == o.targets.size(), "study report: ", o.thresholds.size(),
+            " thresholds for ", o.targets.size(), " operating points");
+  ICH_CHECK(std::isnan(o.prevalence) || (o.prevalence > 0 && o.prevalence < 1), "--prevalence ", o.prevalence,
+            ": expected a fraction in (0, 1)");
+  StudyLabelReport r;
+  r.label = kSubtypes[label];
+  r.studies = int64_t(studies.size());
+  std::vector<double> s(studies.size());
+  std::vector<int> y(studies.size());
+  std::map<std::string, int64_t> patient_index;
+  std::vector<int64_t> patient_of(studies.size());
+  for (size_t i = 0; i < studies.size(); ++i) {
+    s[i] = studies[i].p[label];
+    y[i] = studies[i].y[label];
+    r.positives += y[i];
+    patient_of[i] = patient_index.emplace(studies[i].patient_id, int64_t(patient_index.size())).first->second;
+  }
+  auto subset = [&](const std::vector<size_t>& idx, std::vector<double>& ss, std::vector<int>& yy) {
+    ss.resize(idx.size());
+    yy.resize(idx.size());
+    for (size_t j = 0; j < idx.size(); ++j) ss[j] = s[idx[j]], yy[j] = y[idx[j]];
+  };
+  r.auc = roc_auc(s, y);
+  r.auc_ci = bootstrap_interval(
+      patient_of,
+      [&](const std::vector<size_t>& idx) {
+        std::vector<double> ss;
+        std::vector<int> yy;
+        subset(idx, ss, yy);
+        return roc_auc(ss, yy);
+      },
+      o.bootstrap);
+  r.thresholds_from_here = o.thresholds.empty();
+  for (size_t t = 0; t < o.targets.size(); ++t) {
+    StudyOperatingPoint op;
+    op.target = o.targets[t];
+    op.threshold = r.thresholds_from_here ? operating_point(s, y, op.target).threshold : o.thresholds[t];
+    op.prevalence = o.prevalence;
+    if (!std::isnan(op.threshold)) {
+      op.c = confusion_at(s, y, op.threshold);
+      op.sensitivity = op.c.sensitivity();
+      op.specificity = op.c.specificity();
+      op.ppv = op.c.ppv();
+      op.npv = op.c.npv();
+      op.ppv_prev = ppv_at_prevalence(op.sensitivity, op.specificity, op.prevalence);
+      op.npv_prev = npv_at_prevalence(op.sensitivity, op.specificity, op.prevalence);
+      // one bootstrap per statistic, each from the same seed: the same draws
+      auto ci = [&](const std::function<double(const Confusion&)>& f) {
+        return bootstrap_interval(
+            patient_of,
+            [&](const std::vector<size_t>& idx) {
+              Confusion c;
+              for (size_t i : idx)
+                if (y[i])
+                  (s[i] >= op.threshold ? c.tp : c.fn) += 1;
+                else
+                  (s[i] >= op.threshold ? c.fp : c.tn) += 1;
+              return f(c);
+            },
+            o.bootstrap);
+      };
+      op.sensitivity_ci = ci([](const Confusion& c) { return c.sensitivity(); });
+      op.specificity_ci = ci([](const Confusion& c) { return c.specificity(); });
+      op.ppv_ci = ci([](const Confusion& c) { return c.ppv(); });
+      op.npv_ci = ci([](const Confusion& c) { return c.npv(); });
+      if (!std::isnan(op.prevalence)) {
+        const double pr = op.prevalence;
+        op.ppv_prev_ci = ci([pr](const Confusion& c) { return ppv_at_prevalence(c.sensitivity(), c.specificity(), pr); });
+        op.npv_prev_ci = ci([pr](const Confusion& c) { return npv_at_prevalence(c.sensitivity(), c.specificity(), pr); });
+      }
+    }
+    r.points.push_back(op);
+  }
+  r.cal = calibration(s, y);
+  return r;
+}
+
+namespace {
+
+// A number of study_thresholds.csv; errors name the file and line.
+double parse_number(const std::string& v, const std::string& path, int64_t line) {
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  ICH_CHECK(!v.empty() && end && *end == 0 && std::isfinite(d), path, " line ", line, ": '", v, "' is not a number");
+  return d;
+}
+
+std::string num(double v) {
+  if (std::isnan(v)) return "null";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6f", v);
+  return b;
+}
+std::string interval(const Interval& i) { return "[" + num(i.lo) + ", " + num(i.hi) + "]"; }
+
+}  // namespace
+
+std::string study_report_json(const std::vector<StudyLabelReport>& rs, const StudyReportOptions& o) {
+  std::string j = "{\n  \"level\": \"study\",\n  \"score\": \"the highest slice probability in the study\",\n";
+  j += "  \"bootstrap\": {\"replicates\": " + std::to_string(o.bootstrap.replicates) +
+       ", \"seed\": " + std::to_string(o.bootstrap.seed) + ", \"resampled\": \"patients\", \"interval\": \"95% percentile\"},\n";
+  j += "  \"prevalence\": " + num(o.prevalence) + ",\n  \"labels\": {\n";
+  for (size_t l = 0; l < rs.size(); ++l) {
+    const StudyLabelReport& r = rs[l];
+    j += "    \"" + r.label + "\": {\n      \"studies\": " + std::to_string(r.studies) +
+         ", \"positives\": " + std::to_string(r.positives) + ", \"auc\": " + num(r.auc) +
+         ", \"auc_ci\": " + interval(r.auc_ci) + ",\n      \"thresholds_chosen_on\": \"" +
+         (r.thresholds_from_here ? "this data" : "validation data (--thresholds)") + "\",\n      \"operating_points\": [\n";
+    for (size_t i = 0; i < r.points.size(); ++i) {
+      const StudyOperatingPoint& p = r.points[i];
+      j += "        {\"target_sensitivity\": " + num(p.target) + ", \"threshold\": " + num(p.threshold) +
+           ", \"tp\": " + std::to_string(p.c.tp) + ", \"fp\": " + std::to_string(p.c.fp) +
+           ", \"tn\": " + std::to_string(p.c.tn) + ", \"fn\": " + std::to_string(p.c.fn) +
+           ", \"sensitivity\": " + num(p.sensitivity) + ", \"sensitivity_ci\": " + interval(p.sensitivity_ci) +
+           ", \"specificity\": " + num(p.specificity) + ", \"specificity_ci\": " + interval(p.specificity_ci) +
+           ", \"ppv\": " + num(p.ppv) + ", \"ppv_ci\": " + interval(p.ppv_ci) + ", \"npv\": " + num(p.npv) +
+           ", \"npv_ci\": " + interval(p.npv_ci) + ", \"ppv_at_prevalence\": " + num(p.ppv_prev) +
+           ", \"ppv_at_prevalence_ci\": " + interval(p.ppv_prev_ci) + ", \"npv_at_prevalence\": " + num(p.npv_prev) +
+           ", \"npv_at_prevalence_ci\": " + interval(p.npv_prev_ci) + "}" + (i + 1 < r.points.size() ? "," : "") + "\n";
+    }
+    j += "      ],\n      \"calibration\": {\"brier\": " + num(r.cal.brier) + ", \"ece\": " + num(r.cal.ece) +
+         ", \"bins\": [";
+    for (size_t b = 0; b < r.cal.bins.size(); ++b) {
+      const auto& bin = r.cal.bins[b];
+      j += std::string(b ? ", " : "") + "{\"lo\": " + num(bin.lo) + ", \"hi\": " + num(bin.hi) +
+           ", \"n\": " + std::to_string(bin.n) + ", \"mean_p\": " + num(bin.mean_p) +
+           ", \"positive_fraction\": " + num(bin.positive_fraction) + "}";
+    }
+    j += "]}\n    }" + std::string(l + 1 < rs.size() ? "," : "") + "\n";
+  }
+  return j + "  }\n}\n";
+}
+
+std::vector<std::vector<std::string>> study_threshold_rows(const std::vector<StudyLabelReport>& rs) {
+  std::vector<std::vector<std::string>> rows;
+  for (const StudyLabelReport& r : rs)
+    for (const StudyOperatingPoint& p : r.points)
+      rows.push_back({r.label, fmt_double(p.target, 17), fmt_double(p.threshold, 17)});
+  return rows;
+}
+
+std::vector<double> read_study_thresholds(const std::string& csv_path, const std::string& label,
+                                          const std::vector<double>& targets) {
+  const CsvTable t = read_csv(csv_path);
+  const size_t c_label = t.column("label"), c_target = t.column("target_sensitivity"), c_t = t.column("threshold");
+  std::vector<double> out;
+  for (double target : targets) {
+    double found = NAN;
+    bool have = false;
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      if (t.rows[r][c_label] != label) continue;
+      const double tv = parse_number(t.rows[r][c_target], csv_path, t.line_of[r]);
+      if (std::fabs(tv - target) > 1e-9) continue;
+      const std::string& v = t.rows[r][c_t];
+      found = v.empty() ? NAN : parse_number(v, csv_path, t.line_of[r]);
+      have = true;
+    }
+    ICH_CHECK(have, csv_path, ": no threshold for ", label, " at sensitivity ", target,
+              " (it holds the operating points of the run that wrote it; ask for the same --sensitivities)");
+    out.push_back(found);
+  }
+  return out;
+}
+
+std::string format_study_table(const std::vector<StudyLabelReport>& rs) {
+  std::string s =
+      "| study level | target sens. | threshold | sensitivity (95% CI) | specificity (95% CI) | PPV (95% CI) | NPV (95% CI) |\n"
+      "|---|---:|---:|---|---|---|---|\n";
+  auto cell = [](double v, const Interval& i) {
+    char b[80];
+    if (std::isnan(v)) return std::string("n/a");
+    std::snprintf(b, sizeof b, "%.3f (%.3f-%.3f)", v, i.lo, i.hi);
+    return std::string(b);
+  };
+  for (const StudyLabelReport& r : rs)
+    for (const StudyOperatingPoint& p : r.points) {
+      char head[160];
+      std::snprintf(head, sizeof head, "| %s (%lld/%lld) | %.2f | %.4g | ", r.label.c_str(), (long long)r.positives,
+                    (long long)r.studies, p.target, p.threshold);
+      s += head + cell(p.sensitivity, p.sensitivity_ci) + " | " + cell(p.specificity, p.specificity_ci) + " | " +
+           cell(p.ppv, p.ppv_ci) + " | " + cell(p.npv, p.npv_ci) + " |\n";
+    }
+  return s;
+}
+
+}  // namespace ich

@@ -1,0 +1,137 @@
+// study_metrics.h: what a clinical reader asks of a triage model, at the
+// level a radiologist reads: the study.
+//
+//   a study's score     the highest p(label) over its slices (and over its
+//                       series); its truth: some slice of it is positive.
+//                       RSNA labels slices; a study-labelled set (CQ500)
+//                       gives the truth per study instead.
+//   operating points    the highest threshold whose sensitivity reaches a
+//                       target (90, 95, 99%), chosen on validation data and
+//                       carried to other data as a threshold
+//   at a threshold      sensitivity, specificity, PPV, NPV, and PPV and NPV
+//                       re-stated at a prevalence the user gives (Bayes:
+//                       PPV = se p / (se p + (1 - sp)(1 - p))), since a
+//                       test set's prevalence is rarely the ward's
+//   intervals           95% percentile bootstrap: patients are resampled
+//                       with replacement (all studies of a drawn patient
+//                       together, as the studies of one patient are not
+//                       independent), the statistic recomputed per
+//                       replicate, the 2.5th and 97.5th percentiles kept;
+//                       seeded, so the same data give the same interval on
+//                       every machine
+//   calibration         Brier score (mean squared error of p), expected
+//                       calibration error (10 equal-width bins: sum over
+//                       bins of n_b / n |mean p - fraction positive|), and
+//                       the bins themselves (the reliability diagram)
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/metrics.h"
+
+namespace ich {
+
+struct StudyScore {
+  std::string patient_id, study_uid;
+  int64_t slices = 0;
+  std::array<double, 6> p{};  // per label, the highest over the study's slices
+  std::array<int, 6> y{};     // per label, 1 if any slice of the study is positive
+};
+
+// One slice's result, as ich-eval has it.
+struct SliceScore {
+  std::string patient_id, study_uid;
+  std::array<double, 6> p{};
+  std::array<int, 6> y{};
+};
+// Studies in order of first appearance; a slice without a study UID is its
+// own study (named by its position).
+std::vector<StudyScore> studies_from_slices(const std::vector<SliceScore>& slices);
+
+struct Interval {
+  double lo = NAN, hi = NAN;
+};
+
+struct Confusion {
+  int64_t tp = 0, fp = 0, tn = 0, fn = 0;
+  double sensitivity() const { return tp + fn ? double(tp) / double(tp + fn) : NAN; }
+  double specificity() const { return tn + fp ? double(tn) / double(tn + fp) : NAN; }
+  double ppv() const { return tp + fp ? double(tp) / double(tp + fp) : NAN; }
+  double npv() const { return tn + fn ? double(tn) / double(tn + fn) : NAN; }
+};
+// Positive when score >= threshold.
+Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>& labels, double threshold);
+
+// Bayes at prevalence `prev`: NaN where undefined.
+double ppv_at_prevalence(double sensitivity, double specificity, double prev);
+double npv_at_prevalence(double sensitivity, double specificity, double prev);
+
+struct StudyOperatingPoint {
+  double target = NAN;  // the sensitivity it was chosen for (on validation data)
+  double threshold = NAN;
+  Confusion c;
+  double sensitivity = NAN, specificity = NAN, ppv = NAN, npv = NAN;
+  Interval sensitivity_ci, specificity_ci, ppv_ci, npv_ci;
+  double prevalence = NAN;  // the re-statement's (NaN: none asked)
+  double ppv_prev = NAN, npv_prev = NAN;
+  Interval ppv_prev_ci, npv_prev_ci;
+};
+
+struct Calibration {
+  double brier = NAN, ece = NAN;
+  struct Bin {
+    double lo = 0, hi = 0, mean_p = NAN, positive_fraction = NAN;
+    int64_t n = 0;
+  };
+  std::vector<Bin> bins;
+};
+Calibration calibration(const std::vector<double>& p, const std::vector<int>& y, int bins = 10);
+
+struct BootstrapOptions {
+  int replicates = 2000;
+  uint64_t seed = 0;
+};
+
+// Percentile bootstrap of statistic(indices of the studies drawn) over
+// patients: `patient_of[i]` is study i's patient index (0..P-1). NaN
+// replicates (a statistic undefined on that draw) are left out.
+Interval bootstrap_interval(const std::vector<int64_t>& patient_of,
+                            const std::function<double(const std::vector<size_t>&)>& statistic,
+                            const BootstrapOptions& o);
+
+// The study-level report of one label: AUC with its interval, the operating
+// points (each at its threshold: `thresholds` when given, from validation
+// data; else chosen here for `targets`, and marked so), calibration.
+struct StudyLabelReport {
+  std::string label;
+  int64_t studies = 0, positives = 0;
+  double auc = NAN;
+  Interval auc_ci;
+  bool thresholds_from_here = true;  // chosen on the data they are reported on (optimistic)
+  std::vector<StudyOperatingPoint> points;
+  Calibration cal;
+};
+struct StudyReportOptions {
+  std::vector<double> targets{0.90, 0.95, 0.99};
+  std::vector<double> thresholds;  // one per target, from validation; empty: chosen on this data
+  double prevalence = NAN;         // re-state PPV/NPV at it (NaN: no)
+  BootstrapOptions bootstrap;
+};
+StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size_t label, const StudyReportOptions& o);
+
+// study_metrics.json: every label's report.
+std::string study_report_json(const std::vector<StudyLabelReport>& r, const StudyReportOptions& o);
+// study_thresholds.csv (label,target_sensitivity,threshold): the operating
+// points of a validation run, written beside study_metrics.json and read
+// back by ich-eval --thresholds; a target it lacks is an error naming it.
+std::vector<std::vector<std::string>> study_threshold_rows(const std::vector<StudyLabelReport>& r);
+std::vector<double> read_study_thresholds(const std::string& csv_path, const std::string& label,
+                                          const std::vector<double>& targets);
+// A markdown table: one row per label and operating point.
+std::string format_study_table(const std::vector<StudyLabelReport>& r);
+
+}  // namespace ich

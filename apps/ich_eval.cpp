@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
       "and OUT/calibration.png, and a table.\n"
       "With --sequence, the sequence model over each series gives the predictions (several: their mean;\n"
       "OUT/per_slice/ holds the CNN's alone) and one line compares the two.\n"
+      "With --studies, the study level too: a study's score is its highest slice probability; at the thresholds\n"
+      "reaching each --sensitivities target (chosen here, or from a validation run's --thresholds FILE),\n"
+      "sensitivity, specificity, PPV, NPV with 95% bootstrap intervals over patients, PPV/NPV at --prevalence,\n"
+      "AUC and calibration: OUT/study_metrics.json, OUT/study_thresholds.csv, a section of report.html.\n"
       "Exit codes: 0 done, 1 failed, 2 bad flags."};
   ich::EvalOptions o;
   app.add_option("--checkpoint", o.checkpoint, "checkpoint from ich-train (best.ckpt, last.ckpt, ...)")->required();
@@ -24,6 +28,14 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "output folder")->required();
   app.add_option("--batch", o.batch, "images per forward pass")->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
+  app.add_flag("--studies", o.studies, "study-level evaluation with confidence intervals (see above)");
+  app.add_option("--sensitivities", o.sensitivities, "operating points: target sensitivities")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--prevalence", o.prevalence, "re-state PPV and NPV at this prevalence (e.g. 0.06)");
+  app.add_option("--thresholds", o.thresholds,
+                 "study_thresholds.csv of a validation run (ich-eval --studies): apply its operating points here");
+  app.add_option("--bootstrap", o.bootstrap, "bootstrap replicates for the intervals")->capture_default_str();
   return ich::run_app("ich-eval", app, argc, argv, [&] {
     ich::Progress progress("ich-eval", "images");
     const ich::EvalResult r =
@@ -32,6 +44,11 @@ int main(int argc, char** argv) {
     if (r.with_context)
       std::printf("weighted log loss (competition metric): per-slice %.3f, with series context %.3f\n",
                   r.per_slice.weighted_log_loss, r.final_report.weighted_log_loss);
+    if (!r.study_level.empty()) {
+      std::printf("\n%s", ich::format_study_table(r.study_level).c_str());
+      if (r.study_level.front().thresholds_from_here)
+        std::printf("thresholds chosen on this data (optimistic); apply a validation run's with --thresholds\n");
+    }
     std::printf("charts in %s: roc.png, pr.png (precision-recall), calibration.png (reliability)\n", o.out.c_str());
     return 0;
   });

@@ -305,9 +305,11 @@ std::string format_study_table(const std::vector<StudyLabelReport>& rs) {
   for (const StudyLabelReport& r : rs)
     for (const StudyOperatingPoint& p : r.points) {
       char head[160];
-      std::snprintf(head, sizeof head, "| %s (%lld/%lld) | %.2f | %.4g | ", r.label.c_str(), (long long)r.positives,
-                    (long long)r.studies, p.target, p.threshold);
-      s += head + cell(p.sensitivity, p.sensitivity_ci) + " | " + cell(p.specificity, p.specificity_ci) + " | " +
+      std::snprintf(head, sizeof head, "| %s (%lld/%lld) | %.2f | ", r.label.c_str(), (long long)r.positives,
+                    (long long)r.studies, p.target);
+      char thr[32] = "n/a";
+      if (!std::isnan(p.threshold)) std::snprintf(thr, sizeof thr, "%.4g", p.threshold);
+      s += head + std::string(thr) + " | " + cell(p.sensitivity, p.sensitivity_ci) + " | " + cell(p.specificity, p.specificity_ci) + " | " +
            cell(p.ppv, p.ppv_ci) + " | " + cell(p.npv, p.npv_ci) + " |\n";
     }
   return s;

@@ -29,7 +29,8 @@ namespace {
 using Overlay = std::function<std::vector<uint8_t>(size_t)>;
 EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p,
                          const Overlay& overlay, const std::vector<std::pair<std::string, std::string>>& training,
-                         const std::vector<StudyRow>& studies = {}) {
+                         const std::vector<StudyRow>& studies = {},
+                         const std::vector<StudyLabelReport>& study_level = {}, double prevalence = NAN) {
   fs::create_directories(dir);
   std::vector<std::array<int, 6>> y(ds.size());
   std::vector<std::string> header{"image_id"};
@@ -89,8 +90,36 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   for (size_t j = 0; j < std::min<size_t>(6, neg.size()) && p[neg[j]][5] >= 0.5; ++j)
     html.false_positives.push_back(thumbnail(neg[j]));
   html.studies = studies;
+  html.study_level = study_level;
+  html.prevalence = prevalence;
   write_file_atomic((fs::path(dir) / "report.html").string(), render_report_html(html));
   return r;
+}
+
+// The study-level evaluation of the final probabilities (--studies): every
+// label's report, written as study_metrics.json and study_thresholds.csv.
+std::vector<StudyLabelReport> study_level(const EvalOptions& o, const SliceDataset& ds,
+                                          const std::vector<std::array<double, 6>>& p) {
+  std::vector<SliceScore> slices(ds.size());
+  for (size_t i = 0; i < ds.size(); ++i)
+    slices[i] = {ds.row(i).patient_id, ds.row(i).study_uid, p[i], ds.row(i).y};
+  const std::vector<StudyScore> studies = studies_from_slices(slices);
+  StudyReportOptions so;
+  so.targets = o.sensitivities;
+  so.prevalence = o.prevalence;
+  so.bootstrap.replicates = o.bootstrap;
+  std::vector<StudyLabelReport> out;
+  for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {  // "any" first
+    so.thresholds = o.thresholds.empty() ? std::vector<double>{}
+                                         : read_study_thresholds(o.thresholds, kSubtypes[k], o.sensitivities);
+    out.push_back(study_label_report(studies, k, so));
+  }
+  fs::create_directories(o.out);
+  write_file_atomic((fs::path(o.out) / "study_metrics.json").string(), study_report_json(out, so));
+  CsvWriter w((fs::path(o.out) / "study_thresholds.csv").string(), {"label", "target_sensitivity", "threshold"});
+  for (const auto& row : study_threshold_rows(out)) w.row(row);
+  w.commit();
+  return out;
 }
 
 }  // namespace
@@ -98,6 +127,11 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
 EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::string&)>& log,
                     const std::function<void(int64_t, int64_t)>& progress) {
   ICH_CHECK(o.batch >= 1, "--batch ", o.batch, " must be positive");
+  ICH_CHECK(o.studies || (o.thresholds.empty() && std::isnan(o.prevalence)),
+            "--thresholds and --prevalence belong to the study-level evaluation: add --studies");
+  for (double t : o.sensitivities)
+    ICH_CHECK(t > 0 && t <= 1, "--sensitivities: ", t, " is not a fraction in (0, 1]");
+  ICH_CHECK(o.bootstrap >= 10, "--bootstrap ", o.bootstrap, ": at least 10 replicates");
   const Device dev = pick_device(o.device);
   LoadedCheckpoint c = load_checkpoint(o.checkpoint);
   c.model->to(dev);
@@ -129,7 +163,8 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
                   {"validation AUC per epoch", chart_png(auc_chart(t))}};
   }
   if (o.sequence.empty()) {
-    res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay, training);
+    if (o.studies) res.study_level = study_level(o, ds, p);
+    res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay, training, {}, res.study_level, o.prevalence);
     return res;
   }
   res.with_context = true;
@@ -155,7 +190,8 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   std::vector<StudyRow> studies;
   for (const StudySummary& st : summarise_studies(order, q))
     studies.push_back({st.patient_id, st.study_uid, st.series_uid, st.slices, st.p, st.key_slices});
-  res.final_report = write_outputs(o.out, ds, q, overlay, training, studies);
+  if (o.studies) res.study_level = study_level(o, ds, q);
+  res.final_report = write_outputs(o.out, ds, q, overlay, training, studies, res.study_level, o.prevalence);
   return res;
 }
 

@@ -1,13 +1,17 @@
 // evaluate.h: what ich-eval does: a checkpoint on a labelled split, and with
 // a sequence checkpoint the second stage too. Writes OUT/predictions.csv
 // (the final probabilities, and the labels), OUT/metrics.json, OUT/roc.png, pr.png and calibration.png (report/curves.h);
-// with --sequence also OUT/per_slice/ (the same three for the CNN alone).
+// with --sequence also OUT/per_slice/ (the same three for the CNN alone);
+// with --studies the study-level evaluation (study_metrics.json,
+// study_thresholds.csv and report.html's "Study level").
 #pragma once
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "data/metrics.h"
+#include "data/study_metrics.h"
 
 namespace ich {
 
@@ -17,12 +21,22 @@ struct EvalOptions {
   // the same embeddings (other seeds): their probabilities are averaged.
   std::vector<std::string> sequence;
   int64_t batch = 16;
+  // --studies: study-level evaluation (data/study_metrics.h) of the final
+  // probabilities: OUT/study_metrics.json, OUT/study_thresholds.csv and a
+  // section of report.html. thresholds: a study_thresholds.csv of a
+  // validation run whose operating points are applied here.
+  bool studies = false;
+  std::vector<double> sensitivities{0.90, 0.95, 0.99};
+  double prevalence = NAN;
+  std::string thresholds;
+  int bootstrap = 2000;
 };
 
 struct EvalResult {
   EvalReport final_report;        // the sequence model's when given, else the CNN's
   EvalReport per_slice;           // the CNN's
   bool with_context = false;
+  std::vector<StudyLabelReport> study_level;  // --studies
 };
 
 EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::string&)>& log = nullptr,

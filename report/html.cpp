@@ -183,6 +183,38 @@ std::string render_report_html(const HtmlReport& r) {
     }
     h += "</table>\n</section>\n";
   }
+  if (!r.study_level.empty()) {
+    const bool here = r.study_level.front().thresholds_from_here;
+    h += "<section id=\"study-level\"><h2>Study level</h2>\n<p>A study's score is the highest probability over its "
+         "slices; it is positive when one of its slices is. Thresholds chosen " +
+         std::string(here ? "on this data (optimistic: choose them on validation data and pass --thresholds)"
+                          : "on validation data (--thresholds)") +
+         "; 95% intervals by a percentile bootstrap over patients.";
+    if (!std::isnan(r.prevalence)) h += " PPV and NPV also at a prevalence of " + shown(100 * r.prevalence, 1) + "%.";
+    h += "</p>\n<table><tr><th>label</th><th>studies (positive)</th><th>AUC (95% CI)</th><th>target sensitivity</th>"
+         "<th>threshold</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th>";
+    if (!std::isnan(r.prevalence)) h += "<th>PPV at prevalence</th><th>NPV at prevalence</th>";
+    h += "<th>ECE</th><th>Brier</th></tr>\n";
+    auto cell = [](const std::string& key, double v, const Interval& ci) {
+      return "<td data-study=\"" + esc(key) + "\" data-value=\"" + json_num(v) + "\">" + shown(v) + " (" +
+             shown(ci.lo) + "&ndash;" + shown(ci.hi) + ")</td>";
+    };
+    for (const StudyLabelReport& l : r.study_level)
+      for (size_t i = 0; i < l.points.size(); ++i) {
+        const StudyOperatingPoint& p = l.points[i];
+        const std::string k = l.label + "." + std::to_string(i) + ".";
+        h += "<tr><td>" + esc(l.label) + "</td><td>" + std::to_string(l.studies) + " (" + std::to_string(l.positives) +
+             ")</td>" + cell(l.label + ".auc", l.auc, l.auc_ci) + "<td>" + shown(100 * p.target, 0) + "%</td><td>" +
+             shown(p.threshold, 4) + "</td>" + cell(k + "sensitivity", p.sensitivity, p.sensitivity_ci) +
+             cell(k + "specificity", p.specificity, p.specificity_ci) + cell(k + "ppv", p.ppv, p.ppv_ci) +
+             cell(k + "npv", p.npv, p.npv_ci);
+        if (!std::isnan(r.prevalence))
+          h += cell(k + "ppv_at_prevalence", p.ppv_prev, p.ppv_prev_ci) +
+               cell(k + "npv_at_prevalence", p.npv_prev, p.npv_prev_ci);
+        h += "<td>" + shown(l.cal.ece) + "</td><td>" + shown(l.cal.brier) + "</td></tr>\n";
+      }
+    h += "</table>\n</section>\n";
+  }
   h += "</body></html>\n";
   return h;
 }

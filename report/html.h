@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "data/metrics.h"
+#include "data/study_metrics.h"
 #include "report/curves.h"
 
 namespace ich {
@@ -55,6 +56,11 @@ struct HtmlReport {
   std::vector<std::pair<std::string, std::string>> charts;  // caption, the chart as PNG bytes (chart_png)
   std::vector<Thumbnail> false_negatives, false_positives;
   std::vector<StudyRow> studies;  // empty: no section
+  // ich-eval --studies: the study-level operating points with their
+  // intervals, AUC and calibration per label (empty: no section); the cells
+  // carry data-study="<label>.<point>.<metric>" and study_metrics.json's text.
+  std::vector<StudyLabelReport> study_level;
+  double prevalence = NAN;
 };
 
 std::string render_report_html(const HtmlReport& r);

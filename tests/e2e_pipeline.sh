@@ -47,6 +47,30 @@ cmp -s run/last.ckpt resumed/last.ckpt || fail "resume: 1+1 epochs differs from 
 for f in predictions.csv metrics.json roc.png pr.png calibration.png; do [ -s eval/$f ] || fail "ich-eval: no eval/$f"; done
 grep -q "weighted log loss" eval.txt || fail "ich-eval: no table"
 [ "$(( $(wc -l < eval/predictions.csv) - 1 ))" = "$(( $(wc -l < split/valid.csv) - 1 ))" ] || fail "ich-eval: row count"
+# Folds: every image in exactly one fold's validation side
+"$bin/ich-split" --labels ph/labels.csv --meta img/meta.csv --out folds --folds 3 > folds.txt
+[ "$(( $(wc -l < folds/fold0/valid.csv) + $(wc -l < folds/fold1/valid.csv) + $(wc -l < folds/fold2/valid.csv) - 3 ))" = $(( 200 - corrupt )) ] ||
+  fail "ich-split --folds: the folds' validation sides do not cover every image once"
+[ "$(( $(wc -l < folds/fold1/train.csv) + $(wc -l < folds/fold1/valid.csv) - 2 ))" = $(( 200 - corrupt )) ] ||
+  fail "ich-split --folds: fold1's train and valid are not all images"
+# Study level: operating points chosen on the training split (7 studies; the
+# validation split has one), then carried to a fold's patients (as to
+# external data) with --thresholds; both recomputed from the CSVs.
+"$bin/ich-eval" --checkpoint run/best.ckpt --data split/train.csv --images img --out evalst --device cpu --studies \
+  --prevalence 0.06 --bootstrap 200 > evalst.txt 2>/dev/null || fail "ich-eval --studies"
+grep -q "| study level |" evalst.txt || fail "ich-eval --studies: no study-level table"
+/usr/bin/python3 "$here/study_check.py" evalst split/train.csv > /dev/null || fail "ich-eval --studies: $(/usr/bin/python3 "$here/study_check.py" evalst split/train.csv)"
+"$bin/ich-eval" --checkpoint run/best.ckpt --data folds/fold1/valid.csv --images img --out evalst2 --device cpu --studies \
+  --thresholds evalst/study_thresholds.csv --bootstrap 200 > /dev/null 2>&1 || fail "ich-eval --studies --thresholds"
+/usr/bin/python3 "$here/study_check.py" evalst2 folds/fold1/valid.csv evalst/study_thresholds.csv > /dev/null ||
+  fail "ich-eval --thresholds: $(/usr/bin/python3 "$here/study_check.py" evalst2 folds/fold1/valid.csv evalst/study_thresholds.csv)"
+grep -q '^any,0.90000000000000002,[0-9]' evalst/study_thresholds.csv || fail "ich-eval --studies: no threshold for any at 90%"
+set +e
+"$bin/ich-eval" --checkpoint run/best.ckpt --data split/valid.csv --images img --out evalbad --device cpu \
+  --prevalence 0.06 > bad.txt 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "add --studies" bad.txt || fail "ich-eval: --prevalence without --studies: exit $rc, $(cat bad.txt)"
 
 set +e
 "$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out submission.csv --device cpu 2> /dev/null > predict.txt

@@ -421,6 +421,78 @@ TEST(IchLaunch, TwoRanksTrainAsOneProcessAccumulatingTwo) {
   EXPECT_GT(test::max_rel_error(parameters_of(dir + "/one/last.ckpt"), a), 1e-3);
 }
 
+// srun starts the workers itself and tells each its place in SLURM's
+// variables (no SLURM here: set by hand, as srun would for two tasks on one
+// node): the two tasks train exactly as ich-launch's two ranks do.
+TEST(Slurm, TwoTasksStartedAsSrunTrainAsIchLaunchsTwoRanks) {
+  const std::string dir = fs::path(phantom().images).parent_path().string();
+  const int port = free_port();
+  std::string both;
+  for (int r = 0; r < 2; ++r)
+    both += "env -u WORLD_SIZE -u RANK -u LOCAL_RANK -u MASTER_ADDR OMP_NUM_THREADS=1 SLURM_NTASKS=2 SLURM_PROCID=" +
+            std::to_string(r) + " SLURM_LOCALID=" + std::to_string(r) +
+            " SLURM_JOB_NODELIST='localhost' SLURM_JOB_ID=4242 MASTER_PORT=" + std::to_string(port) + " " +
+            train_args(dir + "/srun2", 2) + " > /dev/null 2>> " + dir + "/srun2.txt & ";
+  ASSERT_EQ(sh("(" + both + "wait)", dir + "/srun2.sh.txt"), 0) << slurp(dir + "/srun2.txt");
+  ASSERT_EQ(sh("OMP_NUM_THREADS=1 " + launch(2, free_port(), train_args(dir + "/launch2", 2)), dir + "/launch2.txt"), 0)
+      << slurp(dir + "/launch2.txt");
+  EXPECT_EQ(load_checkpoint(dir + "/srun2/last.ckpt").meta.world, 2);
+  EXPECT_EQ(parameters_of(dir + "/srun2/last.ckpt"), parameters_of(dir + "/launch2/last.ckpt"));
+}
+
+// The environment as srun sets it, read as torchrun's; torchrun's wins where
+// both are set; the node list's first host is rank 0's.
+TEST(Slurm, EnvironmentIsReadAsTorchrunsAndTheFirstNodeIsRankZeros) {
+  const char* names[] = {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS",
+                         "SLURM_PROCID", "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_JOB_ID"};
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const char* n : names)
+    if (const char* v = std::getenv(n)) saved.emplace_back(n, v);
+  auto clear = [&] {
+    for (const char* n : names) ::unsetenv(n);
+  };
+  clear();
+  ::setenv("SLURM_NTASKS", "8", 1);
+  ::setenv("SLURM_PROCID", "5", 1);
+  ::setenv("SLURM_LOCALID", "1", 1);
+  ::setenv("SLURM_JOB_NODELIST", "gpu[07-10],cpu1", 1);
+  ::setenv("SLURM_JOB_ID", "123456", 1);
+  dist::DistEnv e = dist::env_from_environment();
+  EXPECT_EQ(e.world, 8);
+  EXPECT_EQ(e.rank, 5);
+  EXPECT_EQ(e.local_rank, 1);
+  EXPECT_EQ(e.master_addr, "gpu07");
+  EXPECT_EQ(e.master_port, 29500 + 456);
+  ::setenv("MASTER_ADDR", "10.0.0.9", 1);
+  ::setenv("MASTER_PORT", "31000", 1);
+  e = dist::env_from_environment();
+  EXPECT_EQ(e.master_addr, "10.0.0.9");
+  EXPECT_EQ(e.master_port, 31000);
+  ::setenv("WORLD_SIZE", "2", 1);  // torchrun inside an allocation: its variables
+  ::setenv("RANK", "1", 1);
+  e = dist::env_from_environment();
+  EXPECT_EQ(e.world, 2);
+  EXPECT_EQ(e.rank, 1);
+  clear();
+  ::setenv("SLURM_NTASKS", "2", 1);  // no SLURM_PROCID: not started by srun
+  EXPECT_THROW(dist::env_from_environment(), Error);
+  ::setenv("SLURM_PROCID", "2", 1);  // out of range
+  EXPECT_THROW(dist::env_from_environment(), Error);
+  clear();
+  ::setenv("SLURM_NTASKS", "1", 1);  // one task: one process, no rendezvous
+  e = dist::env_from_environment();
+  EXPECT_FALSE(e.distributed());
+  clear();
+  for (const auto& [n, v] : saved) ::setenv(n.c_str(), v.c_str(), 1);
+  EXPECT_EQ(dist::first_slurm_host("node001"), "node001");
+  EXPECT_EQ(dist::first_slurm_host("a1,a2"), "a1");
+  EXPECT_EQ(dist::first_slurm_host("rack-n[005,007-009]"), "rack-n005");
+  EXPECT_EQ(dist::first_slurm_host("n[1-2]-ib,m[3-4]"), "n1-ib");
+  EXPECT_THROW(dist::first_slurm_host("n[x-y]"), Error);
+  EXPECT_THROW(dist::first_slurm_host("n[1-2"), Error);
+  EXPECT_THROW(dist::first_slurm_host(""), Error);
+}
+
 // --sync-bn as processes: two ranks with batches of 4 see, at their first
 // step, the loss of one process with the batch of 8 they share (the same
 // images: rank r's batch s is the epoch's samples 8s + 2j + r). Only the

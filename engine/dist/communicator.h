@@ -28,7 +28,13 @@ struct DistEnv {
 };
 // RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, ICH_DIST_TIMEOUT;
 // without WORLD_SIZE a single process. Malformed values are one clear error.
+// Under srun (SLURM_NTASKS set, WORLD_SIZE not): WORLD_SIZE = SLURM_NTASKS,
+// RANK = SLURM_PROCID, LOCAL_RANK = SLURM_LOCALID, MASTER_ADDR the first host
+// of SLURM_JOB_NODELIST (MASTER_ADDR wins when set), MASTER_PORT or
+// 29500 + SLURM_JOB_ID mod 1000. torchrun's variables win where both are set.
 DistEnv env_from_environment();
+// The first host of a SLURM node list ("gpu[03-08,11],cpu1" -> "gpu03").
+std::string first_slurm_host(const std::string& nodelist);
 
 class Communicator {
  public:

@@ -140,7 +140,8 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   SliceDataset ds(rows, o.images);
   ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
   EvalResult res;
-  const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress);
+  // a calibrated checkpoint's temperatures apply (ich-calibrate)
+  const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress, {}, &c.meta);
   // Grad-CAM of "any" for the report's thumbnails (the slice CNN: where it looked)
   std::map<size_t, std::vector<uint8_t>> cams;  // the per-slice and in-context reports often show the same slices
   const Overlay overlay = [&](size_t i) {

@@ -188,8 +188,10 @@ struct ChunkOutputs {
   std::vector<std::vector<std::string>> probs;
   Tensor features;
 };
-ChunkOutputs run_chunk(ResNeXt& model, const std::vector<FileInputs>& in, int64_t batch, int64_t C, int64_t S,
-                       Device dev, bool seq_mode, bool flip) {
+// Probabilities as sigmoid(logits), or sigmoid(logits / T) with a
+// calibrated checkpoint's temperatures (ich-calibrate).
+ChunkOutputs run_chunk(ResNeXt& model, const CheckpointMeta& meta, const std::vector<FileInputs>& in, int64_t batch,
+                       int64_t C, int64_t S, Device dev, bool seq_mode, bool flip) {
   std::vector<std::pair<size_t, size_t>> slices;  // (file in chunk, slice in file)
   for (size_t t = 0; t < in.size(); ++t)
     for (size_t k = 0; k < in[t].inputs.size(); ++k) slices.emplace_back(t, k);
@@ -203,9 +205,14 @@ ChunkOutputs run_chunk(ResNeXt& model, const std::vector<FileInputs>& in, int64_
       std::copy(v.begin(), v.end(), x.data<float>() + j * size_t(C * S * S));
     }
     const Tensor fmap = model.features(x.to(dev));
-    const std::vector<double> p = sigmoid(model.head(fmap)).to_vector();
-    for (size_t j = 0; j < n; ++j)
-      for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(p[j * 6 + k], 6));
+    const Tensor logits = model.head(fmap);
+    const std::vector<double> p = (meta.calibrated ? logits : sigmoid(logits)).to_vector();
+    for (size_t j = 0; j < n; ++j) {
+      const std::array<double, 6> q =
+          meta.calibrated ? probabilities_of(&p[j * 6], meta)
+                          : std::array<double, 6>{p[j * 6], p[j * 6 + 1], p[j * 6 + 2], p[j * 6 + 3], p[j * 6 + 4], p[j * 6 + 5]};
+      for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(q[k], 6));
+    }
     if (!seq_mode) continue;
     const Tensor ph = embed_batch(model, x, dev, flip, fmap).to(Device::cpu()).contiguous();
     if (!out.features.defined()) out.features = Tensor::empty({int64_t(slices.size()), ph.size(1)});
@@ -318,7 +325,7 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   for_each_pending_chunk(n_files, o.chunk, recorded, [&](int64_t base, const std::vector<int64_t>& todo) {
     const std::vector<FileInputs> in =
         window_chunk(files, todo, how, S, seq_mode, [&](int64_t d) { if (progress) progress(base + d, n_files); });
-    const ChunkOutputs out = run_chunk(*c.model, in, o.batch, channels_of(how), S, dev, seq_mode, flip);
+    const ChunkOutputs out = run_chunk(*c.model, c.meta, in, o.batch, channels_of(how), S, dev, seq_mode, flip);
     // the chunk's features land before its record: a recorded chunk always has them
     if (seq_mode && out.features.defined()) write_npy(feature_dir + "/" + std::to_string(base) + ".npy", out.features);
     const std::vector<JournalRecord> records = chunk_records(files, todo, in, out, seq_mode);

@@ -47,6 +47,55 @@ cmp -s run/last.ckpt resumed/last.ckpt || fail "resume: 1+1 epochs differs from 
 for f in predictions.csv metrics.json roc.png pr.png calibration.png; do [ -s eval/$f ] || fail "ich-eval: no eval/$f"; done
 grep -q "weighted log loss" eval.txt || fail "ich-eval: no table"
 [ "$(( $(wc -l < eval/predictions.csv) - 1 ))" = "$(( $(wc -l < split/valid.csv) - 1 ))" ] || fail "ich-eval: row count"
+# Temperature scaling: fitted on the validation split, the same AUC per label
+# (the order of the slices is kept), a log loss no higher, ich-predict takes
+# the temperatures too, and ich-train refuses to resume it (no optimizer state).
+"$bin/ich-calibrate" --checkpoint run/best.ckpt --data split/valid.csv --images img --out run/calibrated.ckpt \
+  --device cpu > cal.txt 2>/dev/null || fail "ich-calibrate"
+grep -q "^weighted log loss on" cal.txt || fail "ich-calibrate: no summary"
+"$bin/ich-eval" --checkpoint run/calibrated.ckpt --data split/valid.csv --images img --out evalcal --device cpu \
+  > /dev/null 2>&1 || fail "ich-eval of a calibrated checkpoint"
+/usr/bin/python3 - eval/metrics.json evalcal/metrics.json cal.txt <<'PY' || fail "ich-calibrate: AUC or log loss"
+import json, re, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for k, v in a["labels"].items():
+    if v["auc"] != b["labels"][k]["auc"]:
+        sys.exit(f"{k}: AUC {v['auc']} -> {b['labels'][k]['auc']}")
+if b["weighted_log_loss"] > a["weighted_log_loss"] + 1e-6:
+    sys.exit(f"log loss rose: {a['weighted_log_loss']} -> {b['weighted_log_loss']}")
+after = float(re.search(r"([0-9.]+) after", open(sys.argv[3]).read()).group(1))
+if abs(after - b["weighted_log_loss"]) > 1e-4:
+    sys.exit(f"ich-calibrate says {after}, ich-eval {b['weighted_log_loss']}")
+PY
+set +e
+"$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out subplain.csv --device cpu > /dev/null 2>&1
+"$bin/ich-predict" --checkpoint run/calibrated.ckpt --input ph/dicom --out subcal.csv --device cpu > /dev/null 2>&1
+rc=$?
+set -e
+[ $rc = 0 ] || [ $rc = 3 ] || fail "ich-predict with a calibrated checkpoint: exit $rc"
+/usr/bin/python3 - subplain.csv subcal.csv cal.txt <<'PY' || fail "ich-predict: the temperatures not applied"
+import csv, math, re, sys
+t = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (\w+) \| ([0-9.]+)", open(sys.argv[3]).read(), re.M)}
+plain = {r["ID"]: float(r["Label"]) for r in csv.DictReader(open(sys.argv[1]))}
+n = 0
+for r in csv.DictReader(open(sys.argv[2])):
+    label = r["ID"].rsplit("_", 1)[1]
+    p = plain[r["ID"]]
+    if not 0.01 < p < 0.99:
+        continue
+    want = 1 / (1 + math.exp(-math.log(p / (1 - p)) / t[label]))
+    if abs(float(r["Label"]) - want) > 1e-4:
+        sys.exit(f"{r['ID']}: {r['Label']}, expected {want:.6f} (T {t[label]})")
+    n += 1
+if n < 100:
+    sys.exit(f"only {n} probabilities checked")
+PY
+set +e
+"$bin/ich-train" --train split/train.csv --valid split/valid.csv --images img --arch resnext_mini --size 64 --batch 8 \
+  --lr 1e-3 --device cpu --seed 3 --out rescal --epochs 3 --resume run/calibrated.ckpt > rescal.txt 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "is a calibrated checkpoint" rescal.txt || fail "ich-train --resume of a calibrated checkpoint: exit $rc"
 # Folds: every image in exactly one fold's validation side
 "$bin/ich-split" --labels ph/labels.csv --meta img/meta.csv --out folds --folds 3 > folds.txt
 [ "$(( $(wc -l < folds/fold0/valid.csv) + $(wc -l < folds/fold1/valid.csv) + $(wc -l < folds/fold2/valid.csv) - 3 ))" = $(( 200 - corrupt )) ] ||

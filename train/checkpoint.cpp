@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -7,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "data/calibrate.h"
 #include "engine/init.h"
 #include "weights/weights_file.h"
 
@@ -72,11 +74,32 @@ const std::vector<MetaField>& meta_fields() {
          for (size_t k = 0; k < 6; ++k) m.pos_weight[k] = float(pw[k]);
          m.has_pos_weight = true;
        }},
+      {"meta/temperature", false, nullptr,  // only after ich-calibrate
+       [](const CheckpointMeta& m) {
+         return m.calibrated ? Tensor::from_vector(std::vector<double>(m.temperature.begin(), m.temperature.end()), {6},
+                                                   DType::Float64)
+                             : Tensor();
+       },
+       [](CheckpointMeta& m, const Tensor& t) {
+         const std::vector<double> v = t.to_vector();
+         ICH_CHECK(v.size() == 6, "temperature of ", v.size(), " values");
+         for (size_t k = 0; k < 6; ++k) {
+           ICH_CHECK(std::isfinite(v[k]) && v[k] > 0, "temperature ", v[k], " is not a positive number");
+           m.temperature[k] = v[k];
+         }
+         m.calibrated = true;
+       }},
   };
   return fields;
 }
 
 }  // namespace
+
+std::array<double, 6> probabilities_of(const double* z, const CheckpointMeta& m) {
+  std::array<double, 6> p{};
+  for (size_t k = 0; k < 6; ++k) p[k] = calibrated_probability(z[k], m.calibrated ? m.temperature[k] : 1.0);
+  return p;
+}
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& m) {
   NamedTensors t;

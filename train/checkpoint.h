@@ -5,7 +5,8 @@
 //   meta/<name>         architecture, input size, windows, seed, learning
 //                       rate, batch size, pos_weight, the position in the
 //                       data (epoch, next batch, optimizer step), best
-//                       validation loss
+//                       validation loss; after ich-calibrate, the
+//                       temperatures
 #pragma once
 #include <array>
 #include <memory>
@@ -30,7 +31,16 @@ struct CheckpointMeta {
   int64_t sync_bn = 0;                        // 1: batch-norm statistics shared by the ranks (--sync-bn)
   double loss_scale = 65536;                  // fp16: the LossScaler's state
   int64_t loss_scale_tracker = 0;
+  // ich-calibrate: one temperature per label (data/calibrate.h), applied to
+  // the logits by ich-eval, ich-predict and ich-serve. A calibrated
+  // checkpoint has no optimizer state: ich-train refuses to resume it.
+  std::array<double, 6> temperature{1, 1, 1, 1, 1, 1};
+  bool calibrated = false;
 };
+
+// The six probabilities of one image's logits: sigmoid(z / T) with the
+// checkpoint's temperatures when it is calibrated, else sigmoid(z).
+std::array<double, 6> probabilities_of(const double* logits, const CheckpointMeta& m);
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& meta);
 

@@ -58,9 +58,14 @@ std::string windows_of_images(const std::string& dir) {
   return "brain,subdural,soft";
 }
 
-std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
+namespace {
+
+// The model's outputs for every image of ds: logits, or sigmoid(logits)
+// (calibrated when `calibration` says so).
+enum class Output { Logits, Probabilities };
+std::vector<std::array<double, 6>> model_outputs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
                                                  Device device, const std::function<void(int64_t, int64_t)>& progress,
-                                                 Shard shard) {
+                                                 Shard shard, Output what, const CheckpointMeta* calibration) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
@@ -74,15 +79,35 @@ std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceData
   std::vector<std::array<double, 6>> out(ds.size());
   Batch b;
   int64_t done = 0;
+  const bool host_sigmoid = what == Output::Logits || (calibration && calibration->calibrated);
   while (loader.next(b)) {
-    const std::vector<double> p = sigmoid(model(to_device_input(b.x, device))).to_vector();
-    for (size_t j = 0; j < b.samples.size(); ++j)
-      for (size_t k = 0; k < 6; ++k) out[b.samples[j]][k] = p[j * 6 + k];
+    const Tensor logits = model(to_device_input(b.x, device));
+    const std::vector<double> v = (host_sigmoid ? logits : sigmoid(logits)).to_vector();
+    for (size_t j = 0; j < b.samples.size(); ++j) {
+      std::array<double, 6>& row = out[b.samples[j]];
+      if (what == Output::Probabilities && host_sigmoid)
+        row = probabilities_of(&v[j * 6], *calibration);
+      else
+        for (size_t k = 0; k < 6; ++k) row[k] = v[j * 6 + k];
+    }
     done += int64_t(b.samples.size());
     if (progress) progress(done, int64_t(ds.size()));
   }
   model.train(was_training);
   return out;
+}
+
+}  // namespace
+
+std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
+                                                 Device device, const std::function<void(int64_t, int64_t)>& progress,
+                                                 Shard shard, const CheckpointMeta* calibration) {
+  return model_outputs(model, ds, size, batch, device, progress, shard, Output::Probabilities, calibration);
+}
+
+std::vector<std::array<double, 6>> predict_logits(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
+                                                  Device device, const std::function<void(int64_t, int64_t)>& progress) {
+  return model_outputs(model, ds, size, batch, device, progress, {}, Output::Logits, nullptr);
 }
 
 namespace {
@@ -117,6 +142,8 @@ std::shared_ptr<ResNeXt> start_or_resume(const TrainOptions& o, const DataParall
   if (!o.resume.empty()) {
     LoadedCheckpoint c = load_checkpoint(o.resume);
     meta = c.meta;
+    ICH_CHECK(!meta.calibrated, "--resume ", o.resume, " is a calibrated checkpoint (ich-calibrate), for inference: "
+              "it has no optimizer state; resume from the ich-train checkpoint it was made from");
     ICH_CHECK(meta.size == o.size && meta.batch == o.batch && meta.seed == o.seed &&
                   parse_precision(meta.precision) == parse_precision(o.precision) && meta.lr_schedule == o.lr_schedule &&
                   meta.context == o.context,
@@ -131,6 +158,7 @@ std::shared_ptr<ResNeXt> start_or_resume(const TrainOptions& o, const DataParall
               meta.sync_bn ? "with" : "without", " --sync-bn; pass the same to continue it exactly");
     say("resuming " + o.resume + " at epoch " + std::to_string(meta.epoch + 1) + ", batch " +
         std::to_string(meta.next_batch));
+
     return c.model;
   }
   Generator gen(o.seed);

@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "engine/dist/communicator.h"
 #include "layers/resnext.h"
+#include "train/checkpoint.h"
 
 namespace ich {
 
@@ -69,10 +70,14 @@ std::array<float, 6> head_bias_for_prior(const std::array<double, 6>& f, const f
 double epoch_lr(double lr, const std::string& schedule, int64_t epoch, int64_t epochs);
 
 // Probabilities (sigmoid of the logits) for every image of a dataset; with a
-// shard, only its images' rows are filled (the others stay 0).
+// shard, only its images' rows are filled (the others stay 0). With a
+// calibrated checkpoint's meta, sigmoid(logit / T) (train/checkpoint.h).
 std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
                                                  Device device, const std::function<void(int64_t, int64_t)>& progress,
-                                                 Shard shard = {});
+                                                 Shard shard = {}, const CheckpointMeta* calibration = nullptr);
+// The logits themselves (ich-calibrate fits its temperatures on them).
+std::vector<std::array<double, 6>> predict_logits(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
+                                                  Device device, const std::function<void(int64_t, int64_t)>& progress);
 
 // The windows an ich-window output folder was made with (its meta.csv), in
 // parse_windows() form; the default three when there is no meta.csv.

@@ -17,13 +17,18 @@ int main(int argc, char** argv) {
       "reaching each --sensitivities target (chosen here, or from a validation run's --thresholds FILE),\n"
       "sensitivity, specificity, PPV, NPV with 95% bootstrap intervals over patients, PPV/NPV at --prevalence,\n"
       "AUC and calibration: OUT/study_metrics.json, OUT/study_thresholds.csv, a section of report.html.\n"
+      "External data (--study-labels FILE instead of --data): every image of --images, the truth per study from\n"
+      "CQ500's reads.csv (2 of 3 readers) or a study CSV; the study level only, and which studies did not match.\n"
       "Exit codes: 0 done, 1 failed, 2 bad flags."};
   ich::EvalOptions o;
   app.add_option("--checkpoint", o.checkpoint, "checkpoint from ich-train (best.ckpt, last.ckpt, ...)")->required();
   app.add_option("--sequence", o.sequence,
                  "checkpoint from ich-train-seq (RUN/best.ckpt), trained on this CNN's embeddings; give it more than "
                  "once (models of other seeds) to average their probabilities");
-  app.add_option("--data", o.data, "split CSV with labels (valid.csv from ich-split)")->required();
+  app.add_option("--data", o.data, "split CSV with labels (valid.csv from ich-split); or --study-labels");
+  app.add_option("--study-labels", o.study_labels,
+                 "external data: study-level labels (CQ500's reads.csv, or a CSV of study_uid or patient_id and label "
+                 "columns); the slices are every image in --images; only the study level is evaluated");
   app.add_option("--images", o.images, "folder of .npy images from ich-window")->required();
   app.add_option("--out", o.out, "output folder")->required();
   app.add_option("--batch", o.batch, "images per forward pass")->capture_default_str();
@@ -40,6 +45,16 @@ int main(int argc, char** argv) {
     ich::Progress progress("ich-eval", "images");
     const ich::EvalResult r =
         ich::run_eval(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); }, std::ref(progress));
+    if (!o.study_labels.empty()) {
+      std::printf("%s: %lld studies matched; %zu labelled studies without DICOM, %zu DICOM studies without labels\n",
+                  r.external.format.c_str(), (long long)r.external.matched, r.external.labels_without_dicom.size(),
+                  r.external.dicom_without_labels.size());
+      for (const std::string& s : r.external.labels_without_dicom) std::printf("  no DICOM: %s\n", s.c_str());
+      for (const std::string& s : r.external.dicom_without_labels) std::printf("  no labels: %s\n", s.c_str());
+      std::printf("\n%s", ich::format_study_table(r.study_level).c_str());
+      std::printf("study level in %s: study_metrics.json, studies.csv, report.html\n", o.out.c_str());
+      return 0;
+    }
     std::printf("%s", ich::format_table(r.final_report).c_str());
     if (r.with_context)
       std::printf("weighted log loss (competition metric): per-slice %.3f, with series context %.3f\n",

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed: the same seed gives the same files")->capture_default_str();
   app.add_option("--corrupt-fraction", o.corrupt_fraction, "fraction of files written truncated or as garbage")
       ->capture_default_str();
+  app.add_option("--patient-prefix", o.patient_prefix,
+                 "PatientID <prefix><n> (n = 0, 1, ...) instead of a random id, e.g. CQ500-CT- for CQ500's layout");
   app.add_option("--threads", o.threads, "writer threads (0: all cores)")->capture_default_str();
   return ich::run_app("ich-phantom", app, argc, argv, [&] {
     ich::Progress progress("ich-phantom", "slices");

@@ -1,6 +1,7 @@
 #include "data/study_metrics.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -225,11 +226,14 @@ std::string interval(const Interval& i) { return "[" + num(i.lo) + ", " + num(i.
 
 }  // namespace
 
-std::string study_report_json(const std::vector<StudyLabelReport>& rs, const StudyReportOptions& o) {
+std::string study_report_json(const std::vector<StudyLabelReport>& rs, const StudyReportOptions& o,
+                              const std::string& extra) {
   std::string j = "{\n  \"level\": \"study\",\n  \"score\": \"the highest slice probability in the study\",\n";
   j += "  \"bootstrap\": {\"replicates\": " + std::to_string(o.bootstrap.replicates) +
        ", \"seed\": " + std::to_string(o.bootstrap.seed) + ", \"resampled\": \"patients\", \"interval\": \"95% percentile\"},\n";
-  j += "  \"prevalence\": " + num(o.prevalence) + ",\n  \"labels\": {\n";
+  j += "  \"prevalence\": " + num(o.prevalence) + ",\n";
+  if (!extra.empty()) j += extra + ",\n";
+  j += "  \"labels\": {\n";
   for (size_t l = 0; l < rs.size(); ++l) {
     const StudyLabelReport& r = rs[l];
     j += "    \"" + r.label + "\": {\n      \"studies\": " + std::to_string(r.studies) +
@@ -313,6 +317,67 @@ std::string format_study_table(const std::vector<StudyLabelReport>& rs) {
            cell(p.ppv, p.ppv_ci) + " | " + cell(p.npv, p.npv_ci) + " |\n";
     }
   return s;
+}
+
+std::string normalised_study_key(const std::string& s) {
+  std::string k;
+  for (char c : s)
+    if (c != ' ' && c != '-' && c != '_') k += char(std::tolower(static_cast<unsigned char>(c)));
+  return k;
+}
+
+StudyLabels read_study_labels(const std::string& path) {
+  const CsvTable t = read_csv(path);
+  StudyLabels out;
+  auto value = [&](size_t r, size_t c) {
+    const std::string& v = t.rows[r][c];
+    ICH_CHECK(v == "0" || v == "1", path, " line ", t.line_of[r], ": column '", t.header[c], "' is '", v,
+              "', not 0 or 1");
+    return v == "1";
+  };
+  auto add = [&](size_t r, const std::string& name, const std::array<int, 6>& y) {
+    ICH_CHECK(!name.empty(), path, " line ", t.line_of[r], ": empty study name");
+    const std::string k = normalised_study_key(name);
+    ICH_CHECK(out.labels.emplace(k, y).second, path, " line ", t.line_of[r], ": '", name, "' is listed twice");
+    out.names[k] = name;
+  };
+  if (t.has_column("name") && t.has_column("R1:ICH")) {
+    // CQ500: RSNA's label order -> CQ500's finding names
+    const char* finding[6] = {"EDH", "IPH", "IVH", "SAH", "SDH", "ICH"};
+    std::array<std::array<size_t, 3>, 6> col{};
+    for (size_t k = 0; k < 6; ++k)
+      for (int reader = 0; reader < 3; ++reader)
+        col[k][size_t(reader)] = t.column("R" + std::to_string(reader + 1) + ":" + finding[k]);
+    const size_t c_name = t.column("name");
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      std::array<int, 6> y{};
+      for (size_t k = 0; k < 6; ++k) y[k] = int(value(r, col[k][0])) + value(r, col[k][1]) + value(r, col[k][2]) >= 2;
+      add(r, t.rows[r][c_name], y);
+    }
+    out.format = "CQ500 reads.csv: a finding present when 2 of the 3 readers marked it; matched by PatientID";
+    out.by_patient = true;
+    out.known.fill(true);
+    return out;
+  }
+  ICH_CHECK(t.has_column("study_uid") || t.has_column("patient_id"), path,
+            ": neither CQ500's reads.csv (name, R1:ICH, ...) nor a CSV with a study_uid or patient_id column");
+  out.by_patient = !t.has_column("study_uid");
+  const size_t c_key = t.column(out.by_patient ? "patient_id" : "study_uid");
+  std::array<int64_t, 6> col{-1, -1, -1, -1, -1, -1};
+  for (size_t k = 0; k < 6; ++k)
+    if (t.has_column(kSubtypes[k])) col[k] = int64_t(t.column(kSubtypes[k]));
+  if (col[5] < 0 && t.has_column("label")) col[5] = int64_t(t.column("label"));
+  for (size_t k = 0; k < 6; ++k) out.known[k] = col[k] >= 0;
+  ICH_CHECK(std::find(out.known.begin(), out.known.end(), true) != out.known.end(), path,
+            ": no label column (any, epidural, intraparenchymal, intraventricular, subarachnoid, subdural or label)");
+  for (size_t r = 0; r < t.rows.size(); ++r) {
+    std::array<int, 6> y{};
+    for (size_t k = 0; k < 6; ++k)
+      if (col[k] >= 0) y[k] = value(r, size_t(col[k]));
+    add(r, t.rows[r][c_key], y);
+  }
+  out.format = std::string("study labels by ") + (out.by_patient ? "PatientID" : "StudyInstanceUID");
+  return out;
 }
 
 }  // namespace ich

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -123,14 +124,36 @@ struct StudyReportOptions {
 };
 StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size_t label, const StudyReportOptions& o);
 
-// study_metrics.json: every label's report.
-std::string study_report_json(const std::vector<StudyLabelReport>& r, const StudyReportOptions& o);
+// study_metrics.json: every label's report; `extra`: more members of the
+// top object (JSON text without braces, e.g. the external data's matching).
+std::string study_report_json(const std::vector<StudyLabelReport>& r, const StudyReportOptions& o,
+                              const std::string& extra = "");
 // study_thresholds.csv (label,target_sensitivity,threshold): the operating
 // points of a validation run, written beside study_metrics.json and read
 // back by ich-eval --thresholds; a target it lacks is an error naming it.
 std::vector<std::vector<std::string>> study_threshold_rows(const std::vector<StudyLabelReport>& r);
 std::vector<double> read_study_thresholds(const std::string& csv_path, const std::string& label,
                                           const std::vector<double>& targets);
+// External study-level labels (ich-eval --study-labels), either
+//   CQ500's reads.csv: name, Category, R1:ICH, R1:IPH, R1:IVH, R1:SDH,
+//     R1:EDH, R1:SAH, ... R3:SAH: a finding is present when at least two of
+//     the three readers marked it (ICH -> any, IPH intraparenchymal, IVH
+//     intraventricular, SDH subdural, EDH epidural, SAH subarachnoid);
+//     rows are matched to DICOM by PatientID = name;
+//   or a plain CSV: study_uid (or patient_id) and any of the RSNA label
+//     names as 0/1 columns ("label" stands for any).
+// Keys are compared without case, spaces, '-' and '_' ("CQ500-CT-7" is
+// "CQ500CT7"). Labels the file does not give are not evaluated.
+struct StudyLabels {
+  std::string format;  // what was read, for the report
+  bool by_patient = false;  // matched by PatientID (else by StudyInstanceUID)
+  std::map<std::string, std::array<int, 6>> labels;  // normalised key -> labels
+  std::map<std::string, std::string> names;          // normalised key -> the file's spelling
+  std::array<bool, 6> known{};
+};
+StudyLabels read_study_labels(const std::string& path);
+std::string normalised_study_key(const std::string& s);
+
 // A markdown table: one row per label and operating point.
 std::string format_study_table(const std::vector<StudyLabelReport>& r);
 

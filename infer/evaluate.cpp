@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 
 #include "data/labels.h"
 #include "engine/device_select.h"
@@ -12,6 +13,7 @@
 #include "infer/gradcam.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
+#include "io/json.h"
 #include "report/curves.h"
 #include "report/html.h"
 #include "train/checkpoint.h"
@@ -122,12 +124,126 @@ std::vector<StudyLabelReport> study_level(const EvalOptions& o, const SliceDatas
   return out;
 }
 
+// External data: every converted slice of the images folder (meta.csv's
+// rows with status ok), labels unknown.
+std::vector<SplitRow> rows_of_images(const std::string& images) {
+  const std::string path = (fs::path(images) / "meta.csv").string();
+  const CsvTable t = read_csv(path);
+  const size_t c_id = t.column("image_id"), c_status = t.column("status"), c_pat = t.column("patient_id"),
+               c_study = t.column("study_uid"), c_series = t.column("series_uid"), c_z = t.column("z");
+  std::vector<SplitRow> rows;
+  for (const auto& r : t.rows)
+    if (r[c_status] == "ok") rows.push_back({r[c_id], {}, r[c_pat], r[c_study], r[c_series], r[c_z]});
+  return rows;
+}
+
+// --study-labels: the studies matched to the file's labels, the study-level
+// report of every label it gives, and what did not match.
+EvalResult external_outputs(const EvalOptions& o, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p,
+                            EvalResult& res, const std::function<void(const std::string&)>& log) {
+  const StudyLabels labels = read_study_labels(o.study_labels);
+  std::vector<SliceScore> slices(ds.size());
+  for (size_t i = 0; i < ds.size(); ++i) slices[i] = {ds.row(i).patient_id, ds.row(i).study_uid, p[i], {}};
+  std::vector<StudyScore> labelled;
+  std::set<std::string> matched;
+  ExternalMatch& m = res.external;
+  m.format = labels.format;
+  for (StudyScore st : studies_from_slices(slices)) {
+    const std::string key = normalised_study_key(labels.by_patient ? st.patient_id : st.study_uid);
+    const auto it = labels.labels.find(key);
+    if (it == labels.labels.end()) {
+      m.dicom_without_labels.push_back(labels.by_patient ? st.patient_id + " (" + st.study_uid + ")" : st.study_uid);
+      continue;
+    }
+    st.y = it->second;
+    matched.insert(key);
+    labelled.push_back(st);
+  }
+  for (const auto& [key, name] : labels.names)
+    if (!matched.count(key)) m.labels_without_dicom.push_back(name);
+  m.matched = int64_t(labelled.size());
+  ICH_CHECK(!labelled.empty(), o.study_labels, ": none of its ", labels.labels.size(), " studies is among the ",
+            ds.size(), " slices of ", o.images, " (", labels.by_patient ? "PatientID" : "StudyInstanceUID",
+            " compared without case, spaces, '-' and '_')");
+  if (log) {
+    log(labels.format + ": " + std::to_string(m.matched) + " studies matched, " +
+        std::to_string(m.labels_without_dicom.size()) + " labelled studies without DICOM, " +
+        std::to_string(m.dicom_without_labels.size()) + " DICOM studies without labels (left out)");
+  }
+  StudyReportOptions so;
+  so.targets = o.sensitivities;
+  so.prevalence = o.prevalence;
+  so.bootstrap.replicates = o.bootstrap;
+  for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {
+    if (!labels.known[k]) continue;
+    so.thresholds = o.thresholds.empty() ? std::vector<double>{}
+                                         : read_study_thresholds(o.thresholds, kSubtypes[k], o.sensitivities);
+    res.study_level.push_back(study_label_report(labelled, k, so));
+  }
+  auto list = [](const std::vector<std::string>& v) {
+    std::string j = "[";
+    for (size_t i = 0; i < v.size(); ++i) j += (i ? ", " : "") + json_quote(v[i]);
+    return j + "]";
+  };
+  const std::string extra = "  \"external\": {\"labels\": " + json_quote(o.study_labels) +
+                            ", \"format\": " + json_quote(labels.format) + ", \"studies_matched\": " +
+                            std::to_string(m.matched) + ",\n    \"labels_without_dicom\": " +
+                            list(m.labels_without_dicom) + ",\n    \"dicom_without_labels\": " +
+                            list(m.dicom_without_labels) + "}";
+  fs::create_directories(o.out);
+  write_file_atomic((fs::path(o.out) / "study_metrics.json").string(), study_report_json(res.study_level, so, extra));
+  {
+    CsvWriter w((fs::path(o.out) / "study_thresholds.csv").string(), {"label", "target_sensitivity", "threshold"});
+    for (const auto& row : study_threshold_rows(res.study_level)) w.row(row);
+    w.commit();
+  }
+  {  // the slices' probabilities (their labels are not known)
+    std::vector<std::string> header{"image_id", "patient_id", "study_uid"};
+    for (const char* s : kSubtypes) header.push_back(std::string("p_") + s);
+    CsvWriter w((fs::path(o.out) / "predictions.csv").string(), header);
+    for (size_t i = 0; i < ds.size(); ++i) {
+      std::vector<std::string> row{ds.row(i).image_id, ds.row(i).patient_id, ds.row(i).study_uid};
+      for (double v : p[i]) row.push_back(fmt_double(v, 6));
+      w.row(row);
+    }
+    w.commit();
+  }
+  {  // studies.csv: each labelled study's score and truth
+    std::vector<std::string> header{"patient_id", "study_uid", "slices"};
+    for (const char* s : kSubtypes) header.push_back(std::string("p_") + s);
+    for (const char* s : kSubtypes) header.push_back(s);
+    CsvWriter w((fs::path(o.out) / "studies.csv").string(), header);
+    for (const StudyScore& st : labelled) {
+      std::vector<std::string> row{st.patient_id, st.study_uid, std::to_string(st.slices)};
+      for (double v : st.p) row.push_back(fmt_double(v, 6));
+      for (size_t k = 0; k < 6; ++k) row.push_back(labels.known[k] ? std::to_string(st.y[k]) : "");
+      w.row(row);
+    }
+    w.commit();
+  }
+  HtmlReport html;
+  html.title = "ich-eval on external data: " + std::to_string(m.matched) + " studies";
+  html.slice_level = false;
+  html.study_level = res.study_level;
+  html.prevalence = o.prevalence;
+  if (std::all_of(labels.known.begin(), labels.known.end(), [](bool b) { return b; })) {
+    Probs sp;
+    Labels sy;
+    for (const StudyScore& st : labelled) sp.push_back(st.p), sy.push_back(st.y);
+    html.charts = {{"ROC per label (studies)", chart_png(roc_chart(sp, sy))},
+                   {"precision-recall per label (studies)", chart_png(pr_chart(sp, sy))},
+                   {"reliability (studies)", chart_png(calibration_chart(sp, sy))}};
+  }
+  write_file_atomic((fs::path(o.out) / "report.html").string(), render_report_html(html));
+  return res;
+}
+
 }  // namespace
 
 EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::string&)>& log,
                     const std::function<void(int64_t, int64_t)>& progress) {
   ICH_CHECK(o.batch >= 1, "--batch ", o.batch, " must be positive");
-  ICH_CHECK(o.studies || (o.thresholds.empty() && std::isnan(o.prevalence)),
+  ICH_CHECK(o.studies || !o.study_labels.empty() || (o.thresholds.empty() && std::isnan(o.prevalence)),
             "--thresholds and --prevalence belong to the study-level evaluation: add --studies");
   for (double t : o.sensitivities)
     ICH_CHECK(t > 0 && t <= 1, "--sensitivities: ", t, " is not a fraction in (0, 1]");
@@ -135,8 +251,11 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   const Device dev = pick_device(o.device);
   LoadedCheckpoint c = load_checkpoint(o.checkpoint);
   c.model->to(dev);
-  const std::vector<SplitRow> rows = read_split(o.data);
-  ICH_CHECK(!rows.empty(), o.data, ": no slices");
+  const bool external = !o.study_labels.empty();
+  ICH_CHECK(external != !o.data.empty(), external ? "--study-labels and --data: give one (external data has no split)"
+                                                  : "--data (a split CSV) or --study-labels (external data) is required");
+  const std::vector<SplitRow> rows = external ? rows_of_images(o.images) : read_split(o.data);
+  ICH_CHECK(!rows.empty(), external ? o.images + "/meta.csv" : o.data, ": no slices");
   SliceDataset ds(rows, o.images);
   ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
   EvalResult res;
@@ -163,13 +282,14 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
                   {"competition metric per epoch", chart_png(metric_chart(t))},
                   {"validation AUC per epoch", chart_png(auc_chart(t))}};
   }
+  if (o.sequence.empty() && external) return external_outputs(o, ds, p, res, log);
   if (o.sequence.empty()) {
     if (o.studies) res.study_level = study_level(o, ds, p);
     res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay, training, {}, res.study_level, o.prevalence);
     return res;
   }
   res.with_context = true;
-  res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p, overlay, training);
+  if (!external) res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p, overlay, training);
   std::vector<LoadedSeqCheckpoint> seqs;
   for (const std::string& path : o.sequence) {
     seqs.push_back(load_seq_checkpoint(path));
@@ -188,6 +308,7 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
     for (size_t i = 0; i < q.size(); ++i)
       for (size_t k = 0; k < 6; ++k) q[i][k] += pm[i][k] / double(seqs.size());
   }
+  if (external) return external_outputs(o, ds, q, res, log);
   std::vector<StudyRow> studies;
   for (const StudySummary& st : summarise_studies(order, q))
     studies.push_back({st.patient_id, st.study_uid, st.series_uid, st.slices, st.p, st.key_slices});

@@ -30,6 +30,19 @@ struct EvalOptions {
   double prevalence = NAN;
   std::string thresholds;
   int bootstrap = 2000;
+  // External validation (--study-labels FILE, data/study_metrics.h
+  // read_study_labels): no split CSV; the slices are every converted image
+  // of the images folder (its meta.csv), the truth is per study (CQ500's
+  // reads.csv or a plain study CSV). Only the study level is evaluated;
+  // the report names the labelled studies without DICOM and the DICOM
+  // studies without labels.
+  std::string study_labels;
+};
+
+struct ExternalMatch {
+  std::string format;
+  int64_t matched = 0;
+  std::vector<std::string> labels_without_dicom, dicom_without_labels;
 };
 
 struct EvalResult {
@@ -37,6 +50,7 @@ struct EvalResult {
   EvalReport per_slice;           // the CNN's
   bool with_context = false;
   std::vector<StudyLabelReport> study_level;  // --studies
+  ExternalMatch external;                     // --study-labels
 };
 
 EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::string&)>& log = nullptr,

@@ -75,6 +75,7 @@ std::vector<Patient> plan_patients(const PhantomOptions& o) {
   for (int p = 0; p < o.patients; ++p) {
     Patient P;
     P.patient_id = unique(8);
+    if (!o.patient_prefix.empty()) P.patient_id = o.patient_prefix + std::to_string(p);
     P.study_uid = unique(10);
     P.series_uid = unique(10);
     P.rows = P.cols = o.size;

@@ -40,6 +40,9 @@ struct PhantomOptions {
   uint64_t seed = 1;
   double corrupt_fraction = 0.0;
   int threads = 0;  // 0: all cores
+  // PatientID as <prefix><n> (n from 0) instead of a random hex id, e.g.
+  // "CQ500-CT-" for CQ500's layout; everything else is unchanged.
+  std::string patient_prefix;
 };
 
 // Everything the generator decided about one slice.

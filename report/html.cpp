@@ -90,23 +90,25 @@ std::string render_report_html(const HtmlReport& r) {
   h += "</head><body>\n<h1>" + esc(r.title) + "</h1>\n";
   h += "<p class=\"note\">Research software: not for diagnostic use.</p>\n";
 
-  h += "<section id=\"metrics\"><h2>Per-label metrics</h2>\n<p>The seed's table (threshold 0.5; Normal: p(any) &lt; 0.5), "
-       "with F1 and ROC AUC added.</p>\n<table><tr><th></th>";
-  for (const char* n : kNames) h += std::string("<th>") + n + "</th>";
-  h += "</tr>\n";
-  const std::pair<const char*, double BinaryMetrics::*> rows[] = {{"accuracy", &BinaryMetrics::accuracy},
-                                                                   {"precision", &BinaryMetrics::precision},
-                                                                   {"recall", &BinaryMetrics::recall},
-                                                                   {"f1", &BinaryMetrics::f1},
-                                                                   {"auc", &BinaryMetrics::auc}};
-  for (const auto& [name, field] : rows) {
-    h += std::string("<tr><td>") + name + "</td>";
-    for (size_t i = 0; i < 7; ++i) h += keyed(std::string(kNames[i]) + "." + name, e.per_label[i].*field);
+  if (r.slice_level) {  // not for external data with study labels only
+    h += "<section id=\"metrics\"><h2>Per-label metrics</h2>\n<p>The seed's table (threshold 0.5; Normal: "
+         "p(any) &lt; 0.5), with F1 and ROC AUC added.</p>\n<table><tr><th></th>";
+    for (const char* n : kNames) h += std::string("<th>") + n + "</th>";
     h += "</tr>\n";
+    const std::pair<const char*, double BinaryMetrics::*> rows[] = {{"accuracy", &BinaryMetrics::accuracy},
+                                                                     {"precision", &BinaryMetrics::precision},
+                                                                     {"recall", &BinaryMetrics::recall},
+                                                                     {"f1", &BinaryMetrics::f1},
+                                                                     {"auc", &BinaryMetrics::auc}};
+    for (const auto& [name, field] : rows) {
+      h += std::string("<tr><td>") + name + "</td>";
+      for (size_t i = 0; i < 7; ++i) h += keyed(std::string(kNames[i]) + "." + name, e.per_label[i].*field);
+      h += "</tr>\n";
+    }
+    h += "</table>\n<table><tr><th>images</th><th>weighted log loss (competition metric, any x2)</th><th>mean BCE</th></tr>"
+         "<tr>" + keyed("images", e.images) + keyed("weighted_log_loss", e.weighted_log_loss) +
+         keyed("mean_bce", e.mean_bce) + "</tr></table>\n</section>\n";
   }
-  h += "</table>\n<table><tr><th>images</th><th>weighted log loss (competition metric, any x2)</th><th>mean BCE</th></tr>"
-       "<tr>" + keyed("images", e.images) + keyed("weighted_log_loss", e.weighted_log_loss) +
-       keyed("mean_bce", e.mean_bce) + "</tr></table>\n</section>\n";
 
   h += "<section id=\"charts\" class=\"charts\"><h2>Charts</h2>\n";
   for (const auto& [caption, png] : r.charts)
@@ -114,35 +116,37 @@ std::string render_report_html(const HtmlReport& r) {
          "data:image/png;base64," + base64(png) + "\">\n";
   h += "</section>\n";
 
-  h += "<section id=\"operating-points\"><h2>Operating points</h2>\n<p>For each label, the highest threshold at which "
-       "the sensitivity reaches 90%, 95% and 99%, with the specificity and the positive predictive value there.</p>\n"
-       "<table><tr><th>label</th><th>target sensitivity</th><th>threshold</th><th>sensitivity</th><th>specificity</th>"
-       "<th>PPV</th></tr>\n";
-  std::vector<double> s(r.probs.size());
-  std::vector<int> l(r.probs.size());
-  for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {
-    for (size_t i = 0; i < r.probs.size(); ++i) s[i] = r.probs[i][k], l[i] = r.labels[i][k];
-    for (double target : {0.90, 0.95, 0.99}) {
-      const OperatingPoint op = operating_point(s, l, target);
-      const std::string key = std::string("op.") + kSubtypes[k] + "." + shown(target, 2);
-      h += std::string("<tr><td>") + kSubtypes[k] + "</td><td>" + shown(100 * target, 0) + "%</td>";
-      for (const auto& [what, v] : {std::pair{"threshold", op.threshold}, std::pair{"sensitivity", op.sensitivity},
-                                    std::pair{"specificity", op.specificity}, std::pair{"ppv", op.ppv}})
-        h += "<td data-op=\"" + key + "." + what + "\" data-value=\"" + json_num(v) + "\">" + shown(v) + "</td>";
-      h += "</tr>\n";
+  if (r.slice_level) {
+    h += "<section id=\"operating-points\"><h2>Operating points</h2>\n<p>For each label, the highest threshold at which "
+         "the sensitivity reaches 90%, 95% and 99%, with the specificity and the positive predictive value there.</p>\n"
+         "<table><tr><th>label</th><th>target sensitivity</th><th>threshold</th><th>sensitivity</th><th>specificity</th>"
+         "<th>PPV</th></tr>\n";
+    std::vector<double> s(r.probs.size());
+    std::vector<int> l(r.probs.size());
+    for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {
+      for (size_t i = 0; i < r.probs.size(); ++i) s[i] = r.probs[i][k], l[i] = r.labels[i][k];
+      for (double target : {0.90, 0.95, 0.99}) {
+        const OperatingPoint op = operating_point(s, l, target);
+        const std::string key = std::string("op.") + kSubtypes[k] + "." + shown(target, 2);
+        h += std::string("<tr><td>") + kSubtypes[k] + "</td><td>" + shown(100 * target, 0) + "%</td>";
+        for (const auto& [what, v] : {std::pair{"threshold", op.threshold}, std::pair{"sensitivity", op.sensitivity},
+                                      std::pair{"specificity", op.specificity}, std::pair{"ppv", op.ppv}})
+          h += "<td data-op=\"" + key + "." + what + "\" data-value=\"" + json_num(v) + "\">" + shown(v) + "</td>";
+        h += "</tr>\n";
+      }
     }
-  }
-  h += "</table>\n</section>\n";
+    h += "</table>\n</section>\n";
 
-  h += "<section id=\"confusion\"><h2>Confusion counts (threshold 0.5)</h2>\n<table><tr><th></th><th>true positives</th>"
-       "<th>false positives</th><th>true negatives</th><th>false negatives</th></tr>\n";
-  for (size_t i = 0; i < 7; ++i) {
-    const BinaryMetrics& m = e.per_label[i];
-    const std::string k = kNames[i];
-    h += "<tr><td>" + k + "</td>" + keyed(k + ".tp", m.tp) + keyed(k + ".fp", m.fp) + keyed(k + ".tn", m.tn) +
-         keyed(k + ".fn", m.fn) + "</tr>\n";
+    h += "<section id=\"confusion\"><h2>Confusion counts (threshold 0.5)</h2>\n<table><tr><th></th><th>true positives</th>"
+         "<th>false positives</th><th>true negatives</th><th>false negatives</th></tr>\n";
+    for (size_t i = 0; i < 7; ++i) {
+      const BinaryMetrics& m = e.per_label[i];
+      const std::string k = kNames[i];
+      h += "<tr><td>" + k + "</td>" + keyed(k + ".tp", m.tp) + keyed(k + ".fp", m.fp) + keyed(k + ".tn", m.tn) +
+           keyed(k + ".fn", m.fn) + "</tr>\n";
+    }
+    h += "</table>\n</section>\n";
   }
-  h += "</table>\n</section>\n";
 
   auto thumbs = [&](const char* id, const char* title, const char* what, const std::vector<Thumbnail>& ts) {
     h += std::string("<section id=\"") + id + "\" class=\"thumbs\"><h2>" + title + "</h2>\n<p>" + what + "</p>\n";
@@ -162,10 +166,12 @@ std::string render_report_html(const HtmlReport& r) {
                                                : !r.false_positives.empty() && !r.false_positives[0].rgb.empty();
   const std::string how = cam ? " brain window, with the Grad-CAM heatmap of p(any) (blue low, red high)."
                               : " brain window.";
-  thumbs("false-negatives", "Worst false negatives", ("Bleeding slices with the lowest p(any)," + how).c_str(),
-         r.false_negatives);
-  thumbs("false-positives", "Worst false positives", ("Normal slices with the highest p(any)," + how).c_str(),
-         r.false_positives);
+  if (r.slice_level) {
+    thumbs("false-negatives", "Worst false negatives", ("Bleeding slices with the lowest p(any)," + how).c_str(),
+           r.false_negatives);
+    thumbs("false-positives", "Worst false positives", ("Normal slices with the highest p(any)," + how).c_str(),
+           r.false_positives);
+  }
   if (!r.studies.empty()) {
     h += "<section id=\"studies\"><h2>Per series (with series context)</h2>\n<p>The highest probability of each "
          "label over the series' slices, and the key slices (the highest p(any), and the others over 0.5).</p>\n"

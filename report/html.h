@@ -61,6 +61,10 @@ struct HtmlReport {
   // carry data-study="<label>.<point>.<metric>" and study_metrics.json's text.
   std::vector<StudyLabelReport> study_level;
   double prevalence = NAN;
+  // false: external data with study labels only (ich-eval --study-labels):
+  // no slice-level sections (their labels are unknown); the charts given
+  // are the study level's.
+  bool slice_level = true;
 };
 
 std::string render_report_html(const HtmlReport& r);

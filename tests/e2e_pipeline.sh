@@ -96,6 +96,71 @@ set +e
 rc=$?
 set -e
 [ $rc = 1 ] && grep -q "is a calibrated checkpoint" rescal.txt || fail "ich-train --resume of a calibrated checkpoint: exit $rc"
+# External validation in CQ500's layout: a phantom whose PatientIDs are
+# CQ500-CT-n, a reads.csv of three readers (one of them disagreeing), a
+# labelled study with no DICOM and a DICOM study with no labels.
+"$bin/ich-phantom" --difficulty easy --out cq --patients 6 --slices-per-series 10 --size 96 --seed 21 \
+  --patient-prefix CQ500-CT- > /dev/null 2>&1 || fail "ich-phantom --patient-prefix"
+"$bin/ich-window" --input cq/dicom --out cqimg > /dev/null 2>&1 || fail "ich-window of the CQ500-like phantom"
+/usr/bin/python3 - cq/labels.csv cq/manifest.csv reads.csv <<'PY' || fail "writing reads.csv"
+import csv, sys
+truth = {}
+pat = {r["image_id"]: r["patient_id"] for r in csv.DictReader(open(sys.argv[2]))}
+names = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
+for r in csv.DictReader(open(sys.argv[1])):
+    img, lab = r["ID"].rsplit("_", 1)
+    t = truth.setdefault(pat[img], dict.fromkeys(names, 0))
+    t[lab] |= int(r["Label"])
+cq = {"any": "ICH", "intraparenchymal": "IPH", "intraventricular": "IVH", "subdural": "SDH", "epidural": "EDH",
+      "subarachnoid": "SAH"}
+cols = ["name", "Category"] + [f"R{k}:{f}" for k in (1, 2, 3) for f in ("ICH", "IPH", "IVH", "SDH", "EDH", "SAH", "Fracture")]
+w = csv.writer(open(sys.argv[3], "w"))
+w.writerow(cols)
+patients = sorted(truth, key=lambda p: int(p.rsplit("-", 1)[1]))
+for i, p in enumerate(patients[:-1]):  # the last patient has no row: DICOM without labels
+    row = {"name": p, "Category": "B1"}
+    for lab, f in cq.items():
+        v = truth[p][lab]
+        votes = [v, v, 1 - v] if i % 2 else [v, 1 - v, v]  # one reader disagrees: the majority is the truth
+        for k in (1, 2, 3):
+            row[f"R{k}:{f}"] = votes[k - 1]
+    for k in (1, 2, 3):
+        row[f"R{k}:Fracture"] = 0
+    w.writerow([row[c] for c in cols])
+w.writerow(["CQ500-CT-99", "B2"] + [0] * (len(cols) - 2))  # labelled, no DICOM
+PY
+"$bin/ich-eval" --checkpoint run/best.ckpt --images cqimg --study-labels reads.csv --out cqeval --device cpu \
+  --bootstrap 200 > cqeval.txt 2>/dev/null || fail "ich-eval --study-labels: $(cat cqeval.txt)"
+grep -q "no DICOM: CQ500-CT-99" cqeval.txt || fail "ich-eval --study-labels: the labelled study without DICOM not named"
+grep -q "no labels: CQ500-CT-5" cqeval.txt || fail "ich-eval --study-labels: the DICOM study without labels not named"
+/usr/bin/python3 - cqeval cq/labels.csv cq/manifest.csv <<'PY' || fail "ich-eval --study-labels: studies.csv"
+import csv, json, os, sys
+d = sys.argv[1]
+pat = {r["image_id"]: r["patient_id"] for r in csv.DictReader(open(sys.argv[3]))}
+truth, top = {}, {}
+for r in csv.DictReader(open(sys.argv[2])):
+    img, lab = r["ID"].rsplit("_", 1)
+    if lab == "any":
+        truth[pat[img]] = truth.get(pat[img], 0) | int(r["Label"])
+for r in csv.DictReader(open(os.path.join(d, "predictions.csv"))):
+    top[r["patient_id"]] = max(top.get(r["patient_id"], 0.0), float(r["p_any"]))
+rows = list(csv.DictReader(open(os.path.join(d, "studies.csv"))))
+if len(rows) != 5:
+    sys.exit(f"{len(rows)} labelled studies, expected 5")
+for r in rows:
+    if int(r["any"]) != truth[r["patient_id"]]:
+        sys.exit(f"{r['patient_id']}: any {r['any']}, the readers' majority {truth[r['patient_id']]}")
+    if abs(float(r["p_any"]) - top[r["patient_id"]]) > 1e-6:
+        sys.exit(f"{r['patient_id']}: p_any {r['p_any']}, the highest slice {top[r['patient_id']]}")
+m = json.load(open(os.path.join(d, "study_metrics.json")))
+e = m["external"]
+if e["studies_matched"] != 5 or e["labels_without_dicom"] != ["CQ500-CT-99"] or len(e["dicom_without_labels"]) != 1:
+    sys.exit(f"external: {e}")
+if m["labels"]["any"]["studies"] != 5:
+    sys.exit("any: not 5 studies")
+PY
+grep -q 'id="study-level"' cqeval/report.html && ! grep -q 'id="metrics"' cqeval/report.html ||
+  fail "ich-eval --study-labels: report.html should have the study level only"
 # Folds: every image in exactly one fold's validation side
 "$bin/ich-split" --labels ph/labels.csv --meta img/meta.csv --out folds --folds 3 > folds.txt
 [ "$(( $(wc -l < folds/fold0/valid.csv) + $(wc -l < folds/fold1/valid.csv) + $(wc -l < folds/fold2/valid.csv) - 3 ))" = $(( 200 - corrupt )) ] ||

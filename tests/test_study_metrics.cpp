@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "data/calibrate.h"
 #include "data/study_metrics.h"
@@ -213,6 +214,50 @@ TEST(Temperature, FitsTheOverconfidenceAndKeepsTheRanking) {
   EXPECT_EQ(calibrated_probability(-800, 1), 0.0);
   EXPECT_EQ(calibrated_probability(800, 1), 1.0);
   EXPECT_DOUBLE_EQ(calibrated_probability(2.0, 2.0), 1 / (1 + std::exp(-1.0)));
+}
+
+std::string write_text(const std::string& name, const std::string& text) {
+  const std::string p = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid()) + ".csv";
+  FILE* f = std::fopen(p.c_str(), "w");
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+  return p;
+}
+
+// CQ500's reads.csv: a finding is present when two of three readers marked
+// it; RSNA's names for CQ500's findings; keys compared without case, '-',
+// '_' and spaces. A plain study CSV with some label columns; bad values and
+// repeated studies named.
+TEST(StudyLabels, Cq500MajorityAndPlainCsv) {
+  std::string reads = "name,Category,R1:ICH,R1:IPH,R1:IVH,R1:SDH,R1:EDH,R1:SAH,R1:Fracture,"
+                      "R2:ICH,R2:IPH,R2:IVH,R2:SDH,R2:EDH,R2:SAH,R2:Fracture,R3:ICH,R3:IPH,R3:IVH,R3:SDH,R3:EDH,R3:SAH,R3:Fracture\n";
+  reads += "CQ500-CT-0,B1,1,1,0,0,0,0,1,1,0,0,0,0,1,0,0,0,0,0,0,1,0\n";  // ICH 2/3, IPH 1/3, SAH 2/3
+  reads += "CQ500-CT-1,B1,0,0,0,0,0,0,0,1,0,0,1,0,0,0,0,0,0,1,1,0,0\n";  // ICH 1/3, SDH 2/3, EDH 1/3
+  const StudyLabels l = read_study_labels(write_text("reads", reads));
+  EXPECT_TRUE(l.by_patient);
+  ASSERT_EQ(l.labels.size(), 2u);
+  const std::array<int, 6> a = l.labels.at(normalised_study_key("cq500 ct 0"));
+  EXPECT_EQ(a, (std::array<int, 6>{0, 0, 0, 1, 0, 1}));  // epidural, IPH, IVH, SAH, SDH, any
+  const std::array<int, 6> b = l.labels.at("cq500ct1");
+  EXPECT_EQ(b, (std::array<int, 6>{0, 0, 0, 0, 1, 0}));  // SDH by majority, "any" not: the readers' ICH column rules
+  EXPECT_EQ(l.names.at("cq500ct1"), "CQ500-CT-1");
+
+  const StudyLabels p = read_study_labels(write_text("plain", "study_uid,label,subdural\n1.2.3,1,1\n1.2.4,0,0\n"));
+  EXPECT_FALSE(p.by_patient);
+  EXPECT_EQ(p.known, (std::array<bool, 6>{false, false, false, false, true, true}));
+  EXPECT_EQ(p.labels.at("1.2.3")[5], 1);
+  auto error_of = [](const std::string& text) {
+    try {
+      read_study_labels(write_text("bad", text));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of("study_uid,any\n1.2,yes\n").find("line 2: column 'any' is 'yes'"), std::string::npos);
+  EXPECT_NE(error_of("study_uid,any\n1.2,1\n1.2,0\n").find("listed twice"), std::string::npos);
+  EXPECT_NE(error_of("uid,any\n1.2,1\n").find("neither CQ500's reads.csv"), std::string::npos);
+  EXPECT_NE(error_of("study_uid,notes\n1.2,x\n").find("no label column"), std::string::npos);
 }
 
 }  // namespace

@@ -21,7 +21,11 @@ int main(int argc, char** argv) {
       "CQ500's reads.csv (2 of 3 readers) or a study CSV; the study level only, and which studies did not match.\n"
       "Exit codes: 0 done, 1 failed, 2 bad flags."};
   ich::EvalOptions o;
-  app.add_option("--checkpoint", o.checkpoint, "checkpoint from ich-train (best.ckpt, last.ckpt, ...)")->required();
+  std::vector<std::string> checkpoints;
+  app.add_option("--checkpoint", checkpoints,
+                 "checkpoint from ich-train (best.ckpt, ...); more than once: an ensemble, probabilities averaged")
+      ->required();
+  app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
   app.add_option("--sequence", o.sequence,
                  "checkpoint from ich-train-seq (RUN/best.ckpt), trained on this CNN's embeddings; give it more than "
                  "once (models of other seeds) to average their probabilities");
@@ -42,6 +46,8 @@ int main(int argc, char** argv) {
                  "study_thresholds.csv of a validation run (ich-eval --studies): apply its operating points here");
   app.add_option("--bootstrap", o.bootstrap, "bootstrap replicates for the intervals")->capture_default_str();
   return ich::run_app("ich-eval", app, argc, argv, [&] {
+    o.checkpoint = checkpoints.front();
+    o.ensemble.assign(checkpoints.begin() + 1, checkpoints.end());
     ich::Progress progress("ich-eval", "images");
     const ich::EvalResult r =
         ich::run_eval(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); }, std::ref(progress));

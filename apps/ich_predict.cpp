@@ -15,7 +15,11 @@ int main(int argc, char** argv) {
       "Exit codes: 0 all predicted, 3 some files failed, 1 failed (e.g. --resume with another checkpoint),\n"
       "2 bad flags."};
   ich::PredictOptions o;
-  app.add_option("--checkpoint", o.checkpoint, "checkpoint from ich-train")->required();
+  std::vector<std::string> checkpoints;
+  app.add_option("--checkpoint", checkpoints,
+                 "checkpoint from ich-train; more than once: an ensemble, probabilities averaged")
+      ->required();
+  app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
   app.add_option("--input", o.input, "a DICOM file or a folder of them")->required();
   app.add_option("--out", o.out, "submission CSV to write")->required();
   app.add_option("--batch", o.batch, "slices per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
@@ -33,6 +37,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   return ich::run_app("ich-predict", app, argc, argv, [&] {
+    o.checkpoint = checkpoints.front();
+    o.ensemble.assign(checkpoints.begin() + 1, checkpoints.end());
     ich::Progress progress("ich-predict", "files");
     const ich::PredictReport r = ich::predict_dicoms(o, std::ref(progress));
     for (const auto& [path, why] : r.skipped) std::fprintf(stderr, "ich-predict: skipped %s: %s\n", path.c_str(), why.c_str());

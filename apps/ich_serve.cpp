@@ -43,7 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", o.tls.key, "the private key of --tls-cert (PEM, unencrypted)");
   app.add_option("--tls-ca", o.tls.ca, "require senders' certificates, signed by this CA (PEM)");
   app.add_flag("--tls-allow-plain", o.tls_allow_plain, "with --tls-cert, also accept plain (non-TLS) associations");
-  app.add_option("--checkpoint", o.checkpoint, "slice model from ich-train")->required();
+  std::vector<std::string> checkpoints;
+  app.add_option("--checkpoint", checkpoints, "slice model from ich-train; more than once: an ensemble, averaged")
+      ->required();
+  app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
   app.add_option("--sequence", o.sequence, "series model(s) from ich-train-seq on this CNN's embeddings (averaged)");
   app.add_option("--work", o.work, "folder for received studies, their state and results (results.jsonl)")->required();
   app.add_option("--dest-aet", o.dest.aet, "AE title of the destination (the PACS)")->required();
@@ -73,6 +76,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--batch", o.batch, "slices per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   return ich::run_app("ich-serve", app, argc, argv, [&] {
+    o.checkpoint = checkpoints.front();
+    o.ensemble.assign(checkpoints.begin() + 1, checkpoints.end());
     o.dest.calling_aet = o.aet;
     OFLog::configure(OFLogger::WARN_LOG_LEVEL);  // DCMTK's per-message lines off; ours name each study
     std::signal(SIGINT, on_signal);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "engine/kernels.h"
 
@@ -88,6 +89,44 @@ void slice_input(const uint8_t* img, int h, int w, int c, int size, float* out) 
 void augment_slice_u8(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Generator& gen,
                       uint8_t* out) {
   warp(img, h, w, c, o, gen, [&](size_t i, int, double v) { out[i] = uint8_t(std::lround(v * 255.0)); });
+}
+
+Tta parse_tta(const std::string& s) {
+  if (s == "none") return Tta::None;
+  if (s == "flip") return Tta::Flip;
+  if (s == "flip+transpose") return Tta::FlipTranspose;
+  throw Error("--tta '" + s + "': expected none, flip or flip+transpose");
+}
+
+const char* tta_name(Tta t) {
+  return t == Tta::None ? "none" : t == Tta::Flip ? "flip" : "flip+transpose";
+}
+
+std::vector<Tensor> tta_views(const Tensor& x, Tta t) {
+  ICH_CHECK(x.device().is_cpu() && x.dim() == 4 && x.size(2) == x.size(3) &&
+                (x.dtype() == DType::Float32 || x.dtype() == DType::UInt8),
+            "tta_views: expected a host batch (B,C,S,S) of float32 or uint8, got ", x.str());
+  std::vector<Tensor> v{x};
+  if (t == Tta::None) return v;
+  const Tensor c = x.contiguous();
+  const int64_t planes = c.size(0) * c.size(1), S = c.size(2);
+  const size_t e = dtype_size(c.dtype());
+  const auto* src = static_cast<const uint8_t*>(c.raw_data());
+  // out[p][i][j] = src[p][map(i, j)], element by element
+  auto view = [&](bool transpose) {
+    Tensor out = Tensor::empty(c.shape(), c.dtype());
+    auto* dst = static_cast<uint8_t*>(out.raw_data());
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < S; ++i)
+        for (int64_t j = 0; j < S; ++j) {
+          const int64_t from = transpose ? j * S + i : i * S + (S - 1 - j);
+          std::memcpy(dst + size_t((p * S + i) * S + j) * e, src + size_t(p * S * S + from) * e, e);
+        }
+    return out;
+  };
+  v.push_back(view(false));
+  if (t == Tta::FlipTranspose) v.push_back(view(true));
+  return v;
 }
 
 }  // namespace ich

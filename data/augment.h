@@ -17,9 +17,11 @@
 // do not expect.)
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/random.h"
+#include "engine/tensor.h"
 
 namespace ich {
 
@@ -53,5 +55,15 @@ void augment_slice_u8(const uint8_t* img, int h, int w, int c, const AugmentOpti
 // ImageNet's mean and standard deviation of channel k % 3.
 float imagenet_mean(int k);
 float imagenet_std(int k);
+
+// Test-time augmentation: the views of a batch that a model sees and whose
+// probabilities are averaged (infer/ensemble.h): none (the image), flip
+// (and its mirror: columns reversed), flip+transpose (and the transpose:
+// rows and columns swapped), the three views of the RSNA 2019 2nd place.
+// x: (B, C, S, S) on the host, float32 or uint8 (byte batches).
+enum class Tta { None, Flip, FlipTranspose };
+Tta parse_tta(const std::string& s);  // none, flip, flip+transpose
+const char* tta_name(Tta t);
+std::vector<Tensor> tta_views(const Tensor& x, Tta t);
 
 }  // namespace ich

@@ -10,6 +10,7 @@
 #include "data/labels.h"
 #include "engine/device_select.h"
 #include "infer/apply.h"
+#include "infer/ensemble.h"
 #include "infer/gradcam.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
@@ -248,6 +249,8 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   for (double t : o.sensitivities)
     ICH_CHECK(t > 0 && t <= 1, "--sensitivities: ", t, " is not a fraction in (0, 1]");
   ICH_CHECK(o.bootstrap >= 10, "--bootstrap ", o.bootstrap, ": at least 10 replicates");
+  ICH_CHECK(o.sequence.empty() || (o.ensemble.empty() && parse_tta(o.tta) == Tta::None),
+            "--sequence reads the embeddings of one CNN, made as it was trained: one --checkpoint and --tta none");
   const Device dev = pick_device(o.device);
   LoadedCheckpoint c = load_checkpoint(o.checkpoint);
   c.model->to(dev);
@@ -259,8 +262,11 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   SliceDataset ds(rows, o.images);
   ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
   EvalResult res;
-  // a calibrated checkpoint's temperatures apply (ich-calibrate)
-  const auto p = predict_probs(*c.model, ds, c.meta.size, o.batch, dev, progress, {}, &c.meta);
+  // the ensemble (one member: the checkpoint itself, bit for bit), calibrated where a member is (ich-calibrate)
+  std::vector<std::string> members{o.checkpoint};
+  members.insert(members.end(), o.ensemble.begin(), o.ensemble.end());
+  Ensemble ens = load_ensemble(members, dev, parse_tta(o.tta), &c);
+  const auto p = ensemble_predict(ens, ds, o.batch, dev, progress);
   // Grad-CAM of "any" for the report's thumbnails (the slice CNN: where it looked)
   std::map<size_t, std::vector<uint8_t>> cams;  // the per-slice and in-context reports often show the same slices
   const Overlay overlay = [&](size_t i) {

@@ -20,6 +20,10 @@ struct EvalOptions {
   // Sequence checkpoints: none (the CNN alone), one, or several trained on
   // the same embeddings (other seeds): their probabilities are averaged.
   std::vector<std::string> sequence;
+  // More slice models averaged with `checkpoint`, and test-time views
+  // (infer/ensemble.h): none, flip, flip+transpose. Not with `sequence`.
+  std::vector<std::string> ensemble;
+  std::string tta = "none";
   int64_t batch = 16;
   // --studies: study-level evaluation (data/study_metrics.h) of the final
   // probabilities: OUT/study_metrics.json, OUT/study_thresholds.csv and a

@@ -138,6 +138,11 @@ PredictModels load_predict_models(const PredictOptions& o) {
   m.slice.model->to(m.dev);
   m.slice.model->eval();
   m.slice_identity = checkpoint_identity(o.checkpoint);
+  ICH_CHECK(o.sequence.empty() || (o.ensemble.empty() && parse_tta(o.tta) == Tta::None),
+            "--sequence reads the embeddings of one CNN, made as it was trained: one --checkpoint and --tta none");
+  std::vector<std::string> members{o.checkpoint};
+  members.insert(members.end(), o.ensemble.begin(), o.ensemble.end());
+  m.ensemble = load_ensemble(members, m.dev, parse_tta(o.tta), &m.slice);
   for (const std::string& path : o.sequence) {
     m.seqs.push_back(load_seq_checkpoint(path));
     m.seqs.back().model->to(m.dev);
@@ -190,8 +195,10 @@ struct ChunkOutputs {
 };
 // Probabilities as sigmoid(logits), or sigmoid(logits / T) with a
 // calibrated checkpoint's temperatures (ich-calibrate).
-ChunkOutputs run_chunk(ResNeXt& model, const CheckpointMeta& meta, const std::vector<FileInputs>& in, int64_t batch,
-                       int64_t C, int64_t S, Device dev, bool seq_mode, bool flip) {
+ChunkOutputs run_chunk(Ensemble& ens, const std::vector<FileInputs>& in, int64_t batch, int64_t C, int64_t S,
+                       Device dev, bool seq_mode, bool flip) {
+  ResNeXt& model = *ens.members.front().model;
+  const CheckpointMeta& meta = ens.meta();
   std::vector<std::pair<size_t, size_t>> slices;  // (file in chunk, slice in file)
   for (size_t t = 0; t < in.size(); ++t)
     for (size_t k = 0; k < in[t].inputs.size(); ++k) slices.emplace_back(t, k);
@@ -203,6 +210,12 @@ ChunkOutputs run_chunk(ResNeXt& model, const CheckpointMeta& meta, const std::ve
     for (size_t j = 0; j < n; ++j) {
       const std::vector<float>& v = in[slices[start + j].first].inputs[slices[start + j].second];
       std::copy(v.begin(), v.end(), x.data<float>() + j * size_t(C * S * S));
+    }
+    if (!ens.single()) {  // several members or views: their mean (no embedding: not with --sequence)
+      const std::vector<std::array<double, 6>> q = ensemble_probs(ens, x, dev);
+      for (size_t j = 0; j < n; ++j)
+        for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(q[j][k], 6));
+      continue;
     }
     const Tensor fmap = model.features(x.to(dev));
     const Tensor logits = model.head(fmap);
@@ -303,6 +316,10 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   const bool seq_mode = !o.sequence.empty();
   for (size_t k = 0; k < o.sequence.size(); ++k)
     settings.push_back("sequence=" + fs::weakly_canonical(o.sequence[k]).string() + " " + models.seq_identity[k]);
+  // An ensemble's other members and the views (only when given: a plain run's settings stay as they were)
+  for (const std::string& p : o.ensemble)
+    settings.push_back("ensemble=" + fs::weakly_canonical(p).string() + " " + checkpoint_identity(p));
+  if (parse_tta(o.tta) != Tta::None) settings.push_back(std::string("tta=") + tta_name(parse_tta(o.tta)));
   const bool flip = seq_mode && seqs.front().meta.flip;
   const std::string feature_dir = o.out + ".features";
   if (seq_mode) fs::create_directories(feature_dir);
@@ -325,7 +342,7 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   for_each_pending_chunk(n_files, o.chunk, recorded, [&](int64_t base, const std::vector<int64_t>& todo) {
     const std::vector<FileInputs> in =
         window_chunk(files, todo, how, S, seq_mode, [&](int64_t d) { if (progress) progress(base + d, n_files); });
-    const ChunkOutputs out = run_chunk(*c.model, c.meta, in, o.batch, channels_of(how), S, dev, seq_mode, flip);
+    const ChunkOutputs out = run_chunk(models.ensemble, in, o.batch, channels_of(how), S, dev, seq_mode, flip);
     // the chunk's features land before its record: a recorded chunk always has them
     if (seq_mode && out.features.defined()) write_npy(feature_dir + "/" + std::to_string(base) + ".npy", out.features);
     const std::vector<JournalRecord> records = chunk_records(files, todo, in, out, seq_mode);

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "infer/ensemble.h"
 #include "seq/seq_model.h"
 #include "train/checkpoint.h"
 
@@ -39,6 +40,10 @@ struct PredictOptions {
   int64_t chunk = 2048;       // files between two journal records
   std::vector<std::string> sequence;  // sequence checkpoints: none (per slice), one, or several (averaged)
   std::string studies;                // studies.csv (with sequence; default: beside out)
+  // More slice models averaged with `checkpoint`, test-time views
+  // (infer/ensemble.h); not with `sequence`.
+  std::vector<std::string> ensemble;
+  std::string tta = "none";
 };
 
 // One slice's result: what the CSV says of it, and the instance it came
@@ -66,12 +71,13 @@ std::string checkpoint_identity(const std::string& path);
 // checkpoints' identities for the journal.
 struct PredictModels {
   Device dev = Device::cpu();
-  LoadedCheckpoint slice;
+  LoadedCheckpoint slice;  // the first member of `ensemble` (the same model)
+  Ensemble ensemble;
   std::vector<LoadedSeqCheckpoint> seqs;
   std::string slice_identity;
   std::vector<std::string> seq_identity;
 };
-PredictModels load_predict_models(const PredictOptions& o);  // o.checkpoint, o.sequence, o.device
+PredictModels load_predict_models(const PredictOptions& o);  // o.checkpoint, o.ensemble, o.tta, o.sequence, o.device
 
 PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
 // The same with models already loaded from o.checkpoint and o.sequence.

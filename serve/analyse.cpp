@@ -44,10 +44,15 @@ StudyAnalyser::StudyAnalyser(AnalyseOptions o) : o_(std::move(o)) {
   PredictOptions po;
   po.checkpoint = o_.checkpoint;
   po.sequence = o_.sequence;
+  po.ensemble = o_.ensemble;
+  po.tta = o_.tta;
   po.device = o_.device;
   models_ = load_predict_models(po);  // refuses a --context checkpoint, as ich-predict does
   name_ = "ich " + models_.slice.meta.arch + " slice model" + (o_.sequence.empty() ? "" : " + series model");
   version_ = fs::path(o_.checkpoint).filename().string() + " (" + models_.slice_identity + ")";
+  for (const std::string& p : o_.ensemble)
+    version_ += " + " + fs::path(p).filename().string() + " (" + checkpoint_identity(p) + ")";
+  if (o_.tta != "none") version_ += ", test-time views " + o_.tta;
   for (size_t k = 0; k < o_.sequence.size(); ++k)
     version_ += "; " + fs::path(o_.sequence[k]).filename().string() + " (" + models_.seq_identity[k] + ")";
 }
@@ -60,6 +65,8 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   auto t0 = std::chrono::steady_clock::now();
   PredictOptions po;
   po.checkpoint = o_.checkpoint;
+  po.ensemble = o_.ensemble;
+  po.tta = o_.tta;
   po.input = dir + "/instances";
   po.out = round_dir + "/predictions.csv";
   po.device = o_.device;

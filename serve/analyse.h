@@ -18,6 +18,8 @@ namespace ich {
 struct AnalyseOptions {
   std::string checkpoint, device = "auto";
   std::vector<std::string> sequence;
+  std::vector<std::string> ensemble;  // more slice models, averaged (infer/ensemble.h)
+  std::string tta = "none";
   int64_t batch = 16;
   double threshold = 0.5;
   int key_images = 3;

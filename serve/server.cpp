@@ -375,6 +375,8 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   AnalyseOptions ao;
   ao.checkpoint = o.checkpoint;
   ao.sequence = o.sequence;
+  ao.ensemble = o.ensemble;
+  ao.tta = o.tta;
   ao.device = o.device;
   ao.batch = o.batch;
   ao.threshold = o.threshold;

@@ -29,6 +29,8 @@ struct ServeOptions {
   int port = 11112;
   std::string checkpoint;
   std::vector<std::string> sequence;
+  std::vector<std::string> ensemble;  // --checkpoint given more than once: the others
+  std::string tta = "none";
   std::string work;
   Destination dest;
   TlsFiles dest_tls;           // TLS to the destination when dest_tls.ca is set

@@ -161,6 +161,26 @@ if m["labels"]["any"]["studies"] != 5:
 PY
 grep -q 'id="study-level"' cqeval/report.html && ! grep -q 'id="metrics"' cqeval/report.html ||
   fail "ich-eval --study-labels: report.html should have the study level only"
+# Ensembles and test-time views: a checkpoint averaged with itself is the
+# checkpoint (ich-eval and ich-predict, byte for byte); with views the
+# probabilities move; not with --sequence.
+"$bin/ich-eval" --checkpoint run/best.ckpt --checkpoint run/best.ckpt --data split/valid.csv --images img --out evalens \
+  --device cpu > /dev/null 2>&1 || fail "ich-eval with two checkpoints"
+cmp -s eval/predictions.csv evalens/predictions.csv || fail "ich-eval: a checkpoint averaged with itself changed"
+"$bin/ich-eval" --checkpoint run/best.ckpt --checkpoint run/epoch1.ckpt --tta flip+transpose --data split/valid.csv \
+  --images img --out evaltta --device cpu > /dev/null 2>&1 || fail "ich-eval --tta flip+transpose"
+cmp -s eval/predictions.csv evaltta/predictions.csv && fail "ich-eval --tta: the same probabilities as without views"
+set +e
+"$bin/ich-predict" --checkpoint run/best.ckpt --checkpoint run/best.ckpt --input ph/dicom --out subens.csv --device cpu \
+  > /dev/null 2>&1
+"$bin/ich-predict" --checkpoint run/best.ckpt --tta flip --input ph/dicom --out subtta.csv --device cpu > /dev/null 2>&1
+"$bin/ich-predict" --checkpoint run/best.ckpt --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --input ph/dicom \
+  --out subbad.csv --device cpu > ensbad.txt 2>&1
+rc=$?
+set -e
+cmp -s subplain.csv subens.csv || fail "ich-predict: a checkpoint averaged with itself changed"
+cmp -s subplain.csv subtta.csv && fail "ich-predict --tta flip: the same probabilities as without views"
+[ $rc = 1 ] && grep -q "one --checkpoint and --tta none" ensbad.txt || fail "ich-predict: an ensemble with --sequence: exit $rc"
 # Folds: every image in exactly one fold's validation side
 "$bin/ich-split" --labels ph/labels.csv --meta img/meta.csv --out folds --folds 3 > folds.txt
 [ "$(( $(wc -l < folds/fold0/valid.csv) + $(wc -l < folds/fold1/valid.csv) + $(wc -l < folds/fold2/valid.csv) - 3 ))" = $(( 200 - corrupt )) ] ||

@@ -68,36 +68,46 @@ std::vector<std::array<double, 6>> model_outputs(ResNeXt& model, const SliceData
                                                  Shard shard, Output what, const CheckpointMeta* calibration) {
   const bool was_training = model.is_training();
   model.eval();
-  NoGradGuard ng;
-  const AugmentOptions ao = eval_augment(int(size));
-  // On a GPU, batches travel as bytes and are normalised there.
-  LoaderOptions lo;
-  lo.batch = batch;
-  lo.bytes = device.is_cuda();
-  lo.shard = shard;
-  BatchLoader loader(ds, ao, lo);
   std::vector<std::array<double, 6>> out(ds.size());
-  Batch b;
-  int64_t done = 0;
   const bool host_sigmoid = what == Output::Logits || (calibration && calibration->calibrated);
-  while (loader.next(b)) {
-    const Tensor logits = model(to_device_input(b.x, device));
-    const std::vector<double> v = (host_sigmoid ? logits : sigmoid(logits)).to_vector();
-    for (size_t j = 0; j < b.samples.size(); ++j) {
-      std::array<double, 6>& row = out[b.samples[j]];
-      if (what == Output::Probabilities && host_sigmoid)
-        row = probabilities_of(&v[j * 6], *calibration);
-      else
-        for (size_t k = 0; k < 6; ++k) row[k] = v[j * 6 + k];
-    }
-    done += int64_t(b.samples.size());
-    if (progress) progress(done, int64_t(ds.size()));
-  }
+  for_each_eval_batch(
+      ds, size, batch, device, shard,
+      [&](const Batch& b) {
+        const Tensor logits = model(to_device_input(b.x, device));
+        const std::vector<double> v = (host_sigmoid ? logits : sigmoid(logits)).to_vector();
+        for (size_t j = 0; j < b.samples.size(); ++j) {
+          std::array<double, 6>& row = out[b.samples[j]];
+          if (what == Output::Probabilities && host_sigmoid)
+            row = probabilities_of(&v[j * 6], *calibration);
+          else
+            for (size_t k = 0; k < 6; ++k) row[k] = v[j * 6 + k];
+        }
+      },
+      progress);
   model.train(was_training);
   return out;
 }
 
 }  // namespace
+
+void for_each_eval_batch(const SliceDataset& ds, int64_t size, int64_t batch, Device device, Shard shard,
+                         const std::function<void(const Batch&)>& fn,
+                         const std::function<void(int64_t, int64_t)>& progress) {
+  NoGradGuard ng;
+  // On a GPU, batches travel as bytes and are normalised there.
+  LoaderOptions lo;
+  lo.batch = batch;
+  lo.bytes = device.is_cuda();
+  lo.shard = shard;
+  BatchLoader loader(ds, eval_augment(int(size)), lo);
+  Batch b;
+  int64_t done = 0;
+  while (loader.next(b)) {
+    fn(b);
+    done += int64_t(b.samples.size());
+    if (progress) progress(done, int64_t(ds.size()));
+  }
+}
 
 std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
                                                  Device device, const std::function<void(int64_t, int64_t)>& progress,

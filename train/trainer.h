@@ -75,6 +75,13 @@ double epoch_lr(double lr, const std::string& schedule, int64_t epoch, int64_t e
 std::vector<std::array<double, 6>> predict_probs(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
                                                  Device device, const std::function<void(int64_t, int64_t)>& progress,
                                                  Shard shard = {}, const CheckpointMeta* calibration = nullptr);
+// The evaluation batches of a dataset (nothing random, the model's input
+// size; bytes on a GPU), each handed to `fn` under no-grad; progress after
+// each. predict_probs, predict_logits and ensembles (infer/ensemble.h) go
+// through it.
+void for_each_eval_batch(const SliceDataset& ds, int64_t size, int64_t batch, Device device, Shard shard,
+                         const std::function<void(const Batch&)>& fn,
+                         const std::function<void(int64_t, int64_t)>& progress);
 // The logits themselves (ich-calibrate fits its temperatures on them).
 std::vector<std::array<double, 6>> predict_logits(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch,
                                                   Device device, const std::function<void(int64_t, int64_t)>& progress);

@@ -1,6 +1,7 @@
 // ich-predict: DICOM in, probabilities out, in the Kaggle submission format
 // (infer/predict.h).
 #include <cstdio>
+#include <cstdlib>
 
 #include "apps/app_main.h"
 #include "apps/progress.h"
@@ -20,6 +21,28 @@ int main(int argc, char** argv) {
                  "checkpoint from ich-train; more than once: an ensemble, probabilities averaged")
       ->required();
   app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
+  std::string shard;
+  // "k/n" with n >= 2 and 0 <= k < n, into o.shard and o.shards
+  const auto parse_shard = [&o](const std::string& text) {
+    const size_t slash = text.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == text.size()) return false;
+    char* end = nullptr;
+    o.shard = int(std::strtol(text.c_str(), &end, 10));
+    if (end != text.c_str() + slash) return false;
+    o.shards = int(std::strtol(text.c_str() + slash + 1, &end, 10));
+    return *end == 0 && o.shards >= 2 && o.shard >= 0 && o.shard < o.shards;
+  };
+  app.add_option("--shard", shard,
+                 "k/n: this machine's part of the archive (the files whose index in the sorted list is k mod n); "
+                 "join the parts with --merge")
+      ->check(CLI::Validator(
+          [&](std::string& text) {
+            return parse_shard(text) ? std::string() : "expected k/n with n >= 2 and 0 <= k < n (e.g. 0/4)";
+          },
+          "k/n"));
+  app.add_option("--merge", o.merge,
+                 "a shard's --out, once per shard: join the finished shards into --out (with the same --input, "
+                 "--checkpoint and --sequence; in sequence mode the series models run here, over whole series)");
   app.add_option("--input", o.input, "a DICOM file or a folder of them")->required();
   app.add_option("--out", o.out, "submission CSV to write")->required();
   app.add_option("--batch", o.batch, "slices per forward pass")->capture_default_str()->check(CLI::PositiveNumber);

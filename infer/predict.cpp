@@ -66,20 +66,16 @@ SliceGeometry geometry_of(const std::string& id, const std::string* f) {
   return g;
 }
 
-// The sequence models' mean probabilities for every recorded slice, in file
-// order: the features of each chunk (OUT.features/<first file>.npy) joined
-// in file order, the slices ordered into series by their geometry.
-std::vector<std::array<double, 6>> with_context(const PredictOptions& o, const std::vector<std::string>& files,
-                                                const std::unordered_map<std::string, JournalRecord>& done,
-                                                size_t per_slice, const std::string& feature_dir,
-                                                const std::vector<SliceGeometry>& geometry,
-                                                const std::vector<LoadedSeqCheckpoint>& seqs, Device dev) {
+// The features of every recorded slice of `files`, in file order: each
+// chunk's (FEATURES/<first file's index>.npy) joined.
+Tensor gather_features(const std::vector<std::string>& files, const std::unordered_map<std::string, JournalRecord>& done,
+                       size_t per_slice, const std::string& feature_dir, int64_t chunk) {
   const int64_t n_files = int64_t(files.size());
   std::vector<Tensor> parts;
   int64_t rows = 0;
-  for (int64_t base = 0; base < n_files; base += o.chunk) {
+  for (int64_t base = 0; base < n_files; base += chunk) {
     int64_t in_chunk = 0;
-    for (int64_t i = base; i < std::min(n_files, base + o.chunk); ++i) {
+    for (int64_t i = base; i < std::min(n_files, base + chunk); ++i) {
       const JournalRecord& r = done.at(files[size_t(i)]);
       if (r[0] == "ok") in_chunk += int64_t((r.size() - 2) / per_slice);
     }
@@ -91,6 +87,7 @@ std::vector<std::array<double, 6>> with_context(const PredictOptions& o, const s
               in_chunk, " slices");
     rows += in_chunk;
   }
+  ICH_CHECK(!parts.empty(), feature_dir, ": no features (no slice was read)");
   const int64_t F = parts.front().size(1);
   Tensor all = Tensor::empty({rows, F});
   int64_t at = 0;
@@ -98,16 +95,34 @@ std::vector<std::array<double, 6>> with_context(const PredictOptions& o, const s
     std::copy(t.data<float>(), t.data<float>() + t.numel(), all.data<float>() + at * F);
     at += t.size(0);
   }
+  return all;
+}
+
+// The sequence models' mean probabilities for every slice (rows of
+// `features`, in the order of `geometry`), the slices ordered into series
+// by their geometry.
+std::vector<std::array<double, 6>> context_probs(const PredictOptions& o, const Tensor& features,
+                                                 const std::vector<SliceGeometry>& geometry,
+                                                 const std::vector<LoadedSeqCheckpoint>& seqs, Device dev) {
+  const int64_t F = features.size(1);
   const std::vector<OrderedSlice> order = order_slices(geometry);
   std::vector<std::array<double, 6>> q(geometry.size());
   for (size_t m = 0; m < seqs.size(); ++m) {
     ICH_CHECK(seqs[m].model->config().features == F, "--sequence ", o.sequence[m], " reads ",
               seqs[m].model->config().features, " features per slice; ", o.checkpoint, " gives ", F);
-    const std::vector<std::array<double, 6>> pm = predict_with_context(seqs[m], all, order, dev);
+    const std::vector<std::array<double, 6>> pm = predict_with_context(seqs[m], features, order, dev);
     for (size_t i = 0; i < q.size(); ++i)
       for (size_t k = 0; k < 6; ++k) q[i][k] += pm[i][k] / double(seqs.size());
   }
   return q;
+}
+
+// Shard k of n: the files whose index in the sorted list is k mod n (every
+// shard a like mix of the archive).
+std::vector<std::string> shard_of(const std::vector<std::string>& files, int k, int n) {
+  std::vector<std::string> out;
+  for (size_t i = size_t(k); i < files.size(); i += size_t(n)) out.push_back(files[i]);
+  return out;
 }
 
 }  // namespace
@@ -295,45 +310,142 @@ PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(i
   return predict_dicoms(o, m, progress);
 }
 
-PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
-                             const std::function<void(int64_t, int64_t)>& progress) {
-  ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");
-  ICH_CHECK(models.seqs.size() == o.sequence.size(), "predict_dicoms: ", models.seqs.size(),
-            " sequence models loaded for ", o.sequence.size(), " --sequence checkpoints");
-  const Device dev = models.dev;
-  LoadedCheckpoint& c = models.slice;
-  const std::vector<LoadedSeqCheckpoint>& seqs = models.seqs;
-  c.model->eval();
-  const SliceWindowing how = windowing_for(c.meta, o.any_modality);
-  const std::vector<std::string> files = list_files(o.input);
-  const int64_t S = c.meta.size;
+namespace {
+
+// What a resumed run, and every shard of a merge, must share with this one.
+JournalRecord run_settings(const PredictOptions& o, const PredictModels& models, int shard) {
   JournalRecord settings{"ich-predict 2", "checkpoint=" + fs::weakly_canonical(o.checkpoint).string(),
                          "checkpoint_bytes=" + models.slice_identity,
                          "input=" + fs::weakly_canonical(o.input).string(),
                          std::string("any_modality=") + (o.any_modality ? "1" : "0"),
                          "chunk=" + std::to_string(o.chunk)};
-  // Sequence mode: what a resumed run must share with this one.
-  const bool seq_mode = !o.sequence.empty();
   for (size_t k = 0; k < o.sequence.size(); ++k)
     settings.push_back("sequence=" + fs::weakly_canonical(o.sequence[k]).string() + " " + models.seq_identity[k]);
-  // An ensemble's other members and the views (only when given: a plain run's settings stay as they were)
+  // An ensemble's other members, the views and the shard only when given:
+  // a plain run's settings stay as they were
   for (const std::string& p : o.ensemble)
     settings.push_back("ensemble=" + fs::weakly_canonical(p).string() + " " + checkpoint_identity(p));
   if (parse_tta(o.tta) != Tta::None) settings.push_back(std::string("tta=") + tta_name(parse_tta(o.tta)));
-  const bool flip = seq_mode && seqs.front().meta.flip;
-  const std::string feature_dir = o.out + ".features";
-  if (seq_mode) fs::create_directories(feature_dir);
-  // Per slice in the journal: id, six probabilities, the instance (four
-  // fields), and in sequence mode the five geometry fields.
-  const size_t per_slice = seq_mode ? 16 : 11;
-  Journal journal(o.out + ".journal", settings, o.resume);
-  // path -> its record (chunk_records())
+  const int shards = o.merge.empty() ? o.shards : int(o.merge.size());
+  if (shards > 1) settings.push_back("shard=" + std::to_string(shard) + "/" + std::to_string(shards));
+  return settings;
+}
+
+// Per slice in the journal: id, six probabilities, the instance (four
+// fields), and in sequence mode the five geometry fields.
+size_t slice_fields(bool seq_mode) { return seq_mode ? 16 : 11; }
+
+std::unordered_map<std::string, JournalRecord> records_of(const Journal& journal, size_t per_slice) {
   std::unordered_map<std::string, JournalRecord> done;
   for (const JournalRecord& r : journal.records()) {
     ICH_CHECK(r.size() >= 3 && (r[0] == "error" ? r.size() == 3 : r[0] == "ok" && (r.size() - 2) % per_slice == 0),
               journal.path(), ": a malformed record");
     done[r[1]] = r;
   }
+  return done;
+}
+
+// Sequence mode: the series models' probabilities replace each slice's, and
+// studies.csv gets one row per series.
+void apply_context(const PredictOptions& o, const PredictModels& models, const Tensor& features,
+                   const std::vector<SliceGeometry>& geometry, PredictReport& rep) {
+  const std::vector<std::array<double, 6>> q = context_probs(o, features, geometry, models.seqs, models.dev);
+  for (size_t i = 0; i < q.size(); ++i)
+    for (size_t k = 0; k < 6; ++k) rep.predictions[i].p[k] = fmt_double(q[i][k], 6);
+  const std::vector<StudySummary> studies = summarise_studies(order_slices(geometry), q);
+  rep.series = int64_t(studies.size());
+  write_studies_csv(o.studies.empty() ? (fs::path(o.out).parent_path() / "studies.csv").string() : o.studies, studies);
+}
+
+// --merge: the shards' journals (and features) joined into the output an
+// unsharded run writes: the same rows in the same order, and in sequence
+// mode the series models over every series whole.
+PredictReport merge_shards(const PredictOptions& o, const PredictModels& models) {
+  const int n = int(o.merge.size());
+  ICH_CHECK(n >= 2, "--merge: give every shard's output (at least two)");
+  const std::vector<std::string> all = list_files(o.input);
+  const bool seq_mode = !o.sequence.empty();
+  const size_t per_slice = slice_fields(seq_mode);
+  std::unordered_map<std::string, JournalRecord> done;
+  std::vector<Tensor> features(static_cast<size_t>(n));
+  std::vector<bool> seen(static_cast<size_t>(n), false);
+  for (const std::string& out : o.merge) {
+    const std::string jp = out + ".journal";
+    ICH_CHECK(fs::exists(jp), "--merge ", out, ": no journal ", jp, " (is it a shard's --out?)");
+    std::string first;
+    std::ifstream in(jp);
+    std::getline(in, first);
+    JournalRecord head;
+    ICH_CHECK(parse_journal_line(first, head), jp, ": its settings line is damaged");
+    int k = -1;
+    PredictOptions as_run = o;  // the shard's chunk size (its journal and features are cut by it)
+    for (const std::string& f : head) {
+      if (f.rfind("shard=", 0) == 0) k = std::atoi(f.c_str() + 6);
+      if (f.rfind("chunk=", 0) == 0) as_run.chunk = std::atoll(f.c_str() + 6);
+    }
+    ICH_CHECK(k >= 0 && k < n, jp, ": not a shard of ", n, " (ich-predict --shard k/", n, ")");
+    ICH_CHECK(!seen[size_t(k)], "--merge: shard ", k, "/", n, " given twice");
+    seen[size_t(k)] = true;
+    const Journal journal(jp, run_settings(as_run, models, k), true);  // refuses other settings, naming them
+    const std::unordered_map<std::string, JournalRecord> d = records_of(journal, per_slice);
+    const std::vector<std::string> mine = shard_of(all, k, n);
+    int64_t have = 0;
+    for (const std::string& f : mine) have += d.count(f);
+    ICH_CHECK(have == int64_t(mine.size()), "--merge: shard ", k, "/", n, " (", out, ") has ", have, " of its ",
+              mine.size(), " files: run it again with --resume to finish it");
+    done.insert(d.begin(), d.end());
+    if (seq_mode) features[size_t(k)] = gather_features(mine, d, per_slice, out + ".features", as_run.chunk);
+  }
+  PredictReport rep;
+  std::vector<SliceGeometry> geometry;
+  collect(all, done, per_slice, seq_mode, rep, geometry);
+  if (seq_mode && !rep.predictions.empty()) {
+    // each shard's rows in its file order, interleaved back into the archive's
+    const int64_t F = features[0].size(1);
+    Tensor joined = Tensor::empty({int64_t(rep.predictions.size()), F});
+    std::vector<int64_t> next(static_cast<size_t>(n), 0);
+    int64_t row = 0;
+    for (size_t i = 0; i < all.size(); ++i) {
+      const JournalRecord& r = done.at(all[i]);
+      if (r[0] != "ok") continue;
+      const size_t k = i % size_t(n);
+      for (size_t s = 2; s < r.size(); s += per_slice, ++row, ++next[k])
+        std::copy(features[k].data<float>() + next[k] * F, features[k].data<float>() + (next[k] + 1) * F,
+                  joined.data<float>() + row * F);
+    }
+    apply_context(o, models, joined, geometry, rep);
+  }
+  write_predictions_csv(o.out, rep.predictions);
+  return rep;
+}
+
+}  // namespace
+
+PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
+                             const std::function<void(int64_t, int64_t)>& progress) {
+  ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");
+  ICH_CHECK(models.seqs.size() == o.sequence.size(), "predict_dicoms: ", models.seqs.size(),
+            " sequence models loaded for ", o.sequence.size(), " --sequence checkpoints");
+  ICH_CHECK(o.shards >= 1 && o.shard >= 0 && o.shard < o.shards, "--shard ", o.shard, "/", o.shards,
+            ": expected k/n with 0 <= k < n");
+  ICH_CHECK(o.merge.empty() || (o.shards == 1 && !o.resume), "--merge joins finished shards: not with --shard or --resume");
+  if (const fs::path dir = fs::path(o.out).parent_path(); !dir.empty()) fs::create_directories(dir);
+  if (!o.merge.empty()) return merge_shards(o, models);
+  const Device dev = models.dev;
+  LoadedCheckpoint& c = models.slice;
+  c.model->eval();
+  const SliceWindowing how = windowing_for(c.meta, o.any_modality);
+  const std::vector<std::string> all = list_files(o.input);
+  const std::vector<std::string> files = o.shards > 1 ? shard_of(all, o.shard, o.shards) : all;
+  const int64_t S = c.meta.size;
+  const bool seq_mode = !o.sequence.empty();
+  const bool flip = seq_mode && models.seqs.front().meta.flip;
+  const std::string feature_dir = o.out + ".features";
+  if (seq_mode) fs::create_directories(feature_dir);
+  const size_t per_slice = slice_fields(seq_mode);
+  Journal journal(o.out + ".journal", run_settings(o, models, o.shard), o.resume);
+  // path -> its record (chunk_records())
+  std::unordered_map<std::string, JournalRecord> done = records_of(journal, per_slice);
   PredictReport rep;
   for (const std::string& f : files) rep.resumed += done.count(f);
   NoGradGuard ng;
@@ -352,17 +464,9 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   if (progress) progress(n_files, n_files);
   std::vector<SliceGeometry> geometry;
   collect(files, done, per_slice, seq_mode, rep, geometry);
-  std::vector<SlicePrediction>& out = rep.predictions;
-  if (seq_mode && !out.empty()) {
-    const std::vector<std::array<double, 6>> q = with_context(o, files, done, per_slice, feature_dir, geometry, seqs, dev);
-    for (size_t i = 0; i < q.size(); ++i)
-      for (size_t k = 0; k < 6; ++k) out[i].p[k] = fmt_double(q[i][k], 6);
-    const std::vector<StudySummary> studies = summarise_studies(order_slices(geometry), q);
-    rep.series = int64_t(studies.size());
-    write_studies_csv(o.studies.empty() ? (fs::path(o.out).parent_path() / "studies.csv").string() : o.studies,
-                      studies);
-  }
-  write_predictions_csv(o.out, out);
+  if (seq_mode && !rep.predictions.empty())
+    apply_context(o, models, gather_features(files, done, per_slice, feature_dir, o.chunk), geometry, rep);
+  write_predictions_csv(o.out, rep.predictions);
   return rep;
 }
 

@@ -44,6 +44,15 @@ struct PredictOptions {
   // (infer/ensemble.h); not with `sequence`.
   std::vector<std::string> ensemble;
   std::string tta = "none";
+  // Across machines: shard k of n takes the files whose index in the sorted
+  // list is k mod n (its own out, journal and features); then one merge run
+  // (merge = every shard's out, the same other options) joins their journals
+  // into the output an unsharded run writes: the shards' rows exactly, in
+  // its order, and in sequence mode the series models over every series
+  // whole. (An unsharded run's numbers agree to float32 rounding only: a
+  // batch of other slices rounds the network's sums otherwise.)
+  int shard = 0, shards = 1;
+  std::vector<std::string> merge;
 };
 
 // One slice's result: what the CSV says of it, and the instance it came

@@ -267,6 +267,47 @@ set +e
   --chunk 64 --device cpu --resume > /dev/null 2> /dev/null
 set -e
 cmp -s seqsub/submission.csv seqsub/first.csv || fail "ich-predict --sequence --resume: other bytes"
+# Across machines: three shards (chunks of 16 files), then one merge: the shards' rows exactly, in the
+# unsharded run's order, and its numbers to float32 rounding (other batches round other ways), per slice
+# and with the series models over whole series (each shard holds a third of every series)
+set +e
+for k in 0 1 2; do
+  "$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out shard$k/sub.csv --shard $k/3 --chunk 16 \
+    --device cpu > /dev/null 2>&1
+  "$bin/ich-predict" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --input ph/dicom --out seqshard$k/sub.csv \
+    --shard $k/3 --chunk 16 --device cpu > /dev/null 2>&1
+done
+"$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out merged.csv --merge shard2/sub.csv \
+  --merge shard0/sub.csv --merge shard1/sub.csv --device cpu > /dev/null 2>&1
+"$bin/ich-predict" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --input ph/dicom --out seqmerged/sub.csv \
+  --merge seqshard0/sub.csv --merge seqshard1/sub.csv --merge seqshard2/sub.csv --device cpu > /dev/null 2>&1
+"$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out halfmerged.csv --merge shard0/sub.csv \
+  --merge shard0/sub.csv --merge shard1/sub.csv --device cpu > mergebad.txt 2>&1
+rc=$?
+set -e
+/usr/bin/python3 - <<'PY' || fail "ich-predict --merge"
+import csv, sys
+def rows(p):
+    return [(r["ID"], float(r["Label"])) for r in csv.DictReader(open(p))]
+def lines(p):
+    return open(p).read().splitlines()[1:]
+shard_lines = set(l for k in range(3) for l in lines(f"shard{k}/sub.csv"))
+if sorted(lines("merged.csv")) != sorted(shard_lines):
+    sys.exit("merged.csv is not the shards' rows")
+for merged, whole in (("merged.csv", "submission.csv"), ("seqmerged/sub.csv", "seqsub/first.csv")):
+    a, b = rows(merged), rows(whole)
+    if [i for i, _ in a] != [i for i, _ in b]:
+        sys.exit(f"{merged}: not the order of {whole}")
+    worst = max(abs(x - y) for (_, x), (_, y) in zip(a, b))
+    if worst > 2e-5:
+        sys.exit(f"{merged}: {worst} from {whole}")
+s1, s2 = list(csv.DictReader(open("seqmerged/studies.csv"))), list(csv.DictReader(open("seqsub/studies.csv")))
+if [(r["series_uid"], r["slices"]) for r in s1] != [(r["series_uid"], r["slices"]) for r in s2]:
+    sys.exit("studies.csv: other series")
+if max(abs(float(x["p_any"]) - float(y["p_any"])) for x, y in zip(s1, s2)) > 2e-5:
+    sys.exit("studies.csv: p_any moved")
+PY
+[ $rc = 1 ] && grep -q "given twice" mergebad.txt || fail "ich-predict --merge: a shard given twice: exit $rc, $(cat mergebad.txt)"
 set +e
 "$bin/ich-eval" --checkpoint run/best.ckpt --sequence run/best.ckpt --data split/valid.csv --images img --out bad \
   --device cpu > /dev/null 2> bad.txt

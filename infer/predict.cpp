@@ -8,6 +8,7 @@
 #include "data/augment.h"
 #include "data/labels.h"
 #include "data/series.h"
+#include "dicom/dicom.h"
 #include "dicom/window_job.h"
 #include "engine/autograd.h"
 #include "engine/device_select.h"
@@ -147,9 +148,9 @@ PredictModels load_predict_models(const PredictOptions& o) {
   PredictModels m;
   m.dev = pick_device(o.device);
   m.slice = load_checkpoint(o.checkpoint);
-  ICH_CHECK(m.slice.meta.context == 0, o.checkpoint, " reads ", m.slice.meta.context,
-            " neighbouring slice(s) a side (ich-train --context); ich-predict feeds slices one at a time: window the "
-            "files with ich-window and use ich-eval or ich-embed, which read neighbours");
+  ICH_CHECK(m.slice.meta.context == 0 || o.sequence.empty(), o.checkpoint, " reads ", m.slice.meta.context,
+            " neighbouring slice(s) a side (ich-train --context): ich-predict runs such a checkpoint per slice, not "
+            "yet under --sequence (window the files with ich-window and use ich-embed and ich-eval for that)");
   m.slice.model->to(m.dev);
   m.slice.model->eval();
   m.slice_identity = checkpoint_identity(o.checkpoint);
@@ -199,6 +200,99 @@ std::vector<FileInputs> window_chunk(const std::vector<std::string>& files, cons
         }
       });
   return in;
+}
+
+// --context checkpoints: each slice's input is the 2K+1 slices of its
+// series around it (their windows as channels, slice by slice; the edge
+// repeated at a series' ends), as SliceDataset builds it in training.
+// Before any windowing the headers of every file are read (no pixels): the
+// slices grouped into series and ordered along each normal (data/series.h),
+// each slice's neighbours listed, and the files put in series order, so
+// that a chunk holds whole series but at its two ends, where the few
+// neighbours outside it are windowed as well.
+struct ContextPlan {
+  int K = 0;
+  std::vector<std::string> work;  // the files in series order (unreadable ones last)
+  std::unordered_map<std::string, std::vector<std::string>> neighbours;  // image id -> 2K+1 ids
+  std::unordered_map<std::string, std::string> file_of;                 // image id -> its file
+};
+
+ContextPlan plan_context(const std::vector<std::string>& files, int K) {
+  ContextPlan plan;
+  plan.K = K;
+  std::vector<std::vector<SliceGeometry>> per_file(files.size());
+  run_parallel(
+      int64_t(files.size()), 0, nullptr,
+      [&](int64_t i) {
+        try {
+          read_dicom_frames(
+              files[size_t(i)],
+              [&](DicomSlice& s) {
+                per_file[size_t(i)].push_back(geometry_of(image_id_for(s), geometry_fields(s).data()));
+              },
+              /*pixels=*/false);
+        } catch (const std::exception&) {
+          per_file[size_t(i)].clear();  // windowing reports the file's error
+        }
+      });
+  std::vector<SliceGeometry> geo;
+  std::vector<size_t> file_index;
+  for (size_t i = 0; i < files.size(); ++i)
+    for (const SliceGeometry& g : per_file[i]) {
+      geo.push_back(g);
+      file_index.push_back(i);
+      plan.file_of[g.image_id] = files[i];
+    }
+  std::vector<bool> placed(files.size(), false);
+  for (const SeriesOrder& s : order_series(geo)) {
+    const int64_t n = int64_t(s.slices.size());
+    for (int64_t k = 0; k < n; ++k) {
+      std::vector<std::string>& ids = plan.neighbours[geo[s.slices[size_t(k)]].image_id];
+      for (int d = -K; d <= K; ++d) ids.push_back(geo[s.slices[size_t(std::clamp<int64_t>(k + d, 0, n - 1))]].image_id);
+      const size_t f = file_index[s.slices[size_t(k)]];
+      if (!placed[f]) plan.work.push_back(files[f]), placed[f] = true;
+    }
+  }
+  for (size_t f = 0; f < files.size(); ++f)
+    if (!placed[f]) plan.work.push_back(files[f]);
+  return plan;
+}
+
+// The chunk's inputs with their neighbours as channels: the chunk's own
+// windowed slices, and those of neighbours in other chunks windowed here.
+void add_context(const ContextPlan& plan, std::vector<FileInputs>& in, const SliceWindowing& how, int64_t S) {
+  const int64_t C = channels_of(how);
+  std::unordered_map<std::string, const std::vector<float>*> own;
+  for (const FileInputs& f : in)
+    for (size_t k = 0; k < f.ids.size(); ++k) own[f.ids[k]] = &f.inputs[k];
+  std::vector<std::string> outside;  // the files of neighbours not in the chunk
+  for (const FileInputs& f : in)
+    for (const std::string& id : f.ids)
+      for (const std::string& nb : plan.neighbours.at(id))
+        if (!own.count(nb)) outside.push_back(plan.file_of.at(nb));
+  std::sort(outside.begin(), outside.end());
+  outside.erase(std::unique(outside.begin(), outside.end()), outside.end());
+  std::vector<int64_t> all(outside.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = int64_t(i);
+  const std::vector<FileInputs> extra = window_chunk(outside, all, how, S, false, [](int64_t) {});
+  for (const FileInputs& f : extra) {
+    ICH_CHECK(f.error.empty(), "--context: a neighbouring slice's file could not be read again: ", f.error);
+    for (size_t k = 0; k < f.ids.size(); ++k) own[f.ids[k]] = &f.inputs[k];
+  }
+  // every stacked input first: `own` points into the chunk's inputs, which are replaced after
+  const size_t plane = size_t(C * S * S);
+  std::vector<std::vector<std::vector<float>>> stacked(in.size());
+  for (size_t t = 0; t < in.size(); ++t)
+    for (const std::string& id : in[t].ids) {
+      std::vector<float> v;
+      v.reserve(plane * (2 * size_t(plan.K) + 1));
+      for (const std::string& nb : plan.neighbours.at(id)) {
+        const std::vector<float>* p = own.at(nb);
+        v.insert(v.end(), p->begin(), p->end());
+      }
+      stacked[t].push_back(std::move(v));
+    }
+  for (size_t t = 0; t < in.size(); ++t) in[t].inputs = std::move(stacked[t]);
 }
 
 // 2. Every slice of the chunk in file order through the model in batches:
@@ -438,6 +532,10 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   const std::vector<std::string> all = list_files(o.input);
   const std::vector<std::string> files = o.shards > 1 ? shard_of(all, o.shard, o.shards) : all;
   const int64_t S = c.meta.size;
+  // --context: the files in series order for the chunks (the output keeps the sorted order)
+  const ContextPlan plan = c.meta.context > 0 ? plan_context(files, int(c.meta.context)) : ContextPlan();
+  const std::vector<std::string>& work = c.meta.context > 0 ? plan.work : files;
+  const int64_t C_in = channels_of(how) * (2 * c.meta.context + 1);
   const bool seq_mode = !o.sequence.empty();
   const bool flip = seq_mode && models.seqs.front().meta.flip;
   const std::string feature_dir = o.out + ".features";
@@ -450,14 +548,15 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   for (const std::string& f : files) rep.resumed += done.count(f);
   NoGradGuard ng;
   const int64_t n_files = int64_t(files.size());
-  auto recorded = [&](int64_t i) { return done.count(files[size_t(i)]) > 0; };
+  auto recorded = [&](int64_t i) { return done.count(work[size_t(i)]) > 0; };
   for_each_pending_chunk(n_files, o.chunk, recorded, [&](int64_t base, const std::vector<int64_t>& todo) {
-    const std::vector<FileInputs> in =
-        window_chunk(files, todo, how, S, seq_mode, [&](int64_t d) { if (progress) progress(base + d, n_files); });
-    const ChunkOutputs out = run_chunk(models.ensemble, in, o.batch, channels_of(how), S, dev, seq_mode, flip);
+    std::vector<FileInputs> in =
+        window_chunk(work, todo, how, S, seq_mode, [&](int64_t d) { if (progress) progress(base + d, n_files); });
+    if (plan.K > 0) add_context(plan, in, how, S);
+    const ChunkOutputs out = run_chunk(models.ensemble, in, o.batch, C_in, S, dev, seq_mode, flip);
     // the chunk's features land before its record: a recorded chunk always has them
     if (seq_mode && out.features.defined()) write_npy(feature_dir + "/" + std::to_string(base) + ".npy", out.features);
-    const std::vector<JournalRecord> records = chunk_records(files, todo, in, out, seq_mode);
+    const std::vector<JournalRecord> records = chunk_records(work, todo, in, out, seq_mode);
     journal.append(records);
     for (const JournalRecord& r : records) done[r[1]] = r;
   });

@@ -9,6 +9,12 @@
 // CSV is written atomically at the end, the same bytes as an uninterrupted
 // run's.
 //
+// A --context checkpoint (ich-train --context K) sees each slice with the K
+// slices a side of its series: the headers of every file are read first
+// (no pixels), the slices ordered into series, the files chunked in series
+// order, and the few neighbours outside a chunk windowed with it; the
+// output keeps the sorted order. Not yet with sequence checkpoints.
+//
 // With sequence checkpoints (ich-train-seq), each slice's pooled features
 // (mirror-averaged when the sequence model was trained so) and its geometry
 // are kept too: the geometry in the journal, the features in one .npy per

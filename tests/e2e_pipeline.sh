@@ -316,23 +316,40 @@ set -e
 [ $rc = 1 ] && grep -q "not a sequence checkpoint" bad.txt || fail "ich-eval: an ich-train checkpoint as --sequence: exit $rc, $(cat bad.txt)"
 
 # Adjacent slices as channels: ich-train --context 1 (conv1 of 9 channels), evaluated and embedded with
-# the neighbours read from img/meta.csv; its resume without --context and ich-predict refuse it clearly.
+# the neighbours read from img/meta.csv; its resume without --context is refused clearly. ich-predict reads
+# the neighbours from the DICOM headers (series order by geometry) and gives ich-eval's probabilities on the
+# same slices; in chunks of 16 files the series straddle chunks and the neighbours outside a chunk are read
+# too; with --sequence it refuses the checkpoint clearly.
 train --out ctx --epochs 1 --context 1
 [ -f ctx/last.ckpt ] || fail "ich-train --context: no ctx/last.ckpt"
 set +e
 "$bin/ich-train" --train split/train.csv --valid split/valid.csv --images img --arch resnext_mini --size 64 --batch 8 \
   --lr 1e-3 --device cpu --seed 3 --out ctx --epochs 2 --resume ctx/last.ckpt 2> ctxresume.txt > /dev/null
 rc_resume=$?
-"$bin/ich-predict" --checkpoint ctx/last.ckpt --input ph/dicom --out ctxsub.csv --device cpu > /dev/null 2> ctxpredict.txt
+"$bin/ich-predict" --checkpoint ctx/last.ckpt --input ph/dicom --out ctxsub.csv --device cpu --chunk 16 > /dev/null 2>&1
+"$bin/ich-predict" --checkpoint ctx/last.ckpt --sequence seqrun/best.ckpt --input ph/dicom --out ctxseq.csv --device cpu \
+  > /dev/null 2> ctxpredict.txt
 rc_predict=$?
 set -e
 [ $rc_resume != 0 ] && grep -q "context 1" ctxresume.txt ||
   fail "ich-train --resume of a --context 1 run without --context: exit $rc_resume, $(cat ctxresume.txt)"
-[ $rc_predict = 1 ] && grep -q "neighbouring slice(s) a side" ctxpredict.txt && [ ! -e ctxsub.csv ] ||
-  fail "ich-predict with a --context checkpoint: exit $rc_predict, $(cat ctxpredict.txt)"
+[ $rc_predict = 1 ] && grep -q "not yet under --sequence" ctxpredict.txt && [ ! -e ctxseq.csv ] ||
+  fail "ich-predict --sequence with a --context checkpoint: exit $rc_predict, $(cat ctxpredict.txt)"
 "$bin/ich-eval" --checkpoint ctx/last.ckpt --data split/valid.csv --images img --out ctxeval --device cpu > /dev/null 2>&1 ||
   fail "ich-eval of a --context 1 checkpoint"
 [ "$(( $(wc -l < ctxeval/predictions.csv) - 1 ))" = "$(( $(wc -l < split/valid.csv) - 1 ))" ] || fail "ich-eval --context: rows"
+/usr/bin/python3 - ctxsub.csv ctxeval/predictions.csv <<'PY' || fail "ich-predict --context: not ich-eval's probabilities"
+import csv, sys
+sub = {r["ID"]: float(r["Label"]) for r in csv.DictReader(open(sys.argv[1]))}
+names = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
+worst, n = 0.0, 0
+for r in csv.DictReader(open(sys.argv[2])):
+    for k in names:
+        worst = max(worst, abs(sub[r["image_id"] + "_" + k] - float(r["p_" + k])))
+        n += 1
+if worst > 2e-5 or n < 60:
+    sys.exit(f"{n} probabilities, the worst {worst} apart")
+PY
 "$bin/ich-embed" --checkpoint ctx/last.ckpt --data split/valid.csv --images img --out ctxemb --device cpu > /dev/null 2>&1 ||
   fail "ich-embed of a --context 1 checkpoint"
 

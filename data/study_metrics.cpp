@@ -91,17 +91,16 @@ Calibration calibration(const std::vector<double>& p, const std::vector<int>& y,
   return c;
 }
 
-Interval bootstrap_interval(const std::vector<int64_t>& patient_of,
-                            const std::function<double(const std::vector<size_t>&)>& statistic,
-                            const BootstrapOptions& o) {
+std::vector<Interval> bootstrap_intervals(const std::vector<int64_t>& patient_of,
+                                          const std::function<std::vector<double>(const std::vector<size_t>&)>& fn,
+                                          const BootstrapOptions& o) {
   ICH_CHECK(o.replicates >= 10, "bootstrap: ", o.replicates, " replicates (at least 10)");
   int64_t patients = 0;
   for (int64_t q : patient_of) patients = std::max(patients, q + 1);
   std::vector<std::vector<size_t>> studies_of(static_cast<size_t>(patients));
   for (size_t i = 0; i < patient_of.size(); ++i) studies_of[size_t(patient_of[i])].push_back(i);
   Generator g(o.seed);
-  std::vector<double> stats;
-  stats.reserve(size_t(o.replicates));
+  std::vector<std::vector<double>> stats;  // per statistic, its defined replicates
   std::vector<size_t> draw;
   for (int r = 0; r < o.replicates; ++r) {
     draw.clear();
@@ -109,22 +108,72 @@ Interval bootstrap_interval(const std::vector<int64_t>& patient_of,
       const auto& s = studies_of[size_t(g.below(uint64_t(patients)))];
       draw.insert(draw.end(), s.begin(), s.end());
     }
-    const double v = statistic(draw);
-    if (!std::isnan(v)) stats.push_back(v);
+    const std::vector<double> v = fn(draw);
+    if (stats.empty()) stats.resize(v.size());
+    for (size_t k = 0; k < v.size(); ++k)
+      if (!std::isnan(v[k])) stats[k].push_back(v[k]);
   }
-  Interval ci;
-  if (stats.size() < size_t(o.replicates) / 2) return ci;  // undefined on most draws: no interval
-  std::sort(stats.begin(), stats.end());
-  // the percentiles by linear interpolation between order statistics (numpy's default)
-  auto pct = [&](double q) {
-    const double pos = q * double(stats.size() - 1);
-    const size_t lo = size_t(pos);
-    const double f = pos - double(lo);
-    return lo + 1 < stats.size() ? stats[lo] * (1 - f) + stats[lo + 1] * f : stats[lo];
-  };
-  ci.lo = pct(0.025);
-  ci.hi = pct(0.975);
-  return ci;
+  std::vector<Interval> out;
+  for (std::vector<double>& st : stats) {
+    Interval ci;
+    if (st.size() >= size_t(o.replicates) / 2) {  // undefined on most draws: no interval
+      std::sort(st.begin(), st.end());
+      // the percentiles by linear interpolation between order statistics (numpy's default)
+      auto pct = [&](double q) {
+        const double pos = q * double(st.size() - 1);
+        const size_t lo = size_t(pos);
+        const double f = pos - double(lo);
+        return lo + 1 < st.size() ? st[lo] * (1 - f) + st[lo + 1] * f : st[lo];
+      };
+      ci.lo = pct(0.025);
+      ci.hi = pct(0.975);
+    }
+    out.push_back(ci);
+  }
+  return out;
+}
+
+Interval bootstrap_interval(const std::vector<int64_t>& patient_of,
+                            const std::function<double(const std::vector<size_t>&)>& statistic,
+                            const BootstrapOptions& o) {
+  return bootstrap_intervals(
+             patient_of, [&](const std::vector<size_t>& idx) { return std::vector<double>{statistic(idx)}; }, o)
+      .front();
+}
+
+namespace {
+
+// The true positive rate at each grid false positive rate: the highest the
+// curve reaches at or below it. NaN without positives or negatives.
+std::vector<double> tpr_on_grid(const std::vector<double>& s, const std::vector<int>& y, const std::vector<double>& grid) {
+  const auto pos = std::count(y.begin(), y.end(), 1);
+  if (pos == 0 || pos == int64_t(y.size())) return std::vector<double>(grid.size(), NAN);
+  const std::vector<std::pair<double, double>> c = roc_curve(s, y);
+  std::vector<double> out(grid.size(), 0.0);
+  for (size_t g = 0; g < grid.size(); ++g)
+    for (const auto& [f, t] : c)
+      if (f <= grid[g] + 1e-12) out[g] = std::max(out[g], t);
+  return out;
+}
+
+}  // namespace
+
+RocBand roc_band(const std::vector<double>& s, const std::vector<int>& y, const std::vector<int64_t>& patient_of,
+                 const BootstrapOptions& o, int points) {
+  RocBand b;
+  for (int j = 0; j < points; ++j) b.fpr.push_back(double(j) / (points - 1));
+  b.tpr = tpr_on_grid(s, y, b.fpr);
+  const std::vector<Interval> ci = bootstrap_intervals(
+      patient_of,
+      [&](const std::vector<size_t>& idx) {
+        std::vector<double> ss(idx.size());
+        std::vector<int> yy(idx.size());
+        for (size_t j = 0; j < idx.size(); ++j) ss[j] = s[idx[j]], yy[j] = y[idx[j]];
+        return tpr_on_grid(ss, yy, b.fpr);
+      },
+      o);
+  for (const Interval& i : ci) b.lo.push_back(i.lo), b.hi.push_back(i.hi);
+  return b;
 }
 
 StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size_t label, const StudyReportOptions& o) {
@@ -203,6 +252,7 @@ StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size
     r.points.push_back(op);
   }
   r.cal = calibration(s, y);
+  r.roc = roc_band(s, y, patient_of, o.bootstrap);
   return r;
 }
 
@@ -260,7 +310,14 @@ std::string study_report_json(const std::vector<StudyLabelReport>& rs, const Stu
            ", \"n\": " + std::to_string(bin.n) + ", \"mean_p\": " + num(bin.mean_p) +
            ", \"positive_fraction\": " + num(bin.positive_fraction) + "}";
     }
-    j += "]}\n    }" + std::string(l + 1 < rs.size() ? "," : "") + "\n";
+    auto arr = [](const std::vector<double>& v) {
+      std::string a = "[";
+      for (size_t i = 0; i < v.size(); ++i) a += (i ? ", " : "") + num(v[i]);
+      return a + "]";
+    };
+    j += "]},\n      \"roc_band\": {\"fpr\": " + arr(r.roc.fpr) + ",\n        \"tpr\": " + arr(r.roc.tpr) +
+         ",\n        \"lo\": " + arr(r.roc.lo) + ",\n        \"hi\": " + arr(r.roc.hi) + "}";
+    j += "\n    }" + std::string(l + 1 < rs.size() ? "," : "") + "\n";
   }
   return j + "  }\n}\n";
 }

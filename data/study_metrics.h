@@ -104,6 +104,21 @@ Interval bootstrap_interval(const std::vector<int64_t>& patient_of,
                             const std::function<double(const std::vector<size_t>&)>& statistic,
                             const BootstrapOptions& o);
 
+// Several statistics of the same bootstrap draws (fn gives them all for one
+// draw): their 95% intervals, NaNs left out per statistic.
+std::vector<Interval> bootstrap_intervals(const std::vector<int64_t>& patient_of,
+                                          const std::function<std::vector<double>(const std::vector<size_t>&)>& fn,
+                                          const BootstrapOptions& o);
+
+// The ROC curve with its 95% band: the true positive rate at each false
+// positive rate of a grid (the highest reached at or below it: vertical
+// averaging), and its percentile interval over the patients' bootstrap.
+struct RocBand {
+  std::vector<double> fpr, tpr, lo, hi;
+};
+RocBand roc_band(const std::vector<double>& scores, const std::vector<int>& labels,
+                 const std::vector<int64_t>& patient_of, const BootstrapOptions& o, int points = 51);
+
 // The study-level report of one label: AUC with its interval, the operating
 // points (each at its threshold: `thresholds` when given, from validation
 // data; else chosen here for `targets`, and marked so), calibration.
@@ -115,6 +130,7 @@ struct StudyLabelReport {
   bool thresholds_from_here = true;  // chosen on the data they are reported on (optimistic)
   std::vector<StudyOperatingPoint> points;
   Calibration cal;
+  RocBand roc;
 };
 struct StudyReportOptions {
   std::vector<double> targets{0.90, 0.95, 0.99};

@@ -94,6 +94,11 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
     html.false_positives.push_back(thumbnail(neg[j]));
   html.studies = studies;
   html.study_level = study_level;
+  if (!study_level.empty()) {  // the study level's ROC with the band of "any"
+    const std::string png = chart_png(study_roc_chart(study_level));
+    write_file_atomic((fs::path(dir) / "study_roc.png").string(), png);
+    html.charts.emplace_back("ROC per label (studies), 95% band", png);
+  }
   html.prevalence = prevalence;
   write_file_atomic((fs::path(dir) / "report.html").string(), render_report_html(html));
   return r;
@@ -234,6 +239,11 @@ EvalResult external_outputs(const EvalOptions& o, const SliceDataset& ds, const 
     html.charts = {{"ROC per label (studies)", chart_png(roc_chart(sp, sy))},
                    {"precision-recall per label (studies)", chart_png(pr_chart(sp, sy))},
                    {"reliability (studies)", chart_png(calibration_chart(sp, sy))}};
+  }
+  {
+    const std::string png = chart_png(study_roc_chart(res.study_level));
+    write_file_atomic((fs::path(o.out) / "study_roc.png").string(), png);
+    html.charts.emplace_back("ROC per label (studies), 95% band of any", png);
   }
   write_file_atomic((fs::path(o.out) / "report.html").string(), render_report_html(html));
   return res;

@@ -107,6 +107,35 @@ Chart roc_chart(const Probs& p, const Labels& y) {
   });
 }
 
+Chart study_roc_chart(const std::vector<StudyLabelReport>& r) {
+  Chart c;
+  c.title = "ROC per label (" + std::to_string(r.empty() ? 0 : r.front().studies) + " studies), 95% band of " +
+            (r.empty() ? std::string("-") : r.front().label);
+  c.x_label = "false positive rate (1 - specificity)";
+  c.y_label = "true positive rate (sensitivity)";
+  c.diagonal = true;
+  for (size_t l = 0; l < r.size(); ++l) {
+    const RocBand& b = r[l].roc;
+    if (b.tpr.empty() || std::isnan(b.tpr.front())) continue;
+    PlotSeries s;
+    s.name = with(r[l].label.c_str(), "AUC", r[l].auc);
+    s.color = palette(l);
+    for (size_t j = 0; j < b.fpr.size(); ++j) s.points.emplace_back(b.fpr[j], b.tpr[j]);
+    c.series.push_back(s);
+    if (l != 0) continue;
+    for (const auto* side : {&b.lo, &b.hi}) {
+      PlotSeries e;
+      e.name = r[l].label + (side == &b.lo ? " 95% band, lower" : " 95% band, upper");
+      const std::array<uint8_t, 3> base = palette(l);
+      for (size_t k = 0; k < 3; ++k) e.color[k] = uint8_t((base[k] + 2 * 255) / 3);  // lighter
+      for (size_t j = 0; j < b.fpr.size(); ++j)
+        if (!std::isnan((*side)[j])) e.points.emplace_back(b.fpr[j], (*side)[j]);
+      if (!e.points.empty()) c.series.push_back(e);
+    }
+  }
+  return c;
+}
+
 Chart pr_chart(const Probs& p, const Labels& y) {
   Chart c;
   c.title = "Precision-recall per label";

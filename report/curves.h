@@ -5,6 +5,7 @@
 #include <array>
 #include <vector>
 
+#include "data/study_metrics.h"
 #include "io/csv.h"
 #include "report/plot.h"
 
@@ -29,6 +30,11 @@ std::vector<std::pair<double, double>> calibration_points(const std::vector<doub
 Chart roc_chart(const Probs& p, const Labels& y);
 Chart pr_chart(const Probs& p, const Labels& y);
 Chart calibration_chart(const Probs& p, const Labels& y);
+
+// The study level's ROC per label (ich-eval --studies): each label's curve
+// on the false positive rate grid, and the first label's (any) 95%
+// bootstrap band as two lighter lines.
+Chart study_roc_chart(const std::vector<StudyLabelReport>& r);
 
 // From log.csv: losses (train, valid), the competition metric, and AUCs
 // (any, mean, each subtype logged) per epoch.

@@ -3,17 +3,17 @@
 # backbone), end to end on ich's tools:
 #   window -> K folds by patient -> a CNN per fold -> out-of-fold predictions
 #   -> embeddings (mirror-averaged) and bagged sequence models per fold
-#   -> the folds' ensemble with test-time views (image, mirror, transpose)
+#   -> the folds' ensemble with test-time views (image and mirror; --tta)
 #   -> study-level evaluation -> submission.
 #
 #   scripts/recipe-rsna.sh --tiny [--work DIR] [--seed N] [--bin DIR]
-#       On the realistic phantom in minutes on 2 cores: 60 training
+#       On the phantom (easy; ICH_RECIPE_DIFFICULTY=realistic for the other) in minutes on 2 cores: 60 training
 #       patients in 3 folds, 24 held-out patients of another phantom seed.
 #       Prints the single fold-0 model's and the ensemble's scores on the
 #       held-out patients and exits 1 unless the ensemble's weighted log loss
 #       is lower (tests run it).
 #   scripts/recipe-rsna.sh --train-dicom DIR --labels stage_2_train.csv --test-dicom DIR --weights wsl.ichw
-#                          [--work DIR] [--folds 5] [--size 256] [--epochs 3] [--bags 3] [--device cuda]
+#                          [--work DIR] [--folds 5] [--size 256] [--epochs 3] [--bags 3] [--tta flip] [--device cuda]
 #       The real thing (README, "The recipe"): a GPU machine, the RSNA data
 #       and the WSL weights converted by ich-convert.
 set -euo pipefail
@@ -22,7 +22,11 @@ bin=$here/build/bin
 work=""
 tiny=0
 seed=1
+difficulty=${ICH_RECIPE_DIFFICULTY:-easy}
 folds=5 size=256 epochs=3 bags=3 device=auto
+# test-time views: the image and its mirror (ich-train augments with mirrors, not with transposes: the 2nd
+# place's transpose view is --tta flip+transpose, for models trained with it)
+tta=flip
 train_dicom="" labels="" test_dicom="" weights=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,6 +39,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift ;;
     --bags) bags=$2; shift ;;
     --device) device=$2; shift ;;
+    --tta) tta=$2; shift ;;
     --train-dicom) train_dicom=$2; shift ;;
     --labels) labels=$2; shift ;;
     --test-dicom) test_dicom=$2; shift ;;
@@ -51,12 +56,12 @@ cat_csv() { local out=$1; shift; head -1 "$1" > "$out"; for f in "$@"; do tail -
 
 if [ $tiny = 1 ]; then
   work=${work:-recipe-tiny}
-  folds=3 size=64 epochs=6 bags=2 device=cpu
+  folds=3 size=64 epochs=10 bags=2 device=cpu
   arch=(--arch resnext_mini --batch 16 --lr 1e-3 --lr-schedule cosine)
   rm -rf "$work" && mkdir -p "$work" && cd "$work"
   step "phantoms: 60 training patients (seed $seed), 24 held-out patients (seed $((seed + 100)))"
-  quiet "$bin/ich-phantom" --out train_ph --patients 60 --slices-per-series 24 --size 128 --seed "$seed"
-  quiet "$bin/ich-phantom" --out test_ph --patients 24 --slices-per-series 24 --size 128 --seed $((seed + 100))
+  quiet "$bin/ich-phantom" --out train_ph --difficulty "$difficulty" --patients 60 --slices-per-series 24 --size 128 --seed "$seed"
+  quiet "$bin/ich-phantom" --out test_ph --difficulty "$difficulty" --patients 24 --slices-per-series 24 --size 128 --seed $((seed + 100))
   train_dicom=train_ph/dicom labels=train_ph/labels.csv test_dicom=test_ph/dicom test_labels=test_ph/labels.csv
 else
   for v in train_dicom labels test_dicom weights; do
@@ -105,7 +110,7 @@ if [ -n "$test_labels" ]; then
   cat_csv test.csv test_split/fold0/valid.csv test_split/fold1/valid.csv
   quiet "$bin/ich-eval" --checkpoint cnn0/best.ckpt --data test.csv --images test_images --out test_fold0 \
     --device "$device" --studies --bootstrap 500
-  quiet "$bin/ich-eval" "${members[@]}" --tta flip+transpose --data test.csv --images test_images --out test_ensemble \
+  quiet "$bin/ich-eval" "${members[@]}" --tta "$tta" --data test.csv --images test_images --out test_ensemble \
     --device "$device" --studies --bootstrap 500
   one=$(score test_fold0) ens=$(score test_ensemble)
   sed -n 's/.*"Any": {[^}]*"auc": \([0-9.]*\).*/AUC(any) per slice: \1/p' test_fold0/metrics.json | sed 's/^/fold 0 alone: /'
@@ -116,7 +121,7 @@ fi
 
 step "5. submission: the $folds folds with test-time views on the test DICOM"
 set +e
-"$bin/ich-predict" "${members[@]}" --tta flip+transpose --input "$test_dicom" --out submission/submission.csv \
+"$bin/ich-predict" "${members[@]}" --tta "$tta" --input "$test_dicom" --out submission/submission.csv \
   --device "$device" --resume > /dev/null 2>&1
 rc=$?
 set -e

@@ -260,5 +260,35 @@ TEST(StudyLabels, Cq500MajorityAndPlainCsv) {
   EXPECT_NE(error_of("study_uid,notes\n1.2,x\n").find("no label column"), std::string::npos);
 }
 
+// The ROC band: the curve itself on the grid lies inside its band; a
+// perfectly separating score has TPR 1 from FPR 0 with a band of width 0;
+// a score unrelated to the truth has a band that holds the diagonal.
+TEST(StudyMetrics, RocBandHoldsTheCurve) {
+  Generator gen(5);
+  std::vector<double> s(300);
+  std::vector<int> y(300);
+  std::vector<int64_t> patient_of(300);
+  for (size_t i = 0; i < s.size(); ++i) {
+    y[i] = i % 3 == 0;
+    s[i] = y[i] ? 0.6 + 0.4 * gen.uniform() : 0.5 * gen.uniform();
+    patient_of[i] = int64_t(i);
+  }
+  RocBand b = roc_band(s, y, patient_of, {300, 1}, 11);
+  ASSERT_EQ(b.fpr.size(), 11u);
+  for (size_t j = 0; j < b.fpr.size(); ++j) {
+    EXPECT_EQ(b.tpr[j], 1.0);
+    EXPECT_EQ(b.lo[j], 1.0);
+    EXPECT_EQ(b.hi[j], 1.0);
+  }
+  for (double& v : s) v = gen.uniform();  // no signal
+  b = roc_band(s, y, patient_of, {300, 1}, 11);
+  for (size_t j = 1; j + 1 < b.fpr.size(); ++j) {
+    EXPECT_LE(b.lo[j], b.tpr[j]);
+    EXPECT_GE(b.hi[j], b.tpr[j]);
+    EXPECT_LE(b.lo[j], b.fpr[j] + 0.02) << "the diagonal outside the band at FPR " << b.fpr[j];
+    EXPECT_GE(b.hi[j], b.fpr[j] - 0.02) << "the diagonal outside the band at FPR " << b.fpr[j];
+  }
+}
+
 }  // namespace
 }  // namespace ich

@@ -33,7 +33,8 @@ using Overlay = std::function<std::vector<uint8_t>(size_t)>;
 EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const std::vector<std::array<double, 6>>& p,
                          const Overlay& overlay, const std::vector<std::pair<std::string, std::string>>& training,
                          const std::vector<StudyRow>& studies = {},
-                         const std::vector<StudyLabelReport>& study_level = {}, double prevalence = NAN) {
+                         const std::vector<StudyLabelReport>& study_level = {}, double prevalence = NAN,
+                         const std::string& study_json = "") {
   fs::create_directories(dir);
   std::vector<std::array<int, 6>> y(ds.size());
   std::vector<std::string> header{"image_id"};
@@ -49,7 +50,13 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   }
   w.commit();
   const EvalReport r = evaluate(p, y);
-  write_file_atomic((fs::path(dir) / "metrics.json").string(), to_json(r));
+  std::string metrics = to_json(r);
+  if (!study_json.empty()) {  // --studies: study_metrics.json's object under "study_level" too
+    metrics.erase(metrics.find_last_of('}'));
+    while (!metrics.empty() && (metrics.back() == '\n' || metrics.back() == ' ')) metrics.pop_back();
+    metrics += ",\n  \"study_level\": " + study_json.substr(0, study_json.find_last_not_of("\n") + 1) + "\n}\n";
+  }
+  write_file_atomic((fs::path(dir) / "metrics.json").string(), metrics);
   // Each chart drawn once: the file and the page's inlined copy are the same bytes.
   const std::string roc = chart_png(roc_chart(p, y)), pr = chart_png(pr_chart(p, y)),
                     cal = chart_png(calibration_chart(p, y));
@@ -107,7 +114,7 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
 // The study-level evaluation of the final probabilities (--studies): every
 // label's report, written as study_metrics.json and study_thresholds.csv.
 std::vector<StudyLabelReport> study_level(const EvalOptions& o, const SliceDataset& ds,
-                                          const std::vector<std::array<double, 6>>& p) {
+                                          const std::vector<std::array<double, 6>>& p, std::string& json) {
   std::vector<SliceScore> slices(ds.size());
   for (size_t i = 0; i < ds.size(); ++i)
     slices[i] = {ds.row(i).patient_id, ds.row(i).study_uid, p[i], ds.row(i).y};
@@ -123,7 +130,8 @@ std::vector<StudyLabelReport> study_level(const EvalOptions& o, const SliceDatas
     out.push_back(study_label_report(studies, k, so));
   }
   fs::create_directories(o.out);
-  write_file_atomic((fs::path(o.out) / "study_metrics.json").string(), study_report_json(out, so));
+  json = study_report_json(out, so);
+  write_file_atomic((fs::path(o.out) / "study_metrics.json").string(), json);
   CsvWriter w((fs::path(o.out) / "study_thresholds.csv").string(), {"label", "target_sensitivity", "threshold"});
   for (const auto& row : study_threshold_rows(out)) w.row(row);
   w.commit();
@@ -300,8 +308,10 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   }
   if (o.sequence.empty() && external) return external_outputs(o, ds, p, res, log);
   if (o.sequence.empty()) {
-    if (o.studies) res.study_level = study_level(o, ds, p);
-    res.per_slice = res.final_report = write_outputs(o.out, ds, p, overlay, training, {}, res.study_level, o.prevalence);
+    std::string json;
+    if (o.studies) res.study_level = study_level(o, ds, p, json);
+    res.per_slice = res.final_report =
+        write_outputs(o.out, ds, p, overlay, training, {}, res.study_level, o.prevalence, json);
     return res;
   }
   res.with_context = true;
@@ -328,8 +338,9 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   std::vector<StudyRow> studies;
   for (const StudySummary& st : summarise_studies(order, q))
     studies.push_back({st.patient_id, st.study_uid, st.series_uid, st.slices, st.p, st.key_slices});
-  if (o.studies) res.study_level = study_level(o, ds, q);
-  res.final_report = write_outputs(o.out, ds, q, overlay, training, studies, res.study_level, o.prevalence);
+  std::string json;
+  if (o.studies) res.study_level = study_level(o, ds, q, json);
+  res.final_report = write_outputs(o.out, ds, q, overlay, training, studies, res.study_level, o.prevalence, json);
   return res;
 }
 

@@ -7,7 +7,8 @@ NPV (and, where asked, PPV/NPV at the prevalence, by Bayes) are those of the
 threshold; thresholds chosen on the data are the highest score whose
 sensitivity reaches the target; thresholds from --thresholds are the file's;
 the AUC is the Mann-Whitney statistic; every interval holds its estimate or
-is null; report.html's study cells carry study_metrics.json's values.
+is null; report.html's study cells carry study_metrics.json's values, and
+metrics.json (where there is one) holds the same object as "study_level".
 
     study_check.py EVAL_DIR SPLIT_CSV [THRESHOLDS_CSV]
 One line and exit 0, or the first difference and exit 1.
@@ -90,6 +91,9 @@ def main():
             s["p"][k] = max(s["p"][k], float(r["p_" + name]))
             s["y"][k] |= int(r[name])
     m = json.load(open(os.path.join(d, "study_metrics.json")))
+    whole = os.path.join(d, "metrics.json")
+    if os.path.exists(whole) and json.load(open(whole)).get("study_level") != m:
+        fail("metrics.json's study_level is not study_metrics.json")
     prev = m["prevalence"]
     page = Page()
     page.feed(open(os.path.join(d, "report.html")).read())

@@ -156,24 +156,61 @@ std::vector<double> tpr_on_grid(const std::vector<double>& s, const std::vector<
   return out;
 }
 
-}  // namespace
+// The interpolated precision at each grid recall: the highest precision of
+// any threshold whose recall is at least it. NaN without positives.
+std::vector<double> precision_on_grid(const std::vector<double>& s, const std::vector<int>& y,
+                                      const std::vector<double>& grid) {
+  const auto pos = std::count(y.begin(), y.end(), 1);
+  if (pos == 0) return std::vector<double>(grid.size(), NAN);
+  std::vector<size_t> idx(s.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+  std::vector<std::pair<double, double>> pts;  // (recall, precision) at each distinct threshold
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    for (; j < idx.size() && s[idx[j]] == s[idx[i]]; ++j) (y[idx[j]] ? tp : fp) += 1;
+    pts.emplace_back(tp / double(pos), tp / (tp + fp));
+    i = j;
+  }
+  std::vector<double> out(grid.size(), 0.0);
+  for (size_t g = 0; g < grid.size(); ++g)
+    for (const auto& [r, p] : pts)
+      if (r >= grid[g] - 1e-12) out[g] = std::max(out[g], p);
+  return out;
+}
 
-RocBand roc_band(const std::vector<double>& s, const std::vector<int>& y, const std::vector<int64_t>& patient_of,
-                 const BootstrapOptions& o, int points) {
+// A curve on a grid and its 95% band over the patients' bootstrap.
+RocBand band(const std::vector<double>& s, const std::vector<int>& y, const std::vector<int64_t>& patient_of,
+             const BootstrapOptions& o, int points,
+             const std::function<std::vector<double>(const std::vector<double>&, const std::vector<int>&,
+                                                     const std::vector<double>&)>& on_grid) {
   RocBand b;
   for (int j = 0; j < points; ++j) b.fpr.push_back(double(j) / (points - 1));
-  b.tpr = tpr_on_grid(s, y, b.fpr);
+  b.tpr = on_grid(s, y, b.fpr);
   const std::vector<Interval> ci = bootstrap_intervals(
       patient_of,
       [&](const std::vector<size_t>& idx) {
         std::vector<double> ss(idx.size());
         std::vector<int> yy(idx.size());
         for (size_t j = 0; j < idx.size(); ++j) ss[j] = s[idx[j]], yy[j] = y[idx[j]];
-        return tpr_on_grid(ss, yy, b.fpr);
+        return on_grid(ss, yy, b.fpr);
       },
       o);
   for (const Interval& i : ci) b.lo.push_back(i.lo), b.hi.push_back(i.hi);
   return b;
+}
+
+}  // namespace
+
+RocBand roc_band(const std::vector<double>& s, const std::vector<int>& y, const std::vector<int64_t>& patient_of,
+                 const BootstrapOptions& o, int points) {
+  return band(s, y, patient_of, o, points, tpr_on_grid);
+}
+
+RocBand pr_band(const std::vector<double>& s, const std::vector<int>& y, const std::vector<int64_t>& patient_of,
+                const BootstrapOptions& o, int points) {
+  return band(s, y, patient_of, o, points, precision_on_grid);
 }
 
 StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size_t label, const StudyReportOptions& o) {
@@ -253,6 +290,7 @@ StudyLabelReport study_label_report(const std::vector<StudyScore>& studies, size
   }
   r.cal = calibration(s, y);
   r.roc = roc_band(s, y, patient_of, o.bootstrap);
+  r.pr = pr_band(s, y, patient_of, o.bootstrap);
   return r;
 }
 
@@ -317,6 +355,8 @@ std::string study_report_json(const std::vector<StudyLabelReport>& rs, const Stu
     };
     j += "]},\n      \"roc_band\": {\"fpr\": " + arr(r.roc.fpr) + ",\n        \"tpr\": " + arr(r.roc.tpr) +
          ",\n        \"lo\": " + arr(r.roc.lo) + ",\n        \"hi\": " + arr(r.roc.hi) + "}";
+    j += ",\n      \"pr_band\": {\"recall\": " + arr(r.pr.fpr) + ",\n        \"precision\": " + arr(r.pr.tpr) +
+         ",\n        \"lo\": " + arr(r.pr.lo) + ",\n        \"hi\": " + arr(r.pr.hi) + "}";
     j += "\n    }" + std::string(l + 1 < rs.size() ? "," : "") + "\n";
   }
   return j + "  }\n}\n";

@@ -119,6 +119,12 @@ struct RocBand {
 RocBand roc_band(const std::vector<double>& scores, const std::vector<int>& labels,
                  const std::vector<int64_t>& patient_of, const BootstrapOptions& o, int points = 51);
 
+// The precision-recall curve with its 95% band, the same way: the
+// interpolated precision (the highest at this recall or above) at each
+// recall of a grid. Same fields: fpr holds the recalls, tpr the precisions.
+RocBand pr_band(const std::vector<double>& scores, const std::vector<int>& labels,
+                const std::vector<int64_t>& patient_of, const BootstrapOptions& o, int points = 51);
+
 // The study-level report of one label: AUC with its interval, the operating
 // points (each at its threshold: `thresholds` when given, from validation
 // data; else chosen here for `targets`, and marked so), calibration.
@@ -130,7 +136,7 @@ struct StudyLabelReport {
   bool thresholds_from_here = true;  // chosen on the data they are reported on (optimistic)
   std::vector<StudyOperatingPoint> points;
   Calibration cal;
-  RocBand roc;
+  RocBand roc, pr;
 };
 struct StudyReportOptions {
   std::vector<double> targets{0.90, 0.95, 0.99};

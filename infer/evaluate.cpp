@@ -26,6 +26,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The study level's ROC and precision-recall with the bands of "any":
+// study_roc.png, study_pr.png, and in the report.
+void add_study_charts(const std::string& dir, const std::vector<StudyLabelReport>& r, HtmlReport& html) {
+  for (const auto& [file, caption, chart] :
+       {std::tuple{"study_roc.png", "ROC per label (studies), 95% band of any", study_roc_chart(r)},
+        std::tuple{"study_pr.png", "precision-recall per label (studies), 95% band of any", study_pr_chart(r)}}) {
+    const std::string png = chart_png(chart);
+    write_file_atomic((fs::path(dir) / file).string(), png);
+    html.charts.emplace_back(caption, png);
+  }
+}
+
 // predictions.csv, metrics.json and the charts (roc.png, pr.png,
 // calibration.png) of one set of probabilities.
 // overlay(i): slice i's Grad-CAM overlay for the report (empty function: plain thumbnails).
@@ -101,11 +113,7 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
     html.false_positives.push_back(thumbnail(neg[j]));
   html.studies = studies;
   html.study_level = study_level;
-  if (!study_level.empty()) {  // the study level's ROC with the band of "any"
-    const std::string png = chart_png(study_roc_chart(study_level));
-    write_file_atomic((fs::path(dir) / "study_roc.png").string(), png);
-    html.charts.emplace_back("ROC per label (studies), 95% band", png);
-  }
+  if (!study_level.empty()) add_study_charts(dir, study_level, html);
   html.prevalence = prevalence;
   write_file_atomic((fs::path(dir) / "report.html").string(), render_report_html(html));
   return r;
@@ -248,11 +256,7 @@ EvalResult external_outputs(const EvalOptions& o, const SliceDataset& ds, const 
                    {"precision-recall per label (studies)", chart_png(pr_chart(sp, sy))},
                    {"reliability (studies)", chart_png(calibration_chart(sp, sy))}};
   }
-  {
-    const std::string png = chart_png(study_roc_chart(res.study_level));
-    write_file_atomic((fs::path(o.out) / "study_roc.png").string(), png);
-    html.charts.emplace_back("ROC per label (studies), 95% band of any", png);
-  }
+  add_study_charts(o.out, res.study_level, html);
   write_file_atomic((fs::path(o.out) / "report.html").string(), render_report_html(html));
   return res;
 }

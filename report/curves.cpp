@@ -107,18 +107,16 @@ Chart roc_chart(const Probs& p, const Labels& y) {
   });
 }
 
-Chart study_roc_chart(const std::vector<StudyLabelReport>& r) {
-  Chart c;
-  c.title = "ROC per label (" + std::to_string(r.empty() ? 0 : r.front().studies) + " studies), 95% band of " +
-            (r.empty() ? std::string("-") : r.front().label);
-  c.x_label = "false positive rate (1 - specificity)";
-  c.y_label = "true positive rate (sensitivity)";
-  c.diagonal = true;
+namespace {
+
+// Each label's curve on its grid, and the first label's (any) 95% band as
+// two lighter lines.
+Chart band_chart(const std::vector<StudyLabelReport>& r, RocBand StudyLabelReport::*which, Chart c, bool with_auc) {
   for (size_t l = 0; l < r.size(); ++l) {
-    const RocBand& b = r[l].roc;
+    const RocBand& b = r[l].*which;
     if (b.tpr.empty() || std::isnan(b.tpr.front())) continue;
     PlotSeries s;
-    s.name = with(r[l].label.c_str(), "AUC", r[l].auc);
+    s.name = with_auc ? with(r[l].label.c_str(), "AUC", r[l].auc) : r[l].label;
     s.color = palette(l);
     for (size_t j = 0; j < b.fpr.size(); ++j) s.points.emplace_back(b.fpr[j], b.tpr[j]);
     c.series.push_back(s);
@@ -134,6 +132,28 @@ Chart study_roc_chart(const std::vector<StudyLabelReport>& r) {
     }
   }
   return c;
+}
+
+}  // namespace
+
+Chart study_roc_chart(const std::vector<StudyLabelReport>& r) {
+  Chart c;
+  c.title = "ROC per label (" + std::to_string(r.empty() ? 0 : r.front().studies) + " studies), 95% band of " +
+            (r.empty() ? std::string("-") : r.front().label);
+  c.x_label = "false positive rate (1 - specificity)";
+  c.y_label = "true positive rate (sensitivity)";
+  c.diagonal = true;
+  return band_chart(r, &StudyLabelReport::roc, c, true);
+}
+
+Chart study_pr_chart(const std::vector<StudyLabelReport>& r) {
+  Chart c;
+  c.title = "Precision-recall per label (" + std::to_string(r.empty() ? 0 : r.front().studies) +
+            " studies), 95% band of " + (r.empty() ? std::string("-") : r.front().label);
+  c.x_label = "recall (sensitivity)";
+  c.y_label = "precision (PPV), interpolated";
+  c.legend = Chart::Corner::LowerLeft;
+  return band_chart(r, &StudyLabelReport::pr, c, false);
 }
 
 Chart pr_chart(const Probs& p, const Labels& y) {

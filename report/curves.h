@@ -35,6 +35,8 @@ Chart calibration_chart(const Probs& p, const Labels& y);
 // on the false positive rate grid, and the first label's (any) 95%
 // bootstrap band as two lighter lines.
 Chart study_roc_chart(const std::vector<StudyLabelReport>& r);
+// The same for precision-recall (interpolated precision on a recall grid).
+Chart study_pr_chart(const std::vector<StudyLabelReport>& r);
 
 // From log.csv: losses (train, valid), the competition metric, and AUCs
 // (any, mean, each subtype logged) per epoch.

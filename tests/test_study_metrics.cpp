@@ -280,8 +280,13 @@ TEST(StudyMetrics, RocBandHoldsTheCurve) {
     EXPECT_EQ(b.lo[j], 1.0);
     EXPECT_EQ(b.hi[j], 1.0);
   }
+  const RocBand pr = pr_band(s, y, patient_of, {300, 1}, 11);  // separable: precision 1 at every recall
+  for (size_t j = 0; j < pr.fpr.size(); ++j) EXPECT_EQ(pr.lo[j], 1.0);
   for (double& v : s) v = gen.uniform();  // no signal
   b = roc_band(s, y, patient_of, {300, 1}, 11);
+  const RocBand pr0 = pr_band(s, y, patient_of, {300, 1}, 11);  // precision near the prevalence (1/3) at recall 1
+  EXPECT_LE(pr0.lo.back(), 1.0 / 3 + 0.01);
+  EXPECT_GE(pr0.hi.back(), 1.0 / 3 - 0.01);
   for (size_t j = 1; j + 1 < b.fpr.size(); ++j) {
     EXPECT_LE(b.lo[j], b.tpr[j]);
     EXPECT_GE(b.hi[j], b.tpr[j]);

@@ -2,7 +2,7 @@
 # The recipe that placed near the top of RSNA 2019 (2nd place: the seed's
 # backbone), end to end on ich's tools:
 #   window -> K folds by patient -> a CNN per fold -> out-of-fold predictions
-#   -> embeddings (mirror-averaged) and bagged sequence models per fold
+#   -> embeddings (mirror-averaged) and bagged sequence models per fold (--bags 0: none)
 #   -> the folds' ensemble with test-time views (image and mirror; --tta)
 #   -> study-level evaluation -> submission.
 #
@@ -27,6 +27,7 @@ folds=5 size=256 epochs=3 bags=3 device=auto
 # test-time views: the image and its mirror (ich-train augments with mirrors, not with transposes: the 2nd
 # place's transpose view is --tta flip+transpose, for models trained with it)
 tta=flip
+bags_given=0
 train_dicom="" labels="" test_dicom="" weights=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --folds) folds=$2; shift ;;
     --size) size=$2; shift ;;
     --epochs) epochs=$2; shift ;;
-    --bags) bags=$2; shift ;;
+    --bags) bags=$2; bags_given=1; shift ;;
     --device) device=$2; shift ;;
     --tta) tta=$2; shift ;;
     --train-dicom) train_dicom=$2; shift ;;
@@ -56,7 +57,8 @@ cat_csv() { local out=$1; shift; head -1 "$1" > "$out"; for f in "$@"; do tail -
 
 if [ $tiny = 1 ]; then
   work=${work:-recipe-tiny}
-  folds=3 size=64 epochs=10 bags=2 device=cpu
+  folds=3 size=64 epochs=16 device=cpu
+  [ $bags_given = 1 ] || bags=2
   arch=(--arch resnext_mini --batch 16 --lr 1e-3 --lr-schedule cosine)
   rm -rf "$work" && mkdir -p "$work" && cd "$work"
   step "phantoms: 60 training patients (seed $seed), 24 held-out patients (seed $((seed + 100)))"
@@ -86,6 +88,7 @@ for k in $(seq 0 $((folds - 1))); do
     --out "cnn$k" --size "$size" --epochs "$epochs" --device "$device" --seed $((seed + k)) "${arch[@]}"
   quiet "$bin/ich-eval" --checkpoint "cnn$k/best.ckpt" --data $f/valid.csv --images images --out "oof$k" --device "$device"
   oof+=("oof$k/predictions.csv")
+  [ "$bags" -gt 0 ] || continue  # --bags 0: no sequence stage
   quiet "$bin/ich-embed" --checkpoint "cnn$k/best.ckpt" --data $f/train.csv --data $f/valid.csv --images images \
     --out "emb$k" --device "$device"
   seqs=()

@@ -20,6 +20,9 @@ import os
 import sys
 from html.parser import HTMLParser
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report_check import operating_point  # noqa: E402  the definition, written once
+
 LABELS = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
 
 
@@ -57,22 +60,6 @@ def auc(scores, labels):
     return wins / (len(pos) * len(neg))
 
 
-def chosen(scores, labels, target):
-    pos = sum(labels)
-    neg = len(labels) - pos
-    if pos == 0 or neg == 0:
-        return None
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    tp = 0
-    for j, i in enumerate(order):
-        tp += labels[i]
-        if j + 1 < len(order) and scores[order[j + 1]] == scores[i]:
-            continue
-        if tp >= target * pos - 1e-9:
-            return scores[i]
-    return None
-
-
 def ratio(a, b):
     return a / b if b else None
 
@@ -90,6 +77,10 @@ def main():
         for k, name in enumerate(LABELS):
             s["p"][k] = max(s["p"][k], float(r["p_" + name]))
             s["y"][k] |= int(r[name])
+    exact = {}
+    for r in csv.DictReader(open(os.path.join(d, "study_thresholds.csv"))):
+        if r["threshold"]:
+            exact[(r["label"], round(float(r["target_sensitivity"]), 9))] = float(r["threshold"])
     m = json.load(open(os.path.join(d, "study_metrics.json")))
     whole = os.path.join(d, "metrics.json")
     if os.path.exists(whole) and json.load(open(whole)).get("study_level") != m:
@@ -108,14 +99,21 @@ def main():
         close(L["auc"], auc(sc, ys), f"{name} AUC", 1e-6)
         for i, p in enumerate(L["operating_points"]):
             t = p["threshold"]
-            want_t = given[(name, p["target_sensitivity"])] if given else chosen(sc, ys, p["target_sensitivity"])
+            op = operating_point(sc, ys, p["target_sensitivity"])
+            want_t = given[(name, p["target_sensitivity"])] if given else (op[0] if op else None)
             close(t, want_t, f"{name} threshold at {p['target_sensitivity']}", 1e-6)
             if t is None:
                 continue
-            tp = sum(1 for s, y in zip(sc, ys) if y and s >= t)
-            fp = sum(1 for s, y in zip(sc, ys) if not y and s >= t)
-            tn = sum(1 for s, y in zip(sc, ys) if not y and s < t)
-            fn = sum(1 for s, y in zip(sc, ys) if y and s < t)
+            # The threshold is one of the study scores, which ich-eval compared at full precision:
+            # take it at full precision (study_thresholds.csv), and as predictions.csv rounds the
+            # scores to 6 significant digits (up to 5e-6 relative), a score within that of it reaches it.
+            t_exact = exact.get((name, round(p["target_sensitivity"], 9)), t)
+            close(t_exact, t, f"{name} threshold: study_thresholds.csv against the JSON", 1e-6)
+            at = t_exact * (1 - 1e-5)
+            tp = sum(1 for s, y in zip(sc, ys) if y and s >= at)
+            fp = sum(1 for s, y in zip(sc, ys) if not y and s >= at)
+            tn = sum(1 for s, y in zip(sc, ys) if not y and s < at)
+            fn = sum(1 for s, y in zip(sc, ys) if y and s < at)
             if (p["tp"], p["fp"], p["tn"], p["fn"]) != (tp, fp, tn, fn):
                 fail(f"{name} at {t}: counts {p['tp'], p['fp'], p['tn'], p['fn']}, recomputed {(tp, fp, tn, fn)}")
             se, sp = ratio(tp, tp + fn), ratio(tn, tn + fp)

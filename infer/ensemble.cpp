@@ -31,15 +31,9 @@ std::vector<std::array<double, 6>> ensemble_probs(Ensemble& e, const Tensor& x, 
   std::vector<std::array<double, 6>> sum(B, std::array<double, 6>{});
   for (LoadedCheckpoint& m : e.members)
     for (const Tensor& v : views) {
-      const Tensor logits = (*m.model)(to_device_input(v, dev));
-      const std::vector<double> out = (m.meta.calibrated ? logits : sigmoid(logits)).to_vector();
-      for (size_t j = 0; j < B; ++j) {
-        const std::array<double, 6> p =
-            m.meta.calibrated ? probabilities_of(&out[j * 6], m.meta)
-                              : std::array<double, 6>{out[j * 6], out[j * 6 + 1], out[j * 6 + 2], out[j * 6 + 3],
-                                                      out[j * 6 + 4], out[j * 6 + 5]};
-        for (size_t k = 0; k < 6; ++k) sum[j][k] += p[k];
-      }
+      const std::vector<std::array<double, 6>> p = probabilities((*m.model)(to_device_input(v, dev)), &m.meta);
+      for (size_t j = 0; j < B; ++j)
+        for (size_t k = 0; k < 6; ++k) sum[j][k] += p[j][k];
     }
   const double n = double(e.members.size() * views.size());
   for (auto& row : sum)

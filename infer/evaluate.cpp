@@ -119,6 +119,25 @@ EvalReport write_outputs(const std::string& dir, const SliceDataset& ds, const s
   return r;
 }
 
+// Every label's study-level report, "any" first (the labels `known`; all
+// when empty), at the operating points asked for or carried in
+// (--thresholds); `so` is left holding the options they were made with.
+std::vector<StudyLabelReport> label_reports(const EvalOptions& o, const std::vector<StudyScore>& studies,
+                                            const std::array<bool, 6>& known, StudyReportOptions& so) {
+  const bool all = std::none_of(known.begin(), known.end(), [](bool b) { return b; });
+  so.targets = o.sensitivities;
+  so.prevalence = o.prevalence;
+  so.bootstrap.replicates = o.bootstrap;
+  std::vector<StudyLabelReport> out;
+  for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {
+    if (!all && !known[k]) continue;
+    so.thresholds = o.thresholds.empty() ? std::vector<double>{}
+                                         : read_study_thresholds(o.thresholds, kSubtypes[k], o.sensitivities);
+    out.push_back(study_label_report(studies, k, so));
+  }
+  return out;
+}
+
 // The study-level evaluation of the final probabilities (--studies): every
 // label's report, written as study_metrics.json and study_thresholds.csv.
 std::vector<StudyLabelReport> study_level(const EvalOptions& o, const SliceDataset& ds,
@@ -126,17 +145,8 @@ std::vector<StudyLabelReport> study_level(const EvalOptions& o, const SliceDatas
   std::vector<SliceScore> slices(ds.size());
   for (size_t i = 0; i < ds.size(); ++i)
     slices[i] = {ds.row(i).patient_id, ds.row(i).study_uid, p[i], ds.row(i).y};
-  const std::vector<StudyScore> studies = studies_from_slices(slices);
   StudyReportOptions so;
-  so.targets = o.sensitivities;
-  so.prevalence = o.prevalence;
-  so.bootstrap.replicates = o.bootstrap;
-  std::vector<StudyLabelReport> out;
-  for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {  // "any" first
-    so.thresholds = o.thresholds.empty() ? std::vector<double>{}
-                                         : read_study_thresholds(o.thresholds, kSubtypes[k], o.sensitivities);
-    out.push_back(study_label_report(studies, k, so));
-  }
+  const std::vector<StudyLabelReport> out = label_reports(o, studies_from_slices(slices), {}, so);
   fs::create_directories(o.out);
   json = study_report_json(out, so);
   write_file_atomic((fs::path(o.out) / "study_metrics.json").string(), json);
@@ -193,15 +203,7 @@ EvalResult external_outputs(const EvalOptions& o, const SliceDataset& ds, const 
         std::to_string(m.dicom_without_labels.size()) + " DICOM studies without labels (left out)");
   }
   StudyReportOptions so;
-  so.targets = o.sensitivities;
-  so.prevalence = o.prevalence;
-  so.bootstrap.replicates = o.bootstrap;
-  for (size_t k : {size_t(5), size_t(0), size_t(1), size_t(2), size_t(3), size_t(4)}) {
-    if (!labels.known[k]) continue;
-    so.thresholds = o.thresholds.empty() ? std::vector<double>{}
-                                         : read_study_thresholds(o.thresholds, kSubtypes[k], o.sensitivities);
-    res.study_level.push_back(study_label_report(labelled, k, so));
-  }
+  res.study_level = label_reports(o, labelled, labels.known, so);
   auto list = [](const std::vector<std::string>& v) {
     std::string j = "[";
     for (size_t i = 0; i < v.size(); ++i) j += (i ? ", " : "") + json_quote(v[i]);

@@ -328,13 +328,9 @@ ChunkOutputs run_chunk(Ensemble& ens, const std::vector<FileInputs>& in, int64_t
     }
     const Tensor fmap = model.features(x.to(dev));
     const Tensor logits = model.head(fmap);
-    const std::vector<double> p = (meta.calibrated ? logits : sigmoid(logits)).to_vector();
-    for (size_t j = 0; j < n; ++j) {
-      const std::array<double, 6> q =
-          meta.calibrated ? probabilities_of(&p[j * 6], meta)
-                          : std::array<double, 6>{p[j * 6], p[j * 6 + 1], p[j * 6 + 2], p[j * 6 + 3], p[j * 6 + 4], p[j * 6 + 5]};
-      for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(q[k], 6));
-    }
+    const std::vector<std::array<double, 6>> q = probabilities(logits, &meta);
+    for (size_t j = 0; j < n; ++j)
+      for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(q[j][k], 6));
     if (!seq_mode) continue;
     const Tensor ph = embed_batch(model, x, dev, flip, fmap).to(Device::cpu()).contiguous();
     if (!out.features.defined()) out.features = Tensor::empty({int64_t(slices.size()), ph.size(1)});

@@ -10,6 +10,7 @@
 
 #include "data/calibrate.h"
 #include "engine/init.h"
+#include "engine/ops.h"
 #include "weights/weights_file.h"
 
 namespace ich {
@@ -99,6 +100,18 @@ std::array<double, 6> probabilities_of(const double* z, const CheckpointMeta& m)
   std::array<double, 6> p{};
   for (size_t k = 0; k < 6; ++k) p[k] = calibrated_probability(z[k], m.calibrated ? m.temperature[k] : 1.0);
   return p;
+}
+
+std::vector<std::array<double, 6>> probabilities(const Tensor& logits, const CheckpointMeta* m) {
+  const bool calibrated = m && m->calibrated;
+  const std::vector<double> v = (calibrated ? logits : sigmoid(logits)).to_vector();
+  std::vector<std::array<double, 6>> out(v.size() / 6);
+  for (size_t j = 0; j < out.size(); ++j)
+    if (calibrated)
+      out[j] = probabilities_of(&v[j * 6], *m);
+    else
+      std::copy(v.begin() + long(j * 6), v.begin() + long(j * 6 + 6), out[j].begin());
+  return out;
 }
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& m) {

@@ -11,6 +11,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/ops/optim.h"
 #include "layers/resnext.h"
@@ -41,6 +42,10 @@ struct CheckpointMeta {
 // The six probabilities of one image's logits: sigmoid(z / T) with the
 // checkpoint's temperatures when it is calibrated, else sigmoid(z).
 std::array<double, 6> probabilities_of(const double* logits, const CheckpointMeta& m);
+// Every row's probabilities of a batch of logits (B, 6): sigmoid on the
+// logits' device, or, when `m` is a calibrated checkpoint's, sigmoid(z / T)
+// on the host (ich-eval, ich-predict, ich-serve and ensembles all use it).
+std::vector<std::array<double, 6>> probabilities(const Tensor& logits, const CheckpointMeta* m);
 
 void save_checkpoint(const std::string& path, const ResNeXt& model, Optimizer* opt, const CheckpointMeta& meta);
 

@@ -69,19 +69,18 @@ std::vector<std::array<double, 6>> model_outputs(ResNeXt& model, const SliceData
   const bool was_training = model.is_training();
   model.eval();
   std::vector<std::array<double, 6>> out(ds.size());
-  const bool host_sigmoid = what == Output::Logits || (calibration && calibration->calibrated);
   for_each_eval_batch(
       ds, size, batch, device, shard,
       [&](const Batch& b) {
         const Tensor logits = model(to_device_input(b.x, device));
-        const std::vector<double> v = (host_sigmoid ? logits : sigmoid(logits)).to_vector();
-        for (size_t j = 0; j < b.samples.size(); ++j) {
-          std::array<double, 6>& row = out[b.samples[j]];
-          if (what == Output::Probabilities && host_sigmoid)
-            row = probabilities_of(&v[j * 6], *calibration);
-          else
-            for (size_t k = 0; k < 6; ++k) row[k] = v[j * 6 + k];
+        if (what == Output::Probabilities) {
+          const std::vector<std::array<double, 6>> p = probabilities(logits, calibration);
+          for (size_t j = 0; j < b.samples.size(); ++j) out[b.samples[j]] = p[j];
+          return;
         }
+        const std::vector<double> v = logits.to_vector();
+        for (size_t j = 0; j < b.samples.size(); ++j)
+          std::copy(v.begin() + long(j * 6), v.begin() + long(j * 6 + 6), out[b.samples[j]].begin());
       },
       progress);
   model.train(was_training);

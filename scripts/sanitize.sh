@@ -23,5 +23,5 @@ cmake --build build-asan
 cd build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 LSAN_OPTIONS=suppressions=$PWD/../scripts/lsan.supp \
-  ctest -L cpu --output-on-failure -E \
+  ctest -j "$(nproc)" -L cpu --output-on-failure -E \
   "AmpTraining.Bf16AndFp16FollowTheFloat32CurveOver300Steps|GradCam.HeatmapPeaksOnTheLesion|TrainReference\.|Activations16.AutocastKeepsActivations16BitAndShrinksTheStep|Serve.Load50StudiesFrom8SendersDeliveredOnce|Recipe\."

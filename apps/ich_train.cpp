@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bool no_augment = false;
   app.add_flag("--no-augment", no_augment, "no flips, shift-scale-rotate or brightness/contrast");
+  app.add_flag("--transpose", o.transpose,
+               "also transpose half of the slices (all eight flips and quarter turns: for --tta flip+transpose)");
   return ich::run_app("ich-train", app, argc, argv, [&] {
     o.augment = !no_augment;
     o.dist = ich::dist::env_from_environment();  // RANK, WORLD_SIZE, ... from ich-launch, torchrun or a scheduler

@@ -29,6 +29,10 @@ void warp(const uint8_t* img, int h, int w, int c, const AugmentOptions& o, Gene
   double contrast = 1, brightness = 0;
   if (o.augment) {
     if (gen.uniform() < 0.5) a00 = -a00;  // horizontal flip
+    if (o.transpose && gen.uniform() < 0.5) {  // A's columns swapped: output (x, y) reads what (y, x) would
+      std::swap(a00, a01);
+      std::swap(a10, a11);
+    }
     if (gen.uniform() < 0.5) {
       const double angle = gen.uniform(-45, 45) * M_PI / 180, scale = gen.uniform(0.9, 1.1);
       const double sx = gen.uniform(-0.0625, 0.0625) * S, sy = gen.uniform(-0.0625, 0.0625) * S;

@@ -29,6 +29,11 @@ struct AugmentOptions {
   int size = 200;
   bool augment = true;    // false: resize and normalise only (validation, prediction)
   bool normalize = true;  // ImageNet mean/std
+  // With augment: also transpose (rows for columns) half of the time, so
+  // that all eight flips and quarter turns of a slice are seen (the views
+  // of --tta flip+transpose); off by default: the seed's augmentation, and
+  // no extra random draw, so earlier runs replay bit for bit.
+  bool transpose = false;
 };
 
 // img: h x w x c bytes -> out: c x size x size floats (written at `out`).

@@ -63,6 +63,41 @@ TEST(InputPipeline, BytesThenNormaliseEqualsTheFloatPathExactlyWithoutAWarp) {
   EXPECT_EQ(bytes.data<uint8_t>()[1 * S * S + 2 * S + 5], img[(2 * S + 5) * C + 1]);
 }
 
+TEST(InputPipeline, TransposeAugmentationGivesAllFourFlipsOnlyWhenAsked) {
+  // a square image at its own size: a warp without rotation or colour change
+  // copies pixels exactly, so each output is the image, its mirror, its
+  // transpose or its mirror's transpose (or warped otherwise)
+  const int S = 12, C = 1;
+  const std::vector<uint8_t> img = random_image(S, S, C, 3);
+  auto pick = [&](int i, int j) { return img[size_t(i * S + j)]; };
+  auto matches = [&](const std::vector<uint8_t>& out, bool transpose, bool mirror) {
+    for (int i = 0; i < S; ++i)
+      for (int j = 0; j < S; ++j) {
+        const uint8_t want = transpose ? pick(j, mirror ? S - 1 - i : i) : pick(i, mirror ? S - 1 - j : j);
+        if (out[size_t(i * S + j)] != want) return false;
+      }
+    return true;
+  };
+  AugmentOptions o;
+  o.size = S;
+  for (bool transpose : {false, true}) {
+    o.transpose = transpose;
+    int seen[2][2] = {};
+    for (uint64_t seed = 0; seed < 200; ++seed) {
+      Generator g(seed);
+      std::vector<uint8_t> out(size_t(S * S));
+      augment_slice_u8(img.data(), S, S, C, o, g, out.data());
+      for (bool t : {false, true})
+        for (bool m : {false, true}) seen[t][m] += matches(out, t, m);
+    }
+    for (bool m : {false, true}) {
+      EXPECT_GT(seen[0][m], 10) << "transpose " << transpose << " mirror " << m;
+      if (transpose) EXPECT_GT(seen[1][m], 10) << "mirror " << m;
+      else EXPECT_EQ(seen[1][m], 0) << "a transposed slice without --transpose";
+    }
+  }
+}
+
 TEST(InputPipeline, AugmentedBytesFollowTheFloatPathWithinHalfAGrayLevel) {
   const int H = 40, W = 56, C = 3, S = 32;
   const std::vector<uint8_t> img = random_image(H, W, C, 2);

@@ -297,6 +297,7 @@ EpochTraining train_one_epoch(Run& r, const SliceDataset& train_ds, int64_t epoc
   AugmentOptions ao;
   ao.size = int(meta.size);
   ao.augment = o.augment;
+  ao.transpose = o.transpose;
   // One loader per micro-batch of a step: shard rank x accumulate + k of the epoch's order.
   std::vector<std::unique_ptr<BatchLoader>> loaders;
   for (int k = 0; k < r.dp.accumulate(); ++k) {

@@ -32,6 +32,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   int workers = 2;
   bool augment = true;
+  bool transpose = false;           // with augment: transposes too (data/augment.h)
   int64_t max_steps_per_epoch = 0;  // 0: the whole epoch (a smaller number for smoke tests)
   std::string precision = "fp32";   // fp32, bf16 or fp16 (engine/ops/amp.h; fp16 with loss scaling)
   bool channels_last = false;       // activations N,H,W,C from the input on (cuDNN's preferred layout)

@@ -8,7 +8,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "Write each slice's pooled features from an ich-train checkpoint (averaged with its mirror image), and the\n"
+      "Write each slice's pooled features from an ich-train checkpoint (averaged over test-time views: by default\n"
+      "with its mirror image), and the\n"
       "order of every series along its normal: OUT/embeddings.npy, OUT/index.csv, OUT/info.csv.\n"
       "Exit codes: 0 done, 1 failed, 2 bad flags."};
   ich::EmbedOptions o;
@@ -22,10 +23,15 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "output folder")->required();
   app.add_option("--batch", o.batch, "slices per forward pass")->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
+  std::string tta = "flip";
+  app.add_option("--tta", tta,
+                 "views averaged: none, flip (the slice and its mirror) or flip+transpose (and its transpose: for a "
+                 "model trained with ich-train --transpose); the series model is applied with the same")
+      ->capture_default_str();
   bool no_flip = false;
-  app.add_flag("--no-flip", no_flip, "no test-time augmentation (default: average with the mirrored slice)");
+  app.add_flag("--no-flip", no_flip, "the same as --tta none");
   return ich::run_app("ich-embed", app, argc, argv, [&] {
-    o.flip = !no_flip;
+    o.views = no_flip ? ich::Tta::None : ich::parse_tta(tta);
     ich::Progress progress("ich-embed", "slices");
     const int64_t series = ich::run_embed(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); },
                                           std::ref(progress));

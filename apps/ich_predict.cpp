@@ -33,8 +33,9 @@ int main(int argc, char** argv) {
     return *end == 0 && o.shards >= 2 && o.shard >= 0 && o.shard < o.shards;
   };
   app.add_option("--shard", shard,
-                 "k/n: this machine's part of the archive (the files whose index in the sorted list is k mod n); "
-                 "join the parts with --merge")
+                 "k/n: this machine's part of the archive (the files whose index in the sorted list is k mod n; "
+                 "with a --context checkpoint, whole series k mod n, every header read first); join the parts with "
+                 "--merge")
       ->check(CLI::Validator(
           [&](std::string& text) {
             return parse_shard(text) ? std::string() : "expected k/n with n >= 2 and 0 <= k < n (e.g. 0/4)";

@@ -273,8 +273,9 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   for (double t : o.sensitivities)
     ICH_CHECK(t > 0 && t <= 1, "--sensitivities: ", t, " is not a fraction in (0, 1]");
   ICH_CHECK(o.bootstrap >= 10, "--bootstrap ", o.bootstrap, ": at least 10 replicates");
-  ICH_CHECK(o.sequence.empty() || (o.ensemble.empty() && parse_tta(o.tta) == Tta::None),
-            "--sequence reads the embeddings of one CNN, made as it was trained: one --checkpoint and --tta none");
+  ICH_CHECK(o.sequence.empty() || parse_tta(o.tta) == Tta::None,
+            "--tta with --sequence: each series model reads embeddings averaged over the views it was trained on "
+            "(ich-embed --tta), not others");
   const Device dev = pick_device(o.device);
   LoadedCheckpoint c = load_checkpoint(o.checkpoint);
   c.model->to(dev);
@@ -301,7 +302,8 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
     Generator g(0);
     ds.load(i, ao, g, buf.data());
     const Tensor x = Tensor::from_data(buf.data(), {1, C, S, S}).to(dev);
-    return cams[i] = cam_overlay(x, grad_cam(*c.model, x, 5).heat);
+    const int64_t centre = c.meta.context * (C / (2 * c.meta.context + 1));  // the slice itself, not a neighbour
+    return cams[i] = cam_overlay(x, grad_cam(*c.model, x, 5).heat, centre);
   };
   // The training run's curves, when the checkpoint sits in its run folder beside log.csv.
   std::vector<std::pair<std::string, std::string>> training;  // drawn once for both reports (per slice, in context)
@@ -322,24 +324,19 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   }
   res.with_context = true;
   if (!external) res.per_slice = write_outputs((fs::path(o.out) / "per_slice").string(), ds, p, overlay, training);
+  // each slice model with its series models (infer/apply.h), the pipelines averaged
   std::vector<LoadedSeqCheckpoint> seqs;
   for (const std::string& path : o.sequence) {
     seqs.push_back(load_seq_checkpoint(path));
     seqs.back().model->to(dev);
-    ICH_CHECK(seqs.back().meta.flip == seqs.front().meta.flip, "--sequence ", path, " was trained on embeddings ",
-              seqs.back().meta.flip ? "with" : "without", " the mirrored slice, ", o.sequence.front(), " on the other");
   }
-  const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, seqs.front().meta.flip, progress);
+  const SeqPipelines pipes = match_pipelines(ens.members, ens.paths, seqs, o.sequence);
+  std::vector<Tensor> parts;
+  for (size_t m = 0; m < ens.members.size(); ++m)
+    parts.push_back(embed_slices(*ens.members[m].model, ds, c.meta.size, o.batch, dev, pipes.views[m], progress));
+  const Tensor f = side_by_side(parts);
   const std::vector<OrderedSlice> order = order_split(rows, o.images, log);
-  std::vector<std::array<double, 6>> q(rows.size());
-  for (size_t m = 0; m < seqs.size(); ++m) {
-    ICH_CHECK(f.size(1) == seqs[m].model->config().features, "--sequence ", o.sequence[m], " reads ",
-              seqs[m].model->config().features, " features per slice; ", o.checkpoint, " gives ", f.size(1),
-              " (the sequence model was trained on another CNN's embeddings)");
-    const std::vector<std::array<double, 6>> pm = predict_with_context(seqs[m], f, order, dev);
-    for (size_t i = 0; i < q.size(); ++i)
-      for (size_t k = 0; k < 6; ++k) q[i][k] += pm[i][k] / double(seqs.size());
-  }
+  const std::vector<std::array<double, 6>> q = pipeline_probs(pipes, seqs, f, order, dev);
   if (external) return external_outputs(o, ds, q, res, log);
   std::vector<StudyRow> studies;
   for (const StudySummary& st : summarise_studies(order, q))

@@ -60,13 +60,16 @@ SliceCam slice_cam(ResNeXt& model, Device device, const uint8_t* img, int h, int
   return r;
 }
 
-std::vector<uint8_t> cam_overlay(const Tensor& x, const std::vector<float>& heat) {
+std::vector<uint8_t> cam_overlay(const Tensor& x, const std::vector<float>& heat, int64_t channel) {
   const int64_t S = x.size(2), W = x.size(3);
+  ICH_CHECK(channel >= 0 && channel < x.size(1), "cam_overlay: channel ", channel, " of ", x.str());
   const std::vector<double> v = x.to_vector();
+  const double mean = imagenet_mean(int(channel)), sd = imagenet_std(int(channel));
+  const size_t at = size_t(channel * S * W);
   std::vector<uint8_t> out(size_t(S * W * 3));
   for (int64_t i = 0; i < S * W; ++i) {
-    // undo the ImageNet normalisation of channel 0 (the brain window)
-    const double gray = std::clamp((v[size_t(i)] * 0.229 + 0.485) * 255, 0.0, 255.0);
+    // undo the ImageNet normalisation of the channel (the brain window)
+    const double gray = std::clamp((v[at + size_t(i)] * sd + mean) * 255, 0.0, 255.0);
     const double h = heat[size_t(i)], a = 0.5 * h;
     const double r = std::clamp(255 * (1.5 * h - 0.25), 0.0, 255.0), g = std::clamp(255 * (1 - std::fabs(2 * h - 1) * 1.5), 0.0, 255.0),
                  b = std::clamp(255 * (1.25 - 1.5 * h), 0.0, 255.0);

@@ -22,7 +22,9 @@ CamResult grad_cam(ResNeXt& model, const Tensor& x, int klass);
 
 // The brain-window channel of a normalised input as gray, with the heatmap
 // blended on top (blue -> red), as RGB bytes (size x size x 3).
-std::vector<uint8_t> cam_overlay(const Tensor& x, const std::vector<float>& heat);
+// `channel`: the input channel drawn in gray (the brain window); with a
+// --context model's input, the centre slice's, K x the windows per slice.
+std::vector<uint8_t> cam_overlay(const Tensor& x, const std::vector<float>& heat, int64_t channel = 0);
 
 // One windowed slice's Grad-CAM as ich-inspect --cam draws it and ich-serve's
 // key images show it: img (h x w x c bytes: window_frame()'s, or an

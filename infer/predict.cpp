@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "data/augment.h"
 #include "data/labels.h"
@@ -99,25 +100,6 @@ Tensor gather_features(const std::vector<std::string>& files, const std::unorder
   return all;
 }
 
-// The sequence models' mean probabilities for every slice (rows of
-// `features`, in the order of `geometry`), the slices ordered into series
-// by their geometry.
-std::vector<std::array<double, 6>> context_probs(const PredictOptions& o, const Tensor& features,
-                                                 const std::vector<SliceGeometry>& geometry,
-                                                 const std::vector<LoadedSeqCheckpoint>& seqs, Device dev) {
-  const int64_t F = features.size(1);
-  const std::vector<OrderedSlice> order = order_slices(geometry);
-  std::vector<std::array<double, 6>> q(geometry.size());
-  for (size_t m = 0; m < seqs.size(); ++m) {
-    ICH_CHECK(seqs[m].model->config().features == F, "--sequence ", o.sequence[m], " reads ",
-              seqs[m].model->config().features, " features per slice; ", o.checkpoint, " gives ", F);
-    const std::vector<std::array<double, 6>> pm = predict_with_context(seqs[m], features, order, dev);
-    for (size_t i = 0; i < q.size(); ++i)
-      for (size_t k = 0; k < 6; ++k) q[i][k] += pm[i][k] / double(seqs.size());
-  }
-  return q;
-}
-
 // Shard k of n: the files whose index in the sorted list is k mod n (every
 // shard a like mix of the archive).
 std::vector<std::string> shard_of(const std::vector<std::string>& files, int k, int n) {
@@ -148,24 +130,21 @@ PredictModels load_predict_models(const PredictOptions& o) {
   PredictModels m;
   m.dev = pick_device(o.device);
   m.slice = load_checkpoint(o.checkpoint);
-  ICH_CHECK(m.slice.meta.context == 0 || o.sequence.empty(), o.checkpoint, " reads ", m.slice.meta.context,
-            " neighbouring slice(s) a side (ich-train --context): ich-predict runs such a checkpoint per slice, not "
-            "yet under --sequence (window the files with ich-window and use ich-embed and ich-eval for that)");
   m.slice.model->to(m.dev);
   m.slice.model->eval();
   m.slice_identity = checkpoint_identity(o.checkpoint);
-  ICH_CHECK(o.sequence.empty() || (o.ensemble.empty() && parse_tta(o.tta) == Tta::None),
-            "--sequence reads the embeddings of one CNN, made as it was trained: one --checkpoint and --tta none");
+  ICH_CHECK(o.sequence.empty() || parse_tta(o.tta) == Tta::None,
+            "--tta with --sequence: each series model reads embeddings averaged over the views it was trained on "
+            "(ich-embed --tta), not others");
   std::vector<std::string> members{o.checkpoint};
   members.insert(members.end(), o.ensemble.begin(), o.ensemble.end());
   m.ensemble = load_ensemble(members, m.dev, parse_tta(o.tta), &m.slice);
   for (const std::string& path : o.sequence) {
     m.seqs.push_back(load_seq_checkpoint(path));
     m.seqs.back().model->to(m.dev);
-    ICH_CHECK(m.seqs.back().meta.flip == m.seqs.front().meta.flip, "--sequence ", path,
-              ": trained on embeddings made otherwise (mirror averaging) than ", o.sequence.front());
     m.seq_identity.push_back(checkpoint_identity(path));
   }
+  if (!m.seqs.empty()) m.pipes = match_pipelines(m.ensemble.members, m.ensemble.paths, m.seqs, o.sequence);
   return m;
 }
 
@@ -213,6 +192,7 @@ std::vector<FileInputs> window_chunk(const std::vector<std::string>& files, cons
 struct ContextPlan {
   int K = 0;
   std::vector<std::string> work;  // the files in series order (unreadable ones last)
+  std::vector<size_t> group;      // per file of `work`: its series' ordinal (shards take whole series)
   std::unordered_map<std::string, std::vector<std::string>> neighbours;  // image id -> 2K+1 ids
   std::unordered_map<std::string, std::string> file_of;                 // image id -> its file
 };
@@ -244,18 +224,67 @@ ContextPlan plan_context(const std::vector<std::string>& files, int K) {
       plan.file_of[g.image_id] = files[i];
     }
   std::vector<bool> placed(files.size(), false);
+  size_t ordinal = 0;
   for (const SeriesOrder& s : order_series(geo)) {
     const int64_t n = int64_t(s.slices.size());
     for (int64_t k = 0; k < n; ++k) {
       std::vector<std::string>& ids = plan.neighbours[geo[s.slices[size_t(k)]].image_id];
       for (int d = -K; d <= K; ++d) ids.push_back(geo[s.slices[size_t(std::clamp<int64_t>(k + d, 0, n - 1))]].image_id);
       const size_t f = file_index[s.slices[size_t(k)]];
-      if (!placed[f]) plan.work.push_back(files[f]), placed[f] = true;
+      if (!placed[f]) plan.work.push_back(files[f]), plan.group.push_back(ordinal), placed[f] = true;
     }
+    ++ordinal;
   }
   for (size_t f = 0; f < files.size(); ++f)
-    if (!placed[f]) plan.work.push_back(files[f]);
+    if (!placed[f]) plan.work.push_back(files[f]), plan.group.push_back(ordinal++);
   return plan;
+}
+
+// The files one run (or shard k of n) handles: in the archive's sorted
+// order (`files`: the output's rows) and in the order its chunks take them
+// (`work`: series order with --context, whose shards take whole series, so
+// that every neighbour is in the shard; file k mod n otherwise).
+struct RunFiles {
+  std::vector<std::string> files, work;
+};
+RunFiles run_files(const std::vector<std::string>& all, const ContextPlan& plan, int k, int n) {
+  RunFiles r;
+  if (plan.K == 0) {
+    r.files = n > 1 ? shard_of(all, k, n) : all;
+    r.work = r.files;
+    return r;
+  }
+  std::unordered_set<std::string> mine;
+  for (size_t i = 0; i < plan.work.size(); ++i)
+    if (plan.group[i] % size_t(n) == size_t(k)) r.work.push_back(plan.work[i]), mine.insert(plan.work[i]);
+  for (const std::string& f : all)
+    if (mine.count(f)) r.files.push_back(f);
+  return r;
+}
+
+// The features of r.files' slices in that order; the chunks that wrote
+// them were cut over r.work.
+Tensor features_in_file_order(const RunFiles& r, const std::unordered_map<std::string, JournalRecord>& done,
+                              size_t per_slice, const std::string& feature_dir, int64_t chunk) {
+  const Tensor w = gather_features(r.work, done, per_slice, feature_dir, chunk);
+  if (r.work == r.files) return w;
+  std::unordered_map<std::string, std::pair<int64_t, int64_t>> rows;  // file -> (first row in w, slices)
+  int64_t at = 0;
+  for (const std::string& f : r.work) {
+    const JournalRecord& rec = done.at(f);
+    const int64_t n = rec[0] == "ok" ? int64_t((rec.size() - 2) / per_slice) : 0;
+    rows[f] = {at, n};
+    at += n;
+  }
+  const int64_t F = w.size(1);
+  Tensor out = Tensor::empty({at, F});
+  int64_t next = 0;
+  for (const std::string& f : r.files) {
+    const auto [first, n] = rows.at(f);
+    std::copy(w.data<float>() + first * F, w.data<float>() + (first + n) * F, out.data<float>() + next * F);
+    next += n;
+  }
+  return out;
 }
 
 // The chunk's inputs with their neighbours as channels: the chunk's own
@@ -296,8 +325,9 @@ void add_context(const ContextPlan& plan, std::vector<FileInputs>& in, const Sli
 }
 
 // 2. Every slice of the chunk in file order through the model in batches:
-// its six probabilities as written, and in sequence mode its embedding
-// (a row of `features`, pooled and mirror-averaged as the series models want).
+// its six probabilities as written, and in sequence mode (`pipes` given)
+// its embedding: a row of `features`, each member's pooled features
+// averaged over the views its series models want, side by side.
 struct ChunkOutputs {
   std::vector<std::vector<std::string>> probs;
   Tensor features;
@@ -305,9 +335,8 @@ struct ChunkOutputs {
 // Probabilities as sigmoid(logits), or sigmoid(logits / T) with a
 // calibrated checkpoint's temperatures (ich-calibrate).
 ChunkOutputs run_chunk(Ensemble& ens, const std::vector<FileInputs>& in, int64_t batch, int64_t C, int64_t S,
-                       Device dev, bool seq_mode, bool flip) {
-  ResNeXt& model = *ens.members.front().model;
-  const CheckpointMeta& meta = ens.meta();
+                       Device dev, const SeqPipelines* pipes) {
+  const bool seq_mode = pipes != nullptr;
   std::vector<std::pair<size_t, size_t>> slices;  // (file in chunk, slice in file)
   for (size_t t = 0; t < in.size(); ++t)
     for (size_t k = 0; k < in[t].inputs.size(); ++k) slices.emplace_back(t, k);
@@ -320,19 +349,28 @@ ChunkOutputs run_chunk(Ensemble& ens, const std::vector<FileInputs>& in, int64_t
       const std::vector<float>& v = in[slices[start + j].first].inputs[slices[start + j].second];
       std::copy(v.begin(), v.end(), x.data<float>() + j * size_t(C * S * S));
     }
-    if (!ens.single()) {  // several members or views: their mean (no embedding: not with --sequence)
+    if (!seq_mode && !ens.single()) {  // several members or views: their mean
       const std::vector<std::array<double, 6>> q = ensemble_probs(ens, x, dev);
       for (size_t j = 0; j < n; ++j)
         for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(q[j][k], 6));
       continue;
     }
-    const Tensor fmap = model.features(x.to(dev));
-    const Tensor logits = model.head(fmap);
-    const std::vector<std::array<double, 6>> q = probabilities(logits, &meta);
+    // each member's own probabilities (their mean; one member: its own, bit for
+    // bit) and, in sequence mode, its embedding from the same feature map
+    std::vector<std::array<double, 6>> q(n, std::array<double, 6>{});
+    std::vector<Tensor> parts;
+    for (size_t m = 0; m < ens.members.size(); ++m) {
+      ResNeXt& model = *ens.members[m].model;
+      const Tensor fmap = model.features(x.to(dev));
+      const std::vector<std::array<double, 6>> qm = probabilities(model.head(fmap), &ens.members[m].meta);
+      for (size_t j = 0; j < n; ++j)
+        for (size_t k = 0; k < 6; ++k) q[j][k] += qm[j][k] / double(ens.members.size());
+      if (seq_mode) parts.push_back(embed_batch(model, x, dev, pipes->views[m], fmap));
+    }
     for (size_t j = 0; j < n; ++j)
       for (size_t k = 0; k < 6; ++k) out.probs[start + j].push_back(fmt_double(q[j][k], 6));
     if (!seq_mode) continue;
-    const Tensor ph = embed_batch(model, x, dev, flip, fmap).to(Device::cpu()).contiguous();
+    const Tensor ph = side_by_side(parts);
     if (!out.features.defined()) out.features = Tensor::empty({int64_t(slices.size()), ph.size(1)});
     std::copy(ph.data<float>(), ph.data<float>() + ph.numel(), out.features.data<float>() + int64_t(start) * ph.size(1));
   }
@@ -400,6 +438,22 @@ PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(i
   return predict_dicoms(o, m, progress);
 }
 
+Tensor context_input(const std::vector<std::string>& files, const std::string& image_id, const CheckpointMeta& meta,
+                     bool any_modality) {
+  ICH_CHECK(meta.context > 0, "context_input: the checkpoint reads one slice (no --context)");
+  const SliceWindowing how = windowing_for(meta, any_modality);
+  const int64_t S = meta.size, C = channels_of(how) * (2 * meta.context + 1);
+  const ContextPlan plan = plan_context(files, int(meta.context));
+  const auto file = plan.file_of.find(image_id);
+  ICH_CHECK(file != plan.file_of.end(), "slice ", image_id, " is in none of the ", files.size(), " files");
+  std::vector<FileInputs> in = window_chunk({file->second}, {0}, how, S, false, [](int64_t) {});
+  ICH_CHECK(in[0].error.empty(), file->second, ": ", in[0].error);
+  add_context(plan, in, how, S);
+  for (size_t k = 0; k < in[0].ids.size(); ++k)
+    if (in[0].ids[k] == image_id) return Tensor::from_data(in[0].inputs[k].data(), {1, C, S, S});
+  throw Error("slice " + image_id + " is not in " + file->second + " when read again");
+}
+
 namespace {
 
 // What a resumed run, and every shard of a merge, must share with this one.
@@ -439,10 +493,11 @@ std::unordered_map<std::string, JournalRecord> records_of(const Journal& journal
 // studies.csv gets one row per series.
 void apply_context(const PredictOptions& o, const PredictModels& models, const Tensor& features,
                    const std::vector<SliceGeometry>& geometry, PredictReport& rep) {
-  const std::vector<std::array<double, 6>> q = context_probs(o, features, geometry, models.seqs, models.dev);
+  const std::vector<OrderedSlice> order = order_slices(geometry);
+  const std::vector<std::array<double, 6>> q = pipeline_probs(models.pipes, models.seqs, features, order, models.dev);
   for (size_t i = 0; i < q.size(); ++i)
     for (size_t k = 0; k < 6; ++k) rep.predictions[i].p[k] = fmt_double(q[i][k], 6);
-  const std::vector<StudySummary> studies = summarise_studies(order_slices(geometry), q);
+  const std::vector<StudySummary> studies = summarise_studies(order, q);
   rep.series = int64_t(studies.size());
   write_studies_csv(o.studies.empty() ? (fs::path(o.out).parent_path() / "studies.csv").string() : o.studies, studies);
 }
@@ -459,6 +514,9 @@ PredictReport merge_shards(const PredictOptions& o, const PredictModels& models)
   std::unordered_map<std::string, JournalRecord> done;
   std::vector<Tensor> features(static_cast<size_t>(n));
   std::vector<bool> seen(static_cast<size_t>(n), false);
+  const int K = int(models.slice.meta.context);
+  const ContextPlan plan = K > 0 ? plan_context(all, K) : ContextPlan();  // the shards' series, as they cut them
+  std::unordered_map<std::string, size_t> owner;  // file -> its shard
   for (const std::string& out : o.merge) {
     const std::string jp = out + ".journal";
     ICH_CHECK(fs::exists(jp), "--merge ", out, ": no journal ", jp, " (is it a shard's --out?)");
@@ -478,13 +536,15 @@ PredictReport merge_shards(const PredictOptions& o, const PredictModels& models)
     seen[size_t(k)] = true;
     const Journal journal(jp, run_settings(as_run, models, k), true);  // refuses other settings, naming them
     const std::unordered_map<std::string, JournalRecord> d = records_of(journal, per_slice);
-    const std::vector<std::string> mine = shard_of(all, k, n);
+    const RunFiles rf = run_files(all, plan, k, n);
+    const std::vector<std::string>& mine = rf.files;
+    for (const std::string& f : mine) owner[f] = size_t(k);
     int64_t have = 0;
     for (const std::string& f : mine) have += d.count(f);
     ICH_CHECK(have == int64_t(mine.size()), "--merge: shard ", k, "/", n, " (", out, ") has ", have, " of its ",
               mine.size(), " files: run it again with --resume to finish it");
     done.insert(d.begin(), d.end());
-    if (seq_mode) features[size_t(k)] = gather_features(mine, d, per_slice, out + ".features", as_run.chunk);
+    if (seq_mode) features[size_t(k)] = features_in_file_order(rf, d, per_slice, out + ".features", as_run.chunk);
   }
   PredictReport rep;
   std::vector<SliceGeometry> geometry;
@@ -498,7 +558,7 @@ PredictReport merge_shards(const PredictOptions& o, const PredictModels& models)
     for (size_t i = 0; i < all.size(); ++i) {
       const JournalRecord& r = done.at(all[i]);
       if (r[0] != "ok") continue;
-      const size_t k = i % size_t(n);
+      const size_t k = owner.at(all[i]);
       for (size_t s = 2; s < r.size(); s += per_slice, ++row, ++next[k])
         std::copy(features[k].data<float>() + next[k] * F, features[k].data<float>() + (next[k] + 1) * F,
                   joined.data<float>() + row * F);
@@ -526,14 +586,15 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   c.model->eval();
   const SliceWindowing how = windowing_for(c.meta, o.any_modality);
   const std::vector<std::string> all = list_files(o.input);
-  const std::vector<std::string> files = o.shards > 1 ? shard_of(all, o.shard, o.shards) : all;
   const int64_t S = c.meta.size;
-  // --context: the files in series order for the chunks (the output keeps the sorted order)
-  const ContextPlan plan = c.meta.context > 0 ? plan_context(files, int(c.meta.context)) : ContextPlan();
-  const std::vector<std::string>& work = c.meta.context > 0 ? plan.work : files;
+  // --context: the headers of the archive read first, the files in series
+  // order for the chunks (the output keeps the sorted order), shards by series
+  const ContextPlan plan = c.meta.context > 0 ? plan_context(all, int(c.meta.context)) : ContextPlan();
+  const RunFiles rf = run_files(all, plan, o.shard, o.shards);
+  const std::vector<std::string>& files = rf.files;
+  const std::vector<std::string>& work = rf.work;
   const int64_t C_in = channels_of(how) * (2 * c.meta.context + 1);
   const bool seq_mode = !o.sequence.empty();
-  const bool flip = seq_mode && models.seqs.front().meta.flip;
   const std::string feature_dir = o.out + ".features";
   if (seq_mode) fs::create_directories(feature_dir);
   const size_t per_slice = slice_fields(seq_mode);
@@ -549,7 +610,7 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
     std::vector<FileInputs> in =
         window_chunk(work, todo, how, S, seq_mode, [&](int64_t d) { if (progress) progress(base + d, n_files); });
     if (plan.K > 0) add_context(plan, in, how, S);
-    const ChunkOutputs out = run_chunk(models.ensemble, in, o.batch, C_in, S, dev, seq_mode, flip);
+    const ChunkOutputs out = run_chunk(models.ensemble, in, o.batch, C_in, S, dev, seq_mode ? &models.pipes : nullptr);
     // the chunk's features land before its record: a recorded chunk always has them
     if (seq_mode && out.features.defined()) write_npy(feature_dir + "/" + std::to_string(base) + ".npy", out.features);
     const std::vector<JournalRecord> records = chunk_records(work, todo, in, out, seq_mode);
@@ -560,7 +621,7 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
   std::vector<SliceGeometry> geometry;
   collect(files, done, per_slice, seq_mode, rep, geometry);
   if (seq_mode && !rep.predictions.empty())
-    apply_context(o, models, gather_features(files, done, per_slice, feature_dir, o.chunk), geometry, rep);
+    apply_context(o, models, features_in_file_order(rf, done, per_slice, feature_dir, o.chunk), geometry, rep);
   write_predictions_csv(o.out, rep.predictions);
   return rep;
 }

@@ -13,10 +13,11 @@
 // slices a side of its series: the headers of every file are read first
 // (no pixels), the slices ordered into series, the files chunked in series
 // order, and the few neighbours outside a chunk windowed with it; the
-// output keeps the sorted order. Not yet with sequence checkpoints.
+// output keeps the sorted order. Shards of such a run take whole series.
 //
 // With sequence checkpoints (ich-train-seq), each slice's pooled features
-// (mirror-averaged when the sequence model was trained so) and its geometry
+// (averaged over the views the series models were trained on; each
+// member's side by side) and its geometry
 // are kept too: the geometry in the journal, the features in one .npy per
 // chunk beside it (OUT.features/, written before the chunk's record). At the
 // end the slices are grouped into series, ordered along each series' normal
@@ -32,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "infer/apply.h"
 #include "infer/ensemble.h"
 #include "seq/seq_model.h"
 #include "train/checkpoint.h"
@@ -44,10 +46,13 @@ struct PredictOptions {
   bool any_modality = false;  // slices of any modality, not only CT
   bool resume = false;
   int64_t chunk = 2048;       // files between two journal records
-  std::vector<std::string> sequence;  // sequence checkpoints: none (per slice), one, or several (averaged)
+  // Sequence checkpoints: none (per slice), one, or several; each goes with
+  // the slice model whose embeddings it was trained on (infer/apply.h
+  // pipelines), a member's averaged, then the members'.
+  std::vector<std::string> sequence;
   std::string studies;                // studies.csv (with sequence; default: beside out)
   // More slice models averaged with `checkpoint`, test-time views
-  // (infer/ensemble.h); not with `sequence`.
+  // (infer/ensemble.h); with `sequence`, the views are the series models'.
   std::vector<std::string> ensemble;
   std::string tta = "none";
   // Across machines: shard k of n takes the files whose index in the sorted
@@ -89,12 +94,20 @@ struct PredictModels {
   LoadedCheckpoint slice;  // the first member of `ensemble` (the same model)
   Ensemble ensemble;
   std::vector<LoadedSeqCheckpoint> seqs;
+  SeqPipelines pipes;  // each member with its series models (infer/apply.h)
   std::string slice_identity;
   std::vector<std::string> seq_identity;
 };
 PredictModels load_predict_models(const PredictOptions& o);  // o.checkpoint, o.ensemble, o.tta, o.sequence, o.device
 
 PredictReport predict_dicoms(const PredictOptions& o, const std::function<void(int64_t, int64_t)>& progress = nullptr);
+
+// One slice's model input as predict_dicoms makes it for a --context
+// checkpoint: its series' 2K+1 slices around it (read from `files`,
+// ordered by geometry; the edge repeated) as channels, (1, C(2K+1), S, S)
+// on the host. ich-serve's key images take their Grad-CAM of it.
+Tensor context_input(const std::vector<std::string>& files, const std::string& image_id, const CheckpointMeta& meta,
+                     bool any_modality = false);
 // The same with models already loaded from o.checkpoint and o.sequence.
 PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
                              const std::function<void(int64_t, int64_t)>& progress = nullptr);

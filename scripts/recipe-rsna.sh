@@ -2,9 +2,10 @@
 # The recipe that placed near the top of RSNA 2019 (2nd place: the seed's
 # backbone), end to end on ich's tools:
 #   window -> K folds by patient -> a CNN per fold -> out-of-fold predictions
-#   -> embeddings (mirror-averaged) and bagged sequence models per fold (--bags 0: none)
-#   -> the folds' ensemble with test-time views (image and mirror; --tta)
-#   -> study-level evaluation -> submission.
+#   -> embeddings (averaged over the test-time views) and bagged sequence models per fold (--bags 0: none)
+#   -> the folds' ensemble with test-time views (--tta; flip+transpose trains with transposes too)
+#   -> study-level evaluation -> submission: the folds' pipelines (each CNN with its sequence models,
+#      averaged), or with --bags 0 the folds' CNNs with the views.
 #
 #   scripts/recipe-rsna.sh --tiny [--work DIR] [--seed N] [--bin DIR]
 #       On the phantom (easy; ICH_RECIPE_DIFFICULTY=realistic for the other) in minutes on 2 cores: 60 training
@@ -13,7 +14,8 @@
 #       held-out patients and exits 1 unless the ensemble's weighted log loss
 #       is lower (tests run it).
 #   scripts/recipe-rsna.sh --train-dicom DIR --labels stage_2_train.csv --test-dicom DIR --weights wsl.ichw
-#                          [--work DIR] [--folds 5] [--size 256] [--epochs 3] [--bags 3] [--tta flip] [--device cuda]
+#                          [--work DIR] [--folds 5] [--size 256] [--epochs 3] [--bags 3] [--tta flip+transpose]
+#                          [--device cuda]
 #       The real thing (README, "The recipe"): a GPU machine, the RSNA data
 #       and the WSL weights converted by ich-convert.
 set -euo pipefail
@@ -24,9 +26,10 @@ tiny=0
 seed=1
 difficulty=${ICH_RECIPE_DIFFICULTY:-easy}
 folds=5 size=256 epochs=3 bags=3 device=auto
-# test-time views: the image and its mirror (ich-train augments with mirrors, not with transposes: the 2nd
-# place's transpose view is --tta flip+transpose, for models trained with it)
-tta=flip
+# test-time views: the real mode's default is the 2nd place's (the image, its mirror, its transpose; the
+# CNNs then train with transposes too, ich-train --transpose); --tiny keeps the image and its mirror, the
+# setting its test's distribution was measured with (README, "The recipe")
+tta=""
 bags_given=0
 train_dicom="" labels="" test_dicom="" weights=""
 while [ $# -gt 0 ]; do
@@ -49,6 +52,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+if [ -z "$tta" ]; then if [ $tiny = 1 ]; then tta=flip; else tta=flip+transpose; fi; fi
+transpose=()
+[ "$tta" != flip+transpose ] || transpose=(--transpose)
 [ -x "$bin/ich-train" ] || { echo "recipe-rsna: no $bin/ich-train: build first (scripts/build.sh)" >&2; exit 2; }
 step() { echo "== $*"; }
 quiet() { "$@" > /dev/null 2>&1 || { echo "recipe-rsna: failed: $*" >&2; "$@" 2>&1 | tail -5 >&2; exit 1; }; }
@@ -81,21 +87,23 @@ step "2. $folds folds by patient, stratified by subtype"
 "$bin/ich-split" --labels "$labels" --meta images/meta.csv --out folds --folds "$folds" | tail -n $((folds + 1))
 
 oof=()
+all_seqs=()  # every fold's sequence models: each goes with its fold's CNN (ich-embed recorded which)
 for k in $(seq 0 $((folds - 1))); do
   step "3.$k fold $k: CNN, out-of-fold predictions, embeddings, $bags bagged sequence models"
   f=folds/fold$k
   [ -f "cnn$k/best.ckpt" ] || quiet "$bin/ich-train" --train $f/train.csv --valid $f/valid.csv --images images \
-    --out "cnn$k" --size "$size" --epochs "$epochs" --device "$device" --seed $((seed + k)) "${arch[@]}"
+    --out "cnn$k" --size "$size" --epochs "$epochs" --device "$device" --seed $((seed + k)) "${arch[@]}" "${transpose[@]}"
   quiet "$bin/ich-eval" --checkpoint "cnn$k/best.ckpt" --data $f/valid.csv --images images --out "oof$k" --device "$device"
   oof+=("oof$k/predictions.csv")
   [ "$bags" -gt 0 ] || continue  # --bags 0: no sequence stage
   quiet "$bin/ich-embed" --checkpoint "cnn$k/best.ckpt" --data $f/train.csv --data $f/valid.csv --images images \
-    --out "emb$k" --device "$device"
+    --out "emb$k" --device "$device" --tta "$tta"
   seqs=()
   for b in $(seq 1 "$bags"); do
     quiet "$bin/ich-train-seq" --train $f/train.csv --valid $f/valid.csv --embeddings "emb$k" --out "seq$k.$b" \
       --cell lstm --layers 2 --hidden 64 --epochs 25 --device "$device" --seed "$b"
     seqs+=(--sequence "seq$k.$b/best.ckpt")
+    all_seqs+=(--sequence "seq$k.$b/best.ckpt")
   done
   quiet "$bin/ich-eval" --checkpoint "cnn$k/best.ckpt" "${seqs[@]}" --data $f/valid.csv --images images \
     --out "oofseq$k" --device "$device"
@@ -119,13 +127,24 @@ if [ -n "$test_labels" ]; then
   sed -n 's/.*"Any": {[^}]*"auc": \([0-9.]*\).*/AUC(any) per slice: \1/p' test_fold0/metrics.json | sed 's/^/fold 0 alone: /'
   sed -n 's/.*"Any": {[^}]*"auc": \([0-9.]*\).*/AUC(any) per slice: \1/p' test_ensemble/metrics.json | sed 's/^/ensemble:     /'
   echo "weighted log loss on the held-out patients: fold 0 alone $one, ensemble of $folds folds with test-time views $ens"
+  if [ ${#all_seqs[@]} -gt 0 ]; then
+    quiet "$bin/ich-eval" "${members[@]}" "${all_seqs[@]}" --data test.csv --images test_images --out test_pipelines \
+      --device "$device" --studies --bootstrap 500
+    echo "the $folds folds' pipelines (CNN and its $bags sequence models each): weighted log loss $(score test_pipelines)"
+  fi
   echo "study level: test_ensemble/study_metrics.json; reports: test_fold0/report.html, test_ensemble/report.html"
 fi
 
-step "5. submission: the $folds folds with test-time views on the test DICOM"
 set +e
-"$bin/ich-predict" "${members[@]}" --tta "$tta" --input "$test_dicom" --out submission/submission.csv \
-  --device "$device" --resume > /dev/null 2>&1
+if [ ${#all_seqs[@]} -gt 0 ]; then
+  step "5. submission: the $folds folds' pipelines (each CNN with its sequence models) on the test DICOM"
+  "$bin/ich-predict" "${members[@]}" "${all_seqs[@]}" --input "$test_dicom" --out submission/submission.csv \
+    --device "$device" --resume > /dev/null 2>&1
+else
+  step "5. submission: the $folds folds with test-time views on the test DICOM"
+  "$bin/ich-predict" "${members[@]}" --tta "$tta" --input "$test_dicom" --out submission/submission.csv \
+    --device "$device" --resume > /dev/null 2>&1
+fi
 rc=$?
 set -e
 [ $rc = 0 ] || [ $rc = 3 ] || { echo "recipe-rsna: ich-predict failed (exit $rc)" >&2; exit 1; }

@@ -15,18 +15,16 @@ namespace ich {
 
 namespace fs = std::filesystem;
 
-Tensor embed_batch(ResNeXt& model, const Tensor& x, Device device, bool flip, const Tensor& fmap) {
+Tensor embed_batch(ResNeXt& model, const Tensor& x, Device device, Tta views, const Tensor& fmap) {
   auto pooled = [](const Tensor& map) { return flatten(adaptive_avg_pool2d(map)); };
   Tensor f = pooled(fmap.defined() ? fmap : model.features(x.to(device)));
-  if (!flip) return f;
-  Tensor m = x.clone();  // the mirror image: columns reversed, on the host
-  const int64_t S = x.size(3), rows = m.numel() / S;
-  float* p = m.data<float>();
-  for (int64_t r = 0; r < rows; ++r) std::reverse(p + r * S, p + (r + 1) * S);
-  return scale(add(f, pooled(model.features(m.to(device)))), 0.5);
+  if (views == Tta::None) return f;
+  const std::vector<Tensor> v = tta_views(x, views);  // v[0] is x itself, whose features are f
+  for (size_t k = 1; k < v.size(); ++k) f = add(f, pooled(model.features(v[k].to(device))));
+  return scale(f, 1.0 / double(v.size()));
 }
 
-Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch, Device device, bool flip,
+Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch, Device device, Tta views,
                     const std::function<void(int64_t, int64_t)>& progress) {
   const bool was_training = model.is_training();
   model.eval();
@@ -39,7 +37,7 @@ Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_
   Batch b;
   int64_t done = 0;
   while (loader.next(b)) {
-    const Tensor f = embed_batch(model, b.x, device, flip);
+    const Tensor f = embed_batch(model, b.x, device, views);
     const Tensor fh = f.to(Device::cpu()).contiguous();
     if (!out.defined()) out = Tensor::empty({int64_t(ds.size()), fh.size(1)});
     for (size_t j = 0; j < b.samples.size(); ++j)
@@ -104,7 +102,7 @@ int64_t run_embed(const EmbedOptions& o, const std::function<void(const std::str
   }
   SliceDataset ds(rows, o.images);
   ds.set_context(int(c.meta.context));  // a model of adjacent slices reads them
-  const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, o.flip, progress);
+  const Tensor f = embed_slices(*c.model, ds, c.meta.size, o.batch, dev, o.views, progress);
   const std::vector<OrderedSlice> order = order_split(rows, o.images, log);
   // embeddings.npy in index.csv's order
   const int64_t F = f.size(1);
@@ -125,7 +123,8 @@ int64_t run_embed(const EmbedOptions& o, const std::function<void(const std::str
   index.commit();  // after the array: an index.csv always has its embeddings
   CsvWriter info((fs::path(o.out) / "info.csv").string(), {"key", "value"});
   info.row({"checkpoint", fs::weakly_canonical(o.checkpoint).string()});
-  info.row({"flip", o.flip ? "1" : "0"});
+  info.row({"views", tta_name(o.views)});
+  info.row({"cnn", weights_fingerprint(*c.model)});
   info.row({"features", std::to_string(F)});
   info.row({"slices", std::to_string(order.size())});
   info.row({"series", std::to_string(series)});

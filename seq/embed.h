@@ -3,20 +3,23 @@
 //
 // The features are the per-slice CNN's global average pool (the vector its
 // fc layer reads: 2048 values for ResNeXt-101, 512 for resnext_mini),
-// averaged with the features of the horizontally flipped slice (test-time
-// augmentation, as the 2nd place of RSNA 2019 did). An ich-embed folder:
+// averaged over test-time views of the slice (data/augment.h tta_views; by
+// default with its mirror image, as the 2nd place of RSNA 2019 did; with
+// --tta flip+transpose its transpose too). An ich-embed folder:
 //   embeddings.npy  (N, F) float32, row r the slice of index.csv's row r
 //   index.csv       image_id, row, patient_id, study_uid, series_uid,
 //                   position, gap_prev, gap_next: one row per slice, the
 //                   slices of a series together and in order along the
 //                   series' normal (data/series.h; gaps in mm, 0 at the ends)
-//   info.csv        key,value: checkpoint, flip, features, slices, series
+//   info.csv        key,value: checkpoint, views, cnn (the slice model's
+//                   weights_fingerprint), features, slices, series
 #pragma once
 #include <array>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "data/augment.h"
 #include "data/dataset.h"
 #include "data/series.h"
 #include "layers/resnext.h"
@@ -27,20 +30,20 @@ struct EmbedOptions {
   std::string checkpoint, images, out, device = "auto";
   std::vector<std::string> data;  // split CSVs, their rows together (train and valid: one folder for both)
   int64_t batch = 32;
-  bool flip = true;  // average with the horizontally flipped slice
+  Tta views = Tta::Flip;  // averaged over these views (default: the slice and its mirror)
 };
 
 // One batch's embedding (B, F), on `device`: the slice model's feature map
-// averaged over space, and with `flip` averaged with the mirror image's
-// (columns reversed). x (B, C, S, S) is on the host; `fmap`, when given, is
+// averaged over space, and over the views (with Tta::Flip the image's and
+// its mirror's: columns reversed). x (B, C, S, S) is on the host; `fmap`, when given, is
 // model.features(x) already computed (ich-predict has it for the head).
 // ich-embed (the series model's training data) and ich-predict --sequence
 // (its input in use) both make embeddings here: the series model is right
 // only while the two are the same.
-Tensor embed_batch(ResNeXt& model, const Tensor& x, Device device, bool flip, const Tensor& fmap = Tensor());
+Tensor embed_batch(ResNeXt& model, const Tensor& x, Device device, Tta views, const Tensor& fmap = Tensor());
 
 // Pooled features (N, F) float32 on the CPU, row i for slice i of ds.
-Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch, Device device, bool flip,
+Tensor embed_slices(ResNeXt& model, const SliceDataset& ds, int64_t size, int64_t batch, Device device, Tta views,
                     const std::function<void(int64_t, int64_t)>& progress = nullptr);
 
 // One slice of an ordered series, as index.csv holds it.

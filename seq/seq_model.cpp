@@ -58,7 +58,8 @@ void save_seq_checkpoint(const std::string& path, const SeqModel& model, Optimiz
   t.emplace_back("meta/seed", int_entry(int64_t(m.seed)));
   t.emplace_back("meta/lr", real_entry(m.lr));
   t.emplace_back("meta/best_valid_loss", real_entry(m.best_valid_loss));
-  t.emplace_back("meta/flip", int_entry(m.flip ? 1 : 0));
+  t.emplace_back("meta/views", text_entry(tta_name(m.views)));
+  if (!m.cnn.empty()) t.emplace_back("meta/cnn", text_entry(m.cnn));
   write_weights(path, t);
 }
 
@@ -83,7 +84,12 @@ LoadedSeqCheckpoint load_seq_checkpoint(const std::string& path) {
   m.seed = uint64_t(need("meta/seed").item());
   m.lr = need("meta/lr").item();
   m.best_valid_loss = need("meta/best_valid_loss").item();
-  m.flip = need("meta/flip").item() != 0;
+  if (f.find("meta/views")) {
+    m.views = parse_tta(entry_text(f.read("meta/views")));
+  } else {  // before the transpose view: mirror-averaged or not
+    m.views = need("meta/flip").item() != 0 ? Tta::Flip : Tta::None;
+  }
+  if (f.find("meta/cnn")) m.cnn = entry_text(f.read("meta/cnn"));
   for (auto [name, dst] : {std::pair{"norm/mean", &c.norm.mean}, std::pair{"norm/inv_std", &c.norm.inv_std}}) {
     const std::vector<double> v = need(name).to_vector();
     ICH_CHECK(int64_t(v.size()) == cfg.features, "sequence checkpoint ", path, ": ", name, " has ", v.size(),

@@ -11,12 +11,16 @@
 //   model/<name>, optim/<name>, optim/steps   as ich-train's
 //   norm/mean, norm/inv_std                   the embeddings' standardisation
 //   meta/cell, meta/hidden, meta/layers, meta/features, meta/epoch,
-//   meta/step, meta/seed, meta/lr, meta/batch, meta/best_valid_loss, meta/flip,
+//   meta/step, meta/seed, meta/lr, meta/batch, meta/best_valid_loss,
+//   meta/views (the embeddings' test-time views: none, flip, flip+transpose;
+//   older checkpoints have meta/flip 0/1), meta/cnn (the slice model's
+//   weights_fingerprint, train/checkpoint.h; absent in older ones),
 //   meta/kind = "sequence"
 #pragma once
 #include <memory>
 #include <string>
 
+#include "data/augment.h"
 #include "engine/ops/optim.h"
 #include "layers/layers.h"
 #include "layers/rnn.h"
@@ -50,7 +54,8 @@ struct SeqCheckpointMeta {
   int64_t epoch = 0, step = 0, batch = 8;
   uint64_t seed = 0;
   double lr = 1e-3, best_valid_loss = 1e300;
-  bool flip = true;  // the embeddings were averaged with the mirrored slice (ich-embed's default)
+  Tta views = Tta::Flip;  // the embeddings' views, averaged (ich-embed --tta; its default: with the mirror)
+  std::string cnn;        // the slice model's weights_fingerprint ("": not recorded, an older checkpoint)
 };
 
 void save_seq_checkpoint(const std::string& path, const SeqModel& model, Optimizer* opt, const FeatureNorm& norm,

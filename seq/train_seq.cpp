@@ -89,9 +89,17 @@ SeqRun set_up(const SeqTrainOptions& o, const std::function<void(const std::stri
     r.norm = feature_norm(r.train);
     r.meta.batch = o.batch, r.meta.seed = o.seed, r.meta.lr = o.lr;
     const fs::path info = fs::path(o.embeddings) / "info.csv";  // how the embeddings were made, for ich-eval/predict
-    if (fs::exists(info))
-      for (const auto& row : read_csv(info.string()).rows)
-        if (row[0] == "flip") r.meta.flip = row[1] == "1";
+    if (fs::exists(info)) {
+      for (const auto& row : read_csv(info.string()).rows) {
+        if (row[0] == "views") {
+          r.meta.views = parse_tta(row[1]);
+        } else if (row[0] == "flip") {  // an older ich-embed's
+          r.meta.views = row[1] == "1" ? Tta::Flip : Tta::None;
+        } else if (row[0] == "cnn") {
+          r.meta.cnn = row[1];
+        }
+      }
+    }
   }
   r.model->to(r.dev);
   r.model->train();

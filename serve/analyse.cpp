@@ -47,7 +47,7 @@ StudyAnalyser::StudyAnalyser(AnalyseOptions o) : o_(std::move(o)) {
   po.ensemble = o_.ensemble;
   po.tta = o_.tta;
   po.device = o_.device;
-  models_ = load_predict_models(po);  // refuses a --context checkpoint, as ich-predict does
+  models_ = load_predict_models(po);
   name_ = "ich " + models_.slice.meta.arch + " slice model" + (o_.sequence.empty() ? "" : " + series model");
   version_ = fs::path(o_.checkpoint).filename().string() + " (" + models_.slice_identity + ")";
   for (const std::string& p : o_.ensemble)
@@ -118,14 +118,24 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   std::sort(ranked.begin(), ranked.end());
   const SliceWindowing how = windowing_for(models_.slice.meta);
   const int64_t S = models_.slice.meta.size;
+  std::vector<std::string> files;  // the study's readable instances (--context: the neighbours' files)
   for (size_t r = 0; r < ranked.size() && int(r) < o_.key_images; ++r) {
     const SlicePrediction& sp = slices[std::get<2>(ranked[r])];
     KeyImage key;
     key.source = ref_of(sp);
     key.p = sp.p;
-    const WindowedImage wi = window_frame(sp.path, how, sp.frame);
-    const std::vector<uint8_t> rgb =
-        slice_cam(*models_.slice.model, models_.dev, wi.pixels.data(), wi.h, wi.w, wi.channels, int(S), 5).rgb;
+    std::vector<uint8_t> rgb;
+    if (models_.slice.meta.context > 0) {  // the slice among its neighbours, as the model read it
+      if (files.empty())
+        for (const SlicePrediction& q : slices)
+          if (files.empty() || files.back() != q.path) files.push_back(q.path);
+      const Tensor x = context_input(files, sp.image_id, models_.slice.meta);
+      const int64_t centre = models_.slice.meta.context * int64_t(how.windows.empty() ? 1 : how.windows.size());
+      rgb = cam_overlay(x, grad_cam(*models_.slice.model, x.to(models_.dev), 5).heat, centre);
+    } else {
+      const WindowedImage wi = window_frame(sp.path, how, sp.frame);
+      rgb = slice_cam(*models_.slice.model, models_.dev, wi.pixels.data(), wi.h, wi.w, wi.channels, int(S), 5).rgb;
+    }
     const int k = std::max(1, int((256 + S - 1) / S));
     key.w = key.h = int(S) * k;
     key.rgb = enlarged(rgb, int(S), int(S), k);

@@ -163,7 +163,7 @@ grep -q 'id="study-level"' cqeval/report.html && ! grep -q 'id="metrics"' cqeval
   fail "ich-eval --study-labels: report.html should have the study level only"
 # Ensembles and test-time views: a checkpoint averaged with itself is the
 # checkpoint (ich-eval and ich-predict, byte for byte); with views the
-# probabilities move; not with --sequence.
+# probabilities move (with --sequence: below, after the series models).
 "$bin/ich-eval" --checkpoint run/best.ckpt --checkpoint run/best.ckpt --data split/valid.csv --images img --out evalens \
   --device cpu > /dev/null 2>&1 || fail "ich-eval with two checkpoints"
 cmp -s eval/predictions.csv evalens/predictions.csv || fail "ich-eval: a checkpoint averaged with itself changed"
@@ -174,13 +174,9 @@ set +e
 "$bin/ich-predict" --checkpoint run/best.ckpt --checkpoint run/best.ckpt --input ph/dicom --out subens.csv --device cpu \
   > /dev/null 2>&1
 "$bin/ich-predict" --checkpoint run/best.ckpt --tta flip --input ph/dicom --out subtta.csv --device cpu > /dev/null 2>&1
-"$bin/ich-predict" --checkpoint run/best.ckpt --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --input ph/dicom \
-  --out subbad.csv --device cpu > ensbad.txt 2>&1
-rc=$?
 set -e
 cmp -s subplain.csv subens.csv || fail "ich-predict: a checkpoint averaged with itself changed"
 cmp -s subplain.csv subtta.csv && fail "ich-predict --tta flip: the same probabilities as without views"
-[ $rc = 1 ] && grep -q "one --checkpoint and --tta none" ensbad.txt || fail "ich-predict: an ensemble with --sequence: exit $rc"
 # Folds: every image in exactly one fold's validation side
 "$bin/ich-split" --labels ph/labels.csv --meta img/meta.csv --out folds --folds 3 > folds.txt
 [ "$(( $(wc -l < folds/fold0/valid.csv) + $(wc -l < folds/fold1/valid.csv) + $(wc -l < folds/fold2/valid.csv) - 3 ))" = $(( 200 - corrupt )) ] ||
@@ -267,6 +263,52 @@ set +e
   --chunk 64 --device cpu --resume > /dev/null 2> /dev/null
 set -e
 cmp -s seqsub/submission.csv seqsub/first.csv || fail "ich-predict --sequence --resume: other bytes"
+# Pipelines (infer/apply.h): each slice model with the series models trained on its embeddings, matched
+# by the weights ich-embed records. A checkpoint given twice with its series model is the run with one,
+# byte for byte; epoch 1's CNN with its own series model (embeddings over the image, its mirror and its
+# transpose) beside best.ckpt's gives the mean of the two pipelines (ich-predict and ich-eval); a series
+# model whose CNN is not given, and --tta with --sequence, are refused.
+"$bin/ich-embed" --checkpoint run/epoch1.ckpt --data split/train.csv --data split/valid.csv --images img --out emb1 \
+  --tta flip+transpose --device cpu > /dev/null 2>&1 || fail "ich-embed --tta flip+transpose"
+grep -q "^views,flip+transpose$" emb1/info.csv && grep -q "^cnn,[0-9a-f]*/[0-9]*$" emb1/info.csv ||
+  fail "ich-embed: info.csv should say the views and the CNN's fingerprint"
+"$bin/ich-train-seq" --train split/train.csv --valid split/valid.csv --embeddings emb1 --hidden 8 --batch 2 \
+  --device cpu --seed 5 --out seqrun1 --epochs 2 > /dev/null 2>&1 || fail "ich-train-seq on emb1"
+seq_predict() { local out=$1; shift; "$bin/ich-predict" "$@" --input ph/dicom --out "$out" --chunk 64 --device cpu \
+                  > /dev/null 2> "$out.err"; local rc=$?; [ $rc = 0 ] || [ $rc = 3 ] || fail "ich-predict $*: exit $rc, $(tail -2 "$out.err")"; }
+set +e
+seq_predict seqtwice.csv --checkpoint run/best.ckpt --checkpoint run/best.ckpt --sequence seqrun/best.ckpt
+seq_predict seqone.csv --checkpoint run/epoch1.ckpt --sequence seqrun1/best.ckpt
+seq_predict seqpair.csv --checkpoint run/best.ckpt --checkpoint run/epoch1.ckpt --sequence seqrun1/best.ckpt \
+  --sequence seqrun/best.ckpt
+"$bin/ich-predict" --checkpoint run/best.ckpt --sequence seqrun1/best.ckpt --input ph/dicom --out seqbad.csv \
+  --device cpu > /dev/null 2> seqbad.txt
+rc_other=$?
+"$bin/ich-predict" --checkpoint run/best.ckpt --sequence seqrun/best.ckpt --tta flip --input ph/dicom --out seqbad.csv \
+  --device cpu > /dev/null 2> seqbad2.txt
+rc_tta=$?
+set -e
+cmp -s seqtwice.csv seqsub/first.csv || fail "ich-predict: a pipeline given twice is not the pipeline"
+[ $rc_other = 1 ] && grep -q "none of the --checkpoints" seqbad.txt && [ ! -e seqbad.csv ] ||
+  fail "ich-predict: a series model without its CNN: exit $rc_other, $(cat seqbad.txt)"
+[ $rc_tta = 1 ] && grep -q "views it was trained on" seqbad2.txt || fail "ich-predict --tta --sequence: exit $rc_tta"
+"$bin/ich-eval" --checkpoint run/epoch1.ckpt --sequence seqrun1/best.ckpt --data split/valid.csv --images img \
+  --out evalone --device cpu > /dev/null 2>&1 || fail "ich-eval with epoch 1's pipeline"
+"$bin/ich-eval" --checkpoint run/best.ckpt --checkpoint run/epoch1.ckpt --sequence seqrun/best.ckpt \
+  --sequence seqrun1/best.ckpt --data split/valid.csv --images img --out evalpair --device cpu > /dev/null 2>&1 ||
+  fail "ich-eval with two pipelines"
+/usr/bin/python3 - <<'PY' || fail "two pipelines are not the mean of each"
+import csv, sys
+def sub(p): return {r["ID"]: float(r["Label"]) for r in csv.DictReader(open(p))}
+def ev(p): return {(r["image_id"], k): float(v) for r in csv.DictReader(open(p)) for k, v in r.items() if k.startswith("p_")}
+for pair, a, b in ((sub("seqpair.csv"), sub("seqsub/first.csv"), sub("seqone.csv")),
+                   (ev("evalpair/predictions.csv"), ev("evalseq/predictions.csv"), ev("evalone/predictions.csv"))):
+    assert pair.keys() == a.keys() == b.keys() and len(pair) > 50, "other rows"
+    worst = max(abs(pair[k] - (a[k] + b[k]) / 2) for k in pair)  # each rounded to 6 digits
+    apart = max(abs(a[k] - b[k]) for k in pair)
+    if worst > 1.01e-6 or apart < 1e-4:
+        sys.exit(f"{len(pair)} probabilities: {worst} from the pipelines' mean (the two {apart} apart)")
+PY
 # Across machines: three shards (chunks of 16 files), then one merge: the shards' rows exactly, in the
 # unsharded run's order, and its numbers to float32 rounding (other batches round other ways), per slice
 # and with the series models over whole series (each shard holds a third of every series)
@@ -319,7 +361,8 @@ set -e
 # the neighbours read from img/meta.csv; its resume without --context is refused clearly. ich-predict reads
 # the neighbours from the DICOM headers (series order by geometry) and gives ich-eval's probabilities on the
 # same slices; in chunks of 16 files the series straddle chunks and the neighbours outside a chunk are read
-# too; with --sequence it refuses the checkpoint clearly.
+# too. With a series model on its embeddings: ich-predict gives ich-eval's probabilities, and three
+# shards (whole series each) merged give the unsharded run's.
 train --out ctx --epochs 1 --context 1
 [ -f ctx/last.ckpt ] || fail "ich-train --context: no ctx/last.ckpt"
 set +e
@@ -327,14 +370,9 @@ set +e
   --lr 1e-3 --device cpu --seed 3 --out ctx --epochs 2 --resume ctx/last.ckpt 2> ctxresume.txt > /dev/null
 rc_resume=$?
 "$bin/ich-predict" --checkpoint ctx/last.ckpt --input ph/dicom --out ctxsub.csv --device cpu --chunk 16 > /dev/null 2>&1
-"$bin/ich-predict" --checkpoint ctx/last.ckpt --sequence seqrun/best.ckpt --input ph/dicom --out ctxseq.csv --device cpu \
-  > /dev/null 2> ctxpredict.txt
-rc_predict=$?
 set -e
 [ $rc_resume != 0 ] && grep -q "context 1" ctxresume.txt ||
   fail "ich-train --resume of a --context 1 run without --context: exit $rc_resume, $(cat ctxresume.txt)"
-[ $rc_predict = 1 ] && grep -q "not yet under --sequence" ctxpredict.txt && [ ! -e ctxseq.csv ] ||
-  fail "ich-predict --sequence with a --context checkpoint: exit $rc_predict, $(cat ctxpredict.txt)"
 "$bin/ich-eval" --checkpoint ctx/last.ckpt --data split/valid.csv --images img --out ctxeval --device cpu > /dev/null 2>&1 ||
   fail "ich-eval of a --context 1 checkpoint"
 [ "$(( $(wc -l < ctxeval/predictions.csv) - 1 ))" = "$(( $(wc -l < split/valid.csv) - 1 ))" ] || fail "ich-eval --context: rows"
@@ -350,8 +388,41 @@ for r in csv.DictReader(open(sys.argv[2])):
 if worst > 2e-5 or n < 60:
     sys.exit(f"{n} probabilities, the worst {worst} apart")
 PY
-"$bin/ich-embed" --checkpoint ctx/last.ckpt --data split/valid.csv --images img --out ctxemb --device cpu > /dev/null 2>&1 ||
-  fail "ich-embed of a --context 1 checkpoint"
+"$bin/ich-embed" --checkpoint ctx/last.ckpt --data split/train.csv --data split/valid.csv --images img --out ctxemb \
+  --device cpu > /dev/null 2>&1 || fail "ich-embed of a --context 1 checkpoint"
+"$bin/ich-train-seq" --train split/train.csv --valid split/valid.csv --embeddings ctxemb --hidden 8 --batch 2 \
+  --device cpu --seed 6 --out ctxseq --epochs 2 > /dev/null 2>&1 || fail "ich-train-seq on a --context model's embeddings"
+"$bin/ich-eval" --checkpoint ctx/last.ckpt --sequence ctxseq/best.ckpt --data split/valid.csv --images img \
+  --out ctxevalseq --device cpu > /dev/null 2>&1 || fail "ich-eval --sequence of a --context 1 checkpoint"
+set +e
+"$bin/ich-predict" --checkpoint ctx/last.ckpt --sequence ctxseq/best.ckpt --input ph/dicom --out ctxseq.csv --chunk 16 \
+  --device cpu > /dev/null 2>&1
+for k in 0 1 2; do
+  "$bin/ich-predict" --checkpoint ctx/last.ckpt --sequence ctxseq/best.ckpt --input ph/dicom --out ctxshard$k/sub.csv \
+    --shard $k/3 --chunk 16 --device cpu > /dev/null 2>&1
+done
+"$bin/ich-predict" --checkpoint ctx/last.ckpt --sequence ctxseq/best.ckpt --input ph/dicom --out ctxmerged.csv \
+  --merge ctxshard0/sub.csv --merge ctxshard1/sub.csv --merge ctxshard2/sub.csv --device cpu > /dev/null 2>&1
+rc=$?
+set -e
+[ $rc = 0 ] || [ $rc = 3 ] || fail "ich-predict --merge of --context shards: exit $rc"
+/usr/bin/python3 - <<'PY' || fail "ich-predict --context --sequence"
+import csv, sys
+names = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
+rows = lambda p: [(r["ID"], float(r["Label"])) for r in csv.DictReader(open(p))]
+sub, merged = rows("ctxseq.csv"), rows("ctxmerged.csv")
+if [i for i, _ in sub] != [i for i, _ in merged]:
+    sys.exit("the merged shards are not in the unsharded run's order")
+worst = max(abs(a - b) for (_, a), (_, b) in zip(sub, merged))
+d = dict(sub)
+n, worst_eval = 0, 0.0
+for r in csv.DictReader(open("ctxevalseq/predictions.csv")):
+    for k in names:
+        worst_eval = max(worst_eval, abs(d[r["image_id"] + "_" + k] - float(r["p_" + k])))
+        n += 1
+if worst > 2e-5 or worst_eval > 2e-5 or n < 60:
+    sys.exit(f"merged {worst} from the unsharded run; {n} probabilities, {worst_eval} from ich-eval's")
+PY
 
 echo "e2e: 200 slices ($corrupt corrupt), train loss $(cut -d, -f3 run/log.csv | tail -2 | tr '\n' ' '), resume identical," \
   "sequence stage and its resume, --context 1"

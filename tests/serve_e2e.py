@@ -57,6 +57,14 @@ run(f"{BIN}/ich-embed", "--checkpoint", "run/best.ckpt", "--data", "split/train.
     "--images", "img", "--out", "emb", "--device", "cpu")
 run(f"{BIN}/ich-train-seq", "--train", "split/train.csv", "--valid", "split/valid.csv", "--embeddings", "emb",
     "--hidden", "8", "--batch", "2", "--device", "cpu", "--seed", "4", "--epochs", "1", "--out", "seqrun")
+# a model of each slice with its neighbours (ich-train --context 1) and a series model on its embeddings (8.)
+run(f"{BIN}/ich-train", "--train", "split/train.csv", "--valid", "split/valid.csv", "--images", "img", "--arch",
+    "resnext_mini", "--size", "64", "--batch", "8", "--lr", "1e-3", "--device", "cpu", "--seed", "5", "--epochs", "1",
+    "--context", "1", "--out", "ctx")
+run(f"{BIN}/ich-embed", "--checkpoint", "ctx/best.ckpt", "--data", "split/train.csv", "--data", "split/valid.csv",
+    "--images", "img", "--out", "ctxemb", "--device", "cpu")
+run(f"{BIN}/ich-train-seq", "--train", "split/train.csv", "--valid", "split/valid.csv", "--embeddings", "ctxemb",
+    "--hidden", "8", "--batch", "2", "--device", "cpu", "--seed", "4", "--epochs", "1", "--out", "ctxseq")
 print(f"models trained in {time.time() - t0:.1f} s")
 
 
@@ -124,9 +132,10 @@ port = free_port()
 serve = None
 
 
-def start_serve(*extra, work="serve", port_=None, stable="2", dest=None):
-    p = subprocess.Popen([f"{BIN}/ich-serve", "--aet", "ICH", "--port", str(port_ or port), "--checkpoint",
-                          "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--work", work, "--dest-aet", "ORTHANC",
+def start_serve(*extra, work="serve", port_=None, stable="2", dest=None,
+                model=("--checkpoint", "run/best.ckpt", "--sequence", "seqrun/best.ckpt")):
+    p = subprocess.Popen([f"{BIN}/ich-serve", "--aet", "ICH", "--port", str(port_ or port), *model,
+                          "--work", work, "--dest-aet", "ORTHANC",
                           "--dest-host", "127.0.0.1", "--dest-port", str(dest or dicom), "--stable-seconds", stable,
                           "--retry-max-seconds", "2", "--device", "cpu", "--min-free-mb", "1",
                           # the senders of this test, from this host only (the node admits nobody by default)
@@ -434,9 +443,34 @@ if r.returncode != 1 or "bad.ckpt" not in r.stderr:
     fail(f"truncated checkpoint: exit {r.returncode}, {r.stderr!r}")
 print("7. --max-pending refuses with A-ASSOCIATE-RJ (transient, local limit exceeded); busy port and bad checkpoint: one line")
 
+# 8. A --context checkpoint with its series model at the node: each slice's neighbours come from the
+# study's headers, ordered by geometry, as ich-predict orders them; the result is ich-predict's on the
+# same files (to float32 rounding: its batches hold other slices).
+portc = free_port()
+servec = start_serve(work="servectx", port_=portc, model=("--checkpoint", "ctx/best.ckpt", "--sequence",
+                                                          "ctxseq/best.ckpt"))
+r = subprocess.run(["storescu", "-aec", "ICH", "127.0.0.1", str(portc), *paths[3]], capture_output=True, text=True)
+if r.returncode != 0:
+    fail(f"storescu to the --context node: {r.stderr}")
+linec = wait_for("study 3's result at the --context node", lambda: result_of(study_uid[3], "servectx"), 60)[0]
+run(f"{BIN}/ich-predict", "--checkpoint", "ctx/best.ckpt", "--sequence", "ctxseq/best.ckpt", "--input", "studies/3",
+    "--out", "predictctx.csv", "--device", "cpu", "--chunk", "3")
+bestc = [None] * 6
+for row in list(open("predictctx.csv"))[1:]:
+    ident, value = row.strip().split(",")
+    k = LABELS.index(ident.rsplit("_", 1)[1])
+    if bestc[k] is None or float(value) > float(bestc[k]):
+        bestc[k] = value
+for k in range(6):
+    if abs(float(linec["probabilities"][LABELS[k]]) - float(bestc[k])) > 2e-5:  # other batches: float32 rounding
+        fail(f"--context node: {LABELS[k]} {linec['probabilities'][LABELS[k]]}, ich-predict's {bestc[k]}")
+print(f"8. a --context 1 checkpoint with its series model at the node: p(any) {bestc[5]} = ich-predict's "
+      "(in chunks of 3 files)")
+
 serve2.send_signal(signal.SIGTERM)
 serve.send_signal(signal.SIGTERM)
-for p in (serve, serve2):
+servec.send_signal(signal.SIGTERM)
+for p in (serve, serve2, servec):
     try:
         if p.wait(30) != 0:
             fail(f"ich-serve exited {p.returncode} on SIGTERM")

@@ -11,6 +11,7 @@
 #include "data/calibrate.h"
 #include "engine/init.h"
 #include "engine/ops.h"
+#include "io/crc32.h"
 #include "weights/weights_file.h"
 
 namespace ich {
@@ -194,6 +195,23 @@ std::string resume_point(const std::string& ckpt, const std::string& run_folder)
   std::fprintf(stderr, "note: --resume %s: no checkpoint yet in %s: nothing to resume, starting fresh\n", ckpt.c_str(),
                run_folder.c_str());
   return "";
+}
+
+std::string weights_fingerprint(const Module& model) {
+  uint32_t crc = 0;
+  uint64_t bytes = 0;
+  for (const auto& [name, t] : model.state_dict()) {
+    const Tensor h = t.to(Device::cpu()).contiguous();
+    crc = crc32_update(crc, name.data(), name.size());
+    const std::vector<int64_t>& shape = h.shape();
+    crc = crc32_update(crc, shape.data(), shape.size() * sizeof(int64_t));
+    const size_t n = size_t(h.numel()) * dtype_size(h.dtype());
+    crc = crc32_update(crc, h.raw_data(), n);
+    bytes += n;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%08x/%llu", unsigned(crc), (unsigned long long)bytes);
+  return buf;
 }
 
 }  // namespace ich

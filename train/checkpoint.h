@@ -57,6 +57,14 @@ struct LoadedCheckpoint {
 // opt, restores the optimizer state too (names and shapes checked).
 LoadedCheckpoint load_checkpoint(const std::string& path);
 
+// What a model computes, as a name: the CRC-32 of its state (every
+// parameter's and buffer's name, shape and bytes, in state_dict order) and
+// its size. ich-embed records it and ich-train-seq keeps it, so that a
+// series model finds the slice model whose embeddings it was trained on
+// among an ensemble's members (a calibrated copy of a checkpoint, whose
+// temperatures change the file but not the features, is the same model).
+std::string weights_fingerprint(const Module& model);
+
 // --resume CKPT into RUN, for a retry loop that runs one command line the
 // first time and after every failure: the checkpoint to continue from.
 //   CKPT exists                     CKPT

@@ -102,9 +102,10 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   best.fill(-1);
   for (const SlicePrediction& sp : slices)
     for (size_t k = 0; k < 6; ++k)
-      if (std::stod(sp.p[k]) > best[k]) best[k] = std::stod(sp.p[k]), f.p[k] = sp.p[k];
+      if (std::stod(sp.p[k]) > best[k]) best[k] = std::stod(sp.p[k]), f.p[k] = sp.p[k], f.source[k] = ref_of(sp);
   f.threshold = fmt_double(o_.threshold, 6);
-  f.present = best[5] >= o_.threshold;
+  for (size_t k = 0; k < 6; ++k) f.found[k] = best[k] >= o_.threshold;
+  f.present = f.found[5];
   f.study_uid = s.study_uid;
   f.algorithm_name = name_;
   f.algorithm_version = version_;

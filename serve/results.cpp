@@ -81,7 +81,16 @@ void save_atomic(DcmFileFormat& ff, const std::string& path) {
   fs::rename(tmp, path);
 }
 
-const char* kProbabilityCodes[6] = {"P-EDH", "P-IPH", "P-IVH", "P-SAH", "P-SDH", "P-ANY"};
+// The private coding scheme of the codes for which no standard one was
+// confirmed (PS3.3 C.12.1.1.4), declared in the SR.
+void put_private_scheme(DcmItem& d, const std::string& where) {
+  DcmItem* cs = nullptr;
+  ICH_CHECK(d.findOrCreateSequenceItem(DCM_CodingSchemeIdentificationSequence, cs, -2).good() && cs, where,
+            ": cannot add the Coding Scheme Identification Sequence");
+  put(*cs, DCM_CodingSchemeDesignator, "99ICH", where);
+  put(*cs, DCM_CodingSchemeName, "ich findings and model outputs", where);
+  put(*cs, DCM_CodingSchemeResponsibleOrganization, "ich", where);
+}
 
 // The SR's content tree: addContentItem below the current item, then goUp().
 class Tree {
@@ -128,6 +137,9 @@ const char* const kDisclaimer =
     "For research use only. Not for diagnostic use. Results of an AI model (ich), UNVERIFIED: a radiologist "
     "must read the study.";
 
+// Series numbers of a round's results: the SR, the key images, the KOS.
+std::string series_number(const StudyFindings& f, int k) { return std::to_string(9900 + 3 * f.round + k); }
+
 // The key images as Secondary Capture (RGB, burned-in caption), in a new
 // series of the study: DIR/key_<k>.dcm; fills each key's sop_uid and w's
 // series and paths.
@@ -147,7 +159,7 @@ void write_key_images(const StudyFindings& f, std::vector<KeyImage>& keys, const
     put(d, DCM_SeriesInstanceUID, w.sc_series_uid, path);
     put(d, DCM_Modality, "OT", path);
     put(d, DCM_BodyPartExamined, "HEAD", path);  // not a paired structure: no Laterality
-    put(d, DCM_SeriesNumber, std::to_string(9900 + 2 * f.round + 1), path);
+    put(d, DCM_SeriesNumber, series_number(f, 1), path);
     put(d, DCM_InstanceNumber, std::to_string(k + 1), path);
     put(d, DCM_SeriesDescription, "ICH AI key images - NOT FOR DIAGNOSTIC USE", path);
     put(d, DCM_Manufacturer, "ich", path);
@@ -183,8 +195,31 @@ void write_key_images(const StudyFindings& f, std::vector<KeyImage>& keys, const
   }
 }
 
-// The Comprehensive SR: the finding, its probabilities and threshold, the
-// key slices and images, in a new series of the study: DIR/sr.dcm.
+// The codes of the findings, in kSubtypes' order (docs/serve.md lists them
+// with their sources): SNOMED CT where this project could confirm the
+// concept, the declared private scheme 99ICH otherwise.
+struct Finding {
+  const char *value, *scheme, *meaning, *tracking;
+};
+const Finding kFindings[6] = {
+    {"EDH", "99ICH", "Epidural hemorrhage", "epidural hemorrhage"},
+    {"274100004", "SCT", "Cerebral hemorrhage", "intraparenchymal hemorrhage"},
+    {"IVH", "99ICH", "Intraventricular hemorrhage", "intraventricular hemorrhage"},
+    {"21454007", "SCT", "Subarachnoid hemorrhage", "subarachnoid hemorrhage"},
+    {"SDH", "99ICH", "Subdural hemorrhage", "subdural hemorrhage"},
+    {"1386000", "SCT", "Intracranial hemorrhage", "intracranial hemorrhage (any subtype)"},
+};
+DSRCodedEntryValue code_of(const Finding& f) { return DSRCodedEntryValue(f.value, f.scheme, f.meaning); }
+
+DSRImageReferenceValue image_ref(const SliceRef& r) {
+  DSRImageReferenceValue ref(r.sop_class_uid.c_str(), r.sop_uid.c_str(), OFFalse);
+  if (r.frame > 0) ref.getFrameList().addItem(Sint32(r.frame));
+  return ref;
+}
+
+
+// The Comprehensive SR, a TID 1500 Imaging Measurement Report in a new
+// series of the study: DIR/sr.dcm.
 void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
   const std::string disclaimer = kDisclaimer;
   w.sr_path = dir + "/sr.dcm";
@@ -193,13 +228,15 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
   // RSNA's are not PS3.5 UIDs), so dcmsr's UID checks are off for them.
   check(doc.createNewSeriesInStudy(f.study_uid.c_str(), OFFalse), "new series in the study");
   check(doc.setSeriesDescription("ICH AI triage report - NOT FOR DIAGNOSTIC USE"), "series description");
-  check(doc.setSeriesNumber(std::to_string(9900 + 2 * f.round).c_str()), "series number");
+  check(doc.setSeriesNumber(series_number(f, 0).c_str()), "series number");
   check(doc.setInstanceNumber("1"), "instance number");
   check(doc.setManufacturer("ich"), "manufacturer");
   check(doc.setManufacturerModelName(f.algorithm_name.substr(0, 64).c_str()), "model name");
   check(doc.setSoftwareVersions(f.algorithm_version.substr(0, 64).c_str()), "software versions");
   Tree t(doc);
+  // TID 1500: the title, its template, language (TID 1204), the device as observer (TID 1001/1004), the procedure
   t.add(DSRTypes::RT_isRoot, DSRTypes::VT_Container, DSRCodedEntryValue("126000", "DCM", "Imaging Measurement Report"), true);
+  check(t.t_.getCurrentContentItem().setTemplateIdentification("1500", "DCMR"), "template identification");
   check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code,
               DSRCodedEntryValue("121049", "DCM", "Language of Content Item and Descendants"), true)
             .setCodeValue(DSRCodedEntryValue("en-US", "RFC5646", "English (United States)")),
@@ -220,46 +257,68 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
   check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRCodedEntryValue("121015", "DCM", "Device Observer Model Name"), false)
             .setStringValue(f.algorithm_name.c_str()),
         "device observer model name");
+  check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRCodedEntryValue("121058", "DCM", "Procedure reported"), false)
+            .setCodeValue(DSRCodedEntryValue("303653007", "SCT", "Computed tomography of head")),
+        "procedure reported");
+  // Imaging Measurements: one TID 1501 group per label, "any" first
+  t.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRCodedEntryValue("126010", "DCM", "Imaging Measurements"), false);
+  const DSRCodedEntryValue no_units("1", "UCUM", "no units");
+  const int order[6] = {5, 0, 1, 2, 3, 4};
+  for (int i = 0; i < 6; ++i) {
+    const size_t k = size_t(order[i]);
+    const Finding& fd = kFindings[k];
+    t.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRCodedEntryValue("125007", "DCM", "Measurement Group"), i == 0);
+    check(t.t_.getCurrentContentItem().setTemplateIdentification("1501", "DCMR"), "group template identification");
+    check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRCodedEntryValue("112039", "DCM", "Tracking Identifier"), true)
+              .setStringValue(("ICH AI: " + std::string(fd.tracking)).c_str()),
+          "tracking identifier");
+    check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef,
+                DSRCodedEntryValue("112040", "DCM", "Tracking Unique Identifier"), false)
+              .setStringValue(new_dicom_uid().c_str()),
+          "tracking unique identifier");
+    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, DSRCodedEntryValue("121071", "DCM", "Finding"), false)
+              .setCodeValue(code_of(fd)),
+          "finding");
+    check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRCodedEntryValue("363698007", "SCT", "Finding Site"), false)
+              .setCodeValue(DSRCodedEntryValue("128319008", "SCT", "Intracranial structure")),
+          "finding site");
+    check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRCodedEntryValue("111001", "DCM", "Algorithm Name"), false)
+              .setStringValue(f.algorithm_name.c_str()),
+          "algorithm name");
+    check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRCodedEntryValue("111003", "DCM", "Algorithm Version"), false)
+              .setStringValue(f.algorithm_version.c_str()),
+          "algorithm version");
+    // the probability (TID 300), inferred from the slice that has it
+    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Num, DSRCodedEntryValue("122157", "DCM", "Probability"), false)
+              .setNumericValue(DSRNumericMeasurementValue(f.p[k].c_str(), no_units)),
+          "probability");
+    if (!f.source[k].sop_uid.empty()) {
+      check(t.add(DSRTypes::RT_inferredFrom, DSRTypes::VT_Image, DSRCodedEntryValue("121112", "DCM", "Source of Measurement"),
+                  true)
+                .setImageReference(image_ref(f.source[k]), OFFalse),
+            "source of measurement");
+      t.up();
+    }
+    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Num,
+                DSRCodedEntryValue("THRESHOLD", "99ICH", "Operating threshold of the probability"), false)
+              .setNumericValue(DSRNumericMeasurementValue(f.threshold.c_str(), no_units)),
+          "threshold");
+    // the qualitative evaluation: the finding present or absent at the threshold
+    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, code_of(fd), false)
+              .setCodeValue(f.found[k] ? DSRCodedEntryValue("52101004", "SCT", "Present")
+                                       : DSRCodedEntryValue("2667000", "SCT", "Absent")),
+          "qualitative evaluation");
+    if (k == 5)  // the study's key slices, the source of the finding
+      for (const KeyImage& key : keys)
+        check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRCodedEntryValue("260753009", "SCT", "Source"), false)
+                  .setImageReference(image_ref(key.source), OFFalse),
+              "key slice");
+    t.up();
+  }
+  t.up();
   check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
             .setStringValue(disclaimer.c_str()),
         "disclaimer");
-  // The finding, its probabilities, the threshold, the slices it was inferred from.
-  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, DSRCodedEntryValue("1386000", "SCT", "Intracranial hemorrhage"), false)
-            .setCodeValue(f.present ? DSRCodedEntryValue("52101004", "SCT", "Present") : DSRCodedEntryValue("2667000", "SCT", "Absent")),
-        "finding");
-  const DSRCodedEntryValue no_units("1", "UCUM", "no units");
-  const int order[6] = {5, 0, 1, 2, 3, 4};  // p(any) first, then the subtypes in kSubtypes order
-  for (int i = 0; i < 6; ++i) {
-    const int label = order[i], first = i == 0;
-    const std::string meaning = label == 5 ? "Probability of intracranial hemorrhage (any subtype)"
-                                           : "Probability of " + std::string(kSubtypes[label]) + " hemorrhage";
-    check(t.add(DSRTypes::RT_hasProperties, DSRTypes::VT_Num,
-                DSRCodedEntryValue(kProbabilityCodes[label], "99ICH", meaning.c_str()), first == 1)
-              .setNumericValue(DSRNumericMeasurementValue(f.p[size_t(label)].c_str(), no_units)),
-          "probability");
-  }
-  check(t.add(DSRTypes::RT_hasProperties, DSRTypes::VT_Num,
-              DSRCodedEntryValue("THRESHOLD", "99ICH", "Decision threshold on the probability of any hemorrhage"), false)
-            .setNumericValue(DSRNumericMeasurementValue(f.threshold.c_str(), no_units)),
-        "threshold");
-  for (const KeyImage& key : keys) {
-    DSRImageReferenceValue ref(key.source.sop_class_uid.c_str(), key.source.sop_uid.c_str(), OFFalse);
-    if (key.source.frame > 0) ref.getFrameList().addItem(Sint32(key.source.frame));
-    check(t.add(DSRTypes::RT_inferredFrom, DSRTypes::VT_Image, DSRCodedEntryValue("121112", "DCM", "Source of Measurement"), false)
-              .setImageReference(ref, OFFalse),
-          "key slice");
-  }
-  t.up();
-  for (const KeyImage& key : keys)
-    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRCodedEntryValue("121200", "DCM", "Illustration of ROI"), false)
-              .setImageReference(DSRImageReferenceValue(UID_SecondaryCaptureImageStorage, key.sop_uid.c_str())),
-          "key image");
-  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("111001", "DCM", "Algorithm Name"), false)
-            .setStringValue(f.algorithm_name.c_str()),
-        "algorithm name");
-  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("111003", "DCM", "Algorithm Version"), false)
-            .setStringValue(f.algorithm_version.c_str()),
-        "algorithm version");
   for (const std::string& u : f.unreadable)
     check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
               .setStringValue(("Instance not read, left out of the analysis: " + u).substr(0, 1024).c_str()),
@@ -283,14 +342,54 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
   w.sr_sop_uid = v.c_str();
   ICH_CHECK(d.findAndGetOFString(DCM_SeriesInstanceUID, v).good(), w.sr_path, ": no Series Instance UID");
   w.sr_series_uid = v.c_str();
-  // The private coding scheme of the probabilities' concept names (PS3.3 C.12.1.1.4).
-  DcmItem* cs = nullptr;
-  ICH_CHECK(d.findOrCreateSequenceItem(DCM_CodingSchemeIdentificationSequence, cs, -2).good() && cs, w.sr_path,
-            ": cannot add the Coding Scheme Identification Sequence");
-  put(*cs, DCM_CodingSchemeDesignator, "99ICH", w.sr_path);
-  put(*cs, DCM_CodingSchemeName, "ich model outputs", w.sr_path);
-  put(*cs, DCM_CodingSchemeResponsibleOrganization, "ich", w.sr_path);
+  put_private_scheme(d, w.sr_path);
   save_atomic(ff, w.sr_path);
+}
+
+// The Key Object Selection document ("Of Interest", TID 2010): the key
+// slices and their key images, in a new series of the study: DIR/kos.dcm.
+void write_kos(const StudyFindings& f, const std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
+  w.kos_path = dir + "/kos.dcm";
+  DSRDocument doc(DSRTypes::DT_KeyObjectSelectionDocument);
+  check(doc.createNewSeriesInStudy(f.study_uid.c_str(), OFFalse), "KOS: new series in the study");
+  check(doc.setSeriesDescription("ICH AI key objects - NOT FOR DIAGNOSTIC USE"), "KOS: series description");
+  check(doc.setSeriesNumber(series_number(f, 2).c_str()), "KOS: series number");
+  check(doc.setInstanceNumber("1"), "KOS: instance number");
+  check(doc.setManufacturer("ich"), "KOS: manufacturer");
+  Tree t(doc);
+  t.add(DSRTypes::RT_isRoot, DSRTypes::VT_Container, DSRCodedEntryValue("113000", "DCM", "Of Interest"), true);
+  check(t.t_.getCurrentContentItem().setTemplateIdentification("2010", "DCMR"), "KOS: template identification");
+  const std::string description = "Slices with the highest probability of intracranial hemorrhage (p(any) " + f.p[5] +
+                                  "), and their Grad-CAM key images. " + kDisclaimer;
+  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("113012", "DCM", "Key Object Description"), true)
+            .setStringValue(description.substr(0, 1024).c_str()),
+        "KOS: description");
+  for (const KeyImage& key : keys) {
+    t.t_.addContentItem(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRTypes::AM_afterCurrent);
+    check(t.t_.getCurrentContentItem().setImageReference(image_ref(key.source), OFFalse), "KOS: key slice");
+    check(doc.getCurrentRequestedProcedureEvidence().addItem(f.study_uid.c_str(), key.source.series_uid.c_str(),
+                                                             key.source.sop_class_uid.c_str(), key.source.sop_uid.c_str(),
+                                                             OFFalse),
+          "KOS: key slice evidence");
+  }
+  for (const KeyImage& key : keys) {
+    t.t_.addContentItem(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRTypes::AM_afterCurrent);
+    check(t.t_.getCurrentContentItem().setImageReference(
+              DSRImageReferenceValue(UID_SecondaryCaptureImageStorage, key.sop_uid.c_str()), OFFalse),
+          "KOS: key image");
+    check(doc.getCurrentRequestedProcedureEvidence().addItem(f.study_uid.c_str(), w.sc_series_uid.c_str(),
+                                                             UID_SecondaryCaptureImageStorage, key.sop_uid.c_str(), OFFalse),
+          "KOS: key image evidence");
+  }
+  DcmFileFormat ff;
+  DcmDataset& d = *ff.getDataset();
+  check(doc.write(d), "KOS: encoding");
+  put_header(d, f.header, f.study_uid, w.kos_path);
+  put_contributing_equipment(d, f, w.kos_path);
+  OFString v;
+  ICH_CHECK(d.findAndGetOFString(DCM_SOPInstanceUID, v).good(), w.kos_path, ": no SOP Instance UID");
+  w.kos_sop_uid = v.c_str();
+  save_atomic(ff, w.kos_path);
 }
 
 }  // namespace
@@ -298,8 +397,9 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
 WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir) {
   fs::create_directories(dir);
   WrittenResults w;
-  write_key_images(f, keys, dir, w);  // first: the SR references them
+  write_key_images(f, keys, dir, w);  // first: the SR and the KOS reference them
   write_report(f, keys, dir, w);
+  write_kos(f, keys, dir, w);
   return w;
 }
 

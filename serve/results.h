@@ -1,18 +1,23 @@
 // results.h: the DICOM objects ich-serve sends back into the study.
 //
-// Both go into the original study (its StudyInstanceUID and patient/study
-// attributes, copied from a received instance), each in a new series, with
-// Contributing Equipment naming ich as processing equipment (IHE AI Results),
-// and say that they are not for diagnostic use:
-//   - a Comprehensive SR (TID 1500 style; docs/serve.md has the tree): the
-//     finding "intracranial hemorrhage" present or absent at the threshold,
-//     with p(any) and each subtype's probability (the study's highest over
-//     its slices, as ich-predict writes them), the threshold, the key slices
-//     it was inferred from, the key images, the algorithm and its version,
-//     and a comment for each instance that could not be read;
-//     VerificationFlag UNVERIFIED;
+// All three go into the original study (its StudyInstanceUID and
+// patient/study attributes, copied from a received instance), each in a new
+// series, with Contributing Equipment naming ich as processing equipment
+// (IHE AI Results), and say that they are not for diagnostic use:
+//   - a Comprehensive SR, a TID 1500 Imaging Measurement Report
+//     (docs/serve.md has the tree and the codes): language, the device as
+//     observer, the procedure reported (CT of the head), and one TID 1501
+//     measurement group per label (intracranial hemorrhage, then each
+//     subtype): tracking identifier and UID, the finding and its site, the
+//     algorithm, the model's probability (the study's highest over its
+//     slices, as ich-predict writes it) inferred from the slice that has
+//     it, the operating threshold, the finding present or absent at it, and
+//     the key slices as its source; a comment for each instance that could
+//     not be read; VerificationFlag UNVERIFIED;
 //   - Secondary Capture key images: RGB, the slice in the brain window under
-//     the Grad-CAM heatmap of p(any), the probabilities burned in.
+//     the Grad-CAM heatmap of p(any), the probabilities burned in;
+//   - a Key Object Selection document ("Of Interest") naming the key slices
+//     and the key images, so that a viewer can jump to them.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -46,22 +51,24 @@ struct StudyFindings {
   StudyHeader header;
   std::vector<SliceRef> evidence;  // every slice read (the SR's Current Requested Procedure Evidence)
   std::array<std::string, 6> p;    // the study's highest probability per label (ich-predict's text)
-  std::string threshold;           // on p(any)
-  bool present = false;
+  std::array<SliceRef, 6> source;  // per label: the slice that has that probability
+  std::string threshold;           // the operating threshold, each label's probability against it
+  std::array<bool, 6> found{};     // per label: p >= threshold
+  bool present = false;            // found[any]
   std::vector<std::string> unreadable;  // "what: why" per instance not read
   std::string algorithm_name, algorithm_version;
   std::string station_aet;           // Device Observer Name
   std::string observer_uid;          // Device Observer UID (this node's)
-  int64_t round = 1;                 // series numbers 9900 + 2 * round (SR) and + 1 (key images)
+  int64_t round = 1;                 // series numbers 9900 + 3 * round: + 0 the SR, + 1 the key images, + 2 the KOS
 };
 
 struct WrittenResults {
-  std::string sr_path, sr_sop_uid, sr_series_uid, sc_series_uid;
+  std::string sr_path, sr_sop_uid, sr_series_uid, sc_series_uid, kos_path, kos_sop_uid;
   std::vector<std::string> sc_paths;
 };
 
-// Writes DIR/sr.dcm and DIR/key_<k>.dcm (each atomically), in Explicit VR
-// Little Endian; fills key images' sop_uid.
+// Writes DIR/key_<k>.dcm, DIR/sr.dcm and DIR/kos.dcm (each atomically), in
+// Explicit VR Little Endian; fills key images' sop_uid.
 WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir);
 
 std::string new_dicom_uid();

@@ -63,7 +63,8 @@ std::string result_line(const StudyState& s, const Analysis& a, int64_t started_
     j += std::string(k ? "," : "") + "{\"sop_uid\":" + json_quote(a.keys[k].sop_uid) + ",\"source_sop_uid\":" +
          json_quote(a.keys[k].source.sop_uid) + ",\"frame\":" + std::to_string(a.keys[k].source.frame) +
          ",\"any\":" + a.keys[k].p[5] + "}";
-  j += "],\"sr_sop_uid\":" + json_quote(a.written.sr_sop_uid) + ",\"unreadable\":[";
+  j += "],\"sr_sop_uid\":" + json_quote(a.written.sr_sop_uid) + ",\"kos_sop_uid\":" + json_quote(a.written.kos_sop_uid) +
+       ",\"unreadable\":[";
   for (size_t k = 0; k < f.unreadable.size(); ++k) j += std::string(k ? "," : "") + json_quote(f.unreadable[k]);
   j += "],\"timings_s\":{\"receiving\":" + seconds((s.last_ms - s.first_ms) / 1e3) +
        ",\"quiet\":" + seconds((s.stable_ms - s.last_ms) / 1e3) + ",\"queued\":" + seconds((started_ms - s.stable_ms) / 1e3) +
@@ -157,6 +158,7 @@ std::vector<std::string> result_files(const std::string& dir) {
     if (e.path().filename().string().rfind("key_", 0) == 0 && e.path().extension() == ".dcm") keys.push_back(e.path().string());
   std::sort(keys.begin(), keys.end());
   keys.push_back(dir + "/sr.dcm");  // after the images it references
+  if (fs::exists(dir + "/kos.dcm")) keys.push_back(dir + "/kos.dcm");  // results written before the KOS have none
   return keys;
 }
 

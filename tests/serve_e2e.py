@@ -4,9 +4,11 @@
 # write; everything on loopback, started and stopped here.
 #   serve_e2e.py BIN WORK   (run by the venv's python: pynetdicom + Debian's pydicom)
 #
-# 1. storescu sends a phantom study: the SR and the key images appear in
-#    Orthanc in the same study; the SR's probabilities equal ich-predict's on
-#    the same files (with the series model); dciodvfy finds no error in them.
+# 1. storescu sends a phantom study: the SR, the KOS and the key images appear
+#    in Orthanc in the same study; highdicom reads the SR as a TID 1500
+#    Measurement Report whose probabilities equal ich-predict's on the same
+#    files (with the series model); the KOS names the key slices and images;
+#    dciodvfy finds no error in them; dsrdump prints the tree.
 # 2. kill -9 while a study is arriving, restart, the sender sends again:
 #    one result, with every instance.
 # 3. Orthanc down while results are due: retried with backoff and reported;
@@ -38,7 +40,6 @@ from serve_util import fail, free_port, phantom_studies, procs, run, wait_for  #
 BIN, WORK = sys.argv[1], sys.argv[2]
 CT = "1.2.840.10008.5.1.4.1.1.2"
 LABELS = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
-CODES = {"P-EDH": 0, "P-IPH": 1, "P-IVH": 2, "P-SAH": 3, "P-SDH": 4, "P-ANY": 5}
 
 
 # ---------------------------------------------------------------- data
@@ -175,8 +176,8 @@ r = storescu(paths[0])
 if r.returncode != 0:
     fail(f"storescu: {r.stderr}")
 line = wait_for("study 0's result", lambda: result_of(study_uid[0]))[0]
-got = wait_for("study 0 in Orthanc", lambda: (lambda s: s if "SR" in s and len(s.get("OT", [])) == 3 else None)(
-    in_orthanc(study_uid[0])), 30)
+got = wait_for("study 0 in Orthanc", lambda: (lambda s: s if "SR" in s and "KO" in s and len(s.get("OT", [])) == 3
+                                               else None)(in_orthanc(study_uid[0])), 30)
 if len(got["SR"]) != 1:
     fail(f"study 0: {len(got['SR'])} SR instances in Orthanc, expected 1")
 sr_bytes = rest(f"/instances/{got['SR'][0]}/file")
@@ -204,21 +205,41 @@ def walk(items):
             yield from walk(it.ContentSequence)
 
 
-nums, finding, comments, images = {}, None, [], 0
-for it in walk(sr.ContentSequence):
-    code = it.ConceptNameCodeSequence[0].CodeValue
-    if it.ValueType == "NUM" and code in CODES:
-        nums[CODES[code]] = it.MeasuredValueSequence[0].NumericValue
-    if it.ValueType == "CODE" and code == "1386000":
-        finding = it.ConceptCodeSequence[0].CodeValue
-    if it.ValueType == "TEXT" and code == "121106":
-        comments.append(it.TextValue)
-    if it.ValueType == "IMAGE":
-        images += 1
+# The SR as highdicom reads a TID 1500 Measurement Report: one measurement group per label, each with its
+# tracking identifier and UID, finding, finding site, probability (ich-predict's highest over the study,
+# inferred from a slice of the study), the threshold and the finding present or absent at it; the key
+# slices as the source of the "any" group.
+import highdicom as hd  # noqa: E402
+report = hd.sr.srread("sr.dcm").content
+if not isinstance(report, hd.sr.MeasurementReport):
+    fail(f"SR: highdicom reads {type(report).__name__}, not a TID 1500 Measurement Report")
+FINDINGS = {"EDH": 0, "274100004": 1, "IVH": 2, "21454007": 3, "SDH": 4, "1386000": 5}
+study_sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in paths[0]}
+nums, found, tracking, sources = {}, {}, set(), []
+for g in report.get_image_measurement_groups():
+    k = FINDINGS[g.finding_type.value]
+    if not g.tracking_identifier.startswith("ICH AI: ") or g.tracking_uid in tracking:
+        fail(f"SR: group {LABELS[k]}: tracking identifier {g.tracking_identifier!r}, UID {g.tracking_uid}")
+    tracking.add(g.tracking_uid)
+    if [s.value.value for s in g.finding_sites] != ["128319008"]:
+        fail(f"SR: group {LABELS[k]}: finding site {[s.value.value for s in g.finding_sites]}, expected intracranial structure")
+    ms = {m.name.value: m for m in g.get_measurements()}
+    p = ms["122157"]
+    if p.unit.value != "1" or len(p.referenced_images) != 1 or p.referenced_images[0].referenced_sop_instance_uid not in study_sops:
+        fail(f"SR: group {LABELS[k]}: the probability's unit {p.unit.value} or its source slice is wrong")
+    nums[k] = p.value
+    if float(ms["THRESHOLD"].value) != 0.5:
+        fail(f"SR: group {LABELS[k]}: threshold {ms['THRESHOLD'].value}, expected 0.5")
+    qe = g.get_qualitative_evaluations()
+    if len(qe) != 1 or qe[0].name.value != g.finding_type.value:
+        fail(f"SR: group {LABELS[k]}: {len(qe)} qualitative evaluations of its finding")
+    found[k] = qe[0].value.value
+    if k == 5:
+        sources = [s.referenced_sop_instance_uid for s in g.source_images]
 if sorted(nums) != list(range(6)):
-    fail(f"SR: probabilities for {sorted(nums)}, expected all six labels")
-if images != 6:
-    fail(f"SR: {images} image references, expected 3 key slices and 3 key images")
+    fail(f"SR: measurement groups for {sorted(nums)}, expected all six labels")
+if sorted(sources) != sorted(k["source_sop_uid"] for k in line["key_images"]) or len(sources) != 3:
+    fail(f"SR: the any group's sources {sources} are not the 3 key slices")
 run(f"{BIN}/ich-predict", "--checkpoint", "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--input", "studies/0",
     "--out", "predict0.csv", "--device", "cpu")
 best = [None] * 6
@@ -228,14 +249,30 @@ for row in list(open("predict0.csv"))[1:]:
     if best[k] is None or float(value) > float(best[k]):
         best[k] = value
 for k in range(6):
-    if float(nums[k]) != float(best[k]) or str(nums[k]) != best[k]:
+    if float(nums[k]) != float(best[k]):
         fail(f"SR: {LABELS[k]} {nums[k]}, but ich-predict's highest on the same files is {best[k]}")
     if str(line["probabilities"][LABELS[k]]) != best[k] and float(line["probabilities"][LABELS[k]]) != float(best[k]):
         fail(f"results.jsonl: {LABELS[k]} {line['probabilities'][LABELS[k]]} against ich-predict's {best[k]}")
-expect = "52101004" if float(best[5]) >= 0.5 else "2667000"
-if finding != expect:
-    fail(f"SR: finding {finding}, expected {expect} for p(any) {best[5]} at threshold 0.5")
-for f in ["sr.dcm"] + [f"key_{k}.dcm" for k in range(3)]:
+    expect = "52101004" if float(best[k]) >= 0.5 else "2667000"
+    if found[k] != expect:
+        fail(f"SR: {LABELS[k]} evaluated {found[k]}, expected {expect} for p {best[k]} at threshold 0.5")
+finding = found[5]
+# The Key Object Selection document: "Of Interest", the key slices and the key images, all in its evidence.
+kos = pydicom.dcmread(__import__("io").BytesIO(rest(f"/instances/{got['KO'][0]}/file")))
+kos.save_as("kos.dcm")
+want = {k["source_sop_uid"] for k in line["key_images"]} | {k["sop_uid"] for k in line["key_images"]}
+refs = {it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in kos.ContentSequence if it.ValueType == "IMAGE"}
+evidence = {i.ReferencedSOPInstanceUID for st in kos.CurrentRequestedProcedureEvidenceSequence
+            for se in st.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+if (kos.SOPClassUID != "1.2.840.10008.5.1.4.1.1.88.59" or kos.Modality != "KO" or kos.StudyInstanceUID != study_uid[0]
+        or kos.ConceptNameCodeSequence[0].CodeValue != "113000" or refs != want or evidence != want
+        or kos.SOPInstanceUID != line["kos_sop_uid"]):
+    fail(f"KOS: class {kos.SOPClassUID}, title {kos.ConceptNameCodeSequence[0].CodeValue}, references {sorted(refs)}, "
+         f"evidence {sorted(evidence)}: expected 'Of Interest' naming the 3 key slices and 3 key images")
+tree = subprocess.run(["dsrdump", "sr.dcm"], capture_output=True, text=True)
+if tree.returncode != 0 or "Imaging Measurement Report" not in tree.stdout or tree.stdout.count("Measurement Group") != 6:
+    fail(f"dsrdump sr.dcm: exit {tree.returncode}, {tree.stderr[-500:]}")
+for f in ["sr.dcm", "kos.dcm"] + [f"key_{k}.dcm" for k in range(3)]:
     v = subprocess.run(["dciodvfy", f], capture_output=True, text=True)
     errors = [l for l in (v.stdout + v.stderr).splitlines() if l.startswith("Error")]
     if errors:
@@ -246,7 +283,8 @@ if key.StudyInstanceUID != study_uid[0] or key.PhotometricInterpretation != "RGB
 for stage in ["receiving", "quiet", "queued", "predict", "key_images", "write"]:
     if stage not in line["timings_s"]:
         fail(f"results.jsonl: no timing for {stage}")
-print(f"1. study 0: SR + 3 key images in Orthanc, p(any) {nums[5]} = ich-predict's, dciodvfy clean, "
+print(f"1. study 0: TID 1500 SR (6 groups, read by highdicom), KOS and 3 key images in Orthanc, p(any) {nums[5]} = "
+      f"ich-predict's, dciodvfy clean, "
       f"latency {line['sent']['latency_s']} s")
 
 # 2. kill -9 while a study arrives; the sender sends it again after the restart.
@@ -279,8 +317,9 @@ start_orthanc()
 wait_for("study 2's result after Orthanc came back", lambda: result_of(study_uid[2]), 60)
 time.sleep(3)
 s2 = in_orthanc(study_uid[2])
-if len(result_of(study_uid[2])) != 1 or len(s2.get("SR", [])) != 1 or len(s2.get("OT", [])) != 3:
-    fail(f"study 2: {len(result_of(study_uid[2]))} results, Orthanc has {s2}: expected exactly one SR and 3 images")
+if (len(result_of(study_uid[2])) != 1 or len(s2.get("SR", [])) != 1 or len(s2.get("OT", [])) != 3
+        or len(s2.get("KO", [])) != 1):
+    fail(f"study 2: {len(result_of(study_uid[2]))} results, Orthanc has {s2}: expected exactly one SR, one KOS, 3 images")
 print(f"3. Orthanc down, kill -9 while retrying: delivered once after {result_of(study_uid[2])[0]['sent']['attempts']} attempts")
 
 # 4. 10 studies from 3 concurrent storescu.
@@ -386,7 +425,7 @@ if str(res["probabilities"]["any"]) != any_max and float(res["probabilities"]["a
     fail(f"Enhanced CT: p(any) {res['probabilities']['any']} against ich-predict's {any_max}")
 sr14 = pydicom.dcmread(__import__("io").BytesIO(rest(f"/instances/{wait_for('SR 14', lambda: in_orthanc(study_uid[14]).get('SR'))[0]}/file")))
 framed = [it for it in walk(sr14.ContentSequence) if it.ValueType == "IMAGE" and
-          "ReferencedFrameNumber" in it.ReferencedSOPSequence[0]]
+          it.ConceptNameCodeSequence[0].CodeValue == "260753009" and "ReferencedFrameNumber" in it.ReferencedSOPSequence[0]]
 if len(framed) != 3:
     fail(f"Enhanced CT: {len(framed)} key slice references with a frame number, expected 3")
 print(f"6. Enhanced CT (8 frames in one instance): one result, key slices by frame {[k['frame'] for k in res['key_images']]}")
@@ -395,7 +434,7 @@ print(f"6. Enhanced CT (8 frames in one instance): one result, key slices by fra
 #     sleeping a second after each object, keeping every copy it gets) holds the
 #     association open; the node is killed after the first object arrived.
 #     After the restart it sends again, under the same UIDs: the destination
-#     has exactly the study's four result objects (copies of the same UID are
+#     has exactly the study's five result objects (copies of the same UID are
 #     what a PACS keeps once), and results.jsonl one line.
 slow, port4 = free_port(), free_port()
 os.makedirs("slowpacs")
@@ -413,7 +452,7 @@ serve4 = start_serve(work="serve4", port_=port4, dest=slow)
 res4 = wait_for("3b's result after the restart", lambda: result_of(study_uid[0], "serve4"), 60)[0]
 time.sleep(1)
 got_uids = [pydicom.dcmread(f"slowpacs/{f}", stop_before_pixels=True).SOPInstanceUID for f in os.listdir("slowpacs")]
-want = {res4["sr_sop_uid"]} | {k["sop_uid"] for k in res4["key_images"]}
+want = {res4["sr_sop_uid"], res4["kos_sop_uid"]} | {k["sop_uid"] for k in res4["key_images"]}
 if set(got_uids) != want or len(result_of(study_uid[0], "serve4")) != 1:
     fail(f"3b: the destination got {sorted(set(got_uids))}, expected the result's {sorted(want)}, one results line")
 serve4.send_signal(signal.SIGTERM)

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Makes the venv the DICOM node test sends from: pynetdicom (PyPI), which
-# can send a file's bytes as they are (a truncated instance, a non-DICOM
-# payload) where DCMTK's storescu refuses to; Debian's pydicom underneath
-# (system site packages). For tests only, never for the product. Idempotent.
+# Makes the venv the DICOM node tests run in: pynetdicom (PyPI), which can
+# send a file's bytes as they are (a truncated instance, a non-DICOM payload)
+# where DCMTK's storescu refuses to, and highdicom (PyPI), which reads the
+# node's SR as a TID 1500 Measurement Report; Debian's pydicom and numpy
+# underneath (system site packages). For tests only, never for the product.
+# Idempotent.
 #   tests/reference/make_pynetdicom_venv.sh DIR
 set -euo pipefail
 dir=$1
-if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "import pynetdicom, pydicom" 2>/dev/null; then
+if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "import pynetdicom, pydicom, highdicom" 2>/dev/null; then
   exit 0
 fi
 rm -rf "$dir"
 /usr/bin/python3 -m venv --system-site-packages "$dir"
-if ! "$dir/bin/pip" install --quiet --disable-pip-version-check pynetdicom==2.0.2; then
-  echo "make_pynetdicom_venv: pip could not install pynetdicom from PyPI into $dir" >&2
+# pinned: highdicom 0.22.0 works with Debian 12's pydicom 2.3.1 and numpy 1.24 (pip keeps them)
+if ! "$dir/bin/pip" install --quiet --disable-pip-version-check pynetdicom==2.0.2 highdicom==0.22.0; then
+  echo "make_pynetdicom_venv: pip could not install pynetdicom and highdicom from PyPI into $dir" >&2
   exit 1
 fi
-"$dir/bin/python" -c "import pynetdicom; print('pynetdicom venv:', pynetdicom.__version__)"
+"$dir/bin/python" -c "import pynetdicom, highdicom; print('venv: pynetdicom', pynetdicom.__version__, 'highdicom', highdicom.__version__)"

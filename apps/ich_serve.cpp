@@ -57,9 +57,24 @@ int main(int argc, char** argv) {
   app.add_option("--dest-tls-key", o.dest_tls.key, "the private key of --dest-tls-cert (PEM, unencrypted)");
   app.add_option("--dest-echo-seconds", o.dest_echo_seconds, "how often the destination is sent a C-ECHO (for /readyz)")
       ->capture_default_str();
+  app.add_option("--dest-stow", o.dest_stow.url,
+                 "also send the results with STOW-RS to this URL (http(s)://host:port/.../studies), retried as C-STORE is");
+  app.add_option("--dest-stow-auth", o.dest_stow_auth,
+                 "file holding the STOW-RS archive's credentials: one line 'bearer TOKEN' or 'basic USER:PASSWORD'");
+  app.add_option("--dest-stow-ca", o.dest_stow.ca_file, "https: verify the archive against this CA bundle (PEM)");
+  app.add_option("--fhir", o.fhir.url,
+                 "POST each study's FHIR R4 Bundle (DiagnosticReport and Observations, also in its results folder) "
+                 "to this FHIR server base URL, retried on its own");
+  app.add_option("--fhir-auth", o.fhir_auth, "file holding the FHIR server's credentials: 'bearer TOKEN' or 'basic USER:PASSWORD'");
+  app.add_option("--fhir-ca", o.fhir.ca_file, "https: verify the FHIR server against this CA bundle (PEM)");
+  app.add_flag("--stow", o.stow,
+               "take studies over STOW-RS on --http's POST /studies, from peers the allow-list names as STOW@HOST");
+  app.add_option("--stow-max-mb", o.stow_max_mb, "the largest STOW-RS request body taken (413 above)")->capture_default_str();
   app.add_option("--audit-log", o.audit_log, "audit records, one JSON line each (default WORK/audit.jsonl)");
   app.add_option("--audit-syslog", o.audit_syslog, "also send audit records as RFC 5424 syslog over TCP to HOST:PORT");
-  app.add_option("--http", o.http, "serve /healthz, /readyz and /metrics on [ADDRESS:]PORT (loopback when no address)");
+  app.add_option("--http", o.http,
+                 "serve /healthz, /readyz and /metrics (and with --stow POST /studies) on [ADDRESS:]PORT (loopback when no "
+                 "address)");
   app.add_option("--stable-seconds", o.stable_seconds, "a study is complete after this long without a new instance")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--threshold", o.threshold, "p(any) at or above which the SR says hemorrhage present")->capture_default_str();

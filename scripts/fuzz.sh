@@ -14,10 +14,10 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Releas
   -DICH_ENABLE_CUDA=OFF -DICH_BUILD_TESTS=OFF > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 targets="fuzz_npy fuzz_labels fuzz_checkpoint fuzz_weights"
 grep -q "ich: DICOM tools ON" build-fuzz.log && targets="$targets fuzz_dicom"
-grep -q "ich: DICOM node (ich-serve) ON" build-fuzz.log && targets="$targets fuzz_association"
+grep -q "ich: DICOM node (ich-serve) ON" build-fuzz.log && targets="$targets fuzz_association fuzz_stow"
 cmake --build build-fuzz --target $targets
 seeds=build-fuzz/seeds
-rm -rf "$seeds" && mkdir -p "$seeds"/{npy,labels,checkpoint,weights,dicom,association} build-fuzz/crashes
+rm -rf "$seeds" && mkdir -p "$seeds"/{npy,labels,checkpoint,weights,dicom,association,stow} build-fuzz/crashes
 cp tests/fuzz/seeds/npy/* "$seeds/npy/"
 cp tests/fuzz/seeds/labels/* "$seeds/labels/"
 cp tests/fixtures/checkpoints/*.pth "$seeds/checkpoint/"
@@ -43,6 +43,13 @@ echo = bytes([4, 0]) + struct.pack(">I", len(pdv)) + pdv
 release = bytes([5, 0]) + struct.pack(">I", 4) + bytes(4)
 open(sys.argv[1] + "/rq", "wb").write(rq)
 open(sys.argv[1] + "/rq_echo_release", "wb").write(rq + echo + release)
+PY
+# A STOW-RS request (Content-Type line, then the body) of two parts: a DICOM file and a few bytes.
+/usr/bin/python3 - "$seeds/stow" "$pyd/CT_small.dcm" <<'PY'
+import sys
+dcm = open(sys.argv[2], "rb").read()[:4096]
+body = (b"--b\r\nContent-Type: application/dicom\r\n\r\n" + dcm + b"\r\n--b\r\n\r\nxyz\r\n--b--\r\n")
+open(sys.argv[1] + "/two_parts", "wb").write(b'multipart/related; type="application/dicom"; boundary=b\n' + body)
 PY
 status=0
 for t in $targets; do

@@ -12,6 +12,7 @@ packages=(
   libcairo2-dev fonts-dejavu-core # charts (report/plot.h)
   chromium                        # the report test opens report.html in headless Chromium
   orthanc dcmtk dicom3tools       # the DICOM node's tests: a real PACS, storescu/echoscu, dciodvfy
+  orthanc-dicomweb                # the same PACS over DICOMweb: STOW-RS both ways, QIDO-RS
   libssl-dev openssl              # DICOM TLS (DCMTK's dcmtls on OpenSSL); test certificates
   libcpp-httplib-dev              # ich-serve's /healthz, /readyz, /metrics
   prometheus rsyslog              # promtool checks /metrics; rsyslog receives the audit trail in the tests

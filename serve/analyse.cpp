@@ -14,7 +14,11 @@
 #include "infer/gradcam.h"
 #include "infer/predict.h"
 #include "infer/preprocess.h"
+#include "io/atomic_file.h"
 #include "report/text.h"
+#include "serve/audit.h"
+#include "serve/fhir.h"
+#include "serve/study_state.h"
 
 namespace ich {
 
@@ -155,6 +159,7 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   // 5. The SR and the key images.
   t0 = std::chrono::steady_clock::now();
   a.written = write_study_results(f, a.keys, round_dir + "/results");
+  write_file_atomic(round_dir + "/results/fhir.json", fhir_bundle(f, a.written, iso_utc(now_ms())));
   a.write_s = seconds_since(t0);
   return a;
 }

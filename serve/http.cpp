@@ -42,7 +42,7 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(const std::string& spec, HttpHandlers h) : impl_(std::make_unique<Impl>()) {
   const auto [host, port] = parse_http_address(spec);
   httplib::Server& s = impl_->server;
-  s.set_payload_max_length(64 * 1024);
+  s.set_payload_max_length(h.stow ? h.stow_max_bytes : 64 * 1024);
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);
   s.set_keep_alive_timeout(5);
@@ -64,6 +64,12 @@ HttpServer::HttpServer(const std::string& spec, HttpHandlers h) : impl_(std::mak
     res.status = ok ? 200 : 503;
     res.set_content(body, "application/json");
   });
+  if (h.stow)
+    s.Post("/studies", [h](const httplib::Request& req, httplib::Response& res) {
+      const auto [status, body] = h.stow(req.remote_addr, req.get_header_value("Content-Type"), req.body);
+      res.status = status;
+      res.set_content(body, "application/dicom+json");
+    });
   port_ = port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
   ICH_CHECK(port_ > 0, "--http: cannot listen on ", host, " port ", port, " (in use, or not an address of this host)");
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });

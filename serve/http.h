@@ -6,9 +6,10 @@
 //   GET /readyz    200 when every check passes, else 503; a JSON body names
 //                  each check and its state (models, work folder, destination)
 //   GET /metrics   Prometheus' text format (serve/metrics.h)
-// Anything else is 404; only GET and HEAD are answered. Bound to loopback
-// unless an address is given: health and metrics are for the host's own
-// monitoring, not for the hospital network.
+//   POST /studies  STOW-RS, only when ich-serve --stow is given
+// Anything else is 404. Bound to loopback unless an address is given:
+// health and metrics are for the host's own monitoring, not for the
+// hospital network; STOW-RS peers are admitted by the allow-list (STOW@HOST).
 #pragma once
 #include <functional>
 #include <memory>
@@ -27,6 +28,13 @@ struct ReadyCheck {
 struct HttpHandlers {
   std::function<std::string()> metrics;
   std::function<std::vector<ReadyCheck>()> ready;
+  // POST /studies (STOW-RS, serve/dicomweb.h): the peer's address, the
+  // request's Content-Type and body -> the HTTP status and the DICOM JSON
+  // answer. Null: no such route (404).
+  using Stow = std::function<std::pair<int, std::string>(const std::string& peer, const std::string& content_type,
+                                                         const std::string& body)>;
+  Stow stow;
+  size_t stow_max_bytes = 0;  // the largest body taken (413 above it)
 };
 
 // "8080" (loopback), "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080"; throws on others.

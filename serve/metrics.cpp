@@ -66,7 +66,16 @@ void declare_serve_metrics(Metrics& m) {
   m.touch("ich_serve_handshakes");
   m.declare("ich_serve_associations_active", T::gauge, "Associations in progress");
   m.touch("ich_serve_associations_active");
-  m.declare("ich_serve_instances_received_total", T::counter, "Instances stored (C-STORE status 0000)");
+  m.declare("ich_serve_fhir_sent_total", T::counter, "FHIR Bundles taken by the --fhir server (200 or 201)");
+  m.touch("ich_serve_fhir_sent_total");
+  m.declare("ich_serve_fhir_failures_total", T::counter, "FHIR Bundle posts that failed (retried)");
+  m.touch("ich_serve_fhir_failures_total");
+  m.declare("ich_serve_stow_requests_total", T::counter,
+            "STOW-RS requests (POST /studies) by outcome: stored, partly, refused (no part stored), bad_request, "
+            "forbidden (not on the allow-list), busy (--max-pending)");
+  for (const char* o : {"stored", "partly", "refused", "bad_request", "forbidden", "busy"})
+    m.touch("ich_serve_stow_requests_total", {{"outcome", o}});
+  m.declare("ich_serve_instances_received_total", T::counter, "Instances stored (C-STORE status 0000, or a STOW-RS part)");
   m.touch("ich_serve_instances_received_total");
   m.declare("ich_serve_instances_refused_total", T::counter,
             "Instances refused by C-STORE status: A700 out of resources (disk), C000 cannot understand");

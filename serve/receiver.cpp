@@ -186,6 +186,24 @@ std::string trimmed(const char* s) {
 
 }  // namespace
 
+void record_instances_received(AuditLog& audit, const std::string& node_aet, const AssociationLog& log,
+                               const std::string& peer_address) {
+  for (const auto& [study, got] : log.received) {
+    AuditEvent e;
+    e.id = audit::code("110104", "DICOM Instances Transferred");
+    e.action = 'C';
+    e.outcome = 0;
+    int64_t n = 0;
+    for (const auto& [sop, k] : got.sop_classes) n += k;
+    e.outcome_text = std::to_string(n) + " instances received";
+    e.participants = {audit::peer(log.calling_aet, peer_address, true, audit::code("110153", "Source Role ID")),
+                      audit::node(node_aet, audit::this_host(), false, audit::code("110152", "Destination Role ID"))};
+    e.objects = {audit::study(study, got.sop_classes)};
+    if (!got.patient_id.empty()) e.objects.push_back(audit::patient(got.patient_id));
+    audit.record(std::move(e));
+  }
+}
+
 struct Receiver::Impl {
   ReceiverOptions o;
   StoreSink& sink;
@@ -324,21 +342,7 @@ class StorageScp : public DcmThreadSCP {
     return sendSTOREResponse(info.presentationContextID, rq, status);
   }
   void notifyAssociationTermination() override {
-    if (r_.o.audit)
-      for (const auto& [study, got] : log_.received) {
-        AuditEvent e;
-        e.id = audit::code("110104", "DICOM Instances Transferred");
-        e.action = 'C';
-        e.outcome = 0;
-        int64_t n = 0;
-        for (const auto& [sop, k] : got.sop_classes) n += k;
-        e.outcome_text = std::to_string(n) + " instances received";
-        e.participants = {audit::peer(log_.calling_aet, peer_.text, true, audit::code("110153", "Source Role ID")),
-                          audit::node(r_.o.aet, audit::this_host(), false, audit::code("110152", "Destination Role ID"))};
-        e.objects = {audit::study(study, got.sop_classes)};
-        if (!got.patient_id.empty()) e.objects.push_back(audit::patient(got.patient_id));
-        r_.o.audit->record(std::move(e));
-      }
+    if (r_.o.audit) record_instances_received(*r_.o.audit, r_.o.aet, log_, peer_.text);
     try {
       r_.sink.association_ended(log_);
     } catch (const std::exception& e) {

@@ -62,6 +62,11 @@ struct AssociationLog {
   std::map<std::string, ReceivedStudy> received;
 };
 
+// The audit trail of what an association (or a STOW-RS request) stored: a
+// "DICOM Instances Transferred" record per study, the peer as source.
+void record_instances_received(AuditLog& audit, const std::string& node_aet, const AssociationLog& log,
+                               const std::string& peer_address);
+
 class StoreSink {
  public:
   virtual ~StoreSink() = default;

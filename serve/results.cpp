@@ -17,6 +17,15 @@ namespace ich {
 
 namespace fs = std::filesystem;
 
+const FindingCode kFindingCodes[6] = {
+    {"EDH", "99ICH", "Epidural hemorrhage", "epidural hemorrhage"},
+    {"274100004", "SCT", "Cerebral hemorrhage", "intraparenchymal hemorrhage"},
+    {"IVH", "99ICH", "Intraventricular hemorrhage", "intraventricular hemorrhage"},
+    {"21454007", "SCT", "Subarachnoid hemorrhage", "subarachnoid hemorrhage"},
+    {"SDH", "99ICH", "Subdural hemorrhage", "subdural hemorrhage"},
+    {"1386000", "SCT", "Intracranial hemorrhage", "intracranial hemorrhage (any subtype)"},
+};
+
 namespace {
 
 // Patient and General Study modules (type 1 and 2 first, then type 3 kept when present).
@@ -195,21 +204,7 @@ void write_key_images(const StudyFindings& f, std::vector<KeyImage>& keys, const
   }
 }
 
-// The codes of the findings, in kSubtypes' order (docs/serve.md lists them
-// with their sources): SNOMED CT where this project could confirm the
-// concept, the declared private scheme 99ICH otherwise.
-struct Finding {
-  const char *value, *scheme, *meaning, *tracking;
-};
-const Finding kFindings[6] = {
-    {"EDH", "99ICH", "Epidural hemorrhage", "epidural hemorrhage"},
-    {"274100004", "SCT", "Cerebral hemorrhage", "intraparenchymal hemorrhage"},
-    {"IVH", "99ICH", "Intraventricular hemorrhage", "intraventricular hemorrhage"},
-    {"21454007", "SCT", "Subarachnoid hemorrhage", "subarachnoid hemorrhage"},
-    {"SDH", "99ICH", "Subdural hemorrhage", "subdural hemorrhage"},
-    {"1386000", "SCT", "Intracranial hemorrhage", "intracranial hemorrhage (any subtype)"},
-};
-DSRCodedEntryValue code_of(const Finding& f) { return DSRCodedEntryValue(f.value, f.scheme, f.meaning); }
+DSRCodedEntryValue code_of(const FindingCode& f) { return DSRCodedEntryValue(f.value, f.scheme, f.meaning); }
 
 DSRImageReferenceValue image_ref(const SliceRef& r) {
   DSRImageReferenceValue ref(r.sop_class_uid.c_str(), r.sop_uid.c_str(), OFFalse);
@@ -266,15 +261,16 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
   const int order[6] = {5, 0, 1, 2, 3, 4};
   for (int i = 0; i < 6; ++i) {
     const size_t k = size_t(order[i]);
-    const Finding& fd = kFindings[k];
+    const FindingCode& fd = kFindingCodes[k];
     t.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRCodedEntryValue("125007", "DCM", "Measurement Group"), i == 0);
     check(t.t_.getCurrentContentItem().setTemplateIdentification("1501", "DCMR"), "group template identification");
     check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRCodedEntryValue("112039", "DCM", "Tracking Identifier"), true)
               .setStringValue(("ICH AI: " + std::string(fd.tracking)).c_str()),
           "tracking identifier");
+    w.tracking_uids[k] = new_dicom_uid();
     check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef,
                 DSRCodedEntryValue("112040", "DCM", "Tracking Unique Identifier"), false)
-              .setStringValue(new_dicom_uid().c_str()),
+              .setStringValue(w.tracking_uids[k].c_str()),
           "tracking unique identifier");
     check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, DSRCodedEntryValue("121071", "DCM", "Finding"), false)
               .setCodeValue(code_of(fd)),

@@ -65,7 +65,16 @@ struct StudyFindings {
 struct WrittenResults {
   std::string sr_path, sr_sop_uid, sr_series_uid, sc_series_uid, kos_path, kos_sop_uid;
   std::vector<std::string> sc_paths;
+  std::array<std::string, 6> tracking_uids;  // each label's measurement group's (kSubtypes' order)
 };
+
+// The codes of the findings, in kSubtypes' order (docs/serve.md lists them
+// with their sources): SNOMED CT where this project could confirm the
+// concept, the declared private scheme 99ICH otherwise.
+struct FindingCode {
+  const char *value, *scheme, *meaning, *tracking;
+};
+extern const FindingCode kFindingCodes[6];
 
 // Writes DIR/key_<k>.dcm, DIR/sr.dcm and DIR/kos.dcm (each atomically), in
 // Explicit VR Little Endian; fills key images' sop_uid.

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmtls/tlslayer.h>
 
 #include "data/labels.h"
@@ -162,13 +164,20 @@ std::vector<std::string> result_files(const std::string& dir) {
   return keys;
 }
 
+// Where the results go: the DICOM destination, and the STOW-RS archive.
+std::string destinations(const ServeOptions& o) {
+  return where(o.dest) + (o.dest_stow.url.empty() ? "" : " and " + where(o.dest_stow));
+}
+
 void send_one(NodeParts& n, const StudyState& s) {
   StudyBook& book = n.book;
   const ServeOptions& o = n.o;
   const auto t0 = std::chrono::steady_clock::now();
   const std::string dir = book.dir(s.study_uid) + "/round" + std::to_string(s.round) + "/results";
   try {
-    send_files(o.dest, result_files(dir));
+    const std::vector<std::string> files = result_files(dir);
+    send_files(o.dest, files);
+    if (!o.dest_stow.url.empty()) stow_files(o.dest_stow, files);  // both, every time: a resend stores nothing twice
   } catch (const std::exception& e) {
     const int64_t attempts = s.send_attempts + 1;
     const double wait = std::min(o.retry_max_seconds, o.retry_first_seconds * std::pow(2.0, double(attempts - 1)));
@@ -188,12 +197,18 @@ void send_one(NodeParts& n, const StudyState& s) {
   const double send_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string line = s.result_json;
   line.pop_back();  // the closing brace
-  line += ",\"sent\":{\"destination\":" + json_quote(where(o.dest)) +
+  line += ",\"sent\":{\"destination\":" + json_quote(destinations(o)) +
           ",\"attempts\":" + std::to_string(s.send_attempts + 1) + ",\"send_s\":" + seconds(send_s) +
           ",\"latency_s\":" + seconds((sent - s.last_ms) / 1e3) + "}}";
   book.modify(s.study_uid, [&](StudyState& t) {
     t.phase = StudyPhase::sent;
     t.sent_ms = sent;
+    if (!o.fhir.url.empty()) {  // this round's FHIR Bundle is due now, on its own schedule
+      t.fhir_round = s.round;
+      t.fhir_done = t.fhir_jsonl_written = false;
+      t.fhir_attempts = t.fhir_next_ms = t.fhir_sent_ms = 0;
+      t.fhir_error.clear();
+    }
     t.send_attempts += 1;
     t.result_json = line;
     t.last_error.clear();
@@ -205,8 +220,118 @@ void send_one(NodeParts& n, const StudyState& s) {
   n.metrics.add("ich_serve_studies_sent_total");
   n.metrics.observe("ich_serve_stage_seconds", {{"stage", "send"}}, send_s);
   n.metrics.observe("ich_serve_latency_seconds", {}, (sent - s.last_ms) / 1e3);
-  n.audit.record(study_event(o, s, true, 0, "results sent to " + where(o.dest) + " (attempt " +
+  n.audit.record(study_event(o, s, true, 0, "results sent to " + destinations(o) + " (attempt " +
                                                 std::to_string(s.send_attempts + 1) + ")"));
+}
+
+// STOW-RS (POST /studies on --http; serve/dicomweb.h): the peer admitted as
+// STOW@<address> by the allow-list, refused while --max-pending studies
+// wait, each part filed by the book as a C-STORE instance would be (the same
+// checks, rejections and state machine), one association's audit record.
+std::pair<int, std::string> receive_stow(const ServeOptions& o, const PolicyHolder& policy, StudyBook& book,
+                                         AuditLog& audit_log, Metrics& metrics, const std::string& peer,
+                                         const std::string& type, const std::string& body) {
+  auto error = [](int status, const std::string& why) {
+    return std::pair<int, std::string>{status, "{\"error\":" + json_quote(why) + "}\n"};
+  };
+  IpAddress ip;
+  if (!parse_ip(peer, ip) || !policy.get()->admits("STOW", ip)) {
+    const std::string why = "STOW-RS from " + peer + ": not on the allow-list (STOW@" + peer + ")";
+    std::fprintf(stderr, "ich-serve: refused %s\n", why.c_str());
+    metrics.add("ich_serve_stow_requests_total", {{"outcome", "forbidden"}});
+    audit_log.record_noisy(peer + "|STOW", audit::connection_refused(o.aet, peer, why));
+    return error(403, why);
+  }
+  if (const std::string why = book.refuse_association(); !why.empty()) {
+    metrics.add("ich_serve_stow_requests_total", {{"outcome", "busy"}});
+    return error(503, why);
+  }
+  const std::string media = type.substr(0, type.find(';'));
+  std::vector<std::string_view> parts;
+  try {
+    parts = parse_multipart_related(type, body);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ich-serve: refused a STOW-RS request from %s: %s\n", peer.c_str(), e.what());
+    metrics.add("ich_serve_stow_requests_total", {{"outcome", "bad_request"}});
+    const bool other_type = media.find("multipart/related") == std::string::npos ||
+                            std::string(e.what()).find("only application/dicom") != std::string::npos ||
+                            std::string(e.what()).find("not application/dicom") != std::string::npos;
+    return error(other_type ? 415 : 400, e.what());
+  }
+  audit_log.record(audit::association_accepted(o.aet, "STOW", peer, false));
+  AssociationLog log;
+  log.calling_aet = "STOW";
+  log.peer = peer;
+  std::vector<StowOutcome> outcomes;
+  static std::atomic<int64_t> counter{0};
+  fs::create_directories(o.work + "/incoming");
+  for (const std::string_view part : parts) {
+    const std::string path = o.work + "/incoming/" + std::to_string(::getpid()) + "-stow-" + std::to_string(counter++) + ".part";
+    StowOutcome out;
+    {  // the UIDs for the answer (the book reads the whole instance again)
+      std::ofstream f(path, std::ios::binary);
+      f.write(part.data(), std::streamsize(part.size()));
+      if (!f.good()) out.status = 0xA700;
+    }
+    DcmFileFormat ff;
+    OFString v;
+    if (out.status == 0 && ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 1024).good()) {
+      if (ff.getDataset()->findAndGetOFString(DCM_SOPClassUID, v).good()) out.sop_class_uid = v.c_str();
+      if (ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, v).good()) out.sop_uid = v.c_str();
+    }
+    try {
+      if (out.status == 0) out.status = book.store(path, out.sop_uid.empty() ? "instance" : out.sop_uid, log);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ich-serve: could not keep a STOW-RS instance from %s: %s\n", peer.c_str(), e.what());
+      out.status = 0xA700;
+    }
+    std::error_code ec;
+    if (out.status == 0xA700) fs::remove(path, ec);
+    if (out.status == 0) metrics.add("ich_serve_instances_received_total");
+    else metrics.add("ich_serve_instances_refused_total", {{"status", out.status == 0xA700 ? "A700" : "C000"}});
+    outcomes.push_back(out);
+  }
+  record_instances_received(audit_log, o.aet, log, peer);
+  book.association_ended(log);
+  const auto answer = stow_response(outcomes);
+  metrics.add("ich_serve_stow_requests_total", {{"outcome", answer.first == 200 ? "stored" : answer.first == 202 ? "partly" : "refused"}});
+  return answer;
+}
+
+// The FHIR Bundle of a study's sent round to --fhir; a failure is retried
+// with the same backoff as sending, reported, and holds nothing else back.
+void send_fhir(NodeParts& n, const StudyState& s) {
+  const ServeOptions& o = n.o;
+  const std::string path =
+      n.book.dir(s.study_uid) + "/round" + std::to_string(s.fhir_round) + "/results/fhir.json";
+  try {
+    post_fhir_bundle(o.fhir, path);
+  } catch (const std::exception& e) {
+    const int64_t attempts = s.fhir_attempts + 1;
+    const double wait = std::min(o.retry_max_seconds, o.retry_first_seconds * std::pow(2.0, double(attempts - 1)));
+    n.book.modify(s.study_uid, [&](StudyState& t) {
+      t.fhir_attempts = attempts;
+      t.fhir_next_ms = now_ms() + int64_t(wait * 1000);
+      t.fhir_error = e.what();
+    });
+    std::fprintf(stderr, "ich-serve: study %s: FHIR failed (attempt %lld), next try in %.0f s: %s\n",
+                 s.study_uid.c_str(), (long long)attempts, wait, e.what());
+    n.metrics.add("ich_serve_fhir_failures_total");
+    return;
+  }
+  StudyState done;
+  n.book.modify(s.study_uid, [&](StudyState& t) {
+    t.fhir_done = true;
+    t.fhir_attempts += 1;
+    t.fhir_sent_ms = now_ms();
+    t.fhir_error.clear();
+    done = t;
+  });
+  n.book.append_jsonl(fhir_jsonl_line(done), "fhir.jsonl");
+  n.book.modify(s.study_uid, [&](StudyState& t) { t.fhir_jsonl_written = true; });
+  std::fprintf(stderr, "ich-serve: study %s: FHIR Bundle taken by %s (attempt %lld)\n", s.study_uid.c_str(),
+               o.fhir.url.c_str(), (long long)done.fhir_attempts);
+  n.metrics.add("ich_serve_fhir_sent_total");
 }
 
 AccessPolicy load_policy(const ServeOptions& o) {
@@ -263,6 +388,12 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   ICH_CHECK(o.tls.ca.empty() || !o.tls.cert.empty(), "--tls-ca needs --tls-cert and --tls-key");
   ICH_CHECK(o.dest_tls.ca.empty() ? o.dest_tls.cert.empty() && o.dest_tls.key.empty() : true,
             "--dest-tls-cert/--dest-tls-key need --dest-tls-ca (TLS to the destination verifies it)");
+  ICH_CHECK(o.dest_stow_auth.empty() || !o.dest_stow.url.empty(), "--dest-stow-auth needs --dest-stow");
+  ICH_CHECK(o.fhir_auth.empty() || !o.fhir.url.empty(), "--fhir-auth needs --fhir");
+  if (!o.fhir.url.empty()) (void)parse_http_url(o.fhir.url, "--fhir");
+  if (!o.dest_stow.url.empty()) (void)parse_http_url(o.dest_stow.url, "--dest-stow");
+  ICH_CHECK(!o.stow || !o.http.empty(), "--stow takes studies on the HTTP port: give --http too");
+  ICH_CHECK(o.stow_max_mb >= 1, "--stow-max-mb must be at least 1");
   fs::create_directories(o.work);
   // DCMTK disables Nagle's algorithm on its connections (ours to the
   // destination) only when told by this variable; the receiver does it on
@@ -279,6 +410,8 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   PolicyHolder policy(load_policy(o));
   ServeOptions so = o;  // with the TLS layers made
   if (!o.dest_tls.ca.empty()) so.dest.tls = make_tls_layer(o.dest_tls, false);
+  if (!o.dest_stow_auth.empty()) so.dest_stow.auth = read_http_auth_file(o.dest_stow_auth, "--dest-stow-auth");
+  if (!o.fhir_auth.empty()) so.fhir.auth = read_http_auth_file(o.fhir_auth, "--fhir-auth");
   ReceiverOptions ro;
   ro.aet = o.aet;
   ro.bind = o.bind;
@@ -372,7 +505,14 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
     return metrics.render();
   };
   std::unique_ptr<HttpServer> http;
-  if (!o.http.empty()) http = std::make_unique<HttpServer>(o.http, HttpHandlers{render_metrics, readiness});
+  // STOW-RS: a request's instances go to the book as one association's, from the peer STOW@<address>
+  auto stow = [&](const std::string& peer_ip, const std::string& type, const std::string& body) {
+    return receive_stow(so, policy, book, audit_log, metrics, peer_ip, type, body);
+  };
+  if (!o.http.empty())
+    http = std::make_unique<HttpServer>(
+        o.http, HttpHandlers{render_metrics, readiness, o.stow ? HttpHandlers::Stow(stow) : nullptr,
+                             size_t(o.stow_max_mb) << 20});
 
   AnalyseOptions ao;
   ao.checkpoint = o.checkpoint;
@@ -391,7 +531,9 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   for (int i = 0; i < o.workers; ++i) analysers.push_back(std::make_unique<StudyAnalyser>(ao));
   models_loaded = true;
   const std::string config = "listening on " + o.bind + " port " + std::to_string(receiver.port()) + (ro.tls ? " (TLS" + std::string(o.tls_allow_plain ? " and plain" : " only") + (o.tls.ca.empty() ? "" : ", client certificates required") + ")" : " (plain TCP)") +
-                             "; admits " + policy.get()->describe() + "; results to " + where(so.dest);
+                             "; admits " + policy.get()->describe() + "; results to " + destinations(so) +
+                             (o.stow ? "; STOW-RS on " + o.http + " POST /studies" : "") +
+                             (o.fhir.url.empty() ? "" : "; FHIR Bundles to " + o.fhir.url);
   audit_log.record(audit::application(o.aet, true, config));
   {
     const auto n = book.census();
@@ -434,6 +576,18 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
     threads.emplace_back(serve_phase, StudyPhase::stable, "processing",
                          [&, a = analysers[size_t(i)].get()](const StudyState& s) { process_one(parts, *a, s); });
   threads.emplace_back(serve_phase, StudyPhase::processed, "sending", [&](const StudyState& s) { send_one(parts, s); });
+  if (!o.fhir.url.empty())  // the FHIR Bundles, on their own: a FHIR server down holds no DICOM result back
+    threads.emplace_back([&] {
+      while (!halt.load()) {
+        const std::optional<StudyState> s = book.claim_fhir(now_ms());
+        if (!s) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
+        guarded("FHIR of " + s->study_uid, [&] { send_fhir(parts, *s); });
+        guarded("releasing " + s->study_uid, [&] { book.release(s->study_uid); });
+      }
+    });
   // The destination's C-ECHO, every --dest-echo-seconds (for /readyz).
   threads.emplace_back([&] {
     int64_t next = 0;

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "serve/dicomweb.h"
+#include "serve/fhir.h"
 #include "serve/sender.h"
 #include "serve/tls.h"
 
@@ -34,6 +36,18 @@ struct ServeOptions {
   std::string work;
   Destination dest;
   TlsFiles dest_tls;           // TLS to the destination when dest_tls.ca is set
+  // The results also over STOW-RS to an archive (serve/dicomweb.h) when
+  // dest_stow.url is set, its Authorization from dest_stow_auth (a file).
+  StowDestination dest_stow;
+  std::string dest_stow_auth;
+  // Studies taken over STOW-RS on --http's POST /studies, from peers the
+  // allow-list names as STOW@HOST; bodies up to stow_max_mb.
+  bool stow = false;
+  int64_t stow_max_mb = 1024;
+  // Each study's FHIR Bundle (serve/fhir.h) POSTed to fhir.url when set,
+  // its Authorization from fhir_auth (a file), retried on its own.
+  FhirDestination fhir;
+  std::string fhir_auth;
   double stable_seconds = 10;
   int workers = 1;
   int max_pending = 64;        // studies received but not yet processed, before new associations are refused

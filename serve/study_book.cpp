@@ -26,6 +26,15 @@ std::string line_prefix(const StudyState& s) {
   return "{\"study_uid\":" + json_quote(s.study_uid) + ",\"round\":" + std::to_string(s.round) + ",";
 }
 
+}  // namespace
+
+std::string fhir_jsonl_line(const StudyState& s) {
+  return "{\"study_uid\":" + json_quote(s.study_uid) + ",\"round\":" + std::to_string(s.fhir_round) +
+         ",\"fhir\":{\"attempts\":" + std::to_string(s.fhir_attempts) + ",\"sent_ms\":" + std::to_string(s.fhir_sent_ms) + "}}";
+}
+
+namespace {
+
 int64_t free_mb(const std::string& dir) {
   struct statvfs v;
   if (::statvfs(dir.c_str(), &v) != 0) return -1;
@@ -57,6 +66,13 @@ StudyBook::StudyBook(BookOptions o) : o_(std::move(o)) {
     if (s.phase == StudyPhase::sent && !s.jsonl_written) {
       if (!jsonl_has(line_prefix(s))) append_jsonl(s.result_json);
       s.jsonl_written = true;
+      save_study_state(e.path().string(), s);
+    }
+    if (s.fhir_round > 0 && !s.fhir_done) s.fhir_next_ms = now;
+    if (s.fhir_done && !s.fhir_jsonl_written) {  // taken by the FHIR server, killed before the line
+      const std::string line = fhir_jsonl_line(s);
+      if (!jsonl_has(line.substr(0, line.find("\"fhir\"") + 6), "fhir.jsonl")) append_jsonl(line, "fhir.jsonl");
+      s.fhir_jsonl_written = true;
       save_study_state(e.path().string(), s);
     }
     if (s.reopen && (s.phase == StudyPhase::sent || s.phase == StudyPhase::failed)) reopen_locked(s);
@@ -207,6 +223,17 @@ std::optional<StudyState> StudyBook::claim(StudyPhase phase, int64_t now) {
   return *best;
 }
 
+std::optional<StudyState> StudyBook::claim_fhir(int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const StudyState* best = nullptr;
+  for (const auto& [uid, s] : studies_)
+    if (s.fhir_round > 0 && !s.fhir_done && s.fhir_next_ms <= now && !claimed_.count(uid) && (!best || s.seq < best->seq))
+      best = &s;
+  if (!best) return std::nullopt;
+  claimed_.insert(best->study_uid);
+  return *best;
+}
+
 void StudyBook::modify(const std::string& uid, const std::function<void(StudyState&)>& f) {
   std::lock_guard<std::mutex> lock(mu_);
   StudyState& s = studies_.at(uid);
@@ -221,18 +248,18 @@ void StudyBook::release(const std::string& uid) {
   if (s.reopen && s.phase != StudyPhase::receiving) reopen_locked(s);
 }
 
-bool StudyBook::jsonl_has(const std::string& prefix) {
+bool StudyBook::jsonl_has(const std::string& prefix, const std::string& file) {
   std::lock_guard<std::mutex> lock(jsonl_mu_);
-  std::ifstream in(o_.work + "/results.jsonl");
+  std::ifstream in(o_.work + "/" + file);
   std::string line;
   while (std::getline(in, line))
     if (line.rfind(prefix, 0) == 0) return true;
   return false;
 }
 
-void StudyBook::append_jsonl(const std::string& line) {
+void StudyBook::append_jsonl(const std::string& line, const std::string& file) {
   std::lock_guard<std::mutex> lock(jsonl_mu_);
-  const std::string path = o_.work + "/results.jsonl";
+  const std::string path = o_.work + "/" + file;
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   ICH_CHECK(fd >= 0, path, ": cannot open for appending");
   const std::string text = line + "\n";

@@ -19,6 +19,9 @@ namespace ich {
 
 class Metrics;
 
+// The fhir.jsonl line of a study whose FHIR Bundle was taken.
+std::string fhir_jsonl_line(const StudyState& s);
+
 struct BookOptions {
   std::string work;
   Metrics* metrics = nullptr;  // optional: studies received (new, or reopened by new instances)
@@ -47,14 +50,17 @@ class StudyBook : public StoreSink {
   void modify(const std::string& uid, const std::function<void(StudyState&)>& f);
   // Lets a claimed study go; a study that got new instances meanwhile reopens.
   void release(const std::string& uid);
-  // Appends one line to DIR/results.jsonl (one write, fsynced).
-  void append_jsonl(const std::string& line);
+  // Appends one line to DIR/results.jsonl, or another file of DIR (one write, fsynced).
+  void append_jsonl(const std::string& line, const std::string& file = "results.jsonl");
+  // The first study in arrival order whose FHIR Bundle is due (fhir_round
+  // set, not taken yet, its next try reached) that no one holds; held until release().
+  std::optional<StudyState> claim_fhir(int64_t now);
   std::string dir(const std::string& uid) const { return study_dir(o_.work, uid); }
   std::map<StudyPhase, int> census();
 
  private:
   void reopen_locked(StudyState& s);
-  bool jsonl_has(const std::string& prefix);
+  bool jsonl_has(const std::string& prefix, const std::string& file = "results.jsonl");
   BookOptions o_;
   std::mutex mu_, jsonl_mu_;
   std::map<std::string, StudyState> studies_;

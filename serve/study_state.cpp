@@ -51,7 +51,10 @@ void save_study_state(const std::string& dir, const StudyState& s) {
     << "\nlast_ms " << s.last_ms << "\nstable_ms " << s.stable_ms << "\nprocessed_ms " << s.processed_ms
     << "\nsent_ms " << s.sent_ms << "\nsend_attempts " << s.send_attempts << "\nnext_send_ms " << s.next_send_ms
     << "\njsonl_written " << (s.jsonl_written ? 1 : 0) << "\nreopen " << (s.reopen ? 1 : 0) << "\nlast_error " << one_line(s.last_error)
-    << "\nresult_json " << one_line(s.result_json) << "\n";
+    << "\nresult_json " << one_line(s.result_json) << "\nfhir_round " << s.fhir_round << "\nfhir_attempts "
+    << s.fhir_attempts << "\nfhir_next_ms " << s.fhir_next_ms << "\nfhir_sent_ms " << s.fhir_sent_ms << "\nfhir_done "
+    << (s.fhir_done ? 1 : 0) << "\nfhir_jsonl_written " << (s.fhir_jsonl_written ? 1 : 0) << "\nfhir_error "
+    << one_line(s.fhir_error) << "\n";
   for (const std::string& r : s.rejected) o << "rejected " << one_line(r) << "\n";
   o << "end\n";  // a state file without it was not written by save_study_state
   write_file_atomic(dir + "/state", o.str());
@@ -99,6 +102,13 @@ StudyState load_study_state(const std::string& dir) {
     else if (key == "reopen") s.reopen = num() != 0;
     else if (key == "last_error") s.last_error = v;
     else if (key == "result_json") s.result_json = v;
+    else if (key == "fhir_round") s.fhir_round = num();
+    else if (key == "fhir_attempts") s.fhir_attempts = num();
+    else if (key == "fhir_next_ms") s.fhir_next_ms = num();
+    else if (key == "fhir_sent_ms") s.fhir_sent_ms = num();
+    else if (key == "fhir_done") s.fhir_done = num() != 0;
+    else if (key == "fhir_jsonl_written") s.fhir_jsonl_written = num() != 0;
+    else if (key == "fhir_error") s.fhir_error = v;
     else if (key == "rejected") s.rejected.push_back(v);
     else if (key == "end") ended = true;
     else throw Error(path + ":" + std::to_string(n) + ": unknown key '" + key + "'");

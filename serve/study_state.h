@@ -38,6 +38,12 @@ struct StudyState {
   bool jsonl_written = false;
   bool reopen = false;  // new instances came while its results were being made or sent
   std::string last_error;
+  // The FHIR Bundle of round fhir_round (0: none due), posted on its own
+  // schedule once the DICOM results of that round were sent (serve/fhir.h);
+  // fhir.jsonl gets a line when it was taken (fhir_jsonl_written).
+  int64_t fhir_round = 0, fhir_attempts = 0, fhir_next_ms = 0, fhir_sent_ms = 0;
+  bool fhir_done = false, fhir_jsonl_written = false;
+  std::string fhir_error;
   std::string result_json;  // the results.jsonl line, less the sending fields (set when processed)
 };
 

@@ -78,8 +78,8 @@ void declare_serve_metrics(Metrics& m) {
   m.declare("ich_serve_instances_received_total", T::counter, "Instances stored (C-STORE status 0000, or a STOW-RS part)");
   m.touch("ich_serve_instances_received_total");
   m.declare("ich_serve_instances_refused_total", T::counter,
-            "Instances refused by C-STORE status: A700 out of resources (disk), C000 cannot understand");
-  for (const char* st : {"A700", "C000"}) m.touch("ich_serve_instances_refused_total", {{"status", st}});
+            "Instances refused by status: A700 out of resources (disk), C000 cannot understand, 0122 not CT (STOW-RS)");
+  for (const char* st : {"A700", "C000", "0122"}) m.touch("ich_serve_instances_refused_total", {{"status", st}});
   m.declare("ich_serve_studies_received_total", T::counter, "Studies opened (a new study, or new instances for a finished one)");
   m.declare("ich_serve_studies_processed_total", T::counter, "Studies analysed (results written)");
   m.declare("ich_serve_studies_failed_total", T::counter, "Studies that could not be analysed");

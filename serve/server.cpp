@@ -2,6 +2,7 @@
 // (this thread), the worker pool and the sender, around one StudyBook.
 #include "serve/server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -279,6 +280,14 @@ std::pair<int, std::string> receive_stow(const ServeOptions& o, const PolicyHold
       if (ff.getDataset()->findAndGetOFString(DCM_SOPClassUID, v).good()) out.sop_class_uid = v.c_str();
       if (ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, v).good()) out.sop_uid = v.c_str();
     }
+    // what C-STORE's negotiation refuses, refused here too: the node's own results coming back (a PACS that
+    // routes everything) would reopen the study, and its new results come back again
+    if (out.status == 0 && !out.sop_class_uid.empty() &&
+        std::find(kAcceptedSopClasses.begin(), kAcceptedSopClasses.end(), out.sop_class_uid) == kAcceptedSopClasses.end()) {
+      std::fprintf(stderr, "ich-serve: refused a STOW-RS instance %s from %s: SOP class %s is not CT\n",
+                   out.sop_uid.c_str(), peer.c_str(), out.sop_class_uid.c_str());
+      out.status = 0x0122;  // SOP Class not Supported (PS3.18 Table 10.5.3-2 "Failure Reason")
+    }
     try {
       if (out.status == 0) out.status = book.store(path, out.sop_uid.empty() ? "instance" : out.sop_uid, log);
     } catch (const std::exception& e) {
@@ -286,9 +295,11 @@ std::pair<int, std::string> receive_stow(const ServeOptions& o, const PolicyHold
       out.status = 0xA700;
     }
     std::error_code ec;
-    if (out.status == 0xA700) fs::remove(path, ec);
+    if (out.status == 0xA700 || out.status == 0x0122) fs::remove(path, ec);
     if (out.status == 0) metrics.add("ich_serve_instances_received_total");
-    else metrics.add("ich_serve_instances_refused_total", {{"status", out.status == 0xA700 ? "A700" : "C000"}});
+    else
+      metrics.add("ich_serve_instances_refused_total",
+                  {{"status", out.status == 0xA700 ? "A700" : out.status == 0x0122 ? "0122" : "C000"}});
     outcomes.push_back(out);
   }
   record_instances_received(audit_log, o.aet, log, peer);

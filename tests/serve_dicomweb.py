@@ -11,8 +11,9 @@
 #    study.
 # 2. Bad requests get PS3.18's answers and change nothing: another media
 #    type 415, a body that is not multipart 400, a part that is not DICOM
-#    409 with its Failed SOP Sequence (0xC000), a peer the allow-list does
-#    not name 403 (a node without STOW@127.0.0.1).
+#    409 with its Failed SOP Sequence (0xC000), the node's own SR 409 (0x0122,
+#    and the study stays as it was), a peer the allow-list does not name 403
+#    (a node without STOW@127.0.0.1).
 # 3. The archive down while results are due: retried and reported; kill -9
 #    while retrying, restart, the archive back: delivered once (one SR, one
 #    KOS, three key images in Orthanc, one results.jsonl line).
@@ -188,6 +189,14 @@ status, answer = request(stow, body, {"Content-Type": "multipart/related; type=\
 failed = json.loads(answer).get("00081198", {}).get("Value", [])
 if status != 409 or len(failed) != 1 or failed[0]["00081197"]["Value"][0] != 0xC000:
     fail(f"STOW-RS of a part that is not DICOM: HTTP {status}, {answer[:300]!r}: expected 409, one failure 0xC000")
+sr = open(f"node/studies/{study_uid[0]}/round1/results/sr.dcm", "rb").read()  # the node's own SR coming back
+status, answer = request(stow, b"--b\r\nContent-Type: application/dicom\r\n\r\n" + sr + b"\r\n--b--\r\n",
+                         {"Content-Type": "multipart/related; type=\"application/dicom\"; boundary=b"}, "POST")
+failed = json.loads(answer).get("00081198", {}).get("Value", [])
+if status != 409 or len(failed) != 1 or failed[0]["00081197"]["Value"][0] != 0x0122:
+    fail(f"STOW-RS of the node's own SR: HTTP {status}, {answer[:300]!r}: expected 409, SOP class not supported (0x0122)")
+if "phase sent" not in open(f"node/studies/{study_uid[0]}/state").read():
+    fail("study 0 was reopened by its own SR coming back over STOW-RS")
 body = b"--b\r\nContent-Type: application/dicom\r\n\r\n" + dcm + b"\r\n--b--\r\n"
 other_http = free_port()
 closed = start_node(work="closed", allow_stow=False, port=free_port(), http_port=other_http)
@@ -201,8 +210,8 @@ metrics = request(f"http://127.0.0.1:{node_http}/metrics")[1].decode()
 for outcome in ("bad_request", "refused", "stored"):
     if f'ich_serve_stow_requests_total{{outcome="{outcome}"}} 0' in metrics:
         fail(f"/metrics: no STOW-RS request counted as {outcome}")
-print("2. STOW-RS: another media type 415, not multipart 400, a non-DICOM part 409 (0xC000), "
-      "a peer not on the allow-list 403", flush=True)
+print("2. STOW-RS: another media type 415, not multipart 400, a non-DICOM part 409 (0xC000), the node's own SR "
+      "409 (0x0122: only CT is taken, so results routed back reopen nothing), a peer not on the allow-list 403", flush=True)
 
 # 3. The archive down while results are due; kill -9 while retrying; the archive back: delivered once.
 orthanc_proc.terminate()

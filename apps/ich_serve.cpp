@@ -77,7 +77,15 @@ int main(int argc, char** argv) {
                  "address)");
   app.add_option("--stable-seconds", o.stable_seconds, "a study is complete after this long without a new instance")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--threshold", o.threshold, "p(any) at or above which the SR says hemorrhage present")->capture_default_str();
+  auto* fixed = app.add_option("--threshold", o.threshold,
+                               "the probability at or above which the SR says a finding is present (every label)")
+                    ->capture_default_str();
+  app.add_option("--thresholds", o.thresholds,
+                 "each label's operating threshold from a validation run instead: ich-eval --studies' "
+                 "study_thresholds.csv, at --sensitivity")
+      ->excludes(fixed);
+  app.add_option("--sensitivity", o.sensitivity, "the study-level sensitivity of --thresholds' operating points")
+      ->capture_default_str();
   app.add_option("--key-images", o.key_images, "key images per study (the highest p(any))")->capture_default_str();
   app.add_option("--workers", o.workers, "studies processed at once, in arrival order (each worker loads its own copy of the models)")->capture_default_str();
   app.add_option("--max-pending", o.max_pending,

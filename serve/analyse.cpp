@@ -15,6 +15,8 @@
 #include "infer/predict.h"
 #include "infer/preprocess.h"
 #include "io/atomic_file.h"
+#include "data/labels.h"
+#include "data/study_metrics.h"
 #include "report/text.h"
 #include "serve/audit.h"
 #include "serve/fhir.h"
@@ -59,6 +61,18 @@ StudyAnalyser::StudyAnalyser(AnalyseOptions o) : o_(std::move(o)) {
   if (o_.tta != "none") version_ += ", test-time views " + o_.tta;
   for (size_t k = 0; k < o_.sequence.size(); ++k)
     version_ += "; " + fs::path(o_.sequence[k]).filename().string() + " (" + models_.seq_identity[k] + ")";
+  // Operating thresholds: one for every label, or each label's from a validation run's operating points
+  thresholds_.fill(o_.threshold);
+  operating_point_ = "the same threshold " + fmt_double(o_.threshold, 6) + " for every label (--threshold)";
+  if (!o_.thresholds.empty()) {
+    for (size_t k = 0; k < 6; ++k) {
+      thresholds_[k] = read_study_thresholds(o_.thresholds, kSubtypes[k], {o_.sensitivity})[0];
+      ICH_CHECK(std::isfinite(thresholds_[k]), o_.thresholds, ": no threshold reaches sensitivity ", o_.sensitivity,
+                " for ", kSubtypes[k], " (the validation run had too few positive studies for it)");
+    }
+    operating_point_ = "each label's threshold at study-level sensitivity " + fmt_double(o_.sensitivity, 6) +
+                       " on validation data (" + fs::path(o_.thresholds).filename().string() + ", ich-eval --studies)";
+  }
 }
 
 Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
@@ -107,8 +121,11 @@ Analysis StudyAnalyser::analyse(const StudyState& s, const std::string& dir) {
   for (const SlicePrediction& sp : slices)
     for (size_t k = 0; k < 6; ++k)
       if (std::stod(sp.p[k]) > best[k]) best[k] = std::stod(sp.p[k]), f.p[k] = sp.p[k], f.source[k] = ref_of(sp);
-  f.threshold = fmt_double(o_.threshold, 6);
-  for (size_t k = 0; k < 6; ++k) f.found[k] = best[k] >= o_.threshold;
+  for (size_t k = 0; k < 6; ++k) {
+    f.threshold[k] = fmt_double(thresholds_[k], 6);
+    f.found[k] = best[k] >= thresholds_[k];
+  }
+  f.operating_point = operating_point_;
   f.present = f.found[5];
   f.study_uid = s.study_uid;
   f.algorithm_name = name_;

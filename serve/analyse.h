@@ -21,7 +21,9 @@ struct AnalyseOptions {
   std::vector<std::string> ensemble;  // more slice models, averaged (infer/ensemble.h)
   std::string tta = "none";
   int64_t batch = 16;
-  double threshold = 0.5;
+  double threshold = 0.5;            // every label's, unless thresholds is given
+  std::string thresholds;            // ich-eval --studies' study_thresholds.csv: each label's at `sensitivity`
+  double sensitivity = 0.95;
   int key_images = 3;
   std::string aet = "ICH", observer_uid;
 };
@@ -46,6 +48,8 @@ class StudyAnalyser {
   AnalyseOptions o_;
   PredictModels models_;
   std::string name_, version_;
+  std::array<double, 6> thresholds_{};
+  std::string operating_point_;
 };
 
 }  // namespace ich

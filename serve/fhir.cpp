@@ -97,14 +97,14 @@ std::string fhir_bundle(const StudyFindings& f, const WrittenResults& w, const s
          ",\"valueQuantity\":{\"value\":" + number(f.p[k]) +
          ",\"unit\":\"1\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"1\"}},{\"code\":" +
          codeable("99ICH", "THRESHOLD", "Operating threshold of the probability") + ",\"valueQuantity\":{\"value\":" +
-         number(f.threshold) + ",\"unit\":\"1\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"1\"}}]}";
+         number(f.threshold[k]) + ",\"unit\":\"1\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"1\"}}]}";
     std::string e = "{\"fullUrl\":" + json_quote(url) + ",\"resource\":" + o + ",\"request\":{\"method\":\"POST\",\"url\":\"Observation\"";
     if (!id.empty()) e += ",\"ifNoneExist\":" + json_quote("identifier=urn:dicom:uid|urn:oid:" + w.tracking_uids[k]);
     obs_entries.push_back(e + "}}");
   }
   std::string conclusion = std::string("AI triage of head CT: intracranial hemorrhage ") +
                            (f.present ? "present" : "absent") + " (p(any) " + f.p[5] + ", operating threshold " +
-                           f.threshold + ")";
+                           f.threshold[5] + "; " + f.operating_point + ")";
   std::string found;
   for (size_t k = 0; k < 5; ++k)
     if (f.found[k]) found += std::string(found.empty() ? "" : ", ") + kFindingCodes[k].tracking + " " + f.p[k];

@@ -297,7 +297,7 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
     }
     check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Num,
                 DSRCodedEntryValue("THRESHOLD", "99ICH", "Operating threshold of the probability"), false)
-              .setNumericValue(DSRNumericMeasurementValue(f.threshold.c_str(), no_units)),
+              .setNumericValue(DSRNumericMeasurementValue(f.threshold[k].c_str(), no_units)),
           "threshold");
     // the qualitative evaluation: the finding present or absent at the threshold
     check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, code_of(fd), false)
@@ -315,6 +315,9 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
   check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
             .setStringValue(disclaimer.c_str()),
         "disclaimer");
+  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
+            .setStringValue(("Operating thresholds: " + f.operating_point).substr(0, 1024).c_str()),
+        "operating point");
   for (const std::string& u : f.unreadable)
     check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
               .setStringValue(("Instance not read, left out of the analysis: " + u).substr(0, 1024).c_str()),

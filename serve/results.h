@@ -52,8 +52,9 @@ struct StudyFindings {
   std::vector<SliceRef> evidence;  // every slice read (the SR's Current Requested Procedure Evidence)
   std::array<std::string, 6> p;    // the study's highest probability per label (ich-predict's text)
   std::array<SliceRef, 6> source;  // per label: the slice that has that probability
-  std::string threshold;           // the operating threshold, each label's probability against it
-  std::array<bool, 6> found{};     // per label: p >= threshold
+  std::array<std::string, 6> threshold;  // per label: its operating threshold (the same one, or from validation)
+  std::string operating_point;           // where they come from, in words (the SR's and the Bundle's comment)
+  std::array<bool, 6> found{};           // per label: p >= its threshold
   bool present = false;            // found[any]
   std::vector<std::string> unreadable;  // "what: why" per instance not read
   std::string algorithm_name, algorithm_version;

@@ -59,7 +59,10 @@ std::string result_line(const StudyState& s, const Analysis& a, int64_t started_
   std::string j = "{\"study_uid\":" + json_quote(s.study_uid) + ",\"round\":" + std::to_string(s.round) +
                   ",\"calling_aet\":" + json_quote(s.calling_aet) + ",\"instances\":" + std::to_string(s.instances) +
                   ",\"slices\":" + std::to_string(a.slices) + ",\"finding\":\"" + (f.present ? "present" : "absent") +
-                  "\",\"threshold\":" + f.threshold + ",\"probabilities\":{";
+                  "\",\"threshold\":" + f.threshold[5] + ",\"operating_point\":" + json_quote(f.operating_point) +
+                  ",\"thresholds\":{";
+  for (size_t k = 0; k < 6; ++k) j += std::string(k ? "," : "") + "\"" + kSubtypes[k] + "\":" + f.threshold[k];
+  j += "},\"probabilities\":{";
   for (size_t k = 0; k < 6; ++k) j += std::string(k ? "," : "") + "\"" + kSubtypes[k] + "\":" + f.p[k];
   j += "},\"key_images\":[";
   for (size_t k = 0; k < a.keys.size(); ++k)
@@ -533,6 +536,8 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   ao.device = o.device;
   ao.batch = o.batch;
   ao.threshold = o.threshold;
+  ao.thresholds = o.thresholds;
+  ao.sensitivity = o.sensitivity;
   ao.key_images = o.key_images;
   ao.aet = o.aet;
   ao.observer_uid = node_uid(o.work);

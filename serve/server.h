@@ -54,6 +54,8 @@ struct ServeOptions {
   int max_associations = 8;
   int64_t min_free_mb = 512;   // below this free space in DIR, instances are refused (0xA700, out of resources)
   double threshold = 0.5;
+  std::string thresholds;  // per-label operating points (ich-eval --studies' study_thresholds.csv) at `sensitivity`
+  double sensitivity = 0.95;
   int key_images = 3;
   std::string device = "auto";
   int64_t batch = 16;

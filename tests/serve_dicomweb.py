@@ -24,6 +24,9 @@
 #    fhir.resources' R4 models: a preliminary DiagnosticReport on the study
 #    (its Study Instance UID) with six Observations whose probabilities are
 #    the results'.
+# The node runs with per-label operating points from a validation run's
+# study_thresholds.csv (--thresholds, --sensitivity 0.95): results.jsonl,
+# the SR's groups and the Observations carry each label's.
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
@@ -115,6 +118,13 @@ procs.append(sink)
 with open("stow.auth", "w") as f:
     f.write("basic ich:s3cret\n")
 os.chmod("stow.auth", 0o600)
+# per-label operating points, as ich-eval --studies writes them (study_thresholds.csv), at sensitivity 0.95
+THRESHOLDS = {"epidural": 0.21, "intraparenchymal": 0.32, "intraventricular": 0.43, "subarachnoid": 0.54,
+              "subdural": 0.65, "any": 0.46}
+with open("study_thresholds.csv", "w") as f:
+    f.write("label,target_sensitivity,threshold\n")
+    for label, t in THRESHOLDS.items():
+        f.write(f"{label},0.90000000000000002,0.05\n{label},0.94999999999999996,{t!r}\n")
 with open("fhir.auth", "w") as f:
     f.write("bearer t0ken-for-the-ehr\n")
 os.chmod("fhir.auth", 0o600)
@@ -127,6 +137,7 @@ def start_node(work="node", allow_stow=True, port=node_port, http_port=node_http
                           "--dest-stow", f"http://127.0.0.1:{http}/dicom-web/studies", "--dest-stow-auth", "stow.auth",
                           "--http", f"127.0.0.1:{http_port}", "--stow", "--stable-seconds", "2", "--retry-max-seconds", "2",
                           "--fhir", f"http://127.0.0.1:{fhir_port}/fhir", "--fhir-auth", "fhir.auth",
+                          "--thresholds", "study_thresholds.csv", "--sensitivity", "0.95",
                           "--device", "cpu", "--min-free-mb", "1", *allow],
                          stdout=subprocess.DEVNULL, stderr=open(f"{work}.log", "a"))
     procs.append(p)
@@ -167,6 +178,14 @@ if sunk != want:
     fail(f"the DICOM destination got {sorted(sunk)}, expected the results {sorted(want)}")
 if "STOW-RS http://127.0.0.1" not in line["sent"]["destination"]:
     fail(f"results.jsonl: destination {line['sent']['destination']} does not name the STOW-RS archive")
+if {k: float(v) for k, v in line["thresholds"].items()} != THRESHOLDS or "sensitivity 0.95" not in line["operating_point"]:
+    fail(f"results.jsonl: thresholds {line['thresholds']} ({line['operating_point']}), expected the file's at 0.95")
+sr = pydicom.dcmread(f"node/studies/{study_uid[0]}/round1/results/sr.dcm")
+groups = sr.ContentSequence[[i.ConceptNameCodeSequence[0].CodeValue for i in sr.ContentSequence].index("126010")].ContentSequence
+sr_thresholds = sorted(float(i.MeasuredValueSequence[0].NumericValue) for g in groups for i in g.ContentSequence
+                       if i.ValueType == "NUM" and i.ConceptNameCodeSequence[0].CodeValue == "THRESHOLD")
+if sr_thresholds != sorted(THRESHOLDS.values()):
+    fail(f"SR: thresholds {sr_thresholds}, expected each label's from study_thresholds.csv")
 state0 = f"node/studies/{study_uid[0]}/state"
 wait_for("a failed FHIR post of study 0 (no FHIR server yet)", lambda: any(
     l.startswith("fhir_attempts ") and int(l.split()[1]) >= 1 for l in open(state0)), 30)
@@ -286,7 +305,8 @@ for path, auth, ctype, body in received:
         if float(p) != float(res[0]["probabilities"][label]) or o.status != "preliminary":
             fail(f"FHIR: {label} {p} ({o.status}), results.jsonl {res[0]['probabilities'][label]}")
         present = o.valueCodeableConcept.coding[0].code == "52101004"
-        if present != (float(p) >= 0.5):
+        threshold = [c.valueQuantity.value for c in o.component if c.code.coding[0].code == "THRESHOLD"][0]
+        if present != (float(p) >= THRESHOLDS[label]) or float(threshold) != THRESHOLDS[label]:
             fail(f"FHIR: {label} {p} evaluated {o.valueCodeableConcept.coding[0].display}")
 print(f"4. FHIR down from the start, retried while the DICOM results went out, kill -9: each study's R4 Bundle "
       f"arrived once ({len(received)}), valid, its probabilities the results'", flush=True)

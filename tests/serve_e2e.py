@@ -480,7 +480,16 @@ r = subprocess.run([f"{BIN}/ich-serve", "--port", str(free_port()), "--checkpoin
                     "--dest-aet", "X", "--dest-host", "127.0.0.1", "--dest-port", "1"], capture_output=True, text=True)
 if r.returncode != 1 or "bad.ckpt" not in r.stderr:
     fail(f"truncated checkpoint: exit {r.returncode}, {r.stderr!r}")
-print("7. --max-pending refuses with A-ASSOCIATE-RJ (transient, local limit exceeded); busy port and bad checkpoint: one line")
+with open("thin_thresholds.csv", "w") as f:  # an operating point a validation run could not reach: an empty threshold
+    f.write("label,target_sensitivity,threshold\n" + "".join(f"{l},0.94999999999999996,{'' if l == 'epidural' else 0.4}\n"
+                                                          for l in LABELS))
+r = subprocess.run([f"{BIN}/ich-serve", "--port", str(free_port()), "--checkpoint", "run/best.ckpt", "--work", "serve3",
+                    "--thresholds", "thin_thresholds.csv", "--dest-aet", "X", "--dest-host", "127.0.0.1", "--dest-port", "1",
+                    "--device", "cpu"], capture_output=True, text=True)
+if r.returncode != 1 or "epidural" not in r.stderr or len(r.stderr.strip().splitlines()) != 1:
+    fail(f"--thresholds without epidural's: exit {r.returncode}, {r.stderr!r}")
+print("7. --max-pending refuses with A-ASSOCIATE-RJ (transient, local limit exceeded); busy port, bad checkpoint and "
+      "an operating point not reached: one line")
 
 # 8. A --context checkpoint with its series model at the node: each slice's neighbours come from the
 # study's headers, ordered by geometry, as ich-predict orders them; the result is ich-predict's on the

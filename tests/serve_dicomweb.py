@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # ich-serve over DICOMweb, against Orthanc with its DICOMweb plugin
 # (Debian's orthanc-dicomweb), on loopback, started and stopped here.
-#   serve_dicomweb.py BIN WORK   (run by the test venv's python)
+#   serve_dicomweb.py BIN WORK [SERVE_BIN]   (run by the test venv's python;
+#   SERVE_BIN: another build's ich-serve, the ThreadSanitizer one in CI)
 #
 # 1. Orthanc sends a study to the node with STOW-RS (its DICOMweb client,
 #    /dicom-web/servers/ich/stow): the node answers 200, processes the study
@@ -44,6 +45,7 @@ import pydicom  # noqa: E402
 from serve_util import fail, free_port, phantom_studies, procs, small_model, wait_for  # noqa: E402
 
 BIN, WORK = sys.argv[1], sys.argv[2]
+SERVE_BIN = sys.argv[3] if len(sys.argv) > 3 else BIN
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
 os.chdir(WORK)
@@ -132,7 +134,7 @@ os.chmod("fhir.auth", 0o600)
 
 def start_node(work="node", allow_stow=True, port=node_port, http_port=node_http):
     allow = ["--allow", "ECHOSCU@127.0.0.1"] + (["--allow", "STOW@127.0.0.1"] if allow_stow else [])
-    p = subprocess.Popen([f"{BIN}/ich-serve", "--aet", "ICH", "--port", str(port), "--checkpoint", "run/best.ckpt",
+    p = subprocess.Popen([f"{SERVE_BIN}/ich-serve", "--aet", "ICH", "--port", str(port), "--checkpoint", "run/best.ckpt",
                           "--work", work, "--dest-aet", "SINK", "--dest-host", "127.0.0.1", "--dest-port", str(sink_port),
                           "--dest-stow", f"http://127.0.0.1:{http}/dicom-web/studies", "--dest-stow-auth", "stow.auth",
                           "--http", f"127.0.0.1:{http_port}", "--stow", "--stable-seconds", "2", "--retry-max-seconds", "2",

@@ -164,11 +164,11 @@ void stow_files(const StowDestination& d, const std::vector<std::string>& files)
 std::vector<std::string_view> parse_multipart_related(const std::string& content_type, std::string_view body,
                                                       size_t max_parts) {
   const std::string media = lower(trim(content_type.substr(0, content_type.find(';'))));
-  ICH_CHECK(media == "multipart/related", "STOW-RS: Content-Type '", content_type.substr(0, 200),
-            "' is not multipart/related");
+  if (media != "multipart/related")
+    throw UnsupportedMediaType("STOW-RS: Content-Type '" + content_type.substr(0, 200) + "' is not multipart/related");
   const std::string type = lower(header_param(content_type, "type"));
-  ICH_CHECK(type.empty() || type == "application/dicom", "STOW-RS: parts of type '", type.substr(0, 100),
-            "': only application/dicom is taken");
+  if (!type.empty() && type != "application/dicom")
+    throw UnsupportedMediaType("STOW-RS: parts of type '" + type.substr(0, 100) + "': only application/dicom is taken");
   const std::string boundary = header_param(content_type, "boundary");
   // RFC 2046 allows 70 characters; some clients (Orthanc's) send longer ones, taken up to 200
   ICH_CHECK(!boundary.empty() && boundary.size() <= 200, "STOW-RS: no boundary (or one over 200 characters) in the ",
@@ -193,8 +193,10 @@ std::vector<std::string_view> parse_multipart_related(const std::string& content
       if (ct != std::string::npos) {
         const size_t end = headers.find("\r\n", ct);
         const std::string v = trim(headers.substr(ct + 13, end == std::string::npos ? std::string::npos : end - ct - 13));
-        ICH_CHECK(v.rfind("application/dicom", 0) == 0 && (v.size() == 17 || v[17] == ';' || std::isspace(static_cast<unsigned char>(v[17]))),
-                  "STOW-RS: part ", parts.size() + 1, " is '", v.substr(0, 100), "', not application/dicom");
+        if (v.rfind("application/dicom", 0) != 0 ||
+            (v.size() > 17 && v[17] != ';' && !std::isspace(static_cast<unsigned char>(v[17]))))
+          throw UnsupportedMediaType("STOW-RS: part " + std::to_string(parts.size() + 1) + " is '" + v.substr(0, 100) +
+                                     "', not application/dicom");
       }
     }
     const size_t next = body.find("\r\n" + delim, content);
@@ -210,7 +212,7 @@ std::vector<std::string_view> parse_multipart_related(const std::string& content
 std::pair<int, std::string> stow_response(const std::vector<StowOutcome>& outcomes) {
   std::string ok, failed;
   size_t stored = 0;
-  char hex[8];
+  char reason[8];
   for (const StowOutcome& o : outcomes) {
     const std::string item = "{\"00081150\":{\"vr\":\"UI\",\"Value\":[" + json_quote(o.sop_class_uid) +
                              "]},\"00081155\":{\"vr\":\"UI\",\"Value\":[" + json_quote(o.sop_uid) + "]}";
@@ -218,8 +220,8 @@ std::pair<int, std::string> stow_response(const std::vector<StowOutcome>& outcom
       ok += std::string(stored ? "," : "") + item + "}";
       ++stored;
     } else {
-      std::snprintf(hex, sizeof hex, "%u", unsigned(o.status));
-      failed += std::string(failed.empty() ? "" : ",") + item + ",\"00081197\":{\"vr\":\"US\",\"Value\":[" + hex + "]}}";
+      std::snprintf(reason, sizeof reason, "%u", unsigned(o.status));
+      failed += std::string(failed.empty() ? "" : ",") + item + ",\"00081197\":{\"vr\":\"US\",\"Value\":[" + reason + "]}}";
     }
   }
   std::string body = "{";

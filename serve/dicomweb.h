@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/error.h"
+
 namespace ich {
 
 // An http(s) URL split as the client takes it; throws one line naming the
@@ -55,10 +57,16 @@ void stow_files(const StowDestination& d, const std::vector<std::string>& files)
 // The body of a STOW-RS request: each file a part, in order.
 std::string multipart_related(const std::vector<std::string>& part_bodies, const std::string& boundary);
 
+// Another media type than application/dicom parts in multipart/related:
+// the request's, or a part's (HTTP 415 for the receiver).
+struct UnsupportedMediaType : Error {
+  using Error::Error;
+};
 // The parts of a multipart/related body whose Content-Type header is
 // content_type; throws one line (what is wrong, where) for a body that is
 // not one, a boundary missing or too long, more than max_parts parts.
-// Each part's own headers are checked for type application/dicom (or none).
+// Each part's own headers are checked for type application/dicom (or none);
+// the media type errors are UnsupportedMediaType.
 std::vector<std::string_view> parse_multipart_related(const std::string& content_type, std::string_view body,
                                                       size_t max_parts = 100000);
 

@@ -15,10 +15,6 @@ const char* const kPrivateCodeSystem = "urn:ich:codes:99ICH";
 
 namespace {
 
-const char* const kDisclaimer =
-    "For research use only. Not for diagnostic use. Result of an AI model (ich), not verified: a radiologist must "
-    "read the study.";
-
 std::string system_of(const std::string& scheme) {
   if (scheme == "SCT") return "http://snomed.info/sct";
   if (scheme == "DCM") return "http://dicom.nema.org/resources/ontology/DCM";
@@ -92,7 +88,7 @@ std::string fhir_bundle(const StudyFindings& f, const WrittenResults& w, const s
          ",\"valueCodeableConcept\":" +
          (f.found[k] ? codeable("SCT", "52101004", "Present") : codeable("SCT", "2667000", "Absent")) +
          ",\"bodySite\":" + codeable("SCT", "128319008", "Intracranial structure") + ",\"device\":" + device +
-         ",\"derivedFrom\":[" + study + "]" + ",\"note\":[{\"text\":" + json_quote(kDisclaimer) + "}]" +
+         ",\"derivedFrom\":[" + study + "]" + ",\"note\":[{\"text\":" + json_quote(kResultDisclaimer) + "}]" +
          ",\"component\":[{\"code\":" + codeable("DCM", "122157", "Probability") +
          ",\"valueQuantity\":{\"value\":" + number(f.p[k]) +
          ",\"unit\":\"1\",\"system\":\"http://unitsofmeasure.org\",\"code\":\"1\"}},{\"code\":" +
@@ -109,7 +105,7 @@ std::string fhir_bundle(const StudyFindings& f, const WrittenResults& w, const s
   for (size_t k = 0; k < 5; ++k)
     if (f.found[k]) found += std::string(found.empty() ? "" : ", ") + kFindingCodes[k].tracking + " " + f.p[k];
   if (!found.empty()) conclusion += "; subtypes at or above it: " + found;
-  conclusion += ". " + std::string(kDisclaimer);
+  conclusion += ". " + std::string(kResultDisclaimer);
   std::string r = "{\"resourceType\":\"DiagnosticReport\"";
   if (!w.sr_sop_uid.empty()) r += ",\"identifier\":[" + dicom_uid(w.sr_sop_uid) + "]";
   r += ",\"status\":\"preliminary\",\"category\":[{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/v2-0074\","

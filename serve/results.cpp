@@ -101,6 +101,8 @@ void put_private_scheme(DcmItem& d, const std::string& where) {
   put(*cs, DCM_CodingSchemeResponsibleOrganization, "ich", where);
 }
 
+void check(const OFCondition& c, const char* what) { ICH_CHECK(c.good(), "SR: ", what, ": ", c.text()); }
+
 // The SR's content tree: addContentItem below the current item, then goUp().
 class Tree {
  public:
@@ -114,11 +116,32 @@ class Tree {
               name.getCodeMeaning().c_str());
     return t_.getCurrentContentItem();
   }
+  // One content item of each value type, its value set and checked (`what` names it in the error).
+  void text(DSRTypes::E_RelationshipType rel, const DSRCodedEntryValue& name, const std::string& v, bool child,
+            const char* what) {
+    check(add(rel, DSRTypes::VT_Text, name, child).setStringValue(v.c_str()), what);
+  }
+  void uid(DSRTypes::E_RelationshipType rel, const DSRCodedEntryValue& name, const std::string& v, bool child,
+           const char* what) {
+    check(add(rel, DSRTypes::VT_UIDRef, name, child).setStringValue(v.c_str()), what);
+  }
+  void code(DSRTypes::E_RelationshipType rel, const DSRCodedEntryValue& name, const DSRCodedEntryValue& v, bool child,
+            const char* what) {
+    check(add(rel, DSRTypes::VT_Code, name, child).setCodeValue(v), what);
+  }
+  void num(DSRTypes::E_RelationshipType rel, const DSRCodedEntryValue& name, const std::string& v,
+           const DSRCodedEntryValue& unit, bool child, const char* what) {
+    check(add(rel, DSRTypes::VT_Num, name, child).setNumericValue(DSRNumericMeasurementValue(v.c_str(), unit)), what);
+  }
+  void image(DSRTypes::E_RelationshipType rel, const DSRCodedEntryValue& name, const DSRImageReferenceValue& v, bool child,
+             const char* what) {
+    check(add(rel, DSRTypes::VT_Image, name, child).setImageReference(v, OFFalse), what);
+  }
+  // A container's template identification (ContentTemplateSequence; DCMR).
+  void templ(const char* id) { check(t_.getCurrentContentItem().setTemplateIdentification(id, "DCMR"), "template identification"); }
   void up() { t_.goUp(); }
   DSRDocumentTree& t_;
 };
-
-void check(const OFCondition& c, const char* what) { ICH_CHECK(c.good(), "SR: ", what, ": ", c.text()); }
 
 }  // namespace
 
@@ -140,11 +163,11 @@ StudyHeader read_study_header(const std::string& path) {
   return h;
 }
 
-namespace {
-
-const char* const kDisclaimer =
+const char* const kResultDisclaimer =
     "For research use only. Not for diagnostic use. Results of an AI model (ich), UNVERIFIED: a radiologist "
     "must read the study.";
+
+namespace {
 
 // Series numbers of a round's results: the SR, the key images, the KOS.
 std::string series_number(const StudyFindings& f, int k) { return std::to_string(9900 + 3 * f.round + k); }
@@ -154,7 +177,7 @@ std::string series_number(const StudyFindings& f, int k) { return std::to_string
 // series and paths.
 void write_key_images(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
   w.sc_series_uid = new_dicom_uid();
-  const std::string disclaimer = kDisclaimer;
+  const std::string disclaimer = kResultDisclaimer;
   const std::string date = today(false), time = today(true);
   for (size_t k = 0; k < keys.size(); ++k) {
     KeyImage& key = keys[k];
@@ -213,115 +236,108 @@ DSRImageReferenceValue image_ref(const SliceRef& r) {
 }
 
 
+// A new series of the study for one SR document (the SR, the KOS): series
+// number 9900 + 3 x round + k. The study's UIDs are copied as they came
+// (de-identified sets such as RSNA's are not PS3.5 UIDs), so dcmsr's UID
+// checks are off for them.
+void new_series(DSRDocument& doc, const StudyFindings& f, const char* description, int k) {
+  check(doc.createNewSeriesInStudy(f.study_uid.c_str(), OFFalse), "new series in the study");
+  check(doc.setSeriesDescription(description), "series description");
+  check(doc.setSeriesNumber(series_number(f, k).c_str()), "series number");
+  check(doc.setInstanceNumber("1"), "instance number");
+  check(doc.setManufacturer("ich"), "manufacturer");
+}
+
+// The document encoded with the study's patient and study attributes and
+// Contributing Equipment, saved atomically at path; returns its SOP
+// Instance UID (and its series', when asked).
+std::string save_document(DSRDocument& doc, const StudyFindings& f, const std::string& path, bool private_scheme,
+                          std::string* series_uid = nullptr) {
+  DcmFileFormat ff;
+  DcmDataset& d = *ff.getDataset();
+  check(doc.write(d), "encoding");
+  put_header(d, f.header, f.study_uid, path);
+  put_contributing_equipment(d, f, path);
+  OFString v;
+  ICH_CHECK(d.findAndGetOFString(DCM_SOPInstanceUID, v).good(), path, ": no SOP Instance UID");
+  const std::string sop = v.c_str();
+  if (series_uid) {
+    ICH_CHECK(d.findAndGetOFString(DCM_SeriesInstanceUID, v).good(), path, ": no Series Instance UID");
+    *series_uid = v.c_str();
+  }
+  if (private_scheme) put_private_scheme(d, path);
+  save_atomic(ff, path);
+  return sop;
+}
+
 // The Comprehensive SR, a TID 1500 Imaging Measurement Report in a new
 // series of the study: DIR/sr.dcm.
 void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
-  const std::string disclaimer = kDisclaimer;
+  using T = DSRTypes;
+  using C = DSRCodedEntryValue;
   w.sr_path = dir + "/sr.dcm";
-  DSRDocument doc(DSRTypes::DT_ComprehensiveSR);
-  // The study's UIDs are copied as they came (de-identified sets such as
-  // RSNA's are not PS3.5 UIDs), so dcmsr's UID checks are off for them.
-  check(doc.createNewSeriesInStudy(f.study_uid.c_str(), OFFalse), "new series in the study");
-  check(doc.setSeriesDescription("ICH AI triage report - NOT FOR DIAGNOSTIC USE"), "series description");
-  check(doc.setSeriesNumber(series_number(f, 0).c_str()), "series number");
-  check(doc.setInstanceNumber("1"), "instance number");
-  check(doc.setManufacturer("ich"), "manufacturer");
+  DSRDocument doc(T::DT_ComprehensiveSR);
+  new_series(doc, f, "ICH AI triage report - NOT FOR DIAGNOSTIC USE", 0);
   check(doc.setManufacturerModelName(f.algorithm_name.substr(0, 64).c_str()), "model name");
   check(doc.setSoftwareVersions(f.algorithm_version.substr(0, 64).c_str()), "software versions");
   Tree t(doc);
   // TID 1500: the title, its template, language (TID 1204), the device as observer (TID 1001/1004), the procedure
-  t.add(DSRTypes::RT_isRoot, DSRTypes::VT_Container, DSRCodedEntryValue("126000", "DCM", "Imaging Measurement Report"), true);
-  check(t.t_.getCurrentContentItem().setTemplateIdentification("1500", "DCMR"), "template identification");
-  check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code,
-              DSRCodedEntryValue("121049", "DCM", "Language of Content Item and Descendants"), true)
-            .setCodeValue(DSRCodedEntryValue("en-US", "RFC5646", "English (United States)")),
-        "language");
-  check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Code, DSRCodedEntryValue("121005", "DCM", "Observer Type"), false)
-            .setCodeValue(DSRCodedEntryValue("121007", "DCM", "Device")),
-        "observer type");
-  check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, DSRCodedEntryValue("121012", "DCM", "Device Observer UID"), false)
-            .setStringValue(f.observer_uid.c_str()),
-        "device observer UID");
-  check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRCodedEntryValue("121013", "DCM", "Device Observer Name"), false)
-            .setStringValue(f.station_aet.c_str()),
-        "device observer name");
-  check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text,
-              DSRCodedEntryValue("121014", "DCM", "Device Observer Manufacturer"), false)
-            .setStringValue("ich"),
-        "device observer manufacturer");
-  check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRCodedEntryValue("121015", "DCM", "Device Observer Model Name"), false)
-            .setStringValue(f.algorithm_name.c_str()),
-        "device observer model name");
-  check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRCodedEntryValue("121058", "DCM", "Procedure reported"), false)
-            .setCodeValue(DSRCodedEntryValue("303653007", "SCT", "Computed tomography of head")),
-        "procedure reported");
+  t.add(T::RT_isRoot, T::VT_Container, C("126000", "DCM", "Imaging Measurement Report"), true);
+  t.templ("1500");
+  t.code(T::RT_hasConceptMod, C("121049", "DCM", "Language of Content Item and Descendants"),
+         C("en-US", "RFC5646", "English (United States)"), true, "language");
+  t.code(T::RT_hasObsContext, C("121005", "DCM", "Observer Type"), C("121007", "DCM", "Device"), false, "observer type");
+  t.uid(T::RT_hasObsContext, C("121012", "DCM", "Device Observer UID"), f.observer_uid, false, "device observer UID");
+  t.text(T::RT_hasObsContext, C("121013", "DCM", "Device Observer Name"), f.station_aet, false, "device observer name");
+  t.text(T::RT_hasObsContext, C("121014", "DCM", "Device Observer Manufacturer"), "ich", false,
+         "device observer manufacturer");
+  t.text(T::RT_hasObsContext, C("121015", "DCM", "Device Observer Model Name"), f.algorithm_name, false,
+         "device observer model name");
+  t.code(T::RT_hasConceptMod, C("121058", "DCM", "Procedure reported"), C("303653007", "SCT", "Computed tomography of head"),
+         false, "procedure reported");
   // Imaging Measurements: one TID 1501 group per label, "any" first
-  t.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRCodedEntryValue("126010", "DCM", "Imaging Measurements"), false);
-  const DSRCodedEntryValue no_units("1", "UCUM", "no units");
+  t.add(T::RT_contains, T::VT_Container, C("126010", "DCM", "Imaging Measurements"), false);
+  const C no_units("1", "UCUM", "no units");
   const int order[6] = {5, 0, 1, 2, 3, 4};
   for (int i = 0; i < 6; ++i) {
     const size_t k = size_t(order[i]);
     const FindingCode& fd = kFindingCodes[k];
-    t.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRCodedEntryValue("125007", "DCM", "Measurement Group"), i == 0);
-    check(t.t_.getCurrentContentItem().setTemplateIdentification("1501", "DCMR"), "group template identification");
-    check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRCodedEntryValue("112039", "DCM", "Tracking Identifier"), true)
-              .setStringValue(("ICH AI: " + std::string(fd.tracking)).c_str()),
-          "tracking identifier");
+    t.add(T::RT_contains, T::VT_Container, C("125007", "DCM", "Measurement Group"), i == 0);
+    t.templ("1501");
+    t.text(T::RT_hasObsContext, C("112039", "DCM", "Tracking Identifier"), "ICH AI: " + std::string(fd.tracking), true,
+           "tracking identifier");
     w.tracking_uids[k] = new_dicom_uid();
-    check(t.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef,
-                DSRCodedEntryValue("112040", "DCM", "Tracking Unique Identifier"), false)
-              .setStringValue(w.tracking_uids[k].c_str()),
+    t.uid(T::RT_hasObsContext, C("112040", "DCM", "Tracking Unique Identifier"), w.tracking_uids[k], false,
           "tracking unique identifier");
-    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, DSRCodedEntryValue("121071", "DCM", "Finding"), false)
-              .setCodeValue(code_of(fd)),
-          "finding");
-    check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRCodedEntryValue("363698007", "SCT", "Finding Site"), false)
-              .setCodeValue(DSRCodedEntryValue("128319008", "SCT", "Intracranial structure")),
-          "finding site");
-    check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRCodedEntryValue("111001", "DCM", "Algorithm Name"), false)
-              .setStringValue(f.algorithm_name.c_str()),
-          "algorithm name");
-    check(t.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRCodedEntryValue("111003", "DCM", "Algorithm Version"), false)
-              .setStringValue(f.algorithm_version.c_str()),
-          "algorithm version");
+    t.code(T::RT_contains, C("121071", "DCM", "Finding"), code_of(fd), false, "finding");
+    t.code(T::RT_hasConceptMod, C("363698007", "SCT", "Finding Site"), C("128319008", "SCT", "Intracranial structure"),
+           false, "finding site");
+    t.text(T::RT_hasConceptMod, C("111001", "DCM", "Algorithm Name"), f.algorithm_name, false, "algorithm name");
+    t.text(T::RT_hasConceptMod, C("111003", "DCM", "Algorithm Version"), f.algorithm_version, false, "algorithm version");
     // the probability (TID 300), inferred from the slice that has it
-    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Num, DSRCodedEntryValue("122157", "DCM", "Probability"), false)
-              .setNumericValue(DSRNumericMeasurementValue(f.p[k].c_str(), no_units)),
-          "probability");
+    t.num(T::RT_contains, C("122157", "DCM", "Probability"), f.p[k], no_units, false, "probability");
     if (!f.source[k].sop_uid.empty()) {
-      check(t.add(DSRTypes::RT_inferredFrom, DSRTypes::VT_Image, DSRCodedEntryValue("121112", "DCM", "Source of Measurement"),
-                  true)
-                .setImageReference(image_ref(f.source[k]), OFFalse),
-            "source of measurement");
+      t.image(T::RT_inferredFrom, C("121112", "DCM", "Source of Measurement"), image_ref(f.source[k]), true,
+              "source of measurement");
       t.up();
     }
-    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Num,
-                DSRCodedEntryValue("THRESHOLD", "99ICH", "Operating threshold of the probability"), false)
-              .setNumericValue(DSRNumericMeasurementValue(f.threshold[k].c_str(), no_units)),
-          "threshold");
+    t.num(T::RT_contains, C("THRESHOLD", "99ICH", "Operating threshold of the probability"), f.threshold[k], no_units,
+          false, "threshold");
     // the qualitative evaluation: the finding present or absent at the threshold
-    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Code, code_of(fd), false)
-              .setCodeValue(f.found[k] ? DSRCodedEntryValue("52101004", "SCT", "Present")
-                                       : DSRCodedEntryValue("2667000", "SCT", "Absent")),
-          "qualitative evaluation");
+    t.code(T::RT_contains, code_of(fd), f.found[k] ? C("52101004", "SCT", "Present") : C("2667000", "SCT", "Absent"), false,
+           "qualitative evaluation");
     if (k == 5)  // the study's key slices, the source of the finding
       for (const KeyImage& key : keys)
-        check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRCodedEntryValue("260753009", "SCT", "Source"), false)
-                  .setImageReference(image_ref(key.source), OFFalse),
-              "key slice");
+        t.image(T::RT_contains, C("260753009", "SCT", "Source"), image_ref(key.source), false, "key slice");
     t.up();
   }
   t.up();
-  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
-            .setStringValue(disclaimer.c_str()),
-        "disclaimer");
-  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
-            .setStringValue(("Operating thresholds: " + f.operating_point).substr(0, 1024).c_str()),
-        "operating point");
+  const C comment("121106", "DCM", "Comment");
+  t.text(T::RT_contains, comment, kResultDisclaimer, false, "disclaimer");
+  t.text(T::RT_contains, comment, ("Operating thresholds: " + f.operating_point).substr(0, 1024), false, "operating point");
   for (const std::string& u : f.unreadable)
-    check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("121106", "DCM", "Comment"), false)
-              .setStringValue(("Instance not read, left out of the analysis: " + u).substr(0, 1024).c_str()),
-          "unreadable instance");
+    t.text(T::RT_contains, comment, ("Instance not read, left out of the analysis: " + u).substr(0, 1024), false,
+           "unreadable instance");
   for (const SliceRef& e : f.evidence)
     check(doc.getCurrentRequestedProcedureEvidence().addItem(f.study_uid.c_str(), e.series_uid.c_str(),
                                                              e.sop_class_uid.c_str(), e.sop_uid.c_str(), OFFalse),
@@ -331,64 +347,36 @@ void write_report(const StudyFindings& f, const std::vector<KeyImage>& keys, con
                                                   UID_SecondaryCaptureImageStorage, key.sop_uid.c_str(), OFFalse),
           "key image evidence");
   check(doc.completeDocument(), "completion flag");
-  DcmFileFormat ff;
-  DcmDataset& d = *ff.getDataset();
-  check(doc.write(d), "encoding");
-  put_header(d, f.header, f.study_uid, w.sr_path);
-  put_contributing_equipment(d, f, w.sr_path);
-  OFString v;
-  ICH_CHECK(d.findAndGetOFString(DCM_SOPInstanceUID, v).good(), w.sr_path, ": no SOP Instance UID");
-  w.sr_sop_uid = v.c_str();
-  ICH_CHECK(d.findAndGetOFString(DCM_SeriesInstanceUID, v).good(), w.sr_path, ": no Series Instance UID");
-  w.sr_series_uid = v.c_str();
-  put_private_scheme(d, w.sr_path);
-  save_atomic(ff, w.sr_path);
+  w.sr_sop_uid = save_document(doc, f, w.sr_path, /*private_scheme=*/true, &w.sr_series_uid);
 }
 
 // The Key Object Selection document ("Of Interest", TID 2010): the key
 // slices and their key images, in a new series of the study: DIR/kos.dcm.
 void write_kos(const StudyFindings& f, const std::vector<KeyImage>& keys, const std::string& dir, WrittenResults& w) {
+  using T = DSRTypes;
   w.kos_path = dir + "/kos.dcm";
-  DSRDocument doc(DSRTypes::DT_KeyObjectSelectionDocument);
-  check(doc.createNewSeriesInStudy(f.study_uid.c_str(), OFFalse), "KOS: new series in the study");
-  check(doc.setSeriesDescription("ICH AI key objects - NOT FOR DIAGNOSTIC USE"), "KOS: series description");
-  check(doc.setSeriesNumber(series_number(f, 2).c_str()), "KOS: series number");
-  check(doc.setInstanceNumber("1"), "KOS: instance number");
-  check(doc.setManufacturer("ich"), "KOS: manufacturer");
+  DSRDocument doc(T::DT_KeyObjectSelectionDocument);
+  new_series(doc, f, "ICH AI key objects - NOT FOR DIAGNOSTIC USE", 2);
   Tree t(doc);
-  t.add(DSRTypes::RT_isRoot, DSRTypes::VT_Container, DSRCodedEntryValue("113000", "DCM", "Of Interest"), true);
-  check(t.t_.getCurrentContentItem().setTemplateIdentification("2010", "DCMR"), "KOS: template identification");
+  t.add(T::RT_isRoot, T::VT_Container, DSRCodedEntryValue("113000", "DCM", "Of Interest"), true);
+  t.templ("2010");
   const std::string description = "Slices with the highest probability of intracranial hemorrhage (p(any) " + f.p[5] +
-                                  "), and their Grad-CAM key images. " + kDisclaimer;
-  check(t.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRCodedEntryValue("113012", "DCM", "Key Object Description"), true)
-            .setStringValue(description.substr(0, 1024).c_str()),
-        "KOS: description");
-  for (const KeyImage& key : keys) {
-    t.t_.addContentItem(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRTypes::AM_afterCurrent);
-    check(t.t_.getCurrentContentItem().setImageReference(image_ref(key.source), OFFalse), "KOS: key slice");
-    check(doc.getCurrentRequestedProcedureEvidence().addItem(f.study_uid.c_str(), key.source.series_uid.c_str(),
-                                                             key.source.sop_class_uid.c_str(), key.source.sop_uid.c_str(),
-                                                             OFFalse),
-          "KOS: key slice evidence");
-  }
-  for (const KeyImage& key : keys) {
-    t.t_.addContentItem(DSRTypes::RT_contains, DSRTypes::VT_Image, DSRTypes::AM_afterCurrent);
-    check(t.t_.getCurrentContentItem().setImageReference(
-              DSRImageReferenceValue(UID_SecondaryCaptureImageStorage, key.sop_uid.c_str()), OFFalse),
-          "KOS: key image");
-    check(doc.getCurrentRequestedProcedureEvidence().addItem(f.study_uid.c_str(), w.sc_series_uid.c_str(),
-                                                             UID_SecondaryCaptureImageStorage, key.sop_uid.c_str(), OFFalse),
-          "KOS: key image evidence");
-  }
-  DcmFileFormat ff;
-  DcmDataset& d = *ff.getDataset();
-  check(doc.write(d), "KOS: encoding");
-  put_header(d, f.header, f.study_uid, w.kos_path);
-  put_contributing_equipment(d, f, w.kos_path);
-  OFString v;
-  ICH_CHECK(d.findAndGetOFString(DCM_SOPInstanceUID, v).good(), w.kos_path, ": no SOP Instance UID");
-  w.kos_sop_uid = v.c_str();
-  save_atomic(ff, w.kos_path);
+                                  "), and their Grad-CAM key images. " + kResultDisclaimer;
+  t.text(T::RT_contains, DSRCodedEntryValue("113012", "DCM", "Key Object Description"), description.substr(0, 1024), true,
+         "KOS: description");
+  // the key slices, then their key images: each an IMAGE item (no concept name) and in the evidence
+  auto reference = [&](const std::string& series, const std::string& sop_class, const DSRImageReferenceValue& ref) {
+    t.t_.addContentItem(T::RT_contains, T::VT_Image, T::AM_afterCurrent);
+    check(t.t_.getCurrentContentItem().setImageReference(ref, OFFalse), "KOS: key object");
+    check(doc.getCurrentRequestedProcedureEvidence().addItem(f.study_uid.c_str(), series.c_str(), sop_class.c_str(),
+                                                             ref.getSOPInstanceUID().c_str(), OFFalse),
+          "KOS: evidence");
+  };
+  for (const KeyImage& key : keys) reference(key.source.series_uid, key.source.sop_class_uid, image_ref(key.source));
+  for (const KeyImage& key : keys)
+    reference(w.sc_series_uid, UID_SecondaryCaptureImageStorage,
+              DSRImageReferenceValue(UID_SecondaryCaptureImageStorage, key.sop_uid.c_str()));
+  w.kos_sop_uid = save_document(doc, f, w.kos_path, /*private_scheme=*/false);
 }
 
 }  // namespace

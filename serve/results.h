@@ -77,6 +77,10 @@ struct FindingCode {
 };
 extern const FindingCode kFindingCodes[6];
 
+// What every result says of itself (the SR's comment, the key images, the
+// KOS's description, the FHIR resources' notes).
+extern const char* const kResultDisclaimer;
+
 // Writes DIR/key_<k>.dcm, DIR/sr.dcm and DIR/kos.dcm (each atomically), in
 // Explicit VR Little Endian; fills key images' sop_uid.
 WrittenResults write_study_results(const StudyFindings& f, std::vector<KeyImage>& keys, const std::string& dir);

@@ -168,6 +168,12 @@ std::vector<std::string> result_files(const std::string& dir) {
   return keys;
 }
 
+// The wait before try attempts + 1 of a send (DICOM, STOW-RS, FHIR): from
+// --retry-first-seconds, doubling, at most --retry-max-seconds.
+double retry_wait(const ServeOptions& o, int64_t attempts) {
+  return std::min(o.retry_max_seconds, o.retry_first_seconds * std::pow(2.0, double(attempts - 1)));
+}
+
 // Where the results go: the DICOM destination, and the STOW-RS archive.
 std::string destinations(const ServeOptions& o) {
   return where(o.dest) + (o.dest_stow.url.empty() ? "" : " and " + where(o.dest_stow));
@@ -184,7 +190,7 @@ void send_one(NodeParts& n, const StudyState& s) {
     if (!o.dest_stow.url.empty()) stow_files(o.dest_stow, files);  // both, every time: a resend stores nothing twice
   } catch (const std::exception& e) {
     const int64_t attempts = s.send_attempts + 1;
-    const double wait = std::min(o.retry_max_seconds, o.retry_first_seconds * std::pow(2.0, double(attempts - 1)));
+    const double wait = retry_wait(o, attempts);
     book.modify(s.study_uid, [&](StudyState& t) {
       t.send_attempts = attempts;
       t.next_send_ms = now_ms() + int64_t(wait * 1000);
@@ -220,7 +226,7 @@ void send_one(NodeParts& n, const StudyState& s) {
   book.append_jsonl(line);
   book.modify(s.study_uid, [&](StudyState& t) { t.jsonl_written = true; });
   std::fprintf(stderr, "ich-serve: study %s: results sent to %s (%.2f s after its last instance)\n",
-               s.study_uid.c_str(), o.dest.aet.c_str(), (sent - s.last_ms) / 1e3);
+               s.study_uid.c_str(), destinations(o).c_str(), (sent - s.last_ms) / 1e3);
   n.metrics.add("ich_serve_studies_sent_total");
   n.metrics.observe("ich_serve_stage_seconds", {{"stage", "send"}}, send_s);
   n.metrics.observe("ich_serve_latency_seconds", {}, (sent - s.last_ms) / 1e3);
@@ -250,17 +256,13 @@ std::pair<int, std::string> receive_stow(const ServeOptions& o, const PolicyHold
     metrics.add("ich_serve_stow_requests_total", {{"outcome", "busy"}});
     return error(503, why);
   }
-  const std::string media = type.substr(0, type.find(';'));
   std::vector<std::string_view> parts;
   try {
     parts = parse_multipart_related(type, body);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ich-serve: refused a STOW-RS request from %s: %s\n", peer.c_str(), e.what());
     metrics.add("ich_serve_stow_requests_total", {{"outcome", "bad_request"}});
-    const bool other_type = media.find("multipart/related") == std::string::npos ||
-                            std::string(e.what()).find("only application/dicom") != std::string::npos ||
-                            std::string(e.what()).find("not application/dicom") != std::string::npos;
-    return error(other_type ? 415 : 400, e.what());
+    return error(dynamic_cast<const UnsupportedMediaType*>(&e) ? 415 : 400, e.what());
   }
   audit_log.record(audit::association_accepted(o.aet, "STOW", peer, false));
   AssociationLog log;
@@ -322,7 +324,7 @@ void send_fhir(NodeParts& n, const StudyState& s) {
     post_fhir_bundle(o.fhir, path);
   } catch (const std::exception& e) {
     const int64_t attempts = s.fhir_attempts + 1;
-    const double wait = std::min(o.retry_max_seconds, o.retry_first_seconds * std::pow(2.0, double(attempts - 1)));
+    const double wait = retry_wait(o, attempts);
     n.book.modify(s.study_uid, [&](StudyState& t) {
       t.fhir_attempts = attempts;
       t.fhir_next_ms = now_ms() + int64_t(wait * 1000);

@@ -212,26 +212,23 @@ void StudyBook::mark_stable(int64_t now) {
 }
 
 std::optional<StudyState> StudyBook::claim(StudyPhase phase, int64_t now) {
+  return claim_first([&](const StudyState& s) {
+    return s.phase == phase && (phase != StudyPhase::processed || s.next_send_ms <= now);
+  });
+}
+
+std::optional<StudyState> StudyBook::claim_first(const std::function<bool(const StudyState&)>& due) {
   std::lock_guard<std::mutex> lock(mu_);
   const StudyState* best = nullptr;
   for (const auto& [uid, s] : studies_)
-    if (s.phase == phase && !claimed_.count(uid) && (phase != StudyPhase::processed || s.next_send_ms <= now) &&
-        (!best || s.seq < best->seq))
-      best = &s;
+    if (!claimed_.count(uid) && due(s) && (!best || s.seq < best->seq)) best = &s;
   if (!best) return std::nullopt;
   claimed_.insert(best->study_uid);
   return *best;
 }
 
 std::optional<StudyState> StudyBook::claim_fhir(int64_t now) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const StudyState* best = nullptr;
-  for (const auto& [uid, s] : studies_)
-    if (s.fhir_round > 0 && !s.fhir_done && s.fhir_next_ms <= now && !claimed_.count(uid) && (!best || s.seq < best->seq))
-      best = &s;
-  if (!best) return std::nullopt;
-  claimed_.insert(best->study_uid);
-  return *best;
+  return claim_first([&](const StudyState& s) { return s.fhir_round > 0 && !s.fhir_done && s.fhir_next_ms <= now; });
 }
 
 void StudyBook::modify(const std::string& uid, const std::function<void(StudyState&)>& f) {

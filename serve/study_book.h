@@ -59,6 +59,8 @@ class StudyBook : public StoreSink {
   std::map<StudyPhase, int> census();
 
  private:
+  // The first study in arrival order that no one holds and `due` takes, now held.
+  std::optional<StudyState> claim_first(const std::function<bool(const StudyState&)>& due);
   void reopen_locked(StudyState& s);
   bool jsonl_has(const std::string& prefix, const std::string& file = "results.jsonl");
   BookOptions o_;

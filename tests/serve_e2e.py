@@ -242,12 +242,20 @@ if sorted(sources) != sorted(k["source_sop_uid"] for k in line["key_images"]) or
     fail(f"SR: the any group's sources {sources} are not the 3 key slices")
 run(f"{BIN}/ich-predict", "--checkpoint", "run/best.ckpt", "--sequence", "seqrun/best.ckpt", "--input", "studies/0",
     "--out", "predict0.csv", "--device", "cpu")
-best = [None] * 6
-for row in list(open("predict0.csv"))[1:]:
-    ident, value = row.strip().split(",")
-    k = LABELS.index(ident.rsplit("_", 1)[1])
-    if best[k] is None or float(value) > float(best[k]):
-        best[k] = value
+
+
+def highest_per_label(submission):
+    """Each label's highest probability in an ich-predict CSV, as written (text)."""
+    best = [None] * 6
+    for row in list(open(submission))[1:]:
+        ident, value = row.strip().split(",")
+        k = LABELS.index(ident.rsplit("_", 1)[1])
+        if best[k] is None or float(value) > float(best[k]):
+            best[k] = value
+    return best
+
+
+best = highest_per_label("predict0.csv")
 for k in range(6):
     if float(nums[k]) != float(best[k]):
         fail(f"SR: {LABELS[k]} {nums[k]}, but ich-predict's highest on the same files is {best[k]}")
@@ -503,12 +511,7 @@ if r.returncode != 0:
 linec = wait_for("study 3's result at the --context node", lambda: result_of(study_uid[3], "servectx"), 60)[0]
 run(f"{BIN}/ich-predict", "--checkpoint", "ctx/best.ckpt", "--sequence", "ctxseq/best.ckpt", "--input", "studies/3",
     "--out", "predictctx.csv", "--device", "cpu", "--chunk", "3")
-bestc = [None] * 6
-for row in list(open("predictctx.csv"))[1:]:
-    ident, value = row.strip().split(",")
-    k = LABELS.index(ident.rsplit("_", 1)[1])
-    if bestc[k] is None or float(value) > float(bestc[k]):
-        bestc[k] = value
+bestc = highest_per_label("predictctx.csv")
 for k in range(6):
     if abs(float(linec["probabilities"][LABELS[k]]) - float(bestc[k])) > 2e-5:  # other batches: float32 rounding
         fail(f"--context node: {LABELS[k]} {linec['probabilities'][LABELS[k]]}, ich-predict's {bestc[k]}")

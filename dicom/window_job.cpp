@@ -64,6 +64,12 @@ void write_part(const std::string& path, const std::string& header, const uint8_
     }
     done += size_t(w);
   }
+  // Start the image's writeback now, without waiting for it: the journal's
+  // syncfs at the end of the chunk then finds most pages already on disk
+  // instead of writing the whole chunk while the converter waits (measured:
+  // a third of a one-window run was that wait). Advisory: an error here
+  // only means the syncfs does the work.
+  if (err == 0) (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   if (::close(fd) != 0 && err == 0) err = errno;
   if (err != 0) {
     ::unlink(path.c_str());

@@ -63,6 +63,11 @@ void save_seq_checkpoint(const std::string& path, const SeqModel& model, Optimiz
   write_weights(path, t);
 }
 
+bool is_seq_checkpoint(const std::string& path) {
+  const WeightsFile f = WeightsFile::open(path);
+  return f.find("meta/kind") && entry_text(f.read("meta/kind")) == "sequence";
+}
+
 LoadedSeqCheckpoint load_seq_checkpoint(const std::string& path) {
   const WeightsFile f = WeightsFile::open(path);
   ICH_CHECK(f.find("meta/kind") && entry_text(f.read("meta/kind")) == "sequence", "checkpoint ", path,

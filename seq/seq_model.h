@@ -69,6 +69,8 @@ struct LoadedSeqCheckpoint {
 // The model a sequence checkpoint describes, loaded; an ich-train checkpoint
 // (or any other file) is one clear error saying what it is.
 LoadedSeqCheckpoint load_seq_checkpoint(const std::string& path);
+// Whether the weights file at path is a sequence checkpoint (meta/kind).
+bool is_seq_checkpoint(const std::string& path);
 void load_seq_optimizer_state(const std::string& path, Optimizer& opt);
 
 }  // namespace ich

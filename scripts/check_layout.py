@@ -24,8 +24,9 @@ args = [a for a in sys.argv[1:] if a != "--ops"]
 root = args[0] if args else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 # Kernel files that serve several ops, not one: the CPU's GEMM and direct
-# convolution; the GPU's context, memory, allocator and graphs.
-CPU_SHARED = {"gemm", "conv2d_direct"}
+# convolution, its bfloat16 inference convolutions; the GPU's context, memory, allocator
+# and graphs.
+CPU_SHARED = {"gemm", "conv2d_direct", "conv_bf16"}
 CUDA_SHARED = {"context", "allocator", "memory", "graph"}
 # Ops whose cases cannot be rows of a generated-input table: the optimizers
 # (a state over steps; tests/test_optim.cpp) and autocast (a mode of the

@@ -1,0 +1,410 @@
+// conv_bf16.cpp: the bfloat16 convolution kernels of conv_bf16.h: the
+// packing, the three kernels (AMX tiles, AVX512-BF16, the scalar
+// reference), and the shared epilogue.
+//
+// Work: the output is cut into "M tiles" of 16 pixels (a 1x1 convolution:
+// 16 consecutive pixels of the whole batch; otherwise 16 consecutive pixels
+// of one output row, read from a zero-bordered copy of the input) and, per
+// block of groups, into 16-channel output tiles. An item is two M tiles and
+// one block: the kernel sweeps the block's output tiles two at a time,
+// summing over taps and k chunks into 2 x 2 accumulator tiles (AMX: tiles
+// 0-3, A tiles 4-5, B tiles 6-7), then hands each 16 x 16 float32 tile to
+// the epilogue. Items are split over threads; each output value is summed
+// by one thread in a fixed order, so the result does not depend on the
+// thread count.
+#include "engine/cpu/conv_bf16.h"
+
+#include <cpuid.h>
+#include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "engine/error.h"
+#include "engine/half.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define ICH_X86 1
+#endif
+
+namespace ich::cpu::bf16 {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Amx: return "amx";
+    case Isa::Avx512Bf16: return "avx512-bf16";
+    default: return "reference";
+  }
+}
+
+namespace {
+
+#ifdef ICH_X86
+bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit) {
+  unsigned r[4] = {0, 0, 0, 0};
+  if (__get_cpuid_max(0, nullptr) < leaf) return false;
+  __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+  return (r[reg] >> bit) & 1u;
+}
+enum { EAX = 0, EBX = 1, ECX = 2, EDX = 3 };
+#endif
+
+struct Detected {
+  bool avx512bf16 = false, amx = false;
+  std::string amx_note;
+};
+
+const Detected& detected() {
+  static const Detected d = [] {
+    Detected r;
+#ifdef ICH_X86
+    __builtin_cpu_init();
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");  // OS saves zmm
+    r.avx512bf16 = avx512 && cpuid_bit(7, 1, EAX, 5);
+    const bool amx_cpu = cpuid_bit(7, 0, EDX, 24) && cpuid_bit(7, 0, EDX, 22);
+    if (amx_cpu) {
+      // Linux hands out the 8 KB of tile state only on request (since 5.16).
+      constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+      if (syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0) r.amx = avx512;
+      else r.amx_note = "the CPU has AMX but the kernel refused its tile state (arch_prctl)";
+    }
+#endif
+    return r;
+  }();
+  return d;
+}
+
+}  // namespace
+
+bool has_isa(Isa isa) {
+  switch (isa) {
+    case Isa::Amx: return detected().amx;
+    case Isa::Avx512Bf16: return detected().avx512bf16;
+    default: return true;
+  }
+}
+
+Isa best_isa() {
+  static const Isa chosen = [] {
+    Isa best = has_isa(Isa::Amx) ? Isa::Amx : has_isa(Isa::Avx512Bf16) ? Isa::Avx512Bf16 : Isa::Reference;
+    if (const char* env = std::getenv("ICH_CPU_BF16"); env && *env) {
+      const std::string e = env;
+      const Isa want = e == "amx" ? Isa::Amx : e == "avx512-bf16" ? Isa::Avx512Bf16 : Isa::Reference;
+      ICH_CHECK(e == "amx" || e == "avx512-bf16" || e == "reference", "ICH_CPU_BF16=", e,
+                ": expected amx, avx512-bf16 or reference");
+      ICH_CHECK(has_isa(want), "ICH_CPU_BF16=", e, ": this CPU cannot run it");
+      best = want;
+    }
+    return best;
+  }();
+  return chosen;
+}
+
+std::string missing_hardware_reason() {
+  if (has_isa(Isa::Amx) || has_isa(Isa::Avx512Bf16)) return "";
+  const std::string amx = detected().amx_note.empty() ? "no AMX-BF16" : detected().amx_note;
+  return "this CPU has neither AVX512-BF16 nor AMX (" + amx + ")";
+}
+
+int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad) { return (in + 2 * pad - k) / stride + 1; }
+
+PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
+                     int64_t stride, int64_t pad) {
+  ICH_CHECK(G >= 1 && C % G == 0 && O % G == 0, "bf16 conv: groups ", G, " must divide ", C, " and ", O);
+  PackedConv p;
+  p.C = C, p.O = O, p.G = G, p.kh = kh, p.kw = kw, p.stride = stride, p.pad = pad;
+  const int64_t Cg = C / G, Og = O / G;
+  // groups per block: one k chunk of up to 32 channels when groups are
+  // narrower, else one group per block
+  int64_t gpb = 1;
+  if (Cg < 32)
+    for (int64_t g = G; g >= 1; --g)
+      if (G % g == 0 && g * Cg <= 32) {
+        gpb = g;
+        break;
+      }
+  p.Kb = gpb * Cg, p.Nb = gpb * Og, p.blocks = G / gpb;
+  p.Kc = std::min<int64_t>(p.Kb, 32);
+  ICH_CHECK(p.Kc % 2 == 0 && p.Kb % p.Kc == 0, "bf16 conv: ", p.Kb, " input channels per block of groups (", C,
+            " channels, ", G, " groups): the tiles need an even number up to 32, or a multiple of 32");
+  p.kchunks = p.Kb / p.Kc;
+  p.ntiles = (p.Nb + 15) / 16;
+  const int64_t taps = kh * kw, pairs = p.Kc / 2;
+  p.w.assign(size_t(p.blocks * taps * p.kchunks * p.ntiles * pairs * 32), 0);
+  for (int64_t b = 0; b < p.blocks; ++b)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t kc = 0; kc < p.kchunks; ++kc)
+        for (int64_t nt = 0; nt < p.ntiles; ++nt) {
+          uint16_t* tile = p.w.data() + (((b * taps + t) * p.kchunks + kc) * p.ntiles + nt) * pairs * 32;
+          for (int64_t pp = 0; pp < pairs; ++pp)
+            for (int64_t n = 0; n < 16; ++n)
+              for (int64_t e = 0; e < 2; ++e) {
+                const int64_t on = nt * 16 + n, ck = kc * p.Kc + 2 * pp + e;  // within the block
+                if (on >= p.Nb || on / Og != ck / Cg) continue;  // past the block, or another group: zero
+                const int64_t o = b * p.Nb + on, c = ck % Cg;
+                tile[(pp * 16 + n) * 2 + e] = float_to_bf16_bits(w[(o * Cg + c) * taps + t]);
+              }
+        }
+  p.bias.assign(bias, bias + O);
+  return p;
+}
+
+namespace {
+
+// Where one M tile reads and writes.
+struct MTile {
+  const uint16_t* a;  // row 0 of the A tile (tap 0, block 0, channel 0)
+  int64_t out;        // output pixel of row 0
+  int64_t valid;      // rows that are output pixels
+};
+
+struct Epilogue {
+  const PackedConv& p;
+  uint16_t* y;
+  float* y_f32;
+  const uint16_t* residual;
+  bool relu;
+  // tile (16 x 16 float32, row stride 16) of rows m (of which `valid`) and
+  // outputs nt*16.. of block b
+  void operator()(const float* tile, const MTile& m, int64_t b, int64_t nt) const {
+    const int64_t n_valid = std::min<int64_t>(16, p.Nb - nt * 16);
+    const int64_t o0 = b * p.Nb + nt * 16;
+    for (int64_t r = 0; r < m.valid; ++r) {
+      const int64_t q = (m.out + r) * p.O + o0;
+      for (int64_t n = 0; n < n_valid; ++n) {
+        float v = tile[r * 16 + n] + p.bias[size_t(o0 + n)];
+        if (residual) v += bf16_bits_to_float(residual[q + n]);
+        if (relu) v = std::max(v, 0.0f);
+        if (y_f32) y_f32[q + n] = v;
+        else y[q + n] = float_to_bf16_bits(v);
+      }
+    }
+  }
+};
+
+const uint16_t* b_tile(const PackedConv& p, int64_t b, int64_t t, int64_t kc, int64_t nt) {
+  return p.w.data() + (((b * p.taps() + t) * p.kchunks + kc) * p.ntiles + nt) * (p.Kc / 2) * 32;
+}
+
+// --- the reference: what the instructions compute, one value at a time ---
+// Denormal inputs count as zero, each product is exact, each addition is
+// rounded to nearest even and a denormal sum flushed to zero.
+float daz(uint16_t h) {
+  return (h & 0x7f80) == 0 ? 0.0f : bf16_bits_to_float(h);
+}
+float ftz(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
+
+// order of a pair's two products: AMX's TDPBF16PS adds the even element's
+// first, AVX512-BF16's VDPBF16PS the odd one's (Intel SDM pseudo-code).
+void reference_item(const PackedConv& p, const MTile* m, int nm, int64_t lda, const int64_t* tap_off, int64_t b,
+                    const Epilogue& ep, bool odd_first) {
+  float tile[256];
+  for (int mi = 0; mi < nm; ++mi)
+    for (int64_t nt = 0; nt < p.ntiles; ++nt) {
+      for (int64_t r = 0; r < 16; ++r)
+        for (int64_t n = 0; n < 16; ++n) {
+          float acc = 0;
+          for (int64_t t = 0; t < p.taps(); ++t)
+            for (int64_t kc = 0; kc < p.kchunks; ++kc) {
+              const uint16_t* a = m[mi].a + r * lda + tap_off[t] + b * p.Kb + kc * p.Kc;
+              const uint16_t* bt = b_tile(p, b, t, kc, nt);
+              for (int64_t pp = 0; pp < p.Kc / 2; ++pp)
+                for (int e0 = 0; e0 < 2; ++e0) {
+                  const int e = odd_first ? 1 - e0 : e0;
+                  acc = ftz(std::fma(daz(a[2 * pp + e]), daz(bt[(pp * 16 + n) * 2 + e]), acc));
+                }
+            }
+          tile[r * 16 + n] = acc;
+        }
+      ep(tile, m[mi], b, nt);
+    }
+}
+
+#ifdef ICH_X86
+// --- AVX512-BF16: one M tile x one output tile, 16 zmm accumulators ---
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void avx512_item(const PackedConv& p, const MTile* m, int nm,
+                                                                           int64_t lda, const int64_t* tap_off,
+                                                                           int64_t b, const Epilogue& ep) {
+  alignas(64) float tile[256];
+  for (int mi = 0; mi < nm; ++mi)
+    for (int64_t nt = 0; nt < p.ntiles; ++nt) {
+      __m512 acc[16];
+      for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+      for (int64_t t = 0; t < p.taps(); ++t)
+        for (int64_t kc = 0; kc < p.kchunks; ++kc) {
+          const uint16_t* a = m[mi].a + tap_off[t] + b * p.Kb + kc * p.Kc;
+          const uint16_t* bt = b_tile(p, b, t, kc, nt);
+          for (int64_t pp = 0; pp < p.Kc / 2; ++pp) {
+            const __m512bh bv = (__m512bh)_mm512_loadu_si512(bt + pp * 32);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; ++r) {
+              int32_t pair;
+              std::memcpy(&pair, a + r * lda + 2 * pp, 4);
+              acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(pair), bv);
+            }
+          }
+        }
+      for (int r = 0; r < 16; ++r) _mm512_store_ps(tile + r * 16, acc[r]);
+      ep(tile, m[mi], b, nt);
+    }
+}
+
+// --- AMX: 2 M tiles x 2 output tiles per pass ---
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+__attribute__((target("amx-tile,amx-bf16"))) void amx_configure(const PackedConv& p) {
+  TileConfig cfg;
+  for (int t = 0; t < 4; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;           // C: 16 x 16 float32
+  for (int t = 4; t < 6; ++t) cfg.rows[t] = 16, cfg.colsb[t] = uint16_t(2 * p.Kc);  // A: 16 x Kc bf16
+  for (int t = 6; t < 8; ++t) cfg.rows[t] = uint8_t(p.Kc / 2), cfg.colsb[t] = 64;   // B: Kc/2 pairs x 16
+  // GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes, so the
+  // stores to the rest of cfg were dropped (ldtilecfg then faulted on a
+  // zero configuration): make them happen first.
+  asm volatile("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
+__attribute__((target("amx-tile,amx-bf16"))) void amx_release() { _tile_release(); }
+
+__attribute__((target("amx-tile,amx-bf16"))) void amx_item(const PackedConv& p, const MTile* m, int nm, int64_t lda,
+                                                             const int64_t* tap_off, int64_t b, const Epilogue& ep) {
+  alignas(64) float tile[4][256];
+  const int64_t stride = lda * 2;  // bytes
+  for (int64_t nt = 0; nt < p.ntiles; nt += 2) {
+    const bool two_n = nt + 1 < p.ntiles;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t t = 0; t < p.taps(); ++t)
+      for (int64_t kc = 0; kc < p.kchunks; ++kc) {
+        const int64_t off = tap_off[t] + b * p.Kb + kc * p.Kc;
+        const uint16_t* b0 = b_tile(p, b, t, kc, nt);
+        _tile_loadd(6, b0, 64);
+        if (two_n) _tile_loadd(7, b0 + (p.Kc / 2) * 32, 64);
+        _tile_loadd(4, m[0].a + off, stride);
+        _tile_dpbf16ps(0, 4, 6);
+        if (two_n) _tile_dpbf16ps(1, 4, 7);
+        if (nm == 2) {
+          _tile_loadd(5, m[1].a + off, stride);
+          _tile_dpbf16ps(2, 5, 6);
+          if (two_n) _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+    _tile_stored(0, tile[0], 64);
+    _tile_stored(1, tile[1], 64);
+    _tile_stored(2, tile[2], 64);
+    _tile_stored(3, tile[3], 64);
+    ep(tile[0], m[0], b, nt);
+    if (two_n) ep(tile[1], m[0], b, nt + 1);
+    if (nm == 2) {
+      ep(tile[2], m[1], b, nt);
+      if (two_n) ep(tile[3], m[1], b, nt + 1);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+namespace {
+// isa: the kernel that runs; emulated: for the reference, the instruction
+// whose order of additions it follows
+void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
+              const uint16_t* residual, bool relu, Isa isa, Isa emulated, float* y_f32) {
+  ICH_CHECK(has_isa(isa), "bf16 conv: this CPU cannot run the ", isa_name(isa), " kernel");
+  const int64_t Ho = conv_out_size(H, p.kh, p.stride, p.pad), Wo = conv_out_size(W, p.kw, p.stride, p.pad);
+  ICH_CHECK(Ho >= 1 && Wo >= 1, "bf16 conv: input ", H, "x", W, " is smaller than the kernel");
+  const int64_t C = p.C;
+  std::vector<MTile> tiles;
+  std::vector<int64_t> tap_off(size_t(p.taps()), 0);
+  std::vector<uint16_t> src;  // the zero-bordered (or subsampled) copy, with slack for the last tile's rows
+  int64_t lda = C;
+  const bool pointwise = p.kh == 1 && p.kw == 1 && p.pad == 0;
+  if (pointwise) {
+    const uint16_t* base = x;
+    const int64_t M = N * Ho * Wo;
+    // rows of the last tile past M, and a strided input's pixels, come from a copy with zero slack
+    const bool copy = p.stride != 1 || M % 16 != 0;
+    if (copy) {
+      src.assign(size_t((M + 16) * C), 0);
+      if (p.stride == 1) {
+        std::copy(x, x + M * C, src.begin());
+      } else {
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t oh = 0; oh < Ho; ++oh)
+            for (int64_t ow = 0; ow < Wo; ++ow)
+              std::copy_n(x + ((n * H + oh * p.stride) * W + ow * p.stride) * C, C,
+                          src.data() + ((n * Ho + oh) * Wo + ow) * C);
+      }
+      base = src.data();
+    }
+    for (int64_t m0 = 0; m0 < M; m0 += 16) tiles.push_back({base + m0 * C, m0, std::min<int64_t>(16, M - m0)});
+  } else {
+    const int64_t Hp = H + 2 * p.pad, Wp = W + 2 * p.pad;
+    src.assign(size_t(N * Hp * Wp * C + (16 * p.stride + 1) * C), 0);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t h = 0; h < H; ++h)
+        std::copy_n(x + (n * H + h) * W * C, W * C, src.data() + ((n * Hp + h + p.pad) * Wp + p.pad) * C);
+    for (int64_t i = 0; i < p.kh; ++i)
+      for (int64_t j = 0; j < p.kw; ++j) tap_off[size_t(i * p.kw + j)] = (i * Wp + j) * C;
+    lda = p.stride * C;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow0 = 0; ow0 < Wo; ow0 += 16)
+          tiles.push_back({src.data() + ((n * Hp + oh * p.stride) * Wp + ow0 * p.stride) * C, (n * Ho + oh) * Wo + ow0,
+                           std::min<int64_t>(16, Wo - ow0)});
+  }
+  const Epilogue ep{p, y, y_f32, residual, relu};
+  const int64_t pairs = (int64_t(tiles.size()) + 1) / 2, items = pairs * p.blocks;
+#pragma omp parallel
+  {
+#ifdef ICH_X86
+    if (isa == Isa::Amx) amx_configure(p);
+#endif
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t pr = it / p.blocks, b = it % p.blocks;
+      const MTile* m = &tiles[size_t(2 * pr)];
+      const int nm = 2 * pr + 1 < int64_t(tiles.size()) ? 2 : 1;
+#ifdef ICH_X86
+      if (isa == Isa::Amx) {
+        amx_item(p, m, nm, lda, tap_off.data(), b, ep);
+        continue;
+      }
+      if (isa == Isa::Avx512Bf16) {
+        avx512_item(p, m, nm, lda, tap_off.data(), b, ep);
+        continue;
+      }
+#endif
+      reference_item(p, m, nm, lda, tap_off.data(), b, ep, emulated == Isa::Avx512Bf16);
+    }
+#ifdef ICH_X86
+    if (isa == Isa::Amx) amx_release();
+#endif
+  }
+}
+}  // namespace
+
+void conv_forward(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
+                  const uint16_t* residual, bool relu, Isa isa, float* y_f32) {
+  run_conv(p, x, N, H, W, y, residual, relu, isa, Isa::Amx, y_f32);
+}
+
+void conv_forward_emulating(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
+                            const uint16_t* residual, bool relu, Isa emulated, float* y_f32) {
+  run_conv(p, x, N, H, W, y, residual, relu, Isa::Reference, emulated, y_f32);
+}
+
+}  // namespace ich::cpu::bf16

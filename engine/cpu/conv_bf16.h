@@ -1,0 +1,80 @@
+// conv_bf16.h: bfloat16 convolutions for inference on CPUs that multiply
+// bfloat16 in hardware: Intel AMX tiles (TDPBF16PS, Sapphire Rapids and
+// later) and AVX512-BF16 (VDPBF16PS, Cooper Lake, Zen 4), with a scalar
+// reference that computes what the instructions compute.
+//
+// What one convolution computes (layers/resnext_bf16.h runs a ResNeXt
+// through it):
+//   y[p, o] = bf16( act( sum over (tap, c) of w[o, c, tap] * x[p + tap, c]
+//                        + bias[o] (+ residual[p, o]) ) )
+// x, y and the residual are channels-last (NHWC) bfloat16; w and bias come
+// folded with the batch norm after the convolution (eval: the running
+// statistics are constants), w rounded to bfloat16 once, bias float32. Each
+// product of two bfloat16 is exact in float32, and the sum is float32,
+// accumulated pair by pair in the instructions' documented order, with the
+// instructions' flush of denormal inputs and outputs to zero; the epilogue
+// (bias, residual, ReLU) in float32, rounded to bfloat16 once at the end.
+//
+// Layout (why): activations NHWC, so that 16 output pixels x 32 input
+// channels are 16 rows of 64 contiguous bytes: one AMX A tile straight from
+// memory (1x1 convolutions need no copy at all; a 3x3 one reads its 9 taps
+// as 9 tiles at shifted addresses of a zero-bordered copy, a stride-2 one
+// with a row stride of 2 pixels). Weights are packed once, at load, into
+// the B tiles' pair-interleaved ("VNNI") layout:
+//   [block][tap][k chunk][16-channel tile of outputs][k pair][16 outputs][2]
+// A grouped convolution (ResNeXt's 32 groups) is cut into blocks of groups
+// whose input channels make up one k chunk of 32 where a group has fewer
+// (the block's B tile is block-diagonal: zeros between groups), so the
+// tiles stay full; groups of 32 or more channels are blocks of their own.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ich::cpu::bf16 {
+
+// The kernels, best first. Reference runs anywhere (the oracle; slow).
+enum class Isa { Reference, Avx512Bf16, Amx };
+const char* isa_name(Isa isa);  // "reference", "avx512-bf16", "amx"
+// What this CPU (and kernel) can run: AMX when CPUID says AMX-TILE and
+// AMX-BF16 and Linux grants the tile state (arch_prctl
+// ARCH_REQ_XCOMP_PERM), else AVX512-BF16 when CPUID says so, else
+// Reference. The environment variable ICH_CPU_BF16=amx|avx512-bf16|reference
+// picks a lower one (tests, benchmarks); asking for one the CPU lacks is an
+// ich::Error naming it.
+Isa best_isa();
+bool has_isa(Isa isa);
+// "" when a hardware bf16 path exists, else why not (for --precision bf16's
+// refusal line).
+std::string missing_hardware_reason();
+
+// A convolution prepared for the kernels (see the file comment).
+struct PackedConv {
+  int64_t C = 0, O = 0, G = 1, kh = 1, kw = 1, stride = 1, pad = 0;
+  int64_t Kb = 0, Nb = 0, blocks = 0;  // input and output channels of a block of groups; blocks = C / Kb
+  int64_t Kc = 0, kchunks = 0;         // k per chunk (even, <= 32), chunks per tap
+  int64_t ntiles = 0;                  // 16-output tiles per block (the last zero-padded)
+  std::vector<uint16_t> w;             // packed B tiles
+  std::vector<float> bias;             // O
+  int64_t taps() const { return kh * kw; }
+};
+// w (O, C/G, kh, kw) float32 (the folded weights), bias (O) float32.
+// Throws ich::Error when the shape does not fit the tiles (an odd number of
+// channels in a block, or more than 32 not a multiple of 32).
+PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
+                     int64_t stride, int64_t pad);
+
+// x (N, H, W, C) bfloat16 -> y (N, Ho, Wo, O) bfloat16, Ho = (H + 2 pad -
+// kh) / stride + 1; residual (N, Ho, Wo, O) or null. Parallel over output
+// tiles (OpenMP); the result does not depend on the thread count. With
+// y_f32 instead of y (tests): the float32 results before the rounding.
+void conv_forward(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
+                  const uint16_t* residual, bool relu, Isa isa, float* y_f32 = nullptr);
+// The reference kernel adding each pair's products in the order of
+// `emulated`'s instruction (Reference: AMX's order, as conv_forward's
+// reference does): the oracle each hardware kernel must equal bit for bit.
+void conv_forward_emulating(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
+                            const uint16_t* residual, bool relu, Isa emulated, float* y_f32 = nullptr);
+int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad);
+
+}  // namespace ich::cpu::bf16

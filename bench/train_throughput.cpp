@@ -32,6 +32,7 @@
 #include "engine/kernels.h"
 #include "engine/profile.h"
 #include "layers/resnext.h"
+#include "layers/resnext_bf16.h"
 #include "layers/summary.h"
 #include "train/graph_step.h"
 #include "train/step.h"
@@ -134,6 +135,7 @@ int main(int argc, char** argv) {
       ich::DType precision;
       bool channels_last, graph, tf32, eval;
       int64_t batch;
+      bool compiled = false;
     };
     std::vector<Run> runs;
     std::stringstream ss(configs.empty() ? batches : configs);
@@ -145,12 +147,15 @@ int main(int argc, char** argv) {
       Run r{ich::parse_precision(prec == "amp" ? "bf16" : prec), false, false, tf32, false,
             std::stoll(colon == std::string::npos ? item : item.substr(colon + 1))};
       while (std::getline(parts, mod, '+')) {
-        ICH_CHECK(mod == "cl" || mod == "graph" || mod == "tf32" || mod == "eval", "ich-bench-train: --configs ", item,
-                  ": unknown modifier +", mod, " (cl, graph, tf32 or eval)");
-        (mod == "cl" ? r.channels_last : mod == "graph" ? r.graph : mod == "tf32" ? r.tf32 : r.eval) = true;
+        ICH_CHECK(mod == "cl" || mod == "graph" || mod == "tf32" || mod == "eval" || mod == "compiled",
+                  "ich-bench-train: --configs ", item, ": unknown modifier +", mod,
+                  " (cl, graph, tf32, eval or compiled)");
+        (mod == "cl" ? r.channels_last : mod == "graph" ? r.graph : mod == "tf32" ? r.tf32 : mod == "eval" ? r.eval : r.compiled) = true;
       }
       ICH_CHECK(!r.graph || warmup >= 2, "ich-bench-train: +graph needs --warmup >= 2 (eager steps, then the capture)");
       ICH_CHECK(!(r.graph && r.eval), "ich-bench-train: --configs ", item, ": +graph captures a training step, not +eval");
+      ICH_CHECK(!r.compiled || (r.eval && r.precision == ich::DType::BFloat16), "ich-bench-train: --configs ", item,
+                ": +compiled is bf16+eval's compiled CPU path (layers/resnext_bf16.h)");
       runs.push_back(r);
     }
     ICH_CHECK(!runs.empty() && steps >= 1, "ich-bench-train: nothing to run");
@@ -181,13 +186,16 @@ int main(int argc, char** argv) {
   };
   std::map<std::string, std::vector<KernelTime>> kernels;  // config -> kernels, largest time first
     std::vector<std::string> config_names;
-    for (const auto& [precision, channels_last, graph, run_tf32, eval, batch] : runs) {
+    for (const auto& [precision, channels_last, graph, run_tf32, eval, batch, compiled] : runs) {
       ich::allow_tf32(d, run_tf32);
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 1000), gen);
       m.replace_head(6, gen);
       m.to(d);
       m.train(!eval);
+      // +compiled: batch norm folded, NHWC bfloat16 on AMX or AVX512-BF16
+      // (ICH_CPU_BF16 picks a lower kernel); no autocast around it.
+      if (compiled) ich::apply_inference_precision(m, "bf16", d);
       // Adam's two moments are twice the weights: made only for training rows,
       // so that an inference row's peak is inference's.
       std::unique_ptr<ich::Adam> adam =
@@ -211,7 +219,7 @@ int main(int argc, char** argv) {
           graphed->run(x, y);
         } else if (eval) {  // inference: running statistics, no graph kept
           ich::NoGradGuard no_grad;
-          ich::AutocastGuard autocast(precision);
+          ich::AutocastGuard autocast(compiled ? ich::DType::Float32 : precision);
           const ich::Tensor logits = m(x);
           (void)logits;
         } else {
@@ -234,7 +242,8 @@ int main(int argc, char** argv) {
       const double tflops = ips * (eval ? 2.0 : 6.0) * double(macs) / 1e12;
       const std::string name =
           std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (graph ? "+graph" : "") +
-          (run_tf32 ? "+tf32" : "") + (eval ? "+eval" : "");
+          (run_tf32 ? "+tf32" : "") + (eval ? "+eval" : "") +
+          (compiled ? std::string("+compiled(") + ich::cpu::bf16::isa_name(ich::cpu::bf16::best_isa()) + ")" : "");
       const double step_gib = peak - double(held) / double(1 << 30);
       std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% | %.2f |\n", d.str().c_str(), name.c_str(),
                   (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32), step_gib);

@@ -27,6 +27,8 @@
 
 namespace ich {
 
+class ResNeXtBf16;  // layers/resnext_bf16.h
+
 struct ResNeXtConfig {
   std::string name;
   std::array<int64_t, 4> blocks;  // Bottlenecks per stage
@@ -85,8 +87,15 @@ class ResNeXt : public Module {
   // learn from zero).
   void widen_input(int64_t in_channels, int64_t first);
   Linear& fc() { return *fc_; }
+  // Inference through a compiled bfloat16 copy (layers/resnext_bf16.h):
+  // features() runs it whenever the model is in eval mode, no gradient is
+  // recorded and x is on the CPU (Grad-CAM, which needs gradients, keeps
+  // float32); nullptr turns it off.
+  void use_bf16_inference(std::shared_ptr<const ResNeXtBf16> compiled) { bf16_ = std::move(compiled); }
+  bool uses_bf16_inference() const { return bf16_ != nullptr; }
 
  private:
+  std::shared_ptr<const ResNeXtBf16> bf16_;
   ResNeXtConfig cfg_;
   int64_t feature_dim_ = 0;
   Conv2d* conv1_;

@@ -29,6 +29,9 @@
 #include "engine/half.h"
 
 #if defined(__x86_64__)
+// GCC 12 warns that the AVX-512 intrinsics' own _mm512_undefined_* "may be
+// used uninitialized" (GCC bug 105593): not our code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #define ICH_X86 1
 #endif
@@ -65,7 +68,8 @@ const Detected& detected() {
     Detected r;
 #ifdef ICH_X86
     __builtin_cpu_init();
-    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");  // OS saves zmm
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl");  // and the OS saves zmm
     r.avx512bf16 = avx512 && cpuid_bit(7, 1, EAX, 5);
     const bool amx_cpu = cpuid_bit(7, 0, EDX, 24) && cpuid_bit(7, 0, EDX, 22);
     if (amx_cpu) {
@@ -170,11 +174,11 @@ struct Epilogue {
   float* y_f32;
   const uint16_t* residual;
   bool relu;
+  bool vector;  // AVX-512 (the same operations, 16 outputs at a time)
   // tile (16 x 16 float32, row stride 16) of rows m (of which `valid`) and
   // outputs nt*16.. of block b
-  void operator()(const float* tile, const MTile& m, int64_t b, int64_t nt) const {
-    const int64_t n_valid = std::min<int64_t>(16, p.Nb - nt * 16);
-    const int64_t o0 = b * p.Nb + nt * 16;
+  void operator()(const float* tile, const MTile& m, int64_t b, int64_t nt) const;
+  void scalar(const float* tile, const MTile& m, int64_t o0, int64_t n_valid) const {
     for (int64_t r = 0; r < m.valid; ++r) {
       const int64_t q = (m.out + r) * p.O + o0;
       for (int64_t n = 0; n < n_valid; ++n) {
@@ -188,6 +192,48 @@ struct Epilogue {
   }
 };
 
+#ifdef ICH_X86
+// float_to_bf16_bits (engine/half.h) on 16 values: round to nearest even,
+// NaN to 0x7fc0
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const Epilogue& e, const float* tile,
+                                                                  const MTile& m, int64_t o0, int64_t n_valid) {
+  const __mmask16 k = __mmask16((1u << n_valid) - 1u);
+  const __m512 bias = _mm512_maskz_loadu_ps(k, e.p.bias.data() + o0), zero = _mm512_setzero_ps();
+  for (int64_t r = 0; r < m.valid; ++r) {
+    const int64_t q = (m.out + r) * e.p.O + o0;
+    __m512 v = _mm512_add_ps(_mm512_loadu_ps(tile + r * 16), bias);
+    if (e.residual) {
+      const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, e.residual + q));
+      v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+    }
+    if (e.relu) v = _mm512_max_ps(zero, v);  // NaN stays NaN, as std::max(v, 0)
+    if (e.y_f32) {
+      _mm512_mask_storeu_ps(e.y_f32 + q, k, v);
+      continue;
+    }
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan =
+        _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0));
+    _mm256_mask_storeu_epi16(e.y + q, k, _mm512_cvtepi32_epi16(rounded));
+  }
+}
+#endif
+
+void Epilogue::operator()(const float* tile, const MTile& m, int64_t b, int64_t nt) const {
+  const int64_t n_valid = std::min<int64_t>(16, p.Nb - nt * 16);
+  const int64_t o0 = b * p.Nb + nt * 16;
+#ifdef ICH_X86
+  if (vector) {
+    epilogue_avx512(*this, tile, m, o0, n_valid);
+    return;
+  }
+#endif
+  scalar(tile, m, o0, n_valid);
+}
+
 const uint16_t* b_tile(const PackedConv& p, int64_t b, int64_t t, int64_t kc, int64_t nt) {
   return p.w.data() + (((b * p.taps() + t) * p.kchunks + kc) * p.ntiles + nt) * (p.Kc / 2) * 32;
 }
@@ -200,13 +246,20 @@ float daz(uint16_t h) {
 }
 float ftz(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
 
+// An item: M tiles m[0..nm) (a block of up to kMBlock), block of groups b,
+// output tiles [nt0, nt1). Each kernel sweeps the output tiles in the outer
+// loop and the M tiles inside, so that the B tiles of one output tile (or
+// pair), a few KB per k chunk, are read from cache by every M tile of the
+// block instead of from memory once per M tile.
+constexpr int64_t kMBlock = 8;
+
 // order of a pair's two products: AMX's TDPBF16PS adds the even element's
 // first, AVX512-BF16's VDPBF16PS the odd one's (Intel SDM pseudo-code).
-void reference_item(const PackedConv& p, const MTile* m, int nm, int64_t lda, const int64_t* tap_off, int64_t b,
-                    const Epilogue& ep, bool odd_first) {
+void reference_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t lda, const int64_t* tap_off, int64_t b,
+                    int64_t nt0, int64_t nt1, const Epilogue& ep, bool odd_first) {
   float tile[256];
-  for (int mi = 0; mi < nm; ++mi)
-    for (int64_t nt = 0; nt < p.ntiles; ++nt) {
+  for (int64_t nt = nt0; nt < nt1; ++nt)
+    for (int64_t mi = 0; mi < nm; ++mi) {
       for (int64_t r = 0; r < 16; ++r)
         for (int64_t n = 0; n < 16; ++n) {
           float acc = 0;
@@ -227,13 +280,15 @@ void reference_item(const PackedConv& p, const MTile* m, int nm, int64_t lda, co
 }
 
 #ifdef ICH_X86
-// --- AVX512-BF16: one M tile x one output tile, 16 zmm accumulators ---
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void avx512_item(const PackedConv& p, const MTile* m, int nm,
-                                                                           int64_t lda, const int64_t* tap_off,
-                                                                           int64_t b, const Epilogue& ep) {
+// --- AVX512-BF16: one M tile x one output tile at a time, 16 zmm sums ---
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void avx512_item(const PackedConv& p, const MTile* m,
+                                                                           int64_t nm, int64_t lda,
+                                                                           const int64_t* tap_off, int64_t b,
+                                                                           int64_t nt0, int64_t nt1,
+                                                                           const Epilogue& ep) {
   alignas(64) float tile[256];
-  for (int mi = 0; mi < nm; ++mi)
-    for (int64_t nt = 0; nt < p.ntiles; ++nt) {
+  for (int64_t nt = nt0; nt < nt1; ++nt)
+    for (int64_t mi = 0; mi < nm; ++mi) {
       __m512 acc[16];
       for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
       for (int64_t t = 0; t < p.taps(); ++t)
@@ -275,40 +330,44 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_configure(const PackedConv
 }
 __attribute__((target("amx-tile,amx-bf16"))) void amx_release() { _tile_release(); }
 
-__attribute__((target("amx-tile,amx-bf16"))) void amx_item(const PackedConv& p, const MTile* m, int nm, int64_t lda,
-                                                             const int64_t* tap_off, int64_t b, const Epilogue& ep) {
+__attribute__((target("amx-tile,amx-bf16"))) void amx_item(const PackedConv& p, const MTile* m, int64_t nm,
+                                                             int64_t lda, const int64_t* tap_off, int64_t b,
+                                                             int64_t nt0, int64_t nt1, const Epilogue& ep) {
   alignas(64) float tile[4][256];
   const int64_t stride = lda * 2;  // bytes
-  for (int64_t nt = 0; nt < p.ntiles; nt += 2) {
-    const bool two_n = nt + 1 < p.ntiles;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t t = 0; t < p.taps(); ++t)
-      for (int64_t kc = 0; kc < p.kchunks; ++kc) {
-        const int64_t off = tap_off[t] + b * p.Kb + kc * p.Kc;
-        const uint16_t* b0 = b_tile(p, b, t, kc, nt);
-        _tile_loadd(6, b0, 64);
-        if (two_n) _tile_loadd(7, b0 + (p.Kc / 2) * 32, 64);
-        _tile_loadd(4, m[0].a + off, stride);
-        _tile_dpbf16ps(0, 4, 6);
-        if (two_n) _tile_dpbf16ps(1, 4, 7);
-        if (nm == 2) {
-          _tile_loadd(5, m[1].a + off, stride);
-          _tile_dpbf16ps(2, 5, 6);
-          if (two_n) _tile_dpbf16ps(3, 5, 7);
+  for (int64_t nt = nt0; nt < nt1; nt += 2) {
+    const bool two_n = nt + 1 < nt1;
+    for (int64_t mi = 0; mi < nm; mi += 2) {
+      const bool two_m = mi + 1 < nm;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t t = 0; t < p.taps(); ++t)
+        for (int64_t kc = 0; kc < p.kchunks; ++kc) {
+          const int64_t off = tap_off[t] + b * p.Kb + kc * p.Kc;
+          const uint16_t* b0 = b_tile(p, b, t, kc, nt);
+          _tile_loadd(6, b0, 64);
+          if (two_n) _tile_loadd(7, b0 + (p.Kc / 2) * 32, 64);
+          _tile_loadd(4, m[mi].a + off, stride);
+          _tile_dpbf16ps(0, 4, 6);
+          if (two_n) _tile_dpbf16ps(1, 4, 7);
+          if (two_m) {
+            _tile_loadd(5, m[mi + 1].a + off, stride);
+            _tile_dpbf16ps(2, 5, 6);
+            if (two_n) _tile_dpbf16ps(3, 5, 7);
+          }
         }
+      _tile_stored(0, tile[0], 64);
+      _tile_stored(1, tile[1], 64);
+      _tile_stored(2, tile[2], 64);
+      _tile_stored(3, tile[3], 64);
+      ep(tile[0], m[mi], b, nt);
+      if (two_n) ep(tile[1], m[mi], b, nt + 1);
+      if (two_m) {
+        ep(tile[2], m[mi + 1], b, nt);
+        if (two_n) ep(tile[3], m[mi + 1], b, nt + 1);
       }
-    _tile_stored(0, tile[0], 64);
-    _tile_stored(1, tile[1], 64);
-    _tile_stored(2, tile[2], 64);
-    _tile_stored(3, tile[3], 64);
-    ep(tile[0], m[0], b, nt);
-    if (two_n) ep(tile[1], m[0], b, nt + 1);
-    if (nm == 2) {
-      ep(tile[2], m[1], b, nt);
-      if (two_n) ep(tile[3], m[1], b, nt + 1);
     }
   }
 }
@@ -327,7 +386,10 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
   const int64_t C = p.C;
   std::vector<MTile> tiles;
   std::vector<int64_t> tap_off(size_t(p.taps()), 0);
-  std::vector<uint16_t> src;  // the zero-bordered (or subsampled) copy, with slack for the last tile's rows
+  // the zero-bordered (or subsampled) copy, with zero slack for the last
+  // tile's rows; kept per thread between calls (no page faults, no zeroing
+  // of what is overwritten anyway)
+  thread_local std::vector<uint16_t> src;
   int64_t lda = C;
   const bool pointwise = p.kh == 1 && p.kw == 1 && p.pad == 0;
   if (pointwise) {
@@ -336,38 +398,60 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
     // rows of the last tile past M, and a strided input's pixels, come from a copy with zero slack
     const bool copy = p.stride != 1 || M % 16 != 0;
     if (copy) {
-      src.assign(size_t((M + 16) * C), 0);
+      src.resize(size_t((M + 16) * C));
+      std::fill(src.begin() + M * C, src.end(), uint16_t(0));
+      uint16_t* sp = src.data();  // (src is thread_local: the OpenMP workers' own are other vectors)
       if (p.stride == 1) {
-        std::copy(x, x + M * C, src.begin());
+        std::copy(x, x + M * C, sp);
       } else {
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t n = 0; n < N; ++n)
           for (int64_t oh = 0; oh < Ho; ++oh)
             for (int64_t ow = 0; ow < Wo; ++ow)
               std::copy_n(x + ((n * H + oh * p.stride) * W + ow * p.stride) * C, C,
-                          src.data() + ((n * Ho + oh) * Wo + ow) * C);
+                          sp + ((n * Ho + oh) * Wo + ow) * C);
       }
-      base = src.data();
+      base = sp;
     }
     for (int64_t m0 = 0; m0 < M; m0 += 16) tiles.push_back({base + m0 * C, m0, std::min<int64_t>(16, M - m0)});
   } else {
-    const int64_t Hp = H + 2 * p.pad, Wp = W + 2 * p.pad;
-    src.assign(size_t(N * Hp * Wp * C + (16 * p.stride + 1) * C), 0);
+    const int64_t Hp = H + 2 * p.pad, Wp = W + 2 * p.pad, body = N * Hp * Wp * C;
+    src.resize(size_t(body + (16 * p.stride + 1) * C));
+    std::fill(src.begin() + body, src.end(), uint16_t(0));
+    uint16_t* sp = src.data();
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t h = 0; h < H; ++h)
-        std::copy_n(x + (n * H + h) * W * C, W * C, src.data() + ((n * Hp + h + p.pad) * Wp + p.pad) * C);
+      for (int64_t hp = 0; hp < Hp; ++hp) {
+        uint16_t* row = sp + (n * Hp + hp) * Wp * C;
+        const int64_t h = hp - p.pad;
+        if (h < 0 || h >= H) {
+          std::fill(row, row + Wp * C, uint16_t(0));
+          continue;
+        }
+        std::fill(row, row + p.pad * C, uint16_t(0));
+        std::copy_n(x + (n * H + h) * W * C, W * C, row + p.pad * C);
+        std::fill(row + (p.pad + W) * C, row + Wp * C, uint16_t(0));
+      }
     for (int64_t i = 0; i < p.kh; ++i)
       for (int64_t j = 0; j < p.kw; ++j) tap_off[size_t(i * p.kw + j)] = (i * Wp + j) * C;
     lda = p.stride * C;
     for (int64_t n = 0; n < N; ++n)
       for (int64_t oh = 0; oh < Ho; ++oh)
         for (int64_t ow0 = 0; ow0 < Wo; ow0 += 16)
-          tiles.push_back({src.data() + ((n * Hp + oh * p.stride) * Wp + ow0 * p.stride) * C, (n * Ho + oh) * Wo + ow0,
+          tiles.push_back({sp + ((n * Hp + oh * p.stride) * Wp + ow0 * p.stride) * C, (n * Ho + oh) * Wo + ow0,
                            std::min<int64_t>(16, Wo - ow0)});
   }
-  const Epilogue ep{p, y, y_f32, residual, relu};
-  const int64_t pairs = (int64_t(tiles.size()) + 1) / 2, items = pairs * p.blocks;
+  const Epilogue ep{p, y, y_f32, residual, relu, isa != Isa::Reference};
+  // items: (block of M tiles, block of groups, range of output tiles); the
+  // output tiles are split (in pairs, AMX's unit) only as far as needed to
+  // give every thread several items (a single image's deep layers have few
+  // M tiles)
+  const int64_t mblocks = (int64_t(tiles.size()) + kMBlock - 1) / kMBlock;
+  const int64_t npairs = (p.ntiles + 1) / 2;
+  int64_t nsplit = 1;
+  while (mblocks * p.blocks * nsplit < 4 * omp_get_max_threads() && nsplit < npairs) nsplit *= 2;
+  nsplit = std::min(nsplit, npairs);
+  const int64_t items = mblocks * p.blocks * nsplit;
 #pragma omp parallel
   {
 #ifdef ICH_X86
@@ -375,20 +459,21 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
 #endif
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; ++it) {
-      const int64_t pr = it / p.blocks, b = it % p.blocks;
-      const MTile* m = &tiles[size_t(2 * pr)];
-      const int nm = 2 * pr + 1 < int64_t(tiles.size()) ? 2 : 1;
+      const int64_t mb = it / (p.blocks * nsplit), b = (it / nsplit) % p.blocks, ns = it % nsplit;
+      const MTile* m = &tiles[size_t(mb * kMBlock)];
+      const int64_t nm = std::min<int64_t>(kMBlock, int64_t(tiles.size()) - mb * kMBlock);
+      const int64_t nt0 = 2 * (ns * npairs / nsplit), nt1 = std::min(p.ntiles, 2 * ((ns + 1) * npairs / nsplit));
 #ifdef ICH_X86
       if (isa == Isa::Amx) {
-        amx_item(p, m, nm, lda, tap_off.data(), b, ep);
+        amx_item(p, m, nm, lda, tap_off.data(), b, nt0, nt1, ep);
         continue;
       }
       if (isa == Isa::Avx512Bf16) {
-        avx512_item(p, m, nm, lda, tap_off.data(), b, ep);
+        avx512_item(p, m, nm, lda, tap_off.data(), b, nt0, nt1, ep);
         continue;
       }
 #endif
-      reference_item(p, m, nm, lda, tap_off.data(), b, ep, emulated == Isa::Avx512Bf16);
+      reference_item(p, m, nm, lda, tap_off.data(), b, nt0, nt1, ep, emulated == Isa::Avx512Bf16);
     }
 #ifdef ICH_X86
     if (isa == Isa::Amx) amx_release();

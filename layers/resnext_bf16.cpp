@@ -1,0 +1,196 @@
+// resnext_bf16.cpp: the compiled bfloat16 ResNeXt of resnext_bf16.h.
+#include "layers/resnext_bf16.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "engine/autograd.h"
+#include "engine/half.h"
+
+namespace ich {
+
+using cpu::bf16::conv_out_size;
+using cpu::bf16::PackedConv;
+
+namespace {
+
+using StateMap = std::map<std::string, Tensor>;
+
+std::vector<double> values(const StateMap& s, const std::string& name) {
+  auto it = s.find(name);
+  ICH_CHECK(it != s.end(), "bf16 inference: the model has no ", name);
+  return it->second.to_vector();
+}
+
+// conv `conv` (no bias) followed by batch norm `bn`, folded: w gamma/sd per
+// output channel, bias beta - mean gamma/sd (float64, then float32). The
+// weights come back flattened (O, C/G * kh * kw), for pack_conv or the stem.
+void fold(const StateMap& s, const std::string& conv, const std::string& bn, std::vector<float>& w,
+          std::vector<float>& bias, Shape& shape) {
+  auto it = s.find(conv + ".weight");
+  ICH_CHECK(it != s.end(), "bf16 inference: the model has no ", conv, ".weight");
+  shape = it->second.shape();
+  const std::vector<double> wv = it->second.to_vector(), gamma = values(s, bn + ".weight"),
+                            beta = values(s, bn + ".bias"), mean = values(s, bn + ".running_mean"),
+                            var = values(s, bn + ".running_var");
+  const int64_t O = shape[0], per = int64_t(wv.size()) / O;
+  w.resize(wv.size());
+  bias.resize(size_t(O));
+  for (int64_t o = 0; o < O; ++o) {
+    const double scale = gamma[size_t(o)] / std::sqrt(var[size_t(o)] + 1e-5);
+    for (int64_t i = 0; i < per; ++i) w[size_t(o * per + i)] = float(wv[size_t(o * per + i)] * scale);
+    bias[size_t(o)] = float(beta[size_t(o)] - mean[size_t(o)] * scale);
+  }
+}
+
+PackedConv packed(const StateMap& s, const std::string& conv, const std::string& bn, int64_t groups, int64_t stride,
+                  int64_t pad) {
+  std::vector<float> w, b;
+  Shape sh;
+  fold(s, conv, bn, w, b, sh);
+  return cpu::bf16::pack_conv(w.data(), b.data(), sh[0], sh[1] * groups, groups, sh[2], sh[3], stride, pad);
+}
+
+// max pool 3x3, stride 2, padding 1 (outside counts as -inf, and NaN wins,
+// as in PyTorch); the max of bfloat16 values is one of them, so the float
+// compare and the conversion back are exact.
+void max_pool(const uint16_t* x, int64_t N, int64_t H, int64_t W, int64_t C, uint16_t* y) {
+  const int64_t Ho = conv_out_size(H, 3, 2, 1), Wo = conv_out_size(W, 3, 2, 1);
+#pragma omp parallel
+  {
+    std::vector<float> m(static_cast<size_t>(C));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+          for (int64_t i = 0; i < 3; ++i)
+            for (int64_t j = 0; j < 3; ++j) {
+              const int64_t ih = oh * 2 - 1 + i, iw = ow * 2 - 1 + j;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              const uint16_t* v = x + ((n * H + ih) * W + iw) * C;
+              for (int64_t c = 0; c < C; ++c) {
+                const float f = bf16_bits_to_float(v[c]);
+                m[size_t(c)] = (f > m[size_t(c)] || f != f) ? f : m[size_t(c)];
+              }
+            }
+          uint16_t* out = y + ((n * Ho + oh) * Wo + ow) * C;
+          for (int64_t c = 0; c < C; ++c) out[c] = uint16_t(float_bits(m[size_t(c)]) >> 16);
+        }
+  }
+}
+
+}  // namespace
+
+ResNeXtBf16::ResNeXtBf16(const ResNeXt& model, cpu::bf16::Isa isa) : isa_(isa) {
+  ICH_CHECK(cpu::bf16::has_isa(isa), "bf16 inference: this CPU cannot run the ", cpu::bf16::isa_name(isa), " kernels");
+  StateMap s;
+  for (const auto& [n, t] : model.state_dict()) s.emplace(n, t.to(Device::cpu()));
+  const ResNeXtConfig& cfg = model.config();
+  in_channels_ = cfg.in_channels;
+  {  // the stem: 7x7/2 as one product over (c, i, j), k padded to a multiple of 32
+    std::vector<float> w, b;
+    Shape sh;
+    fold(s, "conv1", "bn1", w, b, sh);
+    stem_out_ = sh[0];
+    const int64_t k = sh[1] * sh[2] * sh[3];
+    stem_k_ = (k + 31) / 32 * 32;
+    std::vector<float> wp(size_t(stem_out_ * stem_k_), 0.0f);
+    for (int64_t o = 0; o < stem_out_; ++o) std::copy_n(w.data() + o * k, k, wp.data() + o * stem_k_);
+    stem_ = cpu::bf16::pack_conv(wp.data(), b.data(), stem_out_, stem_k_, 1, 1, 1, 1, 0);
+  }
+  for (int st = 0; st < 4; ++st)
+    for (int64_t k = 0; k < cfg.blocks[size_t(st)]; ++k) {
+      const std::string p = "layer" + std::to_string(st + 1) + "." + std::to_string(k) + ".";
+      const int64_t stride = (st > 0 && k == 0) ? 2 : 1;
+      Block b;
+      b.conv1 = packed(s, p + "conv1", p + "bn1", 1, 1, 0);
+      b.conv2 = packed(s, p + "conv2", p + "bn2", cfg.groups, stride, 1);
+      b.conv3 = packed(s, p + "conv3", p + "bn3", 1, 1, 0);
+      b.has_down = s.count(p + "downsample.0.weight") > 0;
+      if (b.has_down) b.down = packed(s, p + "downsample.0", p + "downsample.1", 1, stride, 0);
+      blocks_.push_back(std::move(b));
+    }
+}
+
+Tensor ResNeXtBf16::features(const Tensor& x_in) const {
+  ICH_CHECK(x_in.dim() == 4 && x_in.size(1) == in_channels_ && x_in.device().is_cpu() &&
+                x_in.dtype() == DType::Float32,
+            "bf16 inference: input must be float32 (N,", in_channels_, ",H,W) on the CPU, got ", x_in.str());
+  const Tensor x = x_in.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = conv_out_size(H, 7, 2, 3), Wo = conv_out_size(W, 7, 2, 3);
+  ICH_CHECK(Ho >= 2 && Wo >= 2, "bf16 inference: input ", H, "x", W, " is too small");
+  // stem: im2col rows (n, oh, ow) x (c, i, j) in bfloat16
+  // buffers kept per thread between calls: a batch's activations are tens
+  // of MB, and fresh ones cost page faults on every forward
+  thread_local std::vector<uint16_t> cols, stem, cur, t1, t2, down, out;
+  // (thread_local: inside the OpenMP loops below only raw pointers to them,
+  // a worker thread's own instances are other, empty vectors)
+  cols.assign(size_t(N * Ho * Wo * stem_k_), 0);
+  uint16_t* colp = cols.data();
+  const float* xp = x.data<float>();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < Ho; ++oh)
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        uint16_t* row = colp + ((n * Ho + oh) * Wo + ow) * stem_k_;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < 7; ++i) {
+            const int64_t ih = oh * 2 - 3 + i;
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t j = 0; j < 7; ++j) {
+              const int64_t iw = ow * 2 - 3 + j;
+              if (iw >= 0 && iw < W) row[(c * 7 + i) * 7 + j] = float_to_bf16_bits(xp[((n * C + c) * H + ih) * W + iw]);
+            }
+          }
+      }
+  stem.resize(size_t(N * Ho * Wo * stem_out_));
+  cpu::bf16::conv_forward(stem_, cols.data(), N, Ho * Wo, 1, stem.data(), nullptr, true, isa_);
+  int64_t h = conv_out_size(Ho, 3, 2, 1), w = conv_out_size(Wo, 3, 2, 1), c = stem_out_;
+  cur.resize(size_t(N * h * w * c));
+  max_pool(stem.data(), N, Ho, Wo, c, cur.data());
+  for (const Block& b : blocks_) {
+    const int64_t h2 = conv_out_size(h, 3, b.conv2.stride, 1), w2 = conv_out_size(w, 3, b.conv2.stride, 1);
+    t1.resize(size_t(N * h * w * b.conv1.O));
+    cpu::bf16::conv_forward(b.conv1, cur.data(), N, h, w, t1.data(), nullptr, true, isa_);
+    t2.resize(size_t(N * h2 * w2 * b.conv2.O));
+    cpu::bf16::conv_forward(b.conv2, t1.data(), N, h, w, t2.data(), nullptr, true, isa_);
+    const uint16_t* identity = cur.data();
+    if (b.has_down) {
+      down.resize(size_t(N * h2 * w2 * b.down.O));
+      cpu::bf16::conv_forward(b.down, cur.data(), N, h, w, down.data(), nullptr, false, isa_);
+      identity = down.data();
+    }
+    out.resize(size_t(N * h2 * w2 * b.conv3.O));
+    cpu::bf16::conv_forward(b.conv3, t2.data(), N, h2, w2, out.data(), identity, true, isa_);
+    std::swap(cur, out);
+    h = h2, w = w2, c = b.conv3.O;
+  }
+  Tensor f = Tensor::empty({N, c, h, w}, DType::Float32);
+  float* fp = f.data<float>();
+  const uint16_t* last = cur.data();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t q = 0; q < h * w; ++q) fp[(n * c + ch) * h * w + q] = bf16_bits_to_float(last[(n * h * w + q) * c + ch]);
+  return f;
+}
+
+void apply_inference_precision(ResNeXt& model, const std::string& precision, Device device) {
+  ICH_CHECK(precision == "fp32" || precision == "bf16", "--precision ", precision, ": expected fp32 or bf16");
+  if (precision == "fp32") {
+    model.use_bf16_inference(nullptr);
+    return;
+  }
+  ICH_CHECK(device.is_cpu(), "--precision bf16: the bfloat16 inference path is the CPU's (AMX, AVX512-BF16); on ",
+            device.str(), " run with --precision fp32");
+  const std::string why = cpu::bf16::missing_hardware_reason();
+  ICH_CHECK(why.empty(), "--precision bf16: ", why, "; run with --precision fp32");
+  model.use_bf16_inference(std::make_shared<const ResNeXtBf16>(model));
+}
+
+}  // namespace ich

@@ -30,6 +30,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bool no_flip = false;
   app.add_flag("--no-flip", no_flip, "the same as --tta none");
+  app.add_option("--precision", o.precision,
+                 "fp32, or bf16: the CPU's bfloat16 inference (batch norm folded, AMX or AVX512-BF16 kernels; refused on "
+                 "CPUs without them; Grad-CAM stays float32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   return ich::run_app("ich-embed", app, argc, argv, [&] {
     o.views = no_flip ? ich::Tta::None : ich::parse_tta(tta);
     ich::Progress progress("ich-embed", "slices");

@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
                  "checkpoint from ich-train (best.ckpt, ...); more than once: an ensemble, probabilities averaged")
       ->required();
   app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "fp32, or bf16: the CPU's bfloat16 inference (batch norm folded, AMX or AVX512-BF16 kernels; refused on "
+                 "CPUs without them; Grad-CAM stays float32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--sequence", o.sequence,
                  "checkpoint from ich-train-seq (RUN/best.ckpt), trained on this CNN's embeddings; give it more than "
                  "once (models of other seeds) to average their probabilities");

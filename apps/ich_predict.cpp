@@ -21,6 +21,11 @@ int main(int argc, char** argv) {
                  "checkpoint from ich-train; more than once: an ensemble, probabilities averaged")
       ->required();
   app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "fp32, or bf16: the CPU's bfloat16 inference (batch norm folded, AMX or AVX512-BF16 kernels; refused on "
+                 "CPUs without them; Grad-CAM stays float32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   std::string shard;
   // "k/n" with n >= 2 and 0 <= k < n, into o.shard and o.shards
   const auto parse_shard = [&o](const std::string& text) {

@@ -47,6 +47,11 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint", checkpoints, "slice model from ich-train; more than once: an ensemble, averaged")
       ->required();
   app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "fp32, or bf16: the CPU's bfloat16 inference (batch norm folded, AMX or AVX512-BF16 kernels; refused on "
+                 "CPUs without them; Grad-CAM stays float32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--sequence", o.sequence, "series model(s) from ich-train-seq on this CNN's embeddings (averaged)");
   app.add_option("--work", o.work, "folder for received studies, their state and results (results.jsonl)")->required();
   app.add_option("--dest-aet", o.dest.aet, "AE title of the destination (the PACS)")->required();

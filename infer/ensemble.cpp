@@ -2,11 +2,13 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "layers/resnext_bf16.h"
 #include "train/trainer.h"
 
 namespace ich {
 
-Ensemble load_ensemble(const std::vector<std::string>& paths, Device dev, Tta tta, const LoadedCheckpoint* first) {
+Ensemble load_ensemble(const std::vector<std::string>& paths, Device dev, Tta tta, const LoadedCheckpoint* first,
+                       const std::string& precision) {
   ICH_CHECK(!paths.empty(), "no --checkpoint");
   Ensemble e;
   e.tta = tta;
@@ -20,6 +22,7 @@ Ensemble load_ensemble(const std::vector<std::string>& paths, Device dev, Tta tt
               " at ", f.size, " px with context ", f.context, ": members of an ensemble must read the same input");
     e.members.back().model->to(dev);
     e.members.back().model->eval();
+    apply_inference_precision(*e.members.back().model, precision, dev);
   }
   return e;
 }

@@ -38,8 +38,10 @@ struct Ensemble {
 // Loads every checkpoint onto dev; refuses members that read their input
 // otherwise than the first (windows, size, context), naming both.
 // `first`: paths[0] already loaded (its model is shared, not loaded again).
+// precision: "fp32", or "bf16" (each member compiled for the CPU's bf16
+// inference, layers/resnext_bf16.h; refused where the CPU has none).
 Ensemble load_ensemble(const std::vector<std::string>& paths, Device dev, Tta tta,
-                       const LoadedCheckpoint* first = nullptr);
+                       const LoadedCheckpoint* first = nullptr, const std::string& precision = "fp32");
 
 // The mean probabilities of a host batch x (B,C,S,S; float32, or uint8 bytes
 // normalised on the device) over members and views.

@@ -290,7 +290,7 @@ EvalResult run_eval(const EvalOptions& o, const std::function<void(const std::st
   // the ensemble (one member: the checkpoint itself, bit for bit), calibrated where a member is (ich-calibrate)
   std::vector<std::string> members{o.checkpoint};
   members.insert(members.end(), o.ensemble.begin(), o.ensemble.end());
-  Ensemble ens = load_ensemble(members, dev, parse_tta(o.tta), &c);
+  Ensemble ens = load_ensemble(members, dev, parse_tta(o.tta), &c, o.precision);
   const auto p = ensemble_predict(ens, ds, o.batch, dev, progress);
   // Grad-CAM of "any" for the report's thumbnails (the slice CNN: where it looked)
   std::map<size_t, std::vector<uint8_t>> cams;  // the per-slice and in-context reports often show the same slices

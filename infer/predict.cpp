@@ -138,7 +138,7 @@ PredictModels load_predict_models(const PredictOptions& o) {
             "(ich-embed --tta), not others");
   std::vector<std::string> members{o.checkpoint};
   members.insert(members.end(), o.ensemble.begin(), o.ensemble.end());
-  m.ensemble = load_ensemble(members, m.dev, parse_tta(o.tta), &m.slice);
+  m.ensemble = load_ensemble(members, m.dev, parse_tta(o.tta), &m.slice, o.precision);
   for (const std::string& path : o.sequence) {
     m.seqs.push_back(load_seq_checkpoint(path));
     m.seqs.back().model->to(m.dev);

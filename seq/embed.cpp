@@ -1,5 +1,7 @@
 #include "seq/embed.h"
 
+#include "layers/resnext_bf16.h"
+
 #include <filesystem>
 #include <map>
 
@@ -93,6 +95,8 @@ int64_t run_embed(const EmbedOptions& o, const std::function<void(const std::str
   const Device dev = pick_device(o.device);
   LoadedCheckpoint c = load_checkpoint(o.checkpoint);
   c.model->to(dev);
+  c.model->eval();
+  apply_inference_precision(*c.model, o.precision, dev);
   ICH_CHECK(!o.data.empty(), "ich-embed: no split CSV");
   std::vector<SplitRow> rows;
   for (const std::string& csv : o.data) {

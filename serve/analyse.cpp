@@ -52,6 +52,7 @@ StudyAnalyser::StudyAnalyser(AnalyseOptions o) : o_(std::move(o)) {
   po.sequence = o_.sequence;
   po.ensemble = o_.ensemble;
   po.tta = o_.tta;
+  po.precision = o_.precision;
   po.device = o_.device;
   models_ = load_predict_models(po);
   name_ = "ich " + models_.slice.meta.arch + " slice model" + (o_.sequence.empty() ? "" : " + series model");
@@ -59,6 +60,7 @@ StudyAnalyser::StudyAnalyser(AnalyseOptions o) : o_(std::move(o)) {
   for (const std::string& p : o_.ensemble)
     version_ += " + " + fs::path(p).filename().string() + " (" + checkpoint_identity(p) + ")";
   if (o_.tta != "none") version_ += ", test-time views " + o_.tta;
+  if (o_.precision != "fp32") version_ += ", " + o_.precision + " inference";
   for (size_t k = 0; k < o_.sequence.size(); ++k)
     version_ += "; " + fs::path(o_.sequence[k]).filename().string() + " (" + models_.seq_identity[k] + ")";
   // Operating thresholds: one for every label, or each label's from a validation run's operating points

@@ -535,6 +535,7 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   ao.sequence = o.sequence;
   ao.ensemble = o.ensemble;
   ao.tta = o.tta;
+  ao.precision = o.precision;
   ao.device = o.device;
   ao.batch = o.batch;
   ao.threshold = o.threshold;

@@ -424,6 +424,52 @@ if worst > 2e-5 or worst_eval > 2e-5 or n < 60:
     sys.exit(f"merged {worst} from the unsharded run; {n} probabilities, {worst_eval} from ich-eval's")
 PY
 
+# --precision bf16: the CPU's bf16 inference (layers/resnext_bf16.h) in ich-predict, ich-eval and ich-embed,
+# against their fp32 results; refused in one line where the CPU has no bf16 kernels (ICH_CPU_BF16=none
+# plays such a CPU here, and ich-serve refuses at start the same way).
+bf16_kernels=$("$bin/ich-predict" --help > /dev/null; grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && echo yes || echo no)
+set +e
+ICH_CPU_BF16=none "$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out nobf16.csv --device cpu \
+  --precision bf16 > /dev/null 2> nobf16.txt
+rc=$?
+set -e
+[ $rc = 1 ] && [ "$(wc -l < nobf16.txt)" = 1 ] && grep -q "precision bf16" nobf16.txt && [ ! -e nobf16.csv ] ||
+  fail "ich-predict --precision bf16 without bf16 kernels: exit $rc, $(cat nobf16.txt)"
+if [ -x "$bin/ich-serve" ]; then
+  set +e
+  ICH_CPU_BF16=none "$bin/ich-serve" --aet ICH --port 41917 --checkpoint run/best.ckpt --work servebf16 --device cpu \
+    --precision bf16 --allow X@127.0.0.1 --dest-aet PACS --dest-host 127.0.0.1 --dest-port 41918 > /dev/null 2> servebf16.txt
+  rc=$?
+  set -e
+  [ $rc != 0 ] && grep -q "precision bf16" servebf16.txt || fail "ich-serve --precision bf16 without bf16 kernels: exit $rc"
+fi
+if [ "$bf16_kernels" = yes ]; then
+  set +e
+  "$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out subbf16.csv --device cpu --precision bf16 \
+    > /dev/null 2>&1
+  rc=$?
+  set -e
+  [ $rc = 3 ] || fail "ich-predict --precision bf16: exit $rc"
+  "$bin/ich-eval" --checkpoint run/best.ckpt --data split/valid.csv --images img --out evalbf16 --device cpu \
+    --precision bf16 > evalbf16.txt 2> /dev/null || fail "ich-eval --precision bf16"
+  "$bin/ich-embed" --checkpoint run/best.ckpt --data split/train.csv --data split/valid.csv --images img \
+    --out embbf16 --device cpu --precision bf16 > /dev/null 2>&1 || fail "ich-embed --precision bf16"
+  /usr/bin/python3 - <<'PY' || fail "--precision bf16 against fp32"
+import csv, json, sys
+import numpy as np
+rows = lambda p: {r["ID"]: float(r["Label"]) for r in csv.DictReader(open(p))}
+a, b = rows("submission.csv"), rows("subbf16.csv")
+dp = max(abs(a[k] - b[k]) for k in a)
+wll = lambda p: json.load(open(p))["weighted_log_loss"]
+e32, e16 = np.load("emb/embeddings.npy"), np.load("embbf16/embeddings.npy")
+de = float(np.linalg.norm(e16 - e32) / np.linalg.norm(e32))
+print(f"bf16 against fp32: probabilities {dp:.2e} apart at most, embeddings {de:.2e} relative (L2), "
+      f"weighted log loss {wll('eval/metrics.json'):.5f} and {wll('evalbf16/metrics.json'):.5f}")
+if len(a) != len(b) or dp > 0.02 or de > 2 ** -5:
+    sys.exit("bf16 inference too far from fp32")
+PY
+fi
+
 echo "e2e: 200 slices ($corrupt corrupt), train loss $(cut -d, -f3 run/log.csv | tail -2 | tr '\n' ' '), resume identical," \
   "sequence stage and its resume, --context 1"
 echo "1 passed, 0 failed"

@@ -79,6 +79,11 @@ const Detected& detected() {
       else r.amx_note = "the CPU has AMX but the kernel refused its tile state (arch_prctl)";
     }
 #endif
+    // ICH_CPU_BF16=none: as a CPU without either (tests of the refusal)
+    if (const char* env = std::getenv("ICH_CPU_BF16"); env && std::string(env) == "none") {
+      r.avx512bf16 = r.amx = false;
+      r.amx_note = "ICH_CPU_BF16=none";
+    }
     return r;
   }();
   return d;
@@ -100,8 +105,8 @@ Isa best_isa() {
     if (const char* env = std::getenv("ICH_CPU_BF16"); env && *env) {
       const std::string e = env;
       const Isa want = e == "amx" ? Isa::Amx : e == "avx512-bf16" ? Isa::Avx512Bf16 : Isa::Reference;
-      ICH_CHECK(e == "amx" || e == "avx512-bf16" || e == "reference", "ICH_CPU_BF16=", e,
-                ": expected amx, avx512-bf16 or reference");
+      ICH_CHECK(e == "amx" || e == "avx512-bf16" || e == "reference" || e == "none", "ICH_CPU_BF16=", e,
+                ": expected amx, avx512-bf16, reference or none");
       ICH_CHECK(has_isa(want), "ICH_CPU_BF16=", e, ": this CPU cannot run it");
       best = want;
     }
@@ -112,8 +117,9 @@ Isa best_isa() {
 
 std::string missing_hardware_reason() {
   if (has_isa(Isa::Amx) || has_isa(Isa::Avx512Bf16)) return "";
-  const std::string amx = detected().amx_note.empty() ? "no AMX-BF16" : detected().amx_note;
-  return "this CPU has neither AVX512-BF16 nor AMX (" + amx + ")";
+  const std::string note = detected().amx_note;
+  if (note == "ICH_CPU_BF16=none") return "ICH_CPU_BF16=none: the bf16 kernels are switched off";
+  return "this CPU has neither AVX512-BF16 nor AMX-BF16" + (note.empty() ? std::string() : " (" + note + ")");
 }
 
 int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad) { return (in + 2 * pad - k) / stride + 1; }

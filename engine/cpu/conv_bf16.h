@@ -40,8 +40,8 @@ const char* isa_name(Isa isa);  // "reference", "avx512-bf16", "amx"
 // AMX-BF16 and Linux grants the tile state (arch_prctl
 // ARCH_REQ_XCOMP_PERM), else AVX512-BF16 when CPUID says so, else
 // Reference. The environment variable ICH_CPU_BF16=amx|avx512-bf16|reference
-// picks a lower one (tests, benchmarks); asking for one the CPU lacks is an
-// ich::Error naming it.
+// picks a lower one (tests, benchmarks; asking for one the CPU lacks is an
+// ich::Error naming it), =none makes this CPU one without either.
 Isa best_isa();
 bool has_isa(Isa isa);
 // "" when a hardware bf16 path exists, else why not (for --precision bf16's

@@ -63,7 +63,7 @@ const char* category(const std::string& k) {
   if (starts("linear")) return "linear";
   if (starts("bce")) return "loss";
   if (starts("adam") || starts("sgd") || starts("unscale") || starts("update_scale")) return "optimizer";
-  if (starts("round_to_precision")) return "cast";
+  if (starts("round_to_precision") || starts("layout")) return "cast";
   return "elementwise";
 }
 

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "engine/autograd.h"
 #include "engine/half.h"
+#include "engine/profile.h"
 
 namespace ich {
 
@@ -125,6 +127,9 @@ Tensor ResNeXtBf16::features(const Tensor& x_in) const {
   const int64_t Ho = conv_out_size(H, 7, 2, 3), Wo = conv_out_size(W, 7, 2, 3);
   ICH_CHECK(Ho >= 2 && Wo >= 2, "bf16 inference: input ", H, "x", W, " is too small");
   // stem: im2col rows (n, oh, ow) x (c, i, j) in bfloat16
+  const Device cpu = Device::cpu();
+  std::optional<profile::Scope> scope;
+  scope.emplace("conv2d_bf16_stem", cpu);
   // buffers kept per thread between calls: a batch's activations are tens
   // of MB, and fresh ones cost page faults on every forward
   thread_local std::vector<uint16_t> cols, stem, cur, t1, t2, down, out;
@@ -152,24 +157,30 @@ Tensor ResNeXtBf16::features(const Tensor& x_in) const {
   cpu::bf16::conv_forward(stem_, cols.data(), N, Ho * Wo, 1, stem.data(), nullptr, true, isa_);
   int64_t h = conv_out_size(Ho, 3, 2, 1), w = conv_out_size(Wo, 3, 2, 1), c = stem_out_;
   cur.resize(size_t(N * h * w * c));
+  scope.emplace("max_pool2d_bf16", cpu);
   max_pool(stem.data(), N, Ho, Wo, c, cur.data());
   for (const Block& b : blocks_) {
     const int64_t h2 = conv_out_size(h, 3, b.conv2.stride, 1), w2 = conv_out_size(w, 3, b.conv2.stride, 1);
     t1.resize(size_t(N * h * w * b.conv1.O));
+    scope.emplace("conv2d_bf16_1x1", cpu);
     cpu::bf16::conv_forward(b.conv1, cur.data(), N, h, w, t1.data(), nullptr, true, isa_);
     t2.resize(size_t(N * h2 * w2 * b.conv2.O));
+    scope.emplace("conv2d_bf16_3x3_grouped", cpu);
     cpu::bf16::conv_forward(b.conv2, t1.data(), N, h, w, t2.data(), nullptr, true, isa_);
     const uint16_t* identity = cur.data();
     if (b.has_down) {
       down.resize(size_t(N * h2 * w2 * b.down.O));
+      scope.emplace("conv2d_bf16_1x1_downsample", cpu);
       cpu::bf16::conv_forward(b.down, cur.data(), N, h, w, down.data(), nullptr, false, isa_);
       identity = down.data();
     }
     out.resize(size_t(N * h2 * w2 * b.conv3.O));
+    scope.emplace("conv2d_bf16_1x1_add_relu", cpu);
     cpu::bf16::conv_forward(b.conv3, t2.data(), N, h2, w2, out.data(), identity, true, isa_);
     std::swap(cur, out);
     h = h2, w = w2, c = b.conv3.O;
   }
+  scope.emplace("layout_nhwc_bf16_to_nchw_f32", cpu);
   Tensor f = Tensor::empty({N, c, h, w}, DType::Float32);
   float* fp = f.data<float>();
   const uint16_t* last = cur.data();

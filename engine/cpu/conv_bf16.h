@@ -21,7 +21,8 @@
 // as 9 tiles at shifted addresses of a zero-bordered copy, a stride-2 one
 // with a row stride of 2 pixels). Weights are packed once, at load, into
 // the B tiles' pair-interleaved ("VNNI") layout:
-//   [block][tap][k chunk][16-channel tile of outputs][k pair][16 outputs][2]
+//   [block][16-channel tile of outputs][tap][k chunk][k pair][16 outputs][2]
+// (an output tile's B tiles consecutive: the kernels stream them)
 // A grouped convolution (ResNeXt's 32 groups) is cut into blocks of groups
 // whose input channels make up one k chunk of 32 where a group has fewer
 // (the block's B tile is block-diagonal: zeros between groups), so the

@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <memory>
+#include <ostream>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -41,6 +42,8 @@ const Case kCases[] = {
     {"one_per_group", 2, 6, 6, 8, 8, 8, 3, 1, 1},        {"stem_160", 1, 4, 21, 160, 64, 1, 1, 1, 0},
     {"wide_outputs", 1, 3, 17, 32, 80, 1, 3, 1, 1},
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // gtest's name for a case
 
 struct Data {
   std::vector<float> w, bias;

@@ -138,6 +138,10 @@ TEST_P(Bf16Conv, HardwareKernelsEqualTheirInstructionsEmulated) {
                 "bound\n", c.name, isa_name(isa), (long long)differ, hw.size(), worst);
     if (isa == Isa::Avx512Bf16) {
       EXPECT_EQ(differ, 0) << isa_name(isa) << ": " << differ << " of " << hw.size() << " values differ";
+      std::vector<uint16_t> hb(y64.size()), eb(y64.size());  // and so the bfloat16 outputs
+      conv_forward(p, d.x.data(), c.N, c.H, c.W, hb.data(), d.res.data(), true, isa);
+      conv_forward_emulating(p, d.x.data(), c.N, c.H, c.W, eb.data(), d.res.data(), true, isa);
+      EXPECT_EQ(hb, eb) << isa_name(isa) << ": bfloat16 outputs differ from the emulation's";
     } else {
       EXPECT_LE(worst, 1.0) << isa_name(isa) << ": beyond float32 accumulation's bound of the emulation";
     }
@@ -185,6 +189,35 @@ TEST_P(Bf16Conv, ExactSumsGiveTheSameBitsOnEveryKernel) {
     std::vector<float> f(y64.size());
     conv_forward(p, d.x.data(), c.N, c.H, c.W, nullptr, d.res.data(), true, isa, f.data());
     for (size_t i = 0; i < f.size(); ++i) ASSERT_EQ(double(f[i]), y64[i]) << isa_name(isa) << " at " << i;
+  }
+}
+
+// The epilogue's rounding is VCVTNEPS2BF16's on every kernel: the vector
+// epilogue runs the instruction, the reference its scalar rule (round to
+// nearest even, denormals to a signed zero, NaN quieted keeping sign and
+// payload). Sums of zero plus biases that are denormal, NaN with payloads,
+// infinite, or halfway between two bfloat16 values must come out alike.
+TEST(Bf16Epilogue, RoundingIsTheInstructionsOnEveryKernel) {
+  const uint32_t bits[16] = {0x00000001u, 0x80700000u, 0x007fffffu, 0x7fa00001u, 0xffc12345u, 0x7f800000u,
+                             0xff800000u, 0x3f808000u, 0x3f818000u, 0x3f80c000u, 0x7f7fffffu, 0x00800000u,
+                             0x80800000u, 0x3f7fffffu, 0xbf808001u, 0x00000000u};
+  std::vector<float> bias(16), w(16 * 2, 0.0f);
+  for (int i = 0; i < 16; ++i) std::memcpy(&bias[size_t(i)], &bits[i], 4);
+  const PackedConv p = pack_conv(w.data(), bias.data(), 16, 2, 1, 1, 1, 1, 0);
+  const std::vector<uint16_t> x(16 * 2, 0);
+  std::vector<uint16_t> ref(16 * 16);
+  conv_forward(p, x.data(), 1, 16, 1, ref.data(), nullptr, false, Isa::Reference);
+  for (int i = 0; i < 16; ++i) {  // the rule itself, value by value
+    const uint32_t u = bits[i];
+    const uint16_t want = (u & 0x7f800000u) == 0 ? uint16_t((u >> 16) & 0x8000u)
+                          : (u & 0x7fffffffu) > 0x7f800000u ? uint16_t((u >> 16) | 0x40u)
+                                                              : uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    EXPECT_EQ(ref[size_t(i)], want) << "bias bits " << std::hex << u;
+  }
+  for (Isa isa : hardware()) {
+    std::vector<uint16_t> y(16 * 16);
+    conv_forward(p, x.data(), 1, 16, 1, y.data(), nullptr, false, isa);
+    EXPECT_EQ(y, ref) << isa_name(isa);
   }
 }
 

@@ -75,8 +75,8 @@ awk '
     fp32 = ips["ich_fp32"]; amx = ips["ich_bf16_AMX"]; avx = ips["ich_bf16_AVX512-BF16"]
     for (k in ips) {
       if (k ~ /^ONNX_Runtime.*fp32/) ort = ips[k]
-      if (k ~ /^OpenVINO.*_f32_/) ovf = ips[k]
-      if (k ~ /^OpenVINO.*_bf16_/) ovb = ips[k]
+      if (k ~ /^OpenVINO.*_f32/) ovf = ips[k]
+      if (k ~ /^OpenVINO.*_bf16/) ovb = ips[k]
       if (k ~ /^PyTorch.*fp32/) pt = ips[k]
     }
     printf "ratios (targets of issue 34 in brackets):\n"

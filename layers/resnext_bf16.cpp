@@ -85,6 +85,25 @@ void max_pool(const uint16_t* x, int64_t N, int64_t H, int64_t W, int64_t C, uin
   }
 }
 
+// The zero border (1 pixel) and the slack of an activation made in place for
+// a 3x3 convolution (cpu::bf16::padded_size): its interior is overwritten by
+// the convolution before, the rest must be zero whatever the buffer held.
+void zero_border(uint16_t* x, int64_t N, int64_t H, int64_t W, int64_t C) {
+  const int64_t Hp = H + 2, Wp = W + 2;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    uint16_t* img = x + n * Hp * Wp * C;
+    std::fill(img, img + Wp * C, uint16_t(0));
+    std::fill(img + (Hp - 1) * Wp * C, img + Hp * Wp * C, uint16_t(0));
+    for (int64_t h = 1; h <= H; ++h) {
+      std::fill(img + h * Wp * C, img + (h * Wp + 1) * C, uint16_t(0));
+      std::fill(img + (h * Wp + Wp - 1) * C, img + (h + 1) * Wp * C, uint16_t(0));
+    }
+  }
+  const int64_t body = N * Hp * Wp * C;
+  std::fill(x + body, x + cpu::bf16::padded_size(N, H, W, C, 1), uint16_t(0));
+}
+
 }  // namespace
 
 ResNeXtBf16::ResNeXtBf16(const ResNeXt& model, cpu::bf16::Isa isa) : isa_(isa) {
@@ -161,12 +180,14 @@ Tensor ResNeXtBf16::features(const Tensor& x_in) const {
   max_pool(stem.data(), N, Ho, Wo, c, cur.data());
   for (const Block& b : blocks_) {
     const int64_t h2 = conv_out_size(h, 3, b.conv2.stride, 1), w2 = conv_out_size(w, 3, b.conv2.stride, 1);
-    t1.resize(size_t(N * h * w * b.conv1.O));
+    // conv1 writes inside the zero border conv2 reads (no copy between them)
+    t1.resize(size_t(cpu::bf16::padded_size(N, h, w, b.conv1.O, 1)));
     scope.emplace("conv2d_bf16_1x1", cpu);
-    cpu::bf16::conv_forward(b.conv1, cur.data(), N, h, w, t1.data(), nullptr, true, isa_);
+    zero_border(t1.data(), N, h, w, b.conv1.O);
+    cpu::bf16::conv_forward(b.conv1, cur.data(), N, h, w, t1.data(), nullptr, true, isa_, nullptr, 0, 1);
     t2.resize(size_t(N * h2 * w2 * b.conv2.O));
     scope.emplace("conv2d_bf16_3x3_grouped", cpu);
-    cpu::bf16::conv_forward(b.conv2, t1.data(), N, h, w, t2.data(), nullptr, true, isa_);
+    cpu::bf16::conv_forward(b.conv2, t1.data(), N, h, w, t2.data(), nullptr, true, isa_, nullptr, 1, 0);
     const uint16_t* identity = cur.data();
     if (b.has_down) {
       down.resize(size_t(N * h2 * w2 * b.down.O));

@@ -221,6 +221,44 @@ TEST(Bf16Epilogue, RoundingIsTheInstructionsOnEveryKernel) {
   }
 }
 
+// A 1x1 convolution writing inside a zero border (y_pad = 1) and the 3x3
+// reading that buffer as it is (x_pad = 1) give the bits of the dense
+// path, and leave the border zero: the compiled model chains them so.
+TEST(Bf16ConvChain, PaddedOutputAndInputEqualTheDensePath) {
+  const int64_t N = 2, H = 7, W = 19, C = 64, G = 8;
+  std::mt19937 g(4);
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> w1(C * C), b1(C), w2(C * (C / G) * 9), b2(C);
+  for (float& v : w1) v = nd(g) * 0.1f;
+  for (float& v : w2) v = nd(g) * 0.1f;
+  for (float& v : b1) v = nd(g);
+  for (float& v : b2) v = nd(g);
+  std::vector<uint16_t> x(N * H * W * C);
+  for (uint16_t& v : x) v = float_to_bf16_bits(nd(g));
+  const PackedConv p1 = pack_conv(w1.data(), b1.data(), C, C, 1, 1, 1, 1, 0);
+  const PackedConv p2 = pack_conv(w2.data(), b2.data(), C, C, G, 3, 3, 2, 1);
+  std::vector<Isa> isas = hardware();
+  isas.push_back(Isa::Reference);
+  for (Isa isa : isas) {
+    std::vector<uint16_t> dense(N * H * W * C), out_dense(N * 4 * 10 * C), out_padded(out_dense.size());
+    conv_forward(p1, x.data(), N, H, W, dense.data(), nullptr, true, isa);
+    conv_forward(p2, dense.data(), N, H, W, out_dense.data(), nullptr, true, isa);
+    std::vector<uint16_t> padded(size_t(padded_size(N, H, W, C, 1)), 0);
+    conv_forward(p1, x.data(), N, H, W, padded.data(), nullptr, true, isa, nullptr, 0, 1);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t hp = 0; hp < H + 2; ++hp)
+        for (int64_t wp = 0; wp < W + 2; ++wp)
+          for (int64_t c = 0; c < C; ++c) {
+            const uint16_t v = padded[size_t(((n * (H + 2) + hp) * (W + 2) + wp) * C + c)];
+            const bool border = hp == 0 || hp == H + 1 || wp == 0 || wp == W + 1;
+            const uint16_t want = border ? 0 : dense[size_t(((n * H + hp - 1) * W + wp - 1) * C + c)];
+            ASSERT_EQ(v, want) << isa_name(isa) << " at " << n << "," << hp << "," << wp << "," << c;
+          }
+    conv_forward(p2, padded.data(), N, H, W, out_padded.data(), nullptr, true, isa, nullptr, 1, 0);
+    EXPECT_EQ(out_padded, out_dense) << isa_name(isa);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Conv, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.name); });
 

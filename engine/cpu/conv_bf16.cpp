@@ -194,12 +194,35 @@ struct Epilogue {
   const uint16_t* residual;
   bool relu;
   bool vector;  // AVX-512 (the same operations, 16 outputs at a time)
+  // y (and the residual) inside a zero border of y_pad pixels: output pixel
+  // (n, oh, ow) at ((n (Ho + 2 y_pad) + oh + y_pad) (Wo + 2 y_pad) + ow + y_pad)
+  int64_t Ho = 0, Wo = 0, y_pad = 0;
   // tile (16 x 16 float32, row stride 16) of rows m (of which `valid`) and
   // outputs nt*16.. of block b
   void operator()(const float* tile, const MTile& m, int64_t b, int64_t nt) const;
+  // Where rows go: the pixel index of each row in y, stepped without a
+  // division per row (the epilogue runs once for every 16 outputs)
+  struct Rows {
+    int64_t q, oh, ow;
+    const Epilogue& e;
+    Rows(const Epilogue& ep, int64_t pix) : q(pix), oh(0), ow(0), e(ep) {
+      if (e.y_pad == 0) return;
+      const int64_t n = pix / (e.Ho * e.Wo), rem = pix % (e.Ho * e.Wo);
+      oh = rem / e.Wo, ow = rem % e.Wo;
+      q = (n * (e.Ho + 2 * e.y_pad) + oh + e.y_pad) * (e.Wo + 2 * e.y_pad) + ow + e.y_pad;
+    }
+    void next() {
+      ++q;
+      if (e.y_pad == 0 || ++ow < e.Wo) return;
+      ow = 0, q += 2 * e.y_pad;  // the right border of this row, the left of the next
+      if (++oh < e.Ho) return;
+      oh = 0, q += 2 * e.y_pad * (e.Wo + 2 * e.y_pad);  // the bottom border, the next image's top
+    }
+  };
   void scalar(const float* tile, const MTile& m, int64_t o0, int64_t n_valid) const {
-    for (int64_t r = 0; r < m.valid; ++r) {
-      const int64_t q = (m.out + r) * p.O + o0;
+    Rows rows(*this, m.out);
+    for (int64_t r = 0; r < m.valid; ++r, rows.next()) {
+      const int64_t q = rows.q * p.O + o0;
       for (int64_t n = 0; n < n_valid; ++n) {
         float v = tile[r * 16 + n] + p.bias[size_t(o0 + n)];
         if (residual) v += bf16_bits_to_float(residual[q + n]);
@@ -216,8 +239,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void epilogue_av
                                                                   const MTile& m, int64_t o0, int64_t n_valid) {
   const __mmask16 k = __mmask16((1u << n_valid) - 1u);
   const __m512 bias = _mm512_maskz_loadu_ps(k, e.p.bias.data() + o0), zero = _mm512_setzero_ps();
-  for (int64_t r = 0; r < m.valid; ++r) {
-    const int64_t q = (m.out + r) * e.p.O + o0;
+  Epilogue::Rows rows(e, m.out);
+  for (int64_t r = 0; r < m.valid; ++r, rows.next()) {
+    const int64_t q = rows.q * e.p.O + o0;
     __m512 v = _mm512_add_ps(_mm512_loadu_ps(tile + r * 16), bias);
     if (e.residual) {
       const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, e.residual + q));
@@ -405,8 +429,11 @@ namespace {
 // isa: the kernel that runs; emulated: for the reference, the instruction
 // whose order of additions it follows
 void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
-              const uint16_t* residual, bool relu, Isa isa, Isa emulated, float* y_f32) {
+              const uint16_t* residual, bool relu, Isa isa, Isa emulated, float* y_f32, int64_t x_pad,
+              int64_t y_pad) {
   ICH_CHECK(has_isa(isa), "bf16 conv: this CPU cannot run the ", isa_name(isa), " kernel");
+  ICH_CHECK(x_pad == 0 || (x_pad == p.pad && !(p.kh == 1 && p.kw == 1 && p.pad == 0)), "bf16 conv: an input with a ",
+            x_pad, "-pixel border for a convolution padded by ", p.pad);
   const int64_t Ho = conv_out_size(H, p.kh, p.stride, p.pad), Wo = conv_out_size(W, p.kw, p.stride, p.pad);
   ICH_CHECK(Ho >= 1 && Wo >= 1, "bf16 conv: input ", H, "x", W, " is smaller than the kernel");
   const int64_t C = p.C;
@@ -442,13 +469,17 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
     for (int64_t m0 = 0; m0 < M; m0 += 16) tiles.push_back({base + m0 * C, m0, std::min<int64_t>(16, M - m0)});
   } else {
     const int64_t Hp = H + 2 * p.pad, Wp = W + 2 * p.pad, body = N * Hp * Wp * C;
-    src.resize(size_t(body + (16 * p.stride + 1) * C));
-    std::fill(src.begin() + body, src.end(), uint16_t(0));
-    uint16_t* sp = src.data();
+    // x given with its zero border (and slack, padded_size()) is read as it is
+    const uint16_t* sp = x;
+    if (x_pad == 0) {
+      src.resize(size_t(body + (16 * p.stride + 1) * C));
+      std::fill(src.begin() + body, src.end(), uint16_t(0));
+      uint16_t* dst = src.data();
+      sp = dst;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t hp = 0; hp < Hp; ++hp) {
-        uint16_t* row = sp + (n * Hp + hp) * Wp * C;
+        uint16_t* row = dst + (n * Hp + hp) * Wp * C;
         const int64_t h = hp - p.pad;
         if (h < 0 || h >= H) {
           std::fill(row, row + Wp * C, uint16_t(0));
@@ -458,6 +489,7 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
         std::copy_n(x + (n * H + h) * W * C, W * C, row + p.pad * C);
         std::fill(row + (p.pad + W) * C, row + Wp * C, uint16_t(0));
       }
+    }
     for (int64_t i = 0; i < p.kh; ++i)
       for (int64_t j = 0; j < p.kw; ++j) tap_off[size_t(i * p.kw + j)] = (i * Wp + j) * C;
     lda = p.stride * C;
@@ -467,7 +499,8 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
           tiles.push_back({sp + ((n * Hp + oh * p.stride) * Wp + ow0 * p.stride) * C, (n * Ho + oh) * Wo + ow0,
                            std::min<int64_t>(16, Wo - ow0)});
   }
-  const Epilogue ep{p, y, y_f32, residual, relu, isa != Isa::Reference};
+  Epilogue ep{p, y, y_f32, residual, relu, isa != Isa::Reference};
+  ep.Ho = Ho, ep.Wo = Wo, ep.y_pad = y_pad;
   // items: (range of output tiles, block of M tiles, block of groups), the
   // range slowest: the B tiles of a range (at most ~1 MB) stay in the L2 of
   // the core that sweeps all the M blocks over them. M blocks outermost
@@ -513,13 +546,17 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
 }  // namespace
 
 void conv_forward(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
-                  const uint16_t* residual, bool relu, Isa isa, float* y_f32) {
-  run_conv(p, x, N, H, W, y, residual, relu, isa, Isa::Amx, y_f32);
+                  const uint16_t* residual, bool relu, Isa isa, float* y_f32, int64_t x_pad, int64_t y_pad) {
+  run_conv(p, x, N, H, W, y, residual, relu, isa, Isa::Amx, y_f32, x_pad, y_pad);
+}
+
+int64_t padded_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t pad) {
+  return N * (H + 2 * pad) * (W + 2 * pad) * C + 33 * C;  // + the last tile's slack (16 rows at stride 2, +1)
 }
 
 void conv_forward_emulating(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
                             const uint16_t* residual, bool relu, Isa emulated, float* y_f32) {
-  run_conv(p, x, N, H, W, y, residual, relu, Isa::Reference, emulated, y_f32);
+  run_conv(p, x, N, H, W, y, residual, relu, Isa::Reference, emulated, y_f32, 0, 0);
 }
 
 }  // namespace ich::cpu::bf16

@@ -69,8 +69,17 @@ PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, in
 // kh) / stride + 1; residual (N, Ho, Wo, O) or null. Parallel over output
 // tiles (OpenMP); the result does not depend on the thread count. With
 // y_f32 instead of y (tests): the float32 results before the rounding.
+// x_pad = p.pad: x is given inside its zero border (H + 2 pad by W + 2 pad
+// pixels, padded_size() elements with the zero slack after it) and read as
+// it is, instead of copied into one. y_pad: y (and the residual) is written
+// inside a border of y_pad pixels, which is not touched (a 3x3
+// convolution's input made by the 1x1 before it).
 void conv_forward(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
-                  const uint16_t* residual, bool relu, Isa isa, float* y_f32 = nullptr);
+                  const uint16_t* residual, bool relu, Isa isa, float* y_f32 = nullptr, int64_t x_pad = 0,
+                  int64_t y_pad = 0);
+// Elements of an activation (N, H, W, C) inside a zero border of `pad`
+// pixels, with the slack the kernels read past its end.
+int64_t padded_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t pad);
 // The reference kernel adding each pair's products in the order of
 // `emulated`'s instruction (Reference: AMX's order, as conv_forward's
 // reference does): the oracle each hardware kernel must equal bit for bit.

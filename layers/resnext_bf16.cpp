@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <optional>
@@ -151,26 +152,36 @@ Tensor ResNeXtBf16::features(const Tensor& x_in) const {
   scope.emplace("conv2d_bf16_stem", cpu);
   // buffers kept per thread between calls: a batch's activations are tens
   // of MB, and fresh ones cost page faults on every forward
-  thread_local std::vector<uint16_t> cols, stem, cur, t1, t2, down, out;
+  thread_local std::vector<uint16_t> xb, cols, stem, cur, t1, t2, down, out;
   // (thread_local: inside the OpenMP loops below only raw pointers to them,
   // a worker thread's own instances are other, empty vectors)
-  cols.assign(size_t(N * Ho * Wo * stem_k_), 0);
-  uint16_t* colp = cols.data();
+  // the input rounded to bfloat16 once, inside a zero border of 3 pixels,
+  // so that each (row, channel, tap row) of the im2col is 7 consecutive
+  // values copied without a bounds check
+  const int64_t Hp = H + 6, Wp = W + 6;
+  xb.assign(size_t(N * C * Hp * Wp), 0);
+  uint16_t* xbp = xb.data();
   const float* xp = x.data<float>();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* src = xp + ((n * C + c) * H + h) * W;
+        uint16_t* dst = xbp + ((n * C + c) * Hp + h + 3) * Wp + 3;
+        for (int64_t w = 0; w < W; ++w) dst[w] = float_to_bf16_bits(src[w]);
+      }
+  cols.resize(size_t(N * Ho * Wo * stem_k_));
+  uint16_t* colp = cols.data();
+  const int64_t k = C * 49;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t oh = 0; oh < Ho; ++oh)
       for (int64_t ow = 0; ow < Wo; ++ow) {
         uint16_t* row = colp + ((n * Ho + oh) * Wo + ow) * stem_k_;
         for (int64_t c = 0; c < C; ++c)
-          for (int64_t i = 0; i < 7; ++i) {
-            const int64_t ih = oh * 2 - 3 + i;
-            if (ih < 0 || ih >= H) continue;
-            for (int64_t j = 0; j < 7; ++j) {
-              const int64_t iw = ow * 2 - 3 + j;
-              if (iw >= 0 && iw < W) row[(c * 7 + i) * 7 + j] = float_to_bf16_bits(xp[((n * C + c) * H + ih) * W + iw]);
-            }
-          }
+          for (int64_t i = 0; i < 7; ++i)
+            std::memcpy(row + (c * 7 + i) * 7, xbp + ((n * C + c) * Hp + oh * 2 + i) * Wp + ow * 2, 14);
+        std::fill(row + k, row + stem_k_, uint16_t(0));
       }
   stem.resize(size_t(N * Ho * Wo * stem_out_));
   cpu::bf16::conv_forward(stem_, cols.data(), N, Ho * Wo, 1, stem.data(), nullptr, true, isa_);

@@ -23,7 +23,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
+#include <string>
 
 #include "engine/error.h"
 #include "engine/half.h"
@@ -367,12 +367,14 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_release() { _tile_release(
 
 // A pass: two M tiles x two output tiles, over every tap and k chunk.
 // Measured on this workplace's Sapphire Rapids (one core): the instruction
-// alone reaches 1,560 GMAC/s; streaming A and B tiles from L2 as here,
-// 400-500; the kernel in a 1x1 convolution of 16384 x 1024 x 1024, 260 (the
-// epilogue, the stores of the accumulators, the items). Tried and not
-// kept: blocking k so that B stays in L1 (accumulators parked in memory
-// between blocks), A copied into contiguous tiles, software prefetch: none
-// faster.
+// alone reaches 1,560 GMAC/s; this loop with its tiles in L1 934, streamed
+// from L2 400-440 (337 with A rows 2 KB apart, as NHWC gives them); this
+// kernel in a 1x1 convolution of 16384 x 1024 x 1024, 258 (A from memory
+// for each new block, the epilogue). Tried and not kept, none faster:
+// blocking k so that B stays in L1 (accumulators parked in memory between
+// blocks), A copied into contiguous tiles, software prefetch of the next
+// tiles or of the next block's rows, pixel strides padded off powers of two
+// (docs/cpu_inference.md).
 __attribute__((target("amx-tile,amx-bf16"))) void amx_item(const PackedConv& p, const MTile* m, int64_t nm,
                                                              int64_t lda, const int64_t* tap_off, int64_t b,
                                                              int64_t nt0, int64_t nt1, const Epilogue& ep) {

@@ -280,9 +280,9 @@ int main(int argc, char** argv) {
         std::printf("\n");
       }
       for (const auto& c : config_names) {  // the kernels that make up the families
-        std::printf("\n### %s: the 12 largest kernels\n\n| kernel | calls per step | ms per step |\n|---|---|---|\n",
+        std::printf("\n### %s: the 20 largest kernels\n\n| kernel | calls per step | ms per step |\n|---|---|---|\n",
                     c.c_str());
-        for (size_t i = 0; i < std::min<size_t>(12, kernels[c].size()); ++i)
+        for (size_t i = 0; i < std::min<size_t>(20, kernels[c].size()); ++i)
           std::printf("| %s | %lld | %.1f |\n", kernels[c][i].kernel.c_str(), (long long)kernels[c][i].calls,
                       kernels[c][i].ms);
       }

@@ -105,6 +105,19 @@ void zero_border(uint16_t* x, int64_t N, int64_t H, int64_t W, int64_t C) {
   std::fill(x + body, x + cpu::bf16::padded_size(N, H, W, C, 1), uint16_t(0));
 }
 
+// The profiler's names (ich-bench-train --profile): each kind of
+// convolution per stage, so that the table says where in the network the
+// time goes. (Static: a profile entry keeps the pointer.)
+const char* const kConvNames[4][4] = {
+    {"conv2d_bf16_1x1 layer1", "conv2d_bf16_3x3_grouped layer1", "conv2d_bf16_1x1_downsample layer1",
+     "conv2d_bf16_1x1_add_relu layer1"},
+    {"conv2d_bf16_1x1 layer2", "conv2d_bf16_3x3_grouped layer2", "conv2d_bf16_1x1_downsample layer2",
+     "conv2d_bf16_1x1_add_relu layer2"},
+    {"conv2d_bf16_1x1 layer3", "conv2d_bf16_3x3_grouped layer3", "conv2d_bf16_1x1_downsample layer3",
+     "conv2d_bf16_1x1_add_relu layer3"},
+    {"conv2d_bf16_1x1 layer4", "conv2d_bf16_3x3_grouped layer4", "conv2d_bf16_1x1_downsample layer4",
+     "conv2d_bf16_1x1_add_relu layer4"}};
+
 }  // namespace
 
 ResNeXtBf16::ResNeXtBf16(const ResNeXt& model, cpu::bf16::Isa isa) : isa_(isa) {
@@ -133,6 +146,7 @@ ResNeXtBf16::ResNeXtBf16(const ResNeXt& model, cpu::bf16::Isa isa) : isa_(isa) {
       b.conv2 = packed(s, p + "conv2", p + "bn2", cfg.groups, stride, 1);
       b.conv3 = packed(s, p + "conv3", p + "bn3", 1, 1, 0);
       b.has_down = s.count(p + "downsample.0.weight") > 0;
+      b.stage = st;
       if (b.has_down) b.down = packed(s, p + "downsample.0", p + "downsample.1", 1, stride, 0);
       blocks_.push_back(std::move(b));
     }
@@ -193,21 +207,22 @@ Tensor ResNeXtBf16::features(const Tensor& x_in) const {
     const int64_t h2 = conv_out_size(h, 3, b.conv2.stride, 1), w2 = conv_out_size(w, 3, b.conv2.stride, 1);
     // conv1 writes inside the zero border conv2 reads (no copy between them)
     t1.resize(size_t(cpu::bf16::padded_size(N, h, w, b.conv1.O, 1)));
-    scope.emplace("conv2d_bf16_1x1", cpu);
+    const char* const* names = kConvNames[b.stage];
+    scope.emplace(names[0], cpu);
     zero_border(t1.data(), N, h, w, b.conv1.O);
     cpu::bf16::conv_forward(b.conv1, cur.data(), N, h, w, t1.data(), nullptr, true, isa_, nullptr, 0, 1);
     t2.resize(size_t(N * h2 * w2 * b.conv2.O));
-    scope.emplace("conv2d_bf16_3x3_grouped", cpu);
+    scope.emplace(names[1], cpu);
     cpu::bf16::conv_forward(b.conv2, t1.data(), N, h, w, t2.data(), nullptr, true, isa_, nullptr, 1, 0);
     const uint16_t* identity = cur.data();
     if (b.has_down) {
       down.resize(size_t(N * h2 * w2 * b.down.O));
-      scope.emplace("conv2d_bf16_1x1_downsample", cpu);
+      scope.emplace(names[2], cpu);
       cpu::bf16::conv_forward(b.down, cur.data(), N, h, w, down.data(), nullptr, false, isa_);
       identity = down.data();
     }
     out.resize(size_t(N * h2 * w2 * b.conv3.O));
-    scope.emplace("conv2d_bf16_1x1_add_relu", cpu);
+    scope.emplace(names[3], cpu);
     cpu::bf16::conv_forward(b.conv3, t2.data(), N, h2, w2, out.data(), identity, true, isa_);
     std::swap(cur, out);
     h = h2, w = w2, c = b.conv3.O;

@@ -47,6 +47,7 @@ class ResNeXtBf16 {
   struct Block {
     cpu::bf16::PackedConv conv1, conv2, conv3, down;
     bool has_down = false;
+    int stage = 0;  // 0..3 for layer1..layer4 (the profiler's names)
   };
   cpu::bf16::Isa isa_;
   int64_t in_channels_ = 3, stem_k_ = 0, stem_out_ = 0;

@@ -450,25 +450,27 @@ void run_conv(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int6
   if (pointwise) {
     const uint16_t* base = x;
     const int64_t M = N * Ho * Wo;
-    // rows of the last tile past M, and a strided input's pixels, come from a copy with zero slack
-    const bool copy = p.stride != 1 || M % 16 != 0;
-    if (copy) {
+    // a strided input's pixels are gathered into a copy (with zero slack);
+    // otherwise x is read in place, and only a last tile of fewer than 16
+    // rows is staged (its rows past M must not be read past x's end)
+    if (p.stride != 1) {
       src.resize(size_t((M + 16) * C));
       std::fill(src.begin() + M * C, src.end(), uint16_t(0));
       uint16_t* sp = src.data();  // (src is thread_local: the OpenMP workers' own are other vectors)
-      if (p.stride == 1) {
-        std::copy(x, x + M * C, sp);
-      } else {
 #pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t oh = 0; oh < Ho; ++oh)
-            for (int64_t ow = 0; ow < Wo; ++ow)
-              std::copy_n(x + ((n * H + oh * p.stride) * W + ow * p.stride) * C, C,
-                          sp + ((n * Ho + oh) * Wo + ow) * C);
-      }
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t oh = 0; oh < Ho; ++oh)
+          for (int64_t ow = 0; ow < Wo; ++ow)
+            std::copy_n(x + ((n * H + oh * p.stride) * W + ow * p.stride) * C, C,
+                        sp + ((n * Ho + oh) * Wo + ow) * C);
       base = sp;
     }
     for (int64_t m0 = 0; m0 < M; m0 += 16) tiles.push_back({base + m0 * C, m0, std::min<int64_t>(16, M - m0)});
+    if (p.stride == 1 && M % 16 != 0) {
+      src.assign(size_t(16 * C), 0);
+      std::copy_n(tiles.back().a, tiles.back().valid * C, src.begin());
+      tiles.back().a = src.data();
+    }
   } else {
     const int64_t Hp = H + 2 * p.pad, Wp = W + 2 * p.pad, body = N * Hp * Wp * C;
     // x given with its zero border (and slack, padded_size()) is read as it is

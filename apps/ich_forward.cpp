@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
         const ich::Tensor l = ich::read_npy(lengths_path);
         ICH_CHECK(l.dim() == 1 && l.size(0) == x.size(0), "lengths ", lengths_path, " must be (", x.size(0),
                   ",), got ", l.str());
-        for (size_t b = 0; b < lengths.size(); ++b) lengths[b] = int64_t(l.to_vector()[b]);
+        const std::vector<double> v = l.to_vector();
+        for (size_t b = 0; b < lengths.size(); ++b) lengths[b] = int64_t(v[b]);
       }
       c.model->train(false);
       c.model->to(dev);

@@ -1,11 +1,12 @@
 // export.cpp: the ONNX graphs and state_dicts of export.h.
 #include "infer/export.h"
 
-#include <cstdio>
 #include <map>
+#include <set>
 
 #include "data/labels.h"
 #include "engine/error.h"
+#include "io/csv.h"
 #include "weights/torch_writer.h"
 
 namespace ich {
@@ -22,6 +23,7 @@ using onnx::Node;
 struct GraphBuilder {
   onnx::Model m;
   std::map<std::string, Tensor> state;
+  std::set<std::string> used;  // state entries already initializers
   int64_t counter = 0;
 
   explicit GraphBuilder(const NamedTensors& sd) {
@@ -32,9 +34,7 @@ struct GraphBuilder {
   std::string param(const std::string& n) {
     auto it = state.find(n);
     ICH_CHECK(it != state.end(), "export: the model has no parameter ", n);
-    bool seen = false;
-    for (const auto& [name, t] : m.initializers) seen = seen || name == n;
-    if (!seen) m.initializers.emplace_back(n, it->second);
+    if (used.insert(n).second) m.initializers.emplace_back(n, it->second);
     return n;
   }
   std::string constant(const std::string& n, const Tensor& t) {
@@ -72,13 +72,9 @@ std::string labels_list() {
   return s;
 }
 
-std::string floats_list(const std::vector<double>& v) {
+std::string floats_list(const std::vector<double>& v) {  // float32 values, each to 9 digits (round trip)
   std::string s;
-  for (double x : v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.9g", x);
-    s += std::string(s.empty() ? "" : ",") + b;
-  }
+  for (double x : v) s += std::string(s.empty() ? "" : ",") + fmt_double(x, 9);
   return s;
 }
 
@@ -120,7 +116,7 @@ onnx::Model slice_model_onnx(const ResNeXt& model, const CheckpointMeta& meta) {
   std::vector<double> temps(meta.temperature.begin(), meta.temperature.end());
   add_probabilities(b, "logits", temps);
 
-  const int64_t classes = model.state_dict().back().second.size(0);  // fc.bias
+  const int64_t classes = b.state.at("fc.bias").size(0);
   b.m.inputs.push_back({"input", onnx::kFloat,
                         {free_dim("batch"), fixed_dim(cfg.in_channels), free_dim("height"), free_dim("width")},
                         "windowed slices, (v/255 - mean[c%3]) / std[c%3]; see metadata"});

@@ -427,7 +427,7 @@ PY
 # --precision bf16: the CPU's bf16 inference (layers/resnext_bf16.h) in ich-predict, ich-eval and ich-embed,
 # against their fp32 results; refused in one line where the CPU has no bf16 kernels (ICH_CPU_BF16=none
 # plays such a CPU here, and ich-serve refuses at start the same way).
-bf16_kernels=$("$bin/ich-predict" --help > /dev/null; grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && echo yes || echo no)
+bf16_kernels=$(grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && echo yes || echo no)
 set +e
 ICH_CPU_BF16=none "$bin/ich-predict" --checkpoint run/best.ckpt --input ph/dicom --out nobf16.csv --device cpu \
   --precision bf16 > /dev/null 2> nobf16.txt

@@ -101,6 +101,27 @@ std::vector<Isa> hardware() {
   return v;
 }
 
+// every kernel this CPU has, and the reference
+std::vector<Isa> every_kernel() {
+  std::vector<Isa> v = hardware();
+  v.push_back(Isa::Reference);
+  return v;
+}
+
+// A case's data, its packed weights and the float64 truth
+struct Prepared {
+  Data d;
+  PackedConv p;
+  std::vector<double> y64, mag;
+};
+Prepared prepare(const Case& c, uint32_t seed, bool integers) {
+  Prepared r;
+  r.d = make(c, seed, integers);
+  r.p = pack_conv(r.d.w.data(), r.d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
+  truth(c, r.d, r.y64, r.mag);
+  return r;
+}
+
 class Bf16Conv : public ::testing::TestWithParam<Case> {};
 
 // AVX512-BF16 is bit for bit what the SDM's pseudo-code of VDPBF16PS says
@@ -115,10 +136,11 @@ class Bf16Conv : public ::testing::TestWithParam<Case> {};
 TEST_P(Bf16Conv, HardwareKernelsEqualTheirInstructionsEmulated) {
   const Case& c = GetParam();
   if (hardware().empty()) GTEST_SKIP() << "no AMX or AVX512-BF16 here: " << missing_hardware_reason();
-  const Data d = make(c, 1, false);
-  const PackedConv p = pack_conv(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
-  std::vector<double> y64, mag;
-  truth(c, d, y64, mag);
+  const Prepared pr = prepare(c, 1, false);
+  const Data& d = pr.d;
+  const PackedConv& p = pr.p;
+  const std::vector<double>& y64 = pr.y64;
+  const std::vector<double>& mag = pr.mag;
   const double K = double(c.C / c.G * c.k * c.k + 2), u = std::ldexp(1.0, -24);
   for (Isa isa : {Isa::Amx, Isa::Avx512Bf16}) {
     if (!has_isa(isa)) {
@@ -150,14 +172,13 @@ TEST_P(Bf16Conv, HardwareKernelsEqualTheirInstructionsEmulated) {
 
 TEST_P(Bf16Conv, EveryKernelIsWithinFloat32AccumulationOfFloat64) {
   const Case& c = GetParam();
-  const Data d = make(c, 2, false);
-  const PackedConv p = pack_conv(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
-  std::vector<double> y64, mag;
-  truth(c, d, y64, mag);
+  const Prepared pr = prepare(c, 2, false);
+  const Data& d = pr.d;
+  const PackedConv& p = pr.p;
+  const std::vector<double>& y64 = pr.y64;
+  const std::vector<double>& mag = pr.mag;
   const double K = double(c.C / c.G * c.k * c.k + 2), u = std::ldexp(1.0, -24);
-  std::vector<Isa> isas = hardware();
-  isas.push_back(Isa::Reference);
-  for (Isa isa : isas) {
+  for (Isa isa : every_kernel()) {
     std::vector<float> f(y64.size());
     std::vector<uint16_t> b(y64.size());
     conv_forward(p, d.x.data(), c.N, c.H, c.W, nullptr, d.res.data(), true, isa, f.data());
@@ -179,13 +200,11 @@ TEST_P(Bf16Conv, EveryKernelIsWithinFloat32AccumulationOfFloat64) {
 
 TEST_P(Bf16Conv, ExactSumsGiveTheSameBitsOnEveryKernel) {
   const Case& c = GetParam();
-  const Data d = make(c, 3, true);
-  const PackedConv p = pack_conv(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
-  std::vector<double> y64, mag;
-  truth(c, d, y64, mag);
-  std::vector<Isa> isas = hardware();
-  isas.push_back(Isa::Reference);
-  for (Isa isa : isas) {
+  const Prepared pr = prepare(c, 3, true);
+  const Data& d = pr.d;
+  const PackedConv& p = pr.p;
+  const std::vector<double>& y64 = pr.y64;
+  for (Isa isa : every_kernel()) {
     std::vector<float> f(y64.size());
     conv_forward(p, d.x.data(), c.N, c.H, c.W, nullptr, d.res.data(), true, isa, f.data());
     for (size_t i = 0; i < f.size(); ++i) ASSERT_EQ(double(f[i]), y64[i]) << isa_name(isa) << " at " << i;
@@ -237,9 +256,7 @@ TEST(Bf16ConvChain, PaddedOutputAndInputEqualTheDensePath) {
   for (uint16_t& v : x) v = float_to_bf16_bits(nd(g));
   const PackedConv p1 = pack_conv(w1.data(), b1.data(), C, C, 1, 1, 1, 1, 0);
   const PackedConv p2 = pack_conv(w2.data(), b2.data(), C, C, G, 3, 3, 2, 1);
-  std::vector<Isa> isas = hardware();
-  isas.push_back(Isa::Reference);
-  for (Isa isa : isas) {
+  for (Isa isa : every_kernel()) {
     std::vector<uint16_t> dense(N * H * W * C), out_dense(N * 4 * 10 * C), out_padded(out_dense.size());
     conv_forward(p1, x.data(), N, H, W, dense.data(), nullptr, true, isa);
     conv_forward(p2, dense.data(), N, H, W, out_dense.data(), nullptr, true, isa);
@@ -331,9 +348,7 @@ TEST(Bf16ResNeXt, WithinBf16RoundingOfFloat64LikeTheAutocastEmulation) {
       emulated = m->features(x).to(DType::Float32);
     }
     const double e_emul = rel_l2(emulated, f64);
-    std::vector<Isa> isas = hardware();
-    isas.push_back(Isa::Reference);
-    for (Isa isa : isas) {
+    for (Isa isa : every_kernel()) {
       ResNeXtBf16 fast(*m, isa);
       const Tensor f = fast.features(x), z = m->head(f);
       const double e_f = rel_l2(f, f64), e_z = rel_l2(z, z64);

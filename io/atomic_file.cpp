@@ -11,6 +11,21 @@
 
 namespace ich {
 
+namespace {
+
+// Makes a rename into path's folder durable.
+void sync_parent_dir(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace
+
 AtomicFile::AtomicFile(std::string path, bool durable) : path_(std::move(path)), durable_(durable) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -51,21 +66,30 @@ void AtomicFile::commit() {
     ::unlink(tmp_.c_str());
     throw Error(detail::cat("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(e)));
   }
-  if (!durable_) return;
-  // Make the rename itself durable.
-  std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  if (durable_) sync_parent_dir(path_);
 }
 
 void write_file_atomic(const std::string& path, const std::string& content, bool durable) {
   AtomicFile f(path, durable);
   f.write(content.data(), content.size());
   f.commit();
+}
+
+bool link_atomic(const std::string& existing, const std::string& path) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  ::unlink(tmp.c_str());  // a leftover of a killed run with this pid
+  if (::link(existing.c_str(), tmp.c_str()) != 0) {
+    const int e = errno;
+    if (e == EXDEV || e == EPERM || e == ENOTSUP || e == EOPNOTSUPP || e == EMLINK || e == ENOSYS) return false;
+    throw Error(detail::cat("cannot link ", existing, " as ", path, ": ", std::strerror(e)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw Error(detail::cat("cannot rename ", tmp, " to ", path, ": ", std::strerror(e)));
+  }
+  sync_parent_dir(path);
+  return true;
 }
 
 }  // namespace ich

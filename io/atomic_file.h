@@ -31,4 +31,13 @@ class AtomicFile {
 // Convenience: the whole content at once.
 void write_file_atomic(const std::string& path, const std::string& content, bool durable = true);
 
+// Makes <path> a second name of the finished file <existing> (a hard link),
+// atomically and durably: "<path>.tmp.<pid>" is linked, renamed over <path>,
+// the directory fsynced. Safe because every writer here replaces a file by
+// rename, never in place: rewriting one name later leaves the other's bytes
+// as they were. Returns false, changing nothing, where the file system has
+// no hard links or the two names are on different ones (the caller then
+// writes a copy); throws, naming both, on any other failure.
+bool link_atomic(const std::string& existing, const std::string& path);
+
 }  // namespace ich

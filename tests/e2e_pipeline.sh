@@ -35,6 +35,8 @@ train() { "$bin/ich-train" --train split/train.csv --valid split/valid.csv --ima
             --size 64 --batch 8 --lr 1e-3 --device cpu --seed 3 "$@" 2> /dev/null; }
 train --out run --epochs 2
 for f in log.csv epoch1.ckpt epoch2.ckpt last.ckpt best.ckpt; do [ -f run/$f ] || fail "ich-train: no run/$f"; done
+# One write per epoch: last.ckpt is a second name of epoch2.ckpt (same inode), not a copy.
+[ "$(stat -c %i run/last.ckpt)" = "$(stat -c %i run/epoch2.ckpt)" ] || fail "ich-train: last.ckpt is a copy of epoch2.ckpt"
 python_ok=$(awk -F, 'NR==2 {a=$3} NR==3 {b=$3} END {print (b < a) ? "yes" : "no"}' run/log.csv)
 [ "$python_ok" = yes ] || fail "ich-train: train loss did not fall: $(cat run/log.csv)"
 

@@ -35,6 +35,7 @@ for s in "${seeds[@]}"; do
   line=$(grep "^weighted log loss on the held-out patients" <<< "$out")
   [ -n "$line" ] || { echo "FAIL: seed $s: the recipe did not finish (exit $rc)"; tail -5 <<< "$out"; exit 1; }
   echo "seed $s: ${line#weighted log loss on the held-out patients: }"
+  rm -rf "${work:?}/seed$s"  # its verdict is printed; 350 MB of phantoms, images and checkpoints go
   [ $rc = 0 ] && wins=$((wins + 1))
 done
 echo "the ensemble beat fold 0 alone on $wins of the $ran phantom seeds run (${#seeds[@]} in the test, at least $need needed)"

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "io/atomic_file.h"
 #include "io/journal.h"
 #include "train/checkpoint.h"
 
@@ -85,6 +86,32 @@ TEST_F(Resume, TheCheckpointToContinueFrom) {
   std::ofstream(other + "/best.ckpt") << "x";
   const std::string err = error_of([&] { resume_point(other + "/last.ckpt", other); });
   EXPECT_NE(err.find("holds only best.ckpt"), std::string::npos) << err;
+}
+
+// ich-train's epoch end: last.ckpt and best.ckpt are hard links to
+// epochN.ckpt; every later write replaces a name by rename, so the others
+// keep their bytes.
+TEST_F(Resume, ASecondNameSharesTheBytesUntilEitherIsRewritten) {
+  const std::string epoch = dir + "/epoch1.ckpt", last = dir + "/last.ckpt";
+  const auto read = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  write_file_atomic(epoch, "epoch one");
+  write_file_atomic(last, "older last");
+  ASSERT_TRUE(link_atomic(epoch, last));  // replaces the older file
+  EXPECT_EQ(fs::hard_link_count(epoch), 2u);
+  EXPECT_TRUE(fs::equivalent(epoch, last));
+  EXPECT_EQ(read(last), "epoch one");
+  write_file_atomic(last, "a later step");  // a mid-epoch last.ckpt
+  EXPECT_EQ(read(epoch), "epoch one");
+  EXPECT_EQ(fs::hard_link_count(epoch), 1u);
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  const std::string err = error_of([&] { link_atomic(dir + "/missing.ckpt", dir + "/best.ckpt"); });
+  EXPECT_NE(err.find("missing.ckpt"), std::string::npos) << err;
+  EXPECT_NE(err.find("best.ckpt"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir + "/best.ckpt"));
 }
 
 }  // namespace

@@ -3,6 +3,12 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
 #include <thread>
 
 #include "engine/error.h"
@@ -34,9 +40,77 @@ std::pair<std::string, int> parse_http_address(const std::string& spec) {
   return {host, p};
 }
 
+namespace {
+
+// cpp-httplib hands each accepted connection to a task queue; its own pool
+// queues without bound, so a flood of idle connections held a descriptor
+// each (3,000 measured), and under systemd's default limit of 1,024 the
+// DICOM port could no longer accept associations or the node open files.
+// This pool serves kHttpThreads connections and holds kHttpQueued more;
+// past that enqueue() waits, so the accepting thread stops accepting.
+class BoundedPool : public httplib::TaskQueue {
+ public:
+  explicit BoundedPool(const std::atomic<bool>& stopping) : stopping_(stopping) {
+    for (int i = 0; i < kHttpThreads; ++i) threads_.emplace_back([this] { work(); });
+  }
+  void enqueue(std::function<void()> fn) override {
+    std::unique_lock<std::mutex> l(mu_);
+    // (polled: the server's stop cannot wake this wait; one over the bound while stopping)
+    while (jobs_.size() >= size_t(kHttpQueued) && !stopping_.load())
+      room_.wait_for(l, std::chrono::milliseconds(100));
+    jobs_.push_back(std::move(fn));
+    work_.notify_one();
+  }
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      shut_ = true;
+    }
+    work_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        work_.wait(l, [&] { return shut_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // shut down and drained
+        fn = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      room_.notify_one();
+      fn();
+    }
+  }
+  const std::atomic<bool>& stopping_;
+  std::mutex mu_;
+  std::condition_variable work_, room_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  bool shut_ = false;
+};
+
+// An answer that ends the connection (the request's body, if any, unread).
+void answer_and_close(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_header("Connection", "close");
+  if (status == 503) res.set_header("Retry-After", "5");
+  res.set_content(body, "application/dicom+json");
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
   httplib::Server server;
   std::thread thread;
+  std::atomic<bool> stopping{false};
+  std::atomic<int> stow_bodies{0};  // STOW-RS bodies being read or handled
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool done = false;  // the serving thread has returned
 };
 
 HttpServer::HttpServer(const std::string& spec, HttpHandlers h) : impl_(std::make_unique<Impl>()) {
@@ -64,20 +138,66 @@ HttpServer::HttpServer(const std::string& spec, HttpHandlers h) : impl_(std::mak
     res.status = ok ? 200 : 503;
     res.set_content(body, "application/json");
   });
+  // POST /studies reads its body itself, after the peer is admitted: a peer
+  // the allow-list does not name is answered before it can make the node
+  // hold a body (up to --stow-max-mb) in memory; at most kStowBodiesAtOnce
+  // bodies are held at once.
   if (h.stow)
-    s.Post("/studies", [h](const httplib::Request& req, httplib::Response& res) {
-      const auto [status, body] = h.stow(req.remote_addr, req.get_header_value("Content-Type"), req.body);
+    s.Post("/studies", [h, impl = impl_.get()](const httplib::Request& req, httplib::Response& res,
+                                               const httplib::ContentReader& read_body) {
+      if (h.stow_admit) {
+        const auto [status, why] = h.stow_admit(req.remote_addr);
+        if (status != 0) return answer_and_close(res, status, why);
+      }
+      struct Slot {  // released however the handler ends
+        std::atomic<int>& n;
+        ~Slot() { n.fetch_sub(1); }
+      } slot{impl->stow_bodies};
+      if (impl->stow_bodies.fetch_add(1) >= kStowBodiesAtOnce)
+        return answer_and_close(res, 503, "{\"error\":\"busy: " + std::to_string(kStowBodiesAtOnce) +
+                                              " STOW-RS requests in progress; retry\"}\n");
+      std::string body;
+      const bool whole = read_body([&](const char* data, size_t n) {
+        if (body.size() + n > h.stow_max_bytes) return false;
+        body.append(data, n);
+        return true;
+      });
+      if (!whole) return answer_and_close(res, body.size() >= h.stow_max_bytes ? 413 : 400,
+                                          "{\"error\":\"the request body was not read whole\"}\n");
+      const auto [status, answer] = h.stow(req.remote_addr, req.get_header_value("Content-Type"), body);
       res.status = status;
-      res.set_content(body, "application/dicom+json");
+      res.set_content(answer, "application/dicom+json");
     });
+  // at most kHttpThreads connections served, kHttpQueued waiting (BoundedPool)
+  s.new_task_queue = [impl = impl_.get()] { return new BoundedPool(impl->stopping); };
   port_ = port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
   ICH_CHECK(port_ > 0, "--http: cannot listen on ", host, " port ", port, " (in use, or not an address of this host)");
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    impl->server.listen_after_bind();
+    std::lock_guard<std::mutex> l(impl->done_mu);
+    impl->done = true;
+    impl->done_cv.notify_all();
+  });
 }
 
 HttpServer::~HttpServer() {
+  impl_->stopping = true;
   impl_->server.stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  bool done = false;
+  {
+    std::unique_lock<std::mutex> l(impl_->done_mu);
+    done = impl_->done_cv.wait_for(l, std::chrono::seconds(10), [&] { return impl_->done; });
+  }
+  if (done) {
+    impl_->thread.join();
+    return;
+  }
+  // Peers still hold connections open: not waited for. The server and its
+  // threads are left running, reachable (not a leak), until the process ends.
+  std::fprintf(stderr, "ich-serve: http: connections still open 10 s after the stop; not waiting for them\n");
+  impl_->thread.detach();
+  static auto* left = new std::vector<Impl*>;  // never destroyed: the threads may run until the exit
+  left->push_back(impl_.release());
 }
 
 }  // namespace ich

@@ -34,8 +34,21 @@ struct HttpHandlers {
   using Stow = std::function<std::pair<int, std::string>(const std::string& peer, const std::string& content_type,
                                                          const std::string& body)>;
   Stow stow;
+  // Asked before a POST /studies body is read: {0, ""} admits the peer,
+  // anything else is the answer (403 not on the allow-list, 503 busy), sent
+  // without reading the body. Null: every peer is admitted to the body.
+  std::function<std::pair<int, std::string>(const std::string& peer)> stow_admit;
   size_t stow_max_bytes = 0;  // the largest body taken (413 above it)
 };
+
+// What one HTTP port holds at most, whatever its peers do (docs/serve.md,
+// "Hardening"): connections served at once, accepted and waiting for a
+// server thread (past that the accepting thread waits and new peers wait in
+// the kernel's backlog: no descriptor of the process each), and STOW-RS
+// bodies held in memory at once (503 with Retry-After past that).
+constexpr int kHttpThreads = 8;
+constexpr int kHttpQueued = 16;
+constexpr int kStowBodiesAtOnce = 2;
 
 // "8080" (loopback), "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080"; throws on others.
 std::pair<std::string, int> parse_http_address(const std::string& spec);
@@ -44,7 +57,10 @@ class HttpServer {
  public:
   // Binds (throws one line when it cannot) and serves on a thread of its own.
   HttpServer(const std::string& spec, HttpHandlers h);
-  ~HttpServer();  // stops and joins
+  // Stops; waits up to 10 s for the connections in progress, then leaves
+  // the rest (a peer trickling its request a byte at a time can hold a
+  // server thread for hours) to the process's exit, saying so.
+  ~HttpServer();
   int port() const { return port_; }
 
  private:

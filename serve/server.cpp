@@ -238,31 +238,41 @@ void send_one(NodeParts& n, const StudyState& s) {
 // STOW@<address> by the allow-list, refused while --max-pending studies
 // wait, each part filed by the book as a C-STORE instance would be (the same
 // checks, rejections and state machine), one association's audit record.
-std::pair<int, std::string> receive_stow(const ServeOptions& o, const PolicyHolder& policy, StudyBook& book,
-                                         AuditLog& audit_log, Metrics& metrics, const std::string& peer,
-                                         const std::string& type, const std::string& body) {
-  auto error = [](int status, const std::string& why) {
-    return std::pair<int, std::string>{status, "{\"error\":" + json_quote(why) + "}\n"};
-  };
+std::pair<int, std::string> stow_error(int status, const std::string& why) {
+  return {status, "{\"error\":" + json_quote(why) + "}\n"};
+}
+
+// Whether a STOW-RS peer may send its body: {0, ""}, or the answer (403 not
+// on the allow-list, 503 while --max-pending studies wait). Asked before
+// the body is read (serve/http.h) and again before it is filed.
+std::pair<int, std::string> stow_admission(const ServeOptions& o, const PolicyHolder& policy, StudyBook& book,
+                                           AuditLog& audit_log, Metrics& metrics, const std::string& peer) {
   IpAddress ip;
   if (!parse_ip(peer, ip) || !policy.get()->admits("STOW", ip)) {
     const std::string why = "STOW-RS from " + peer + ": not on the allow-list (STOW@" + peer + ")";
     std::fprintf(stderr, "ich-serve: refused %s\n", why.c_str());
     metrics.add("ich_serve_stow_requests_total", {{"outcome", "forbidden"}});
     audit_log.record_noisy(peer + "|STOW", audit::connection_refused(o.aet, peer, why));
-    return error(403, why);
+    return stow_error(403, why);
   }
   if (const std::string why = book.refuse_association(); !why.empty()) {
     metrics.add("ich_serve_stow_requests_total", {{"outcome", "busy"}});
-    return error(503, why);
+    return stow_error(503, why);
   }
+  return {0, ""};
+}
+
+std::pair<int, std::string> receive_stow(const ServeOptions& o, const PolicyHolder& policy, StudyBook& book,
+                                         AuditLog& audit_log, Metrics& metrics, const std::string& peer,
+                                         const std::string& type, const std::string& body) {
+  if (auto refused = stow_admission(o, policy, book, audit_log, metrics, peer); refused.first != 0) return refused;
   std::vector<std::string_view> parts;
   try {
     parts = parse_multipart_related(type, body);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ich-serve: refused a STOW-RS request from %s: %s\n", peer.c_str(), e.what());
     metrics.add("ich_serve_stow_requests_total", {{"outcome", "bad_request"}});
-    return error(dynamic_cast<const UnsupportedMediaType*>(&e) ? 415 : 400, e.what());
+    return stow_error(dynamic_cast<const UnsupportedMediaType*>(&e) ? 415 : 400, e.what());
   }
   audit_log.record(audit::association_accepted(o.aet, "STOW", peer, false));
   AssociationLog log;
@@ -525,9 +535,12 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   auto stow = [&](const std::string& peer_ip, const std::string& type, const std::string& body) {
     return receive_stow(so, policy, book, audit_log, metrics, peer_ip, type, body);
   };
+  auto stow_admit = [&](const std::string& peer_ip) {
+    return stow_admission(so, policy, book, audit_log, metrics, peer_ip);
+  };
   if (!o.http.empty())
     http = std::make_unique<HttpServer>(
-        o.http, HttpHandlers{render_metrics, readiness, o.stow ? HttpHandlers::Stow(stow) : nullptr,
+        o.http, HttpHandlers{render_metrics, readiness, o.stow ? HttpHandlers::Stow(stow) : nullptr, stow_admit,
                              size_t(o.stow_max_mb) << 20});
 
   AnalyseOptions ao;

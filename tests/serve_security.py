@@ -16,6 +16,10 @@
 # 3. /metrics passes `promtool check metrics` and its counters are what was
 #    sent; /readyz turns 503 when the destination is down and when the work
 #    folder's disk is below --min-free-mb, and 200 again after.
+# 3b. The HTTP port flooded (idle connections, trickled requests, garbage) on
+#    a node limited to 1,024 descriptors: its DICOM port answers and stores,
+#    descriptors and memory stay bounded; a stranger's STOW-RS body is
+#    refused before it is read, a third concurrent one 503; SIGTERM stops it.
 # 4. TLS: storescu +tls with a certificate of the node's CA stores; a plain
 #    association, a certificate of another CA, TLS 1.0 and 1.1 are refused;
 #    TLS 1.2 with the right certificate is the control; results go to a TLS
@@ -26,6 +30,7 @@
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -123,11 +128,14 @@ with open("allow.txt", "w") as f:
             "LEGIT@127.0.0.1\n")
 
 
-def start_node(name, node_port, *extra, dest_args=("--dest-port", str(dest_port))):
+def start_node(name, node_port, *extra, dest_args=("--dest-port", str(dest_port)), stable="1", fd_limit=None):
+    def limits():  # fd_limit: systemd's default soft limit for a service is 1,024
+        if fd_limit:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     p = subprocess.Popen([SERVE, "--aet", "ICH", "--port", str(node_port), "--checkpoint", "run/best.ckpt", "--work", name,
-                          "--dest-aet", "PACS", "--dest-host", "127.0.0.1", *dest_args, "--stable-seconds", "1",
+                          "--dest-aet", "PACS", "--dest-host", "127.0.0.1", *dest_args, "--stable-seconds", stable,
                           "--retry-max-seconds", "2", "--device", "cpu", "--acse-timeout", "3", "--dest-echo-seconds",
-                          "1", *extra], stdout=subprocess.DEVNULL, stderr=open(f"{name}.log", "a"))
+                          "1", *extra], stdout=subprocess.DEVNULL, stderr=open(f"{name}.log", "a"), preexec_fn=limits)
     procs.append(p)
     wait_for(f"{name} to listen", lambda: p.poll() is not None or listening(node_port), 60)
     if p.poll() is not None:
@@ -461,6 +469,131 @@ if get("/healthz") != (200, "ok\n"):
     fail(f"/healthz: {get('/healthz')}")
 print("3. /metrics passes promtool; counters equal what was sent; /readyz 503 with the destination down and with "
       "the disk under --min-free-mb, 200 again after each", flush=True)
+
+# ---------------------------------------------------------------- 3b. the HTTP port under fire
+# Node D: --http with STOW-RS, under a 1,024-descriptor limit. While idle connections flood its HTTP port, peers
+# trickle requests a byte a second, send garbage and oversized headers, and a peer the allow-list does not name
+# announces an 800 MB STOW-RS body: the DICOM port answers and stores a study, the node's descriptors and
+# memory stay bounded, the stranger is answered 403 before its body, a third concurrent STOW-RS body 503; after
+# the flood /healthz answers; SIGTERM with trickling peers still connected stops the node in seconds.
+http_d, port_d = free_port(), free_port()
+node_d = start_node("nodeD", port_d, "--allow", "ECHOSCU@127.0.0.1", "--allow", "STORESCU@127.0.0.1", "--allow",
+                    "STOW@127.0.0.1", "--http", f"127.0.0.1:{http_d}", "--stow", stable="600", fd_limit=1024)
+wait_for("node D's /healthz", lambda: get("/healthz", http_d)[0] == 200, 60)
+base_d = resources(node_d.pid)
+
+
+def http_conn(source="127.0.0.5", timeout=1.0):
+    s = socket.socket()
+    s.bind((source, 0))
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", http_d))
+    return s
+
+
+def answer_of(s, limit=5.0):
+    s.settimeout(limit)
+    try:
+        return s.recv(4096).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+trickle_stop = threading.Event()
+trickling = []
+
+
+def trickler():  # a request's headers, one byte a second, never finished
+    try:
+        s = http_conn("127.0.0.7", 5)
+    except OSError:
+        return
+    trickling.append(s)
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 4000
+    for b in head:
+        if trickle_stop.is_set():
+            return
+        try:
+            s.send(bytes([b]))
+        except OSError:
+            return
+        time.sleep(1)
+
+
+trick_threads = [threading.Thread(target=trickler, daemon=True) for _ in range(4)]
+for th in trick_threads:
+    th.start()
+time.sleep(1)
+# garbage and an oversized header line: answered (400/431) or closed, never more
+for junk in (os.urandom(300), b"GET / HTTP/1.1\r\nX: " + b"b" * 20000 + b"\r\n\r\n", b"POST /studies HTTP/1.1\r\n"
+             b"Content-Length: -5\r\n\r\n"):
+    try:
+        s = http_conn("127.0.0.5", 10)
+        s.sendall(junk)
+        a = answer_of(s)
+        if a and not a.startswith("HTTP/1.1 4"):
+            fail(f"node D answered garbage with {a[:80]!r}")
+        s.close()
+    except OSError:
+        pass
+# a stranger's 800 MB STOW-RS body: 403 before any of it is read
+stranger = http_conn("127.0.0.6", 10)
+stranger.sendall(b"POST /studies HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related; type=\"application/dicom\"; "
+                 b"boundary=b\r\nContent-Length: 838860800\r\n\r\n")  # and not a byte of the body
+stranger_answer = answer_of(stranger, 10)
+# two admitted STOW-RS bodies in progress (trickled), then a third: 503 with Retry-After
+admitted = []
+for _ in range(2):
+    s = http_conn("127.0.0.1", 10)
+    s.sendall(b"POST /studies HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related; type=\"application/dicom\"; "
+              b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n")
+    admitted.append(s)
+time.sleep(1)
+third = http_conn("127.0.0.1", 10)
+third.sendall(b"POST /studies HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related; type=\"application/dicom\"; "
+              b"boundary=b\r\nContent-Length: 1000000\r\n\r\n")
+third_answer = answer_of(third, 10)
+for s in admitted + [third, stranger]:
+    s.close()
+# the flood: idle connections until the node stops accepting (the kernel's backlog full)
+flood, misses, flood_end = [], 0, time.time() + 10
+while len(flood) < 1500 and misses < 10 and time.time() < flood_end:
+    try:
+        flood.append(http_conn("127.0.0.5", 0.3))
+    except OSError:
+        misses += 1
+under = resources(node_d.pid)
+echo_d = echo(port_d)
+store_d = storescu(port_d, paths[3])
+under_after = resources(node_d.pid)
+for s in flood:
+    s.close()
+if "403" not in stranger_answer.split("\r\n", 1)[0]:
+    fail(f"a STOW-RS body from a peer not on the allow-list was not refused before it was read: {stranger_answer[:200]!r}")
+if not third_answer.startswith("HTTP/1.1 503") or "Retry-After" not in third_answer:
+    fail(f"a third STOW-RS body while two are read: {third_answer[:200]!r}")
+if echo_d.returncode != 0 or store_d.returncode != 0:
+    fail(f"node D's DICOM port while its HTTP port was flooded: C-ECHO {echo_d.stderr[-300:]} C-STORE {store_d.stderr[-300:]}")
+bound = base_d["fds"] + 8 + 16 + 40  # ich-serve's HTTP threads and queue (serve/http.h), the study's files, slack
+if max(under["fds"], under_after["fds"]) > bound or under["rss_mb"] > base_d["rss_mb"] + 150:
+    fail(f"node D under the flood: {under} then {under_after} (base {base_d}; at most {bound} descriptors)")
+wait_for("node D's /healthz after the flood", lambda: get("/healthz", http_d)[0] == 200, 60)
+t_stop = time.time()
+node_d.send_signal(signal.SIGTERM)  # the trickling peers still connected
+try:
+    rc_d = node_d.wait(40)
+except subprocess.TimeoutExpired:
+    fail("node D did not stop within 40 s of SIGTERM with peers trickling on its HTTP port")
+trickle_stop.set()
+for s in trickling:
+    s.close()
+if rc_d != 0:
+    fail(f"node D exited {rc_d} on SIGTERM: {open('nodeD.log').read()[-2000:]}")
+print(f"3b. HTTP port flooded ({len(flood)} idle connections taken before the node stopped accepting, 4 trickling, "
+      f"garbage): C-ECHO answered and a {len(paths[3])}-slice study stored on the DICOM port; descriptors "
+      f"{base_d['fds']} -> {under['fds']}, RSS {base_d['rss_mb']:.0f} -> {under['rss_mb']:.0f} MB; an 800 MB STOW-RS "
+      f"body from a stranger refused (403) before it was read, a third concurrent body 503; stopped "
+      f"{time.time() - t_stop:.1f} s after SIGTERM", flush=True)
 
 # ---------------------------------------------------------------- 4. TLS
 tls_port = free_port()

@@ -2,12 +2,14 @@
 #include "serve/http.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -92,6 +94,28 @@ class BoundedPool : public httplib::TaskQueue {
   std::vector<std::thread> threads_;
   bool shut_ = false;
 };
+
+// Shuts down (both ways) every connected socket of this process whose
+// local port is `port`: a server thread blocked reading one returns at once.
+// The DICOM port's connections and the outgoing ones have other local ports.
+void shut_connections_on(int port) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(e.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    sockaddr_storage local{}, peer{};
+    socklen_t n = sizeof local, m = sizeof peer;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &n) != 0) continue;  // not a socket
+    int local_port = -1;
+    if (local.ss_family == AF_INET) local_port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+    if (local.ss_family == AF_INET6) local_port = ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
+    if (local_port == port && ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &m) == 0) ::shutdown(fd, SHUT_RDWR);
+  }
+}
 
 // An answer that ends the connection (the request's body, if any, unread).
 void answer_and_close(httplib::Response& res, int status, const std::string& body) {
@@ -183,21 +207,16 @@ HttpServer::HttpServer(const std::string& spec, HttpHandlers h) : impl_(std::mak
 HttpServer::~HttpServer() {
   impl_->stopping = true;
   impl_->server.stop();
-  bool done = false;
-  {
+  // A peer trickling its request a byte at a time holds a server thread for
+  // as long as it keeps on: every connection on the port is shut down, and
+  // again until the serving thread has returned (one accepted while it
+  // stopped is caught by the next round).
+  for (;;) {
+    shut_connections_on(port_);
     std::unique_lock<std::mutex> l(impl_->done_mu);
-    done = impl_->done_cv.wait_for(l, std::chrono::seconds(10), [&] { return impl_->done; });
+    if (impl_->done_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return impl_->done; })) break;
   }
-  if (done) {
-    impl_->thread.join();
-    return;
-  }
-  // Peers still hold connections open: not waited for. The server and its
-  // threads are left running, reachable (not a leak), until the process ends.
-  std::fprintf(stderr, "ich-serve: http: connections still open 10 s after the stop; not waiting for them\n");
-  impl_->thread.detach();
-  static auto* left = new std::vector<Impl*>;  // never destroyed: the threads may run until the exit
-  left->push_back(impl_.release());
+  impl_->thread.join();
 }
 
 }  // namespace ich

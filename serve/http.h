@@ -57,9 +57,8 @@ class HttpServer {
  public:
   // Binds (throws one line when it cannot) and serves on a thread of its own.
   HttpServer(const std::string& spec, HttpHandlers h);
-  // Stops; waits up to 10 s for the connections in progress, then leaves
-  // the rest (a peer trickling its request a byte at a time can hold a
-  // server thread for hours) to the process's exit, saying so.
+  // Stops: shuts down every connection on the port (a peer trickling its
+  // request a byte at a time would hold a server thread for hours), joins.
   ~HttpServer();
   int port() const { return port_; }
 

@@ -581,9 +581,9 @@ wait_for("node D's /healthz after the flood", lambda: get("/healthz", http_d)[0]
 t_stop = time.time()
 node_d.send_signal(signal.SIGTERM)  # the trickling peers still connected
 try:
-    rc_d = node_d.wait(40)
+    rc_d = node_d.wait(20)
 except subprocess.TimeoutExpired:
-    fail("node D did not stop within 40 s of SIGTERM with peers trickling on its HTTP port")
+    fail("node D did not stop within 20 s of SIGTERM with peers trickling on its HTTP port")
 trickle_stop.set()
 for s in trickling:
     s.close()

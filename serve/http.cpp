@@ -98,7 +98,9 @@ class BoundedPool : public httplib::TaskQueue {
 // Shuts down (both ways) every connected socket of this process whose
 // local port is `port`: a server thread blocked reading one returns at once.
 // The DICOM port's connections and the outgoing ones have other local ports.
-void shut_connections_on(int port) {
+// (Called from a destructor: nothing may escape; a descriptor closed while
+// the folder is read is skipped, the next round sees the rest.)
+void shut_connections_on(int port) noexcept try {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
     int fd = -1;
@@ -115,6 +117,7 @@ void shut_connections_on(int port) {
     if (local.ss_family == AF_INET6) local_port = ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
     if (local_port == port && ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &m) == 0) ::shutdown(fd, SHUT_RDWR);
   }
+} catch (const std::exception&) {
 }
 
 // An answer that ends the connection (the request's body, if any, unread).

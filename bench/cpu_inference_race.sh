@@ -1,6 +1,8 @@
 #!/bin/bash
 # CPU inference of resnext101_32x8d (6 outputs, eval, batch 32, 200 x 200)
-# on the same machine in one run, the same threads each: ich fp32, ich bf16
+# on the same machine in one run, the same threads each: ich fp32 (what
+# --precision fp32 runs: compiled NHWC float32 on AVX-512F, the engine
+# elsewhere) and the layer-by-layer engine (fp32 engine), ich bf16
 # (AMX, and AVX512-BF16 alone, where the CPU has them), PyTorch (Debian's,
 # fp32 and autocast bf16), ONNX Runtime fp32 and OpenVINO f32 and bf16 (PyPI,
 # in a venv this script makes), the latter two fed by ich's own ONNX export
@@ -61,7 +63,8 @@ echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $th
   "resnext101_32x8d eval, batch $batch, ${size}x$size, $rounds rounds, $(date -u +%F)"
 for round in $(seq "$rounds"); do
   echo "## round $round"
-  ich_run ich_fp32 "fp32+eval:$batch"
+  ich_run ich_fp32 "fp32+eval+compiled:$batch"
+  ich_run ich_fp32_engine "fp32+eval:$batch"
   if cpu_has amx_bf16; then ich_run ich_bf16_AMX "bf16+eval+compiled:$batch"; fi
   if cpu_has avx512_bf16; then ich_run ich_bf16_AVX512-BF16 "bf16+eval+compiled:$batch" ICH_CPU_BF16=avx512-bf16; fi
   py_run /usr/bin/python3 torch r101.pth fp32
@@ -80,14 +83,15 @@ echo
 awk '
   { if (!($2 in ips) || $3 > ips[$2]) ips[$2] = $3 }
   END {
-    fp32 = ips["ich_fp32"]; amx = ips["ich_bf16_AMX"]; avx = ips["ich_bf16_AVX512-BF16"]
+    fp32 = ips["ich_fp32"]; eng = ips["ich_fp32_engine"]; amx = ips["ich_bf16_AMX"]; avx = ips["ich_bf16_AVX512-BF16"]
     for (k in ips) {
       if (k ~ /^ONNX_Runtime.*fp32/) ort = ips[k]
       if (k ~ /^OpenVINO.*_f32/) ovf = ips[k]
       if (k ~ /^OpenVINO.*_bf16/) ovb = ips[k]
       if (k ~ /^PyTorch.*fp32/) pt = ips[k]
     }
-    printf "ratios (targets of issue 34 in brackets):\n"
+    printf "ratios (targets of issue 34 in brackets; ich fp32 is what --precision fp32 runs):\n"
+    if (eng) printf "  ich fp32 / ich fp32 engine:     %.2fx\n", fp32 / eng
     if (pt) printf "  ich fp32 / PyTorch fp32:        %.2fx\n", fp32 / pt
     if (ort) printf "  ich fp32 / ONNX Runtime fp32:   %.2fx  [>= 1.0]\n", fp32 / ort
     if (ovf) printf "  ich fp32 / OpenVINO f32:        %.2fx  [>= 1.0]\n", fp32 / ovf

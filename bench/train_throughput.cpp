@@ -32,7 +32,7 @@
 #include "engine/kernels.h"
 #include "engine/profile.h"
 #include "layers/resnext.h"
-#include "layers/resnext_bf16.h"
+#include "layers/resnext_compiled.h"
 #include "layers/summary.h"
 #include "train/graph_step.h"
 #include "train/step.h"
@@ -154,8 +154,9 @@ int main(int argc, char** argv) {
       }
       ICH_CHECK(!r.graph || warmup >= 2, "ich-bench-train: +graph needs --warmup >= 2 (eager steps, then the capture)");
       ICH_CHECK(!(r.graph && r.eval), "ich-bench-train: --configs ", item, ": +graph captures a training step, not +eval");
-      ICH_CHECK(!r.compiled || (r.eval && r.precision == ich::DType::BFloat16), "ich-bench-train: --configs ", item,
-                ": +compiled is bf16+eval's compiled CPU path (layers/resnext_bf16.h)");
+      ICH_CHECK(!r.compiled || (r.eval && (r.precision == ich::DType::BFloat16 || r.precision == ich::DType::Float32)),
+                "ich-bench-train: --configs ", item,
+                ": +compiled is bf16+eval's or fp32+eval's compiled CPU path (layers/resnext_compiled.h)");
       runs.push_back(r);
     }
     ICH_CHECK(!runs.empty() && steps >= 1, "ich-bench-train: nothing to run");
@@ -194,8 +195,13 @@ int main(int argc, char** argv) {
       m.to(d);
       m.train(!eval);
       // +compiled: batch norm folded, NHWC bfloat16 on AMX or AVX512-BF16
-      // (ICH_CPU_BF16 picks a lower kernel); no autocast around it.
-      if (compiled) ich::apply_inference_precision(m, "bf16", d);
+      // (ICH_CPU_BF16 picks a lower kernel) or NHWC float32 on AVX-512F
+      // (what --precision fp32 runs there; ICH_CPU_F32 picks another);
+      // no autocast around it. fp32+eval without it: the layer-by-layer engine.
+      if (compiled)
+        ich::apply_inference_precision(m, precision == ich::DType::Float32 ? "fp32" : "bf16", d);
+      else if (eval && precision == ich::DType::Float32)
+        m.use_compiled_inference(nullptr);
       // Adam's two moments are twice the weights: made only for training rows,
       // so that an inference row's peak is inference's.
       std::unique_ptr<ich::Adam> adam =
@@ -243,7 +249,9 @@ int main(int argc, char** argv) {
       const std::string name =
           std::string(ich::precision_name(precision)) + (channels_last ? "+cl" : "") + (graph ? "+graph" : "") +
           (run_tf32 ? "+tf32" : "") + (eval ? "+eval" : "") +
-          (compiled ? std::string("+compiled(") + ich::cpu::bf16::isa_name(ich::cpu::bf16::best_isa()) + ")" : "");
+          (compiled ? std::string("+compiled(") +
+                           (m.compiled_inference() ? m.compiled_inference()->kernel_name() : std::string("engine")) + ")"
+                     : "");
       const double step_gib = peak - double(held) / double(1 << 30);
       std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% | %.2f |\n", d.str().c_str(), name.c_str(),
                   (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32), step_gib);

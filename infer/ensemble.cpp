@@ -2,7 +2,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
-#include "layers/resnext_bf16.h"
+#include "layers/resnext_compiled.h"
 #include "train/trainer.h"
 
 namespace ich {

@@ -39,7 +39,7 @@ struct Ensemble {
 // otherwise than the first (windows, size, context), naming both.
 // `first`: paths[0] already loaded (its model is shared, not loaded again).
 // precision: "fp32", or "bf16" (each member compiled for the CPU's bf16
-// inference, layers/resnext_bf16.h; refused where the CPU has none).
+// inference, layers/resnext_compiled.h; refused where the CPU has none).
 Ensemble load_ensemble(const std::vector<std::string>& paths, Device dev, Tta tta,
                        const LoadedCheckpoint* first = nullptr, const std::string& precision = "fp32");
 

@@ -24,7 +24,7 @@ struct EvalOptions {
   // (infer/ensemble.h): none, flip, flip+transpose. Not with `sequence`.
   std::vector<std::string> ensemble;
   std::string tta = "none";
-  std::string precision = "fp32";  // or bf16: the CPU's bf16 inference (layers/resnext_bf16.h)
+  std::string precision = "fp32";  // or bf16: the CPU's bf16 inference (layers/resnext_compiled.h)
   int64_t batch = 16;
   // --studies: study-level evaluation (data/study_metrics.h) of the final
   // probabilities: OUT/study_metrics.json, OUT/study_thresholds.csv and a

@@ -55,7 +55,7 @@ struct PredictOptions {
   // (infer/ensemble.h); with `sequence`, the views are the series models'.
   std::vector<std::string> ensemble;
   std::string tta = "none";
-  std::string precision = "fp32";  // or bf16: the CPU's bf16 inference (layers/resnext_bf16.h)
+  std::string precision = "fp32";  // or bf16: the CPU's bf16 inference (layers/resnext_compiled.h)
   // Across machines: shard k of n takes the files whose index in the sorted
   // list is k mod n (its own out, journal and features); then one merge run
   // (merge = every shard's out, the same other options) joins their journals

@@ -6,7 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/init.h"
 #include "engine/ops.h"
-#include "layers/resnext_bf16.h"
+#include "layers/resnext_compiled.h"
 
 namespace ich {
 
@@ -121,7 +121,7 @@ void ResNeXt::widen_input(int64_t in_channels, int64_t first) {
 Tensor ResNeXt::features(const Tensor& x) {
   ICH_CHECK(x.dim() == 4 && x.size(1) == cfg_.in_channels, cfg_.name, ": input must be (N,", cfg_.in_channels,
             ",H,W), got ", x.str());
-  if (bf16_ && !is_training() && !grad_enabled() && x.device().is_cpu()) return bf16_->features(x);
+  if (compiled_ && !is_training() && !grad_enabled() && x.device().is_cpu()) return compiled_->features(x);
   Tensor h = forward_observed() ? (*relu_)((*bn1_)((*conv1_)(x))) : bn1_->forward_relu((*conv1_)(x));
   h = (*maxpool_)(h);
   for (Sequential* stage : stages_) h = (*stage)(h);

@@ -27,7 +27,7 @@
 
 namespace ich {
 
-class ResNeXtBf16;  // layers/resnext_bf16.h
+class ResNeXtCompiled;  // layers/resnext_compiled.h
 
 struct ResNeXtConfig {
   std::string name;
@@ -87,15 +87,15 @@ class ResNeXt : public Module {
   // learn from zero).
   void widen_input(int64_t in_channels, int64_t first);
   Linear& fc() { return *fc_; }
-  // Inference through a compiled bfloat16 copy (layers/resnext_bf16.h):
-  // features() runs it whenever the model is in eval mode, no gradient is
-  // recorded and x is on the CPU (Grad-CAM, which needs gradients, keeps
-  // float32); nullptr turns it off.
-  void use_bf16_inference(std::shared_ptr<const ResNeXtBf16> compiled) { bf16_ = std::move(compiled); }
-  bool uses_bf16_inference() const { return bf16_ != nullptr; }
+  // Inference through a compiled copy, bfloat16 or float32
+  // (layers/resnext_compiled.h): features() runs it whenever the model is in
+  // eval mode, no gradient is recorded and x is on the CPU (Grad-CAM, which
+  // needs gradients, runs the layer-by-layer engine); nullptr turns it off.
+  void use_compiled_inference(std::shared_ptr<const ResNeXtCompiled> compiled) { compiled_ = std::move(compiled); }
+  const ResNeXtCompiled* compiled_inference() const { return compiled_.get(); }
 
  private:
-  std::shared_ptr<const ResNeXtBf16> bf16_;
+  std::shared_ptr<const ResNeXtCompiled> compiled_;
   ResNeXtConfig cfg_;
   int64_t feature_dim_ = 0;
   Conv2d* conv1_;

@@ -1,6 +1,6 @@
 #include "seq/embed.h"
 
-#include "layers/resnext_bf16.h"
+#include "layers/resnext_compiled.h"
 
 #include <filesystem>
 #include <map>

@@ -31,7 +31,7 @@ struct EmbedOptions {
   std::vector<std::string> data;  // split CSVs, their rows together (train and valid: one folder for both)
   int64_t batch = 32;
   Tta views = Tta::Flip;  // averaged over these views (default: the slice and its mirror)
-  std::string precision = "fp32";  // or bf16: the CPU's bf16 inference (layers/resnext_bf16.h)
+  std::string precision = "fp32";  // or bf16: the CPU's bf16 inference (layers/resnext_compiled.h)
 };
 
 // One batch's embedding (B, F), on `device`: the slice model's feature map

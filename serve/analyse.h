@@ -20,7 +20,7 @@ struct AnalyseOptions {
   std::vector<std::string> sequence;
   std::vector<std::string> ensemble;  // more slice models, averaged (infer/ensemble.h)
   std::string tta = "none";
-  std::string precision = "fp32";  // or bf16 (layers/resnext_bf16.h)
+  std::string precision = "fp32";  // or bf16 (layers/resnext_compiled.h)
   int64_t batch = 16;
   double threshold = 0.5;            // every label's, unless thresholds is given
   std::string thresholds;            // ich-eval --studies' study_thresholds.csv: each label's at `sensitivity`

@@ -33,7 +33,7 @@ struct ServeOptions {
   std::vector<std::string> sequence;
   std::vector<std::string> ensemble;  // --checkpoint given more than once: the others
   std::string tta = "none";
-  std::string precision = "fp32";  // or bf16 (layers/resnext_bf16.h)
+  std::string precision = "fp32";  // or bf16 (layers/resnext_compiled.h)
   std::string work;
   Destination dest;
   TlsFiles dest_tls;           // TLS to the destination when dest_tls.ca is set

@@ -426,7 +426,7 @@ if worst > 2e-5 or worst_eval > 2e-5 or n < 60:
     sys.exit(f"merged {worst} from the unsharded run; {n} probabilities, {worst_eval} from ich-eval's")
 PY
 
-# --precision bf16: the CPU's bf16 inference (layers/resnext_bf16.h) in ich-predict, ich-eval and ich-embed,
+# --precision bf16: the CPU's bf16 inference (layers/resnext_compiled.h) in ich-predict, ich-eval and ich-embed,
 # against their fp32 results; refused in one line where the CPU has no bf16 kernels (ICH_CPU_BF16=none
 # plays such a CPU here, and ich-serve refuses at start the same way).
 bf16_kernels=$(grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && echo yes || echo no)

@@ -1,5 +1,5 @@
 // The bfloat16 inference kernels (engine/cpu/conv_bf16.h) and the ResNeXt
-// that runs on them (layers/resnext_bf16.h).
+// that runs on them (layers/resnext_compiled.h).
 //
 // Kernels, on the shapes ResNeXt's convolutions take (pointwise, strided
 // pointwise, 3x3 grouped with 1, 8 and 64 channels per group, stride 2, the
@@ -25,7 +25,7 @@
 #include "engine/autograd.h"
 #include "engine/half.h"
 #include "engine/ops/amp.h"
-#include "layers/resnext_bf16.h"
+#include "layers/resnext_compiled.h"
 
 namespace ich {
 namespace {
@@ -41,6 +41,10 @@ const Case kCases[] = {
     {"grouped_8_per_group", 2, 11, 13, 64, 64, 8, 3, 1, 1}, {"grouped_64_per_group_s2", 1, 9, 10, 128, 128, 2, 3, 2, 1},
     {"one_per_group", 2, 6, 6, 8, 8, 8, 3, 1, 1},        {"stem_160", 1, 4, 21, 160, 64, 1, 1, 1, 0},
     {"wide_outputs", 1, 3, 17, 32, 80, 1, 3, 1, 1},
+    // rows the AVX-512 kernels cut 8 + 5, take in one chunk of 7, and lay on
+    // the padded input's rows (25 = 3 x 8 + 1)
+    {"rows_of_13", 2, 13, 13, 64, 64, 2, 3, 1, 1},       {"rows_of_7", 2, 7, 7, 64, 64, 2, 3, 1, 1},
+    {"rows_of_25", 1, 25, 25, 32, 32, 2, 3, 1, 1},
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // gtest's name for a case
@@ -349,7 +353,7 @@ TEST(Bf16ResNeXt, WithinBf16RoundingOfFloat64LikeTheAutocastEmulation) {
     }
     const double e_emul = rel_l2(emulated, f64);
     for (Isa isa : every_kernel()) {
-      ResNeXtBf16 fast(*m, isa);
+      ResNeXtCompiled fast(*m, isa);
       const Tensor f = fast.features(x), z = m->head(f);
       const double e_f = rel_l2(f, f64), e_z = rel_l2(z, z64);
       std::printf("  %lld channels, seed %llu, %s: features %.2e, logits %.2e relative to float64 (autocast "
@@ -361,8 +365,8 @@ TEST(Bf16ResNeXt, WithinBf16RoundingOfFloat64LikeTheAutocastEmulation) {
   }
 }
 
-// Through the model: use_bf16_inference() routes features() in eval mode
-// without gradients, and nothing else (train mode, gradients recorded).
+// Through the model: use_compiled_inference() routes features() in eval
+// mode without gradients, and nothing else (train mode, gradients recorded).
 TEST(Bf16ResNeXt, RoutesOnlyEvalInferenceWithoutGradients) {
   if (hardware().empty()) GTEST_SKIP() << "no AMX or AVX512-BF16 here: " << missing_hardware_reason();
   auto m = trained_like(6);
@@ -382,9 +386,166 @@ TEST(Bf16ResNeXt, RoutesOnlyEvalInferenceWithoutGradients) {
   EXPECT_EQ(with_grad.to_vector(), f32.to_vector());
   EXPECT_NE(fast.to_vector(), f32.to_vector());
   EXPECT_LE(rel_l2(fast, f32), std::ldexp(1.0, -5));
+  setenv("ICH_CPU_F32", "engine", 1);  // fp32 left to the layer-by-layer engine
   apply_inference_precision(*m, "fp32", Device::cpu());
+  unsetenv("ICH_CPU_F32");
+  EXPECT_EQ(m->compiled_inference(), nullptr);
   NoGradGuard no_grad;
   EXPECT_EQ(m->features(x).to_vector(), f32.to_vector());
+}
+
+}  // namespace
+
+// --- the float32 twin (conv_forward_f32, ResNeXtCompiled in float32) ---
+
+namespace {
+
+struct DataF32 {
+  std::vector<float> w, bias, x, res;
+};
+
+// float32 operands and the float64 truth on them (sum, sum of |terms|), ReLU
+// after bias and residual
+DataF32 make_f32(const Case& c, uint32_t seed, std::vector<double>& y, std::vector<double>& mag) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> nd(0, 1);
+  DataF32 d;
+  const int64_t Ho = conv_out_size(c.H, c.k, c.stride, c.pad), Wo = conv_out_size(c.W, c.k, c.stride, c.pad);
+  const int64_t Cg = c.C / c.G, Og = c.O / c.G;
+  for (int64_t i = 0; i < c.O * Cg * c.k * c.k; ++i) d.w.push_back(nd(gen) * 0.2f);
+  for (int64_t i = 0; i < c.O; ++i) d.bias.push_back(nd(gen));
+  for (int64_t i = 0; i < c.N * c.H * c.W * c.C; ++i) d.x.push_back(nd(gen));
+  for (int64_t i = 0; i < c.N * Ho * Wo * c.O; ++i) d.res.push_back(nd(gen));
+  y.assign(d.res.size(), 0);
+  mag.assign(d.res.size(), 0);
+  for (int64_t n = 0; n < c.N; ++n)
+    for (int64_t oh = 0; oh < Ho; ++oh)
+      for (int64_t ow = 0; ow < Wo; ++ow)
+        for (int64_t o = 0; o < c.O; ++o) {
+          const size_t q = size_t(((n * Ho + oh) * Wo + ow) * c.O + o);
+          double s = double(d.bias[size_t(o)]) + d.res[q], m = std::fabs(s);
+          for (int64_t ci = 0; ci < Cg; ++ci)
+            for (int64_t i = 0; i < c.k; ++i)
+              for (int64_t j = 0; j < c.k; ++j) {
+                const int64_t ih = oh * c.stride - c.pad + i, iw = ow * c.stride - c.pad + j;
+                if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                const double t = double(d.w[size_t(((o * Cg + ci) * c.k + i) * c.k + j)]) *
+                                 d.x[size_t(((n * c.H + ih) * c.W + iw) * c.C + (o / Og) * Cg + ci)];
+                s += t, m += std::fabs(t);
+              }
+          y[q] = std::max(s, 0.0), mag[q] = m;
+        }
+  return d;
+}
+
+std::vector<F32Kernel> f32_kernels() {
+  std::vector<F32Kernel> v{F32Kernel::Reference};
+  if (has_avx512f()) v.push_back(F32Kernel::Avx512);
+  return v;
+}
+const char* f32_name(F32Kernel k) { return k == F32Kernel::Avx512 ? "f32-avx512" : "f32-reference"; }
+
+class F32Conv : public ::testing::TestWithParam<Case> {};
+
+// Each sum a chain of FMAs (taps, then channels), the AVX-512 kernel's lanes
+// exactly as the scalar reference: the same bits, residual and ReLU included.
+TEST_P(F32Conv, Avx512EqualsTheReferenceBitForBit) {
+  const Case& c = GetParam();
+  if (!has_avx512f()) GTEST_SKIP() << "no AVX-512F here: the float32 kernel is the reference alone";
+  std::vector<double> y64, mag;
+  const DataF32 d = make_f32(c, 3, y64, mag);
+  const PackedConv p = pack_conv_f32(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
+  std::vector<float> ref(y64.size()), fast(y64.size());
+  conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, ref.data(), d.res.data(), true, F32Kernel::Reference);
+  conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, fast.data(), d.res.data(), true, F32Kernel::Avx512);
+  for (size_t i = 0; i < ref.size(); ++i)
+    ASSERT_EQ(float_bits(fast[i]), float_bits(ref[i])) << "output " << i << ": " << fast[i] << " vs " << ref[i];
+}
+
+// Against float64 on the same operands: within float32 accumulation's bound
+// (K + 2) u sum|terms| (K products, the bias and the residual; u = 2^-24).
+TEST_P(F32Conv, EveryKernelIsWithinFloat32AccumulationOfFloat64) {
+  const Case& c = GetParam();
+  std::vector<double> y64, mag;
+  const DataF32 d = make_f32(c, 5, y64, mag);
+  const PackedConv p = pack_conv_f32(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
+  const double K = double(c.C / c.G * c.k * c.k + 2), u = std::ldexp(1.0, -24);
+  for (F32Kernel k : f32_kernels()) {
+    std::vector<float> y(y64.size());
+    conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, y.data(), d.res.data(), true, k);
+    double worst = 0;
+    for (size_t i = 0; i < y.size(); ++i) {
+      const double bound = K * u * mag[i];
+      ASSERT_LE(std::fabs(y[i] - y64[i]), bound) << f32_name(k) << " output " << i;
+      if (bound > 0) worst = std::max(worst, std::fabs(y[i] - y64[i]) / bound);
+    }
+    std::printf("  %s %s: at most %.3f of the bound\n", c.name, f32_name(k), worst);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, F32Conv, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// The compiled float32 model against float64 (the truth), beside the
+// layer-by-layer engine's float32 (batch norm separate, other sum orders):
+// the same order of error on features and logits.
+TEST(F32ResNeXt, WithinFloat32OfFloat64LikeTheEngine) {
+  for (const auto& [channels, seed] : {std::pair<int64_t, uint64_t>{3, 5}, {3, 17}, {9, 41}}) {
+    auto m = trained_like(seed, channels);
+    Generator gen(seed + 4);
+    const Tensor x = Tensor::randn({3, channels, 64, 48}, gen);
+    NoGradGuard no_grad;
+    auto m64 = trained_like(seed, channels);
+    m64->to(DType::Float64);
+    const Tensor f64 = m64->features(x.to(DType::Float64)), z64 = m64->head(f64);
+    const Tensor fe = m->features(x);  // the engine
+    const double e_engine = rel_l2(fe, f64), e_engine_z = rel_l2(m->head(fe), z64);
+    for (F32Kernel k : f32_kernels()) {
+      ResNeXtCompiled fast(*m, k);
+      const Tensor f = fast.features(x), z = m->head(f);
+      const double e_f = rel_l2(f, f64), e_z = rel_l2(z, z64);
+      std::printf("  %lld channels, seed %llu, %s: features %.2e, logits %.2e relative to float64 (engine: %.2e, "
+                  "%.2e)\n", (long long)channels, (unsigned long long)seed, f32_name(k), e_f, e_z, e_engine,
+                  e_engine_z);
+      EXPECT_LE(e_f, 3 * e_engine + 1e-6) << f32_name(k);
+      EXPECT_LE(e_z, 3 * e_engine_z + 1e-6) << f32_name(k);
+    }
+  }
+}
+
+// --precision fp32 compiles the model in float32 where the CPU has AVX-512F
+// (ICH_CPU_F32=engine leaves it to the engine), for eval inference without
+// gradients only: Grad-CAM's gradients still come from the engine.
+TEST(F32ResNeXt, Fp32PrecisionCompilesWhereTheCpuHasAvx512) {
+  auto m = trained_like(8);
+  Generator gen(2);
+  const Tensor x = Tensor::randn({2, 3, 64, 64}, gen);
+  Tensor engine, fast;
+  {
+    NoGradGuard no_grad;
+    engine = m->features(x);
+  }
+  apply_inference_precision(*m, "fp32", Device::cpu());
+  if (!has_avx512f()) {
+    EXPECT_EQ(m->compiled_inference(), nullptr);
+    GTEST_SKIP() << "no AVX-512F here: --precision fp32 runs the engine (checked)";
+  }
+  ASSERT_NE(m->compiled_inference(), nullptr);
+  EXPECT_TRUE(m->compiled_inference()->is_f32());
+  EXPECT_EQ(m->compiled_inference()->kernel_name(), "f32-avx512");
+  {
+    NoGradGuard no_grad;
+    fast = m->features(x);
+  }
+  EXPECT_NE(fast.to_vector(), engine.to_vector());  // folded batch norm: other roundings
+  EXPECT_LE(rel_l2(fast, engine), 1e-5);
+  EXPECT_EQ(m->features(x).to_vector(), engine.to_vector());  // gradients recorded: the engine
+  setenv("ICH_CPU_F32", "reference", 1);
+  apply_inference_precision(*m, "fp32", Device::cpu());
+  unsetenv("ICH_CPU_F32");
+  EXPECT_EQ(m->compiled_inference()->kernel_name(), "f32-reference");
+  NoGradGuard no_grad;
+  EXPECT_EQ(m->features(x).to_vector(), fast.to_vector());  // the reference's bits are the kernel's
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "layers/resnext_compiled.h"
 #include "infer/ensemble.h"
 #include "tests/test_util.h"
 
@@ -60,6 +61,8 @@ class EnsembleTest : public ::testing::Test {
   std::vector<double> model_probs(const std::string& ckpt, const Tensor& x) {
     LoadedCheckpoint c = load_checkpoint(ckpt);
     c.model->eval();
+    // as the tools run it (compiled float32 where the CPU has AVX-512F)
+    apply_inference_precision(*c.model, "fp32", Device::cpu());
     NoGradGuard ng;
     return sigmoid((*c.model)(x)).to_vector();
   }

@@ -3,7 +3,7 @@
 // later) and AVX512-BF16 (VDPBF16PS, Cooper Lake, Zen 4), with a scalar
 // reference that computes what the instructions compute.
 //
-// What one convolution computes (layers/resnext_bf16.h runs a ResNeXt
+// What one convolution computes (layers/resnext_compiled.h runs a ResNeXt
 // through it):
 //   y[p, o] = bf16( act( sum over (tap, c) of w[o, c, tap] * x[p + tap, c]
 //                        + bias[o] (+ residual[p, o]) ) )
@@ -56,6 +56,8 @@ struct PackedConv {
   int64_t Kc = 0, kchunks = 0;         // k per chunk (even, <= 32), chunks per tap
   int64_t ntiles = 0;                  // 16-output tiles per block (the last zero-padded)
   std::vector<uint16_t> w;             // packed B tiles
+  bool f32 = false;                    // packed for the float32 kernels instead (pack_conv_f32)
+  std::vector<float> wf;               // their weights, [block][output tile][tap][k][16 outputs]
   std::vector<float> bias;             // O
   int64_t taps() const { return kh * kw; }
 };
@@ -86,5 +88,18 @@ int64_t padded_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t pad);
 void conv_forward_emulating(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, int64_t W, uint16_t* y,
                             const uint16_t* residual, bool relu, Isa emulated, float* y_f32 = nullptr);
 int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad);
+
+// The float32 twin (layers/resnext_compiled.h's fp32 path): the same work
+// split, layouts and epilogue on float32 activations, each sum a chain of
+// fused multiply-adds (taps, then channels, in order), 16 outputs a zmm
+// register. The AVX-512 kernel (AVX-512F) equals the scalar reference bit
+// for bit. Groups narrower than 16 outputs share a block of 16.
+enum class F32Kernel { Reference, Avx512 };
+bool has_avx512f();
+F32Kernel best_f32_kernel();  // Avx512 where the CPU has AVX-512F
+PackedConv pack_conv_f32(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
+                         int64_t stride, int64_t pad);
+void conv_forward_f32(const PackedConv& p, const float* x, int64_t N, int64_t H, int64_t W, float* y,
+                      const float* residual, bool relu, F32Kernel kernel, int64_t x_pad = 0, int64_t y_pad = 0);
 
 }  // namespace ich::cpu::bf16

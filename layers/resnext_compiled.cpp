@@ -241,21 +241,27 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
           else dst[w] = float_to_bf16_bits(src[w]);
         }
       }
-  cols.resize(size_t(N * Ho * Wo * stem_k_));
-  T* colp = cols.data();
-  const int64_t k = C * 49;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t oh = 0; oh < Ho; ++oh)
-      for (int64_t ow = 0; ow < Wo; ++ow) {
-        T* row = colp + ((n * Ho + oh) * Wo + ow) * stem_k_;
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t i = 0; i < 7; ++i)
-            std::memcpy(row + (c * 7 + i) * 7, xbp + ((n * C + c) * Hp + oh * 2 + i) * Wp + ow * 2, 7 * sizeof(T));
-        std::fill(row + k, row + stem_k_, T(0));
-      }
+  // the im2col rows of a few images at a time (a whole batch's would be
+  // the largest buffer of all: 188 MB in float32 for 32 images of 200 px)
+  const int64_t chunk = std::min<int64_t>(N, 4), k = C * 49;
+  cols.resize(size_t(chunk * Ho * Wo * stem_k_));
   stem.resize(size_t(N * Ho * Wo * stem_out_));
-  conv(stem_, cols.data(), N, Ho * Wo, 1, stem.data(), nullptr, true);
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t nc = std::min(chunk, N - n0);
+    T* colp = cols.data();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < nc; ++n)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          T* row = colp + ((n * Ho + oh) * Wo + ow) * stem_k_;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < 7; ++i)
+              std::memcpy(row + (c * 7 + i) * 7, xbp + (((n0 + n) * C + c) * Hp + oh * 2 + i) * Wp + ow * 2,
+                          7 * sizeof(T));
+          std::fill(row + k, row + stem_k_, T(0));
+        }
+    conv(stem_, cols.data(), nc, Ho * Wo, 1, stem.data() + n0 * Ho * Wo * stem_out_, nullptr, true);
+  }
   int64_t h = conv_out_size(Ho, 3, 2, 1), w = conv_out_size(Wo, 3, 2, 1), c = stem_out_;
   cur.resize(size_t(N * h * w * c));
   scope.emplace(kF32 ? "max_pool2d_f32" : "max_pool2d_bf16", cpu);

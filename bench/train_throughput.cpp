@@ -197,11 +197,9 @@ int main(int argc, char** argv) {
       // +compiled: batch norm folded, NHWC bfloat16 on AMX or AVX512-BF16
       // (ICH_CPU_BF16 picks a lower kernel) or NHWC float32 on AVX-512F
       // (what --precision fp32 runs there; ICH_CPU_F32 picks another);
-      // no autocast around it. fp32+eval without it: the layer-by-layer engine.
-      if (compiled)
-        ich::apply_inference_precision(m, precision == ich::DType::Float32 ? "fp32" : "bf16", d);
-      else if (eval && precision == ich::DType::Float32)
-        m.use_compiled_inference(nullptr);
+      // no autocast around it. Without it (a fresh model is not compiled):
+      // the layer-by-layer engine.
+      if (compiled) ich::apply_inference_precision(m, precision == ich::DType::Float32 ? "fp32" : "bf16", d);
       // Adam's two moments are twice the weights: made only for training rows,
       // so that an inference row's peak is inference's.
       std::unique_ptr<ich::Adam> adam =

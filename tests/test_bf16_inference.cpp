@@ -323,6 +323,25 @@ std::unique_ptr<ResNeXt> trained_like(uint64_t seed, int64_t in_channels = 3) {
   return m;
 }
 
+// A trained-like model, an input batch, and the same model's features and
+// logits in float64 (the truth the compiled models are held to).
+struct AgainstFloat64 {
+  std::unique_ptr<ResNeXt> m;
+  Tensor x, f64, z64;
+};
+AgainstFloat64 against_float64(uint64_t seed, int64_t channels) {
+  AgainstFloat64 r;
+  r.m = trained_like(seed, channels);
+  Generator gen(seed + 4);
+  r.x = Tensor::randn({3, channels, 64, 48}, gen);
+  NoGradGuard no_grad;
+  auto m64 = trained_like(seed, channels);
+  m64->to(DType::Float64);
+  r.f64 = m64->features(r.x.to(DType::Float64));
+  r.z64 = m64->head(r.f64);
+  return r;
+}
+
 double rel_l2(const Tensor& a, const Tensor& truth) {
   const std::vector<double> x = a.to_vector(), y = truth.to_vector();
   double d = 0, n = 0;
@@ -339,13 +358,8 @@ double rel_l2(const Tensor& a, const Tensor& truth) {
 // about 8 roundings of 2^-8 compounded, well above the ~2^-8 seen.
 TEST(Bf16ResNeXt, WithinBf16RoundingOfFloat64LikeTheAutocastEmulation) {
   for (const auto& [channels, seed] : {std::pair<int64_t, uint64_t>{3, 5}, {3, 17}, {3, 29}, {9, 5}, {9, 41}}) {
-    auto m = trained_like(seed, channels);
-    Generator gen(seed + 4);
-    const Tensor x = Tensor::randn({3, channels, 64, 48}, gen);
+    auto&& [m, x, f64, z64] = against_float64(seed, channels);
     NoGradGuard no_grad;
-    auto m64 = trained_like(seed, channels);
-    m64->to(DType::Float64);
-    const Tensor f64 = m64->features(x.to(DType::Float64)), z64 = m64->head(f64);
     Tensor emulated;
     {
       AutocastGuard bf16(DType::BFloat16);
@@ -491,13 +505,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, F32Conv, ::testing::ValuesIn(kCases),
 // the same order of error on features and logits.
 TEST(F32ResNeXt, WithinFloat32OfFloat64LikeTheEngine) {
   for (const auto& [channels, seed] : {std::pair<int64_t, uint64_t>{3, 5}, {3, 17}, {9, 41}}) {
-    auto m = trained_like(seed, channels);
-    Generator gen(seed + 4);
-    const Tensor x = Tensor::randn({3, channels, 64, 48}, gen);
+    auto&& [m, x, f64, z64] = against_float64(seed, channels);
     NoGradGuard no_grad;
-    auto m64 = trained_like(seed, channels);
-    m64->to(DType::Float64);
-    const Tensor f64 = m64->features(x.to(DType::Float64)), z64 = m64->head(f64);
     const Tensor fe = m->features(x);  // the engine
     const double e_engine = rel_l2(fe, f64), e_engine_z = rel_l2(m->head(fe), z64);
     for (F32Kernel k : f32_kernels()) {

@@ -132,27 +132,38 @@ std::string missing_hardware_reason() {
 
 int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad) { return (in + 2 * pad - k) / stride + 1; }
 
-PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
-                     int64_t stride, int64_t pad) {
-  ICH_CHECK(G >= 1 && C % G == 0 && O % G == 0, "bf16 conv: groups ", G, " must divide ", C, " and ", O);
+namespace {
+// A packing's shape: blocks of as many groups as fit `fill` of what a group
+// has `per` of (its channels or its outputs), one group where a group has
+// that many already; the block's output tiles.
+PackedConv packing(int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
+                   int64_t per, int64_t fill) {
+  ICH_CHECK(G >= 1 && C % G == 0 && O % G == 0, "conv: groups ", G, " must divide ", C, " and ", O);
   PackedConv p;
   p.C = C, p.O = O, p.G = G, p.kh = kh, p.kw = kw, p.stride = stride, p.pad = pad;
-  const int64_t Cg = C / G, Og = O / G;
-  // groups per block: one k chunk of up to 32 channels when groups are
-  // narrower, else one group per block
   int64_t gpb = 1;
-  if (Cg < 32)
+  if (per < fill)
     for (int64_t g = G; g >= 1; --g)
-      if (G % g == 0 && g * Cg <= 32) {
+      if (G % g == 0 && g * per <= fill) {
         gpb = g;
         break;
       }
-  p.Kb = gpb * Cg, p.Nb = gpb * Og, p.blocks = G / gpb;
+  p.Kb = gpb * (C / G), p.Nb = gpb * (O / G), p.blocks = G / gpb;
+  p.ntiles = (p.Nb + 15) / 16;
+  return p;
+}
+}  // namespace
+
+PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
+                     int64_t stride, int64_t pad) {
+  // groups per block: one k chunk of up to 32 channels when groups are
+  // narrower, else one group per block
+  PackedConv p = packing(O, C, G, kh, kw, stride, pad, C / std::max<int64_t>(G, 1), 32);
+  const int64_t Cg = C / G, Og = O / G;
   p.Kc = std::min<int64_t>(p.Kb, 32);
   ICH_CHECK(p.Kc % 2 == 0 && p.Kb % p.Kc == 0, "bf16 conv: ", p.Kb, " input channels per block of groups (", C,
             " channels, ", G, " groups): the tiles need an even number up to 32, or a multiple of 32");
   p.kchunks = p.Kb / p.Kc;
-  p.ntiles = (p.Nb + 15) / 16;
   const int64_t taps = kh * kw, pairs = p.Kc / 2;
   p.w.assign(size_t(p.blocks * taps * p.kchunks * p.ntiles * pairs * 32), 0);
   for (int64_t b = 0; b < p.blocks; ++b)
@@ -175,24 +186,13 @@ PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, in
 
 PackedConv pack_conv_f32(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
                          int64_t stride, int64_t pad) {
-  ICH_CHECK(G >= 1 && C % G == 0 && O % G == 0, "conv: groups ", G, " must divide ", C, " and ", O);
-  PackedConv p;
-  p.f32 = true;
-  p.C = C, p.O = O, p.G = G, p.kh = kh, p.kw = kw, p.stride = stride, p.pad = pad;
-  const int64_t Cg = C / G, Og = O / G;
   // groups per block: as many as fill one 16-output tile where a group has
   // fewer outputs (an output sums only its block's channels: 2x the useful
   // products for ResNeXt's layer1, whose groups have 8, none elsewhere)
-  int64_t gpb = 1;
-  if (Og < 16)
-    for (int64_t g = G; g >= 1; --g)
-      if (G % g == 0 && g * Og <= 16) {
-        gpb = g;
-        break;
-      }
-  p.Kb = gpb * Cg, p.Nb = gpb * Og, p.blocks = G / gpb;
+  PackedConv p = packing(O, C, G, kh, kw, stride, pad, O / std::max<int64_t>(G, 1), 16);
+  p.f32 = true;
+  const int64_t Cg = C / G, Og = O / G;
   p.Kc = p.Kb, p.kchunks = 1;
-  p.ntiles = (p.Nb + 15) / 16;
   const int64_t taps = kh * kw;
   p.wf.assign(size_t(p.blocks * p.ntiles * taps * p.Kb * 16), 0.0f);
   for (int64_t b = 0; b < p.blocks; ++b)
@@ -243,7 +243,7 @@ struct Epilogue {
   uint16_t* y;
   float* y_f32;
   const uint16_t* residual;
-  const float* residual_f32;  // (the float32 kernels: y_f32 and this instead of y and residual)
+  const float* residual_f32;  // (the float32 reference: y_f32 and this instead of y and residual)
   bool relu;
   bool vector;  // AVX-512 (the same operations, 16 outputs at a time)
   // y (and the residual) inside a zero border of y_pad pixels: output pixel
@@ -314,27 +314,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void epilogue_av
       v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
     }
     if (e.relu) v = _mm512_max_ps(zero, v);  // NaN stays NaN, as std::max(v, 0)
-    _mm256_mask_storeu_epi16(e.y + q, k, (__m256i)_mm512_cvtneps_pbh(v));
-  }
-}
-// float32 results (the float32 kernels, and the bf16 kernels' y_f32 for
-// tests): no bfloat16 instruction
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512_f32(const Epilogue& e, const float* tile, const MTile& m,
-                                                            int64_t o0, int64_t n_valid) {
-  const __mmask16 k = __mmask16((1u << n_valid) - 1u);
-  const __m512 bias = _mm512_maskz_loadu_ps(k, e.p.bias.data() + o0), zero = _mm512_setzero_ps();
-  Epilogue::Rows rows(e, m);
-  for (int64_t r = 0; r < m.valid; ++r, rows.next()) {
-    if (!rows.live()) continue;
-    const int64_t q = rows.q * e.p.O + o0;
-    __m512 v = _mm512_add_ps(_mm512_loadu_ps(tile + r * 16), bias);
-    if (e.residual) {
-      const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, e.residual + q));
-      v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+    if (e.y_f32) {
+      _mm512_mask_storeu_ps(e.y_f32 + q, k, v);
+      continue;
     }
-    if (e.residual_f32) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, e.residual_f32 + q));
-    if (e.relu) v = _mm512_max_ps(zero, v);
-    _mm512_mask_storeu_ps(e.y_f32 + q, k, v);
+    _mm256_mask_storeu_epi16(e.y + q, k, (__m256i)_mm512_cvtneps_pbh(v));
   }
 }
 #endif
@@ -344,8 +328,7 @@ void Epilogue::operator()(const float* tile, const MTile& m, int64_t b, int64_t 
   const int64_t o0 = b * p.Nb + nt * 16;
 #ifdef ICH_X86
   if (vector) {
-    if (y_f32) epilogue_avx512_f32(*this, tile, m, o0, n_valid);
-    else epilogue_avx512(*this, tile, m, o0, n_valid);
+    epilogue_avx512(*this, tile, m, o0, n_valid);
     return;
   }
 #endif
@@ -774,7 +757,9 @@ void run_conv(const PackedConv& p, const T* x, int64_t N, int64_t H, int64_t W, 
                              std::min<int64_t>(16, Wo - ow0)});
     }
   }
-  Epilogue ep{p, y, y_f32, nullptr, nullptr, relu, kF32 ? f32_avx512 : isa != Isa::Reference};
+  // (the AVX-512 float32 kernel applies the epilogue on its registers; the
+  // float32 reference calls the scalar one)
+  Epilogue ep{p, y, y_f32, nullptr, nullptr, relu, !kF32 && isa != Isa::Reference};
   if constexpr (kF32) ep.residual_f32 = residual;
   else ep.residual = residual;
   ep.Ho = Ho, ep.Wo = Wo, ep.y_pad = y_pad;

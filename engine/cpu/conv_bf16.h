@@ -95,7 +95,7 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad);
 // register. The AVX-512 kernel (AVX-512F) equals the scalar reference bit
 // for bit. Groups narrower than 16 outputs share a block of 16.
 enum class F32Kernel { Reference, Avx512 };
-bool has_avx512f();
+bool has_avx512f();  // AVX-512F with BW and VL (every AVX-512 CPU since Skylake-SP)
 F32Kernel best_f32_kernel();  // Avx512 where the CPU has AVX-512F
 PackedConv pack_conv_f32(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
                          int64_t stride, int64_t pad);

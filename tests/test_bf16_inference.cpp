@@ -45,6 +45,10 @@ const Case kCases[] = {
     // the padded input's rows (25 = 3 x 8 + 1)
     {"rows_of_13", 2, 13, 13, 64, 64, 2, 3, 1, 1},       {"rows_of_7", 2, 7, 7, 64, 64, 2, 3, 1, 1},
     {"rows_of_25", 1, 25, 25, 32, 32, 2, 3, 1, 1},
+    // float32 by quads (groups of 4, 8 and 16 outputs: 4, 2 and 1 groups a
+    // tile), strided, and rows of 50 laid on the padded rows
+    {"groups_of_4", 2, 7, 9, 64, 64, 16, 3, 1, 1},       {"groups_of_16_s2", 2, 11, 11, 64, 64, 4, 3, 2, 1},
+    {"groups_of_8_rows_of_50", 1, 4, 50, 32, 32, 4, 3, 1, 1},
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // gtest's name for a case
@@ -495,6 +499,23 @@ TEST_P(F32Conv, EveryKernelIsWithinFloat32AccumulationOfFloat64) {
     }
     std::printf("  %s %s: at most %.3f of the bound\n", c.name, f32_name(k), worst);
   }
+}
+
+// Which packing each grouped shape gets: by quads where a group has 16
+// outputs or fewer (and the tiles are whole), else blocks of 16 outputs.
+TEST(F32Packing, GroupsOf16OrFewerAreQuads) {
+  for (const Case& c : kCases) {
+    const int64_t Og = c.O / c.G, Cg = c.C / c.G;
+    const bool quads = c.G > 1 && Og <= 16 && 16 % Og == 0 && Cg % 4 == 0 && c.O % 16 == 0;
+    std::vector<float> w(size_t(c.O * Cg * c.k * c.k), 0.5f), bias(size_t(c.O), 0.0f);
+    const PackedConv p = pack_conv_f32(w.data(), bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
+    EXPECT_EQ(p.quads, quads) << c.name;
+    EXPECT_EQ(p.wf.size(), quads ? size_t(c.O * Cg * c.k * c.k) : size_t(p.blocks * p.ntiles * 16 * p.Kb * c.k * c.k))
+        << c.name;
+  }
+  int quads = 0;
+  for (const Case& c : kCases) quads += c.G > 1 && c.O / c.G <= 16 && c.C / c.G % 4 == 0;
+  EXPECT_GE(quads, 5);  // the shapes above exercise the quads kernel
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, F32Conv, ::testing::ValuesIn(kCases),

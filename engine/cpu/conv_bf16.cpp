@@ -33,8 +33,10 @@
 
 #if defined(__x86_64__)
 // GCC 12 warns that the AVX-512 intrinsics' own _mm512_undefined_* "may be
-// used uninitialized" (GCC bug 105593): not our code.
+// used uninitialized" (GCC bug 105593), or "is used uninitialized" where
+// they are inlined into the kernels: not our code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #define ICH_X86 1
 #endif
@@ -186,12 +188,32 @@ PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, in
 
 PackedConv pack_conv_f32(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
                          int64_t stride, int64_t pad) {
+  const int64_t Cg = C / std::max<int64_t>(G, 1), Og = O / std::max<int64_t>(G, 1);
+  if (G > 1 && Cg % 4 == 0 && Og % 4 == 0 && O % 16 == 0 && 16 % Og == 0) {
+    // groups of 16 outputs or fewer by quads (see the header): a tile's quad
+    // q holds outputs 4q..4q+3, lane 4l + j output 4q + l's channel j of
+    // each 4. (Wider groups measured faster the other way: layer3's and
+    // layer4's 3x3 at 218 and 157 GMAC/s against 230 and 254.)
+    PackedConv p = packing(O, C, G, kh, kw, stride, pad, O, 16);
+    p.f32 = true, p.quads = true;
+    p.Kb = Cg, p.Nb = 16, p.blocks = O / 16, p.ntiles = 1, p.Kc = Cg, p.kchunks = 1;
+    const int64_t taps = kh * kw, steps = Cg / 4;
+    p.wf.assign(size_t(O * taps * Cg), 0.0f);
+    for (int64_t b = 0; b < p.blocks; ++b)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t s = 0; s < steps; ++s)
+          for (int64_t lane = 0; lane < 64; ++lane) {
+            const int64_t q = lane / 16, l = lane % 16 / 4, j = lane % 4, o = b * 16 + 4 * q + l;
+            p.wf[size_t(((b * taps + t) * steps + s) * 64 + lane)] = w[(o * Cg + 4 * s + j) * taps + t];
+          }
+    p.bias.assign(bias, bias + O);
+    return p;
+  }
   // groups per block: as many as fill one 16-output tile where a group has
   // fewer outputs (an output sums only its block's channels: 2x the useful
   // products for ResNeXt's layer1, whose groups have 8, none elsewhere)
-  PackedConv p = packing(O, C, G, kh, kw, stride, pad, O / std::max<int64_t>(G, 1), 16);
+  PackedConv p = packing(O, C, G, kh, kw, stride, pad, Og, 16);
   p.f32 = true;
-  const int64_t Cg = C / G, Og = O / G;
   p.Kc = p.Kb, p.kchunks = 1;
   const int64_t taps = kh * kw;
   p.wf.assign(size_t(p.blocks * p.ntiles * taps * p.Kb * 16), 0.0f);
@@ -388,11 +410,35 @@ const float* f32_b(const PackedConv& p, int64_t b, int64_t nt) {
 }
 #endif
 
+// A quads tile's first input channel: that of its first output's group.
+int64_t quads_channel0(const PackedConv& p, int64_t b) { return b * 16 / (p.O / p.G) * p.Kb; }
+
 // The reference: each sum a chain of fused multiply-adds over taps, then
 // channels, as the AVX-512 kernel's lanes do it (so the two agree bit for bit).
+// Quads: four chains, channel j of every 4 (taps, then channels), added as
+// (j0 + j2) + (j1 + j3).
 void reference_f32_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t lda, const int64_t* tap_off,
                         int64_t b, int64_t nt0, int64_t nt1, const Epilogue& ep) {
   float tile[256];
+  if (p.quads) {
+    const int64_t Og = p.O / p.G, steps = p.Kb / 4;
+    for (int64_t mi = 0; mi < nm; ++mi) {
+      for (int64_t r = 0; r < 16; ++r)
+        for (int64_t n = 0; n < 16; ++n) {
+          const int64_t q = n / 4, l = n % 4, c0 = quads_channel0(p, b) + (n / Og) * p.Kb;
+          float s[4] = {0, 0, 0, 0};
+          for (int64_t t = 0; t < p.taps(); ++t) {
+            const float* a = f32_a(m[mi]) + r * lda + tap_off[t] + c0;
+            const float* wt = p.wf.data() + (b * p.taps() + t) * steps * 64 + q * 16 + l * 4;
+            for (int64_t st = 0; st < steps; ++st)
+              for (int64_t j = 0; j < 4; ++j) s[j] = std::fma(a[4 * st + j], wt[st * 64 + j], s[j]);
+          }
+          tile[r * 16 + n] = (s[0] + s[2]) + (s[1] + s[3]);
+        }
+      ep(tile, m[mi], b, 0);
+    }
+    return;
+  }
   for (int64_t nt = nt0; nt < nt1; ++nt)
     for (int64_t mi = 0; mi < nm; ++mi) {
       const float* bt = p.wf.data() + (b * p.ntiles + nt) * p.taps() * p.Kb * 16;
@@ -410,6 +456,21 @@ void reference_f32_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t
 }
 
 #ifdef ICH_X86
+// f(std::integral_constant<int, i>{}) for i = 0 .. N-1: each index a
+// constant, so that an array of sums indexed by it stays in registers (a
+// loop over rows, even one GCC unrolls, kept them on the stack: 16-32 zmm
+// stores and loads per call of a kernel). One per target: a function is
+// inlined only into one whose target has all of its instructions.
+template <class F, int... I>
+[[gnu::always_inline]] __attribute__((target("avx512f"))) inline void each_f32(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <class F, int... I>
+[[gnu::always_inline]] __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void each_bf16(
+    F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+
 // Where an item's float32 sums go, applied from the registers by the
 // AVX-512 kernels: the epilogue's bias, residual and ReLU (as Epilogue does
 // them, so the reference's results are the same bits), then float32 or
@@ -425,6 +486,41 @@ struct RowsOut {
   const int64_t* q;   // each row's output pixel in y (Epilogue::Rows), -1: computed and dropped
   __mmask16 mask[2];  // each output tile's outputs (the block's last tile may have fewer)
 };
+
+// One row's sums of output tile j (v, bias added) to their output pixel q:
+// the residual, ReLU, the store (the same as Epilogue's, so the reference's
+// results are the same bits). Called with a constant row and tile, and
+// branch-free, so that the kernels' arrays of sums stay in registers (a loop
+// over them, or a branch per row, made GCC keep them on the stack: 16-32
+// zmm stores and loads per call): what does not apply has a mask of zero.
+// Its address is still one in cache (a masked load of no element still
+// costs its cache line on the CPUs measured: the output's, a miss per row,
+// took 5-10% off the model; an unmapped page's, a microcode assist).
+struct RowsMasks {
+  __mmask16 res, relu;
+  explicit RowsMasks(const RowsOut& o) : res(o.residual || o.res16 ? 0xffff : 0), relu(o.relu ? 0xffff : 0) {}
+};
+[[gnu::always_inline]] __attribute__((target("avx512f"))) inline void put_f32(const RowsOut& o, const RowsMasks& k,
+                                                                                __m512 v, int64_t q, int j) {
+  const __mmask16 live = q >= 0 ? o.mask[j] : 0;
+  const int64_t at = std::max<int64_t>(q, 0) * o.O + 16 * j;
+  const float* res = o.residual ? o.residual + at : o.bias + 16 * j;
+  v = _mm512_mask_add_ps(v, k.res, v, _mm512_maskz_loadu_ps(live & k.res, res));
+  v = _mm512_mask_max_ps(v, k.relu, _mm512_setzero_ps(), v);  // NaN stays NaN, as std::max(v, 0)
+  _mm512_mask_storeu_ps(o.y + at, live, v);
+}
+// (bfloat16 results, or float32 ones in tests: the same branch every row)
+[[gnu::always_inline]] __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void put_bf16(
+    const RowsOut& o, const RowsMasks& k, __m512 v, int64_t q, int j) {
+  const __mmask16 live = q >= 0 ? o.mask[j] : 0;
+  const int64_t at = std::max<int64_t>(q, 0) * o.O + 16 * j;
+  const uint16_t* res = o.res16 ? o.res16 + at : reinterpret_cast<const uint16_t*>(o.bias + 16 * j);
+  const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live & k.res, res));
+  v = _mm512_mask_add_ps(v, k.res, v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+  v = _mm512_mask_max_ps(v, k.relu, _mm512_setzero_ps(), v);
+  if (o.y) _mm512_mask_storeu_ps(o.y + at, live, v);
+  else _mm256_mask_storeu_epi16(o.y16 + at, live, (__m256i)_mm512_cvtneps_pbh(v));
+}
 
 // R rows (R <= 8) x NT output tiles (R NT zmm sums): per channel, NT loads
 // of 16 weights and R broadcasts feed R NT FMAs.
@@ -450,23 +546,13 @@ __attribute__((target("avx512f"))) void f32_rows(const float* a, int64_t lda, co
   }
   __m512 bias[NT];
   for (int j = 0; j < NT; ++j) bias[j] = _mm512_maskz_loadu_ps(o.mask[j], o.bias + 16 * j);
-  for (int r = 0; r < R; ++r) {
-    const int64_t q = o.q[row0 + r];
-    if (q < 0) continue;
-    for (int j = 0; j < NT; ++j) {
-      __m512 v = _mm512_add_ps(acc[r][j], bias[j]);
-      if (o.residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(o.mask[j], o.residual + q * o.O + 16 * j));
-      if (o.relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);
-      _mm512_mask_storeu_ps(o.y + q * o.O + 16 * j, o.mask[j], v);
-    }
-  }
-}
-
-using F32Rows = void (*)(const float*, int64_t, const int64_t*, int64_t, int64_t, const float*, int64_t,
-                         const RowsOut&, int64_t);
-template <int NT, int... R>
-constexpr std::array<F32Rows, sizeof...(R)> f32_rows_table(std::integer_sequence<int, R...>) {
-  return {&f32_rows<R + 1, NT>...};
+  const RowsMasks k(o);
+  auto row = [&](auto rc) __attribute__((target("avx512f"), always_inline)) {
+    constexpr int r = rc;
+    put_f32(o, k, _mm512_add_ps(acc[r][0], bias[0]), o.q[row0 + r], 0);
+    if constexpr (NT > 1) put_f32(o, k, _mm512_add_ps(acc[r][1], bias[1]), o.q[row0 + r], 1);
+  };
+  each_f32(row, std::make_integer_sequence<int, R>());
 }
 
 // The same for bfloat16 pairs: per pair of channels, NT loads of 16 x 2
@@ -495,21 +581,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void bf16_rows(
   }
   __m512 bias[NT];
   for (int j = 0; j < NT; ++j) bias[j] = _mm512_maskz_loadu_ps(o.mask[j], o.bias + 16 * j);
-  for (int r = 0; r < R; ++r) {
-    const int64_t q = o.q[row0 + r];
-    if (q < 0) continue;
-    for (int j = 0; j < NT; ++j) {
-      const int64_t at_q = q * o.O + 16 * j;
-      __m512 v = _mm512_add_ps(acc[r][j], bias[j]);
-      if (o.res16) {
-        const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(o.mask[j], o.res16 + at_q));
-        v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
-      }
-      if (o.relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);
-      if (o.y) _mm512_mask_storeu_ps(o.y + at_q, o.mask[j], v);
-      else _mm256_mask_storeu_epi16(o.y16 + at_q, o.mask[j], (__m256i)_mm512_cvtneps_pbh(v));
-    }
-  }
+  const RowsMasks k(o);
+  auto row = [&](auto rc) __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline)) {
+    constexpr int r = rc;
+    put_bf16(o, k, _mm512_add_ps(acc[r][0], bias[0]), o.q[row0 + r], 0);
+    if constexpr (NT > 1) put_bf16(o, k, _mm512_add_ps(acc[r][1], bias[1]), o.q[row0 + r], 1);
+  };
+  each_bf16(row, std::make_integer_sequence<int, R>());
 }
 
 template <typename T>
@@ -565,6 +643,89 @@ void avx512_rows_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t l
         const size_t n = size_t(std::min<int64_t>(8, m[mi].valid - r0));
         (pair ? two : one)[n - 1](a + r0 * lda, lda, tap_off, p.taps(), p.Kb, bt, b_next, o, r0);
       }
+    }
+  }
+}
+
+// Grouped convolutions by quads (pack_conv_f32): per 4 channels of a group,
+// one 128-bit broadcast of a pixel's 4 values feeds its group's quads (4
+// FMAs where a group has 16 outputs or more, 2 for groups of 8), instead of
+// one 32-bit broadcast per FMA; each lane sums one channel of every 4, and
+// the 4 lanes of an output are added at the end: (j0 + j2) + (j1 + j3).
+// R rows (R <= 6: 4 R sums) of one 16-output tile whose groups are GPT.
+template <int R, int GPT>
+__attribute__((target("avx512f"))) void f32_quad_rows(const float* a, int64_t lda, const int64_t* tap_off,
+                                                      int64_t taps, int64_t Cg, const float* wt, const RowsOut& o,
+                                                      int64_t row0) {
+  constexpr int QPG = 4 / GPT;  // quads per group
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_setzero_ps();
+  const int64_t steps = Cg / 4;
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* at = a + tap_off[t];
+    const float* wp = wt + t * steps * 64;
+    for (int64_t st = 0; st < steps; ++st, wp += 64) {
+      __m512 w[4];
+      for (int q = 0; q < 4; ++q) w[q] = _mm512_loadu_ps(wp + 16 * q);
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < GPT; ++g) {
+          const __m512 x = _mm512_broadcast_f32x4(_mm_loadu_ps(at + r * lda + g * Cg + 4 * st));
+#pragma GCC unroll 4
+          for (int i = 0; i < QPG; ++i) acc[r][g * QPG + i] = _mm512_fmadd_ps(x, w[g * QPG + i], acc[r][g * QPG + i]);
+        }
+    }
+  }
+  // lane 4l + q of the sum is output 4q + l: back to lane = output
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512 bias = _mm512_loadu_ps(o.bias);
+  const RowsMasks k(o);
+  auto row = [&](auto rc) __attribute__((target("avx512f"), always_inline)) {
+    constexpr int r = rc;
+    const __m512 s01 = _mm512_add_ps(_mm512_shuffle_ps(acc[r][0], acc[r][1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_ps(acc[r][0], acc[r][1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 s23 = _mm512_add_ps(_mm512_shuffle_ps(acc[r][2], acc[r][3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_ps(acc[r][2], acc[r][3], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 sum = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                     _mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+    put_f32(o, k, _mm512_add_ps(_mm512_maskz_permutexvar_ps(0xffff, order, sum), bias), o.q[row0 + r], 0);
+  };
+  each_f32(row, std::make_integer_sequence<int, R>());
+}
+
+using QuadRows = void (*)(const float*, int64_t, const int64_t*, int64_t, int64_t, const float*, const RowsOut&,
+                          int64_t);
+template <int GPT, int... R>
+constexpr std::array<QuadRows, sizeof...(R)> quad_rows_table(std::integer_sequence<int, R...>) {
+  return {&f32_quad_rows<R + 1, GPT>...};
+}
+
+// A quads item: one 16-output tile (block b), each M tile's rows in chunks
+// of at most 6, as even as they go (13 = 5 + 4 + 4).
+void f32_quads_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t lda, const int64_t* tap_off, int64_t b,
+                    const Epilogue& ep) {
+  static constexpr auto g1 = quad_rows_table<1>(std::make_integer_sequence<int, 6>());
+  static constexpr auto g2 = quad_rows_table<2>(std::make_integer_sequence<int, 6>());
+  static constexpr auto g4 = quad_rows_table<4>(std::make_integer_sequence<int, 6>());
+  const int64_t Og = p.O / p.G;
+  const auto& fns = Og >= 16 ? g1 : Og == 8 ? g2 : g4;
+  const float* wt = p.wf.data() + b * p.taps() * p.Kb * 16;
+  const int64_t o0 = b * 16, c0 = quads_channel0(p, b);
+  RowsOut o{ep.y_f32 + o0, nullptr, ep.residual_f32 ? ep.residual_f32 + o0 : nullptr, nullptr, p.bias.data() + o0,
+            ep.relu, p.O, nullptr, {0xffff, 0}};
+  for (int64_t mi = 0; mi < nm; ++mi) {
+    int64_t q[16];
+    Epilogue::Rows rows(ep, m[mi]);
+    for (int64_t r = 0; r < m[mi].valid; ++r, rows.next()) q[r] = rows.live() ? rows.q : -1;
+    o.q = q;
+    const float* a = f32_a(m[mi]) + c0;
+    const int64_t v = m[mi].valid, chunks = (v + 5) / 6;
+    for (int64_t c = 0, r0 = 0; c < chunks; ++c) {
+      const int64_t n = v / chunks + (c < v % chunks ? 1 : 0);
+      fns[size_t(n - 1)](a + r0 * lda, lda, tap_off, p.taps(), p.Kb, wt, o, r0);
+      r0 += n;
     }
   }
 }
@@ -790,6 +951,10 @@ void run_conv(const PackedConv& p, const T* x, int64_t N, int64_t H, int64_t W, 
       const int64_t nt0 = 2 * ns * per, nt1 = std::min(p.ntiles, 2 * (ns + 1) * per);
       if constexpr (kF32) {
 #ifdef ICH_X86
+        if (f32_avx512 && p.quads) {
+          f32_quads_item(p, m, nm, lda, tap_off.data(), b, ep);
+          continue;
+        }
         if (f32_avx512) {
           avx512_rows_item<float>(p, m, nm, lda, tap_off.data(), b, nt0, nt1, ep);
           continue;

@@ -28,7 +28,9 @@
 // (the block's B tile is block-diagonal: zeros between groups), so the
 // tiles stay full; groups of 32 or more channels are blocks of their own.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -49,15 +51,33 @@ bool has_isa(Isa isa);
 // refusal line).
 std::string missing_hardware_reason();
 
+// Storage aligned to 64 bytes (a cache line, a zmm register): the kernels'
+// weight loads never straddle two lines.
+template <class T>
+struct CacheAligned {
+  using value_type = T;
+  CacheAligned() = default;
+  template <class U>
+  CacheAligned(const CacheAligned<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
+};
+
 // A convolution prepared for the kernels (see the file comment).
 struct PackedConv {
   int64_t C = 0, O = 0, G = 1, kh = 1, kw = 1, stride = 1, pad = 0;
   int64_t Kb = 0, Nb = 0, blocks = 0;  // input and output channels of a block of groups; blocks = C / Kb
   int64_t Kc = 0, kchunks = 0;         // k per chunk (even, <= 32), chunks per tap
   int64_t ntiles = 0;                  // 16-output tiles per block (the last zero-padded)
-  std::vector<uint16_t> w;             // packed B tiles
+  std::vector<uint16_t, CacheAligned<uint16_t>> w;  // packed B tiles
   bool f32 = false;                    // packed for the float32 kernels instead (pack_conv_f32)
-  std::vector<float> wf;               // their weights, [block][output tile][tap][k][16 outputs]
+  std::vector<float, CacheAligned<float>> wf;  // their weights, [block][output tile][tap][k][16 outputs], or
+  // (quads) a grouped convolution's weights for the kernel that broadcasts
+  // 4 channels of a pixel at a time: blocks are 16-output tiles (Nb 16, Kb
+  // a group's channels), [tile][tap][k / 4][quad q][output 4q + l's 4
+  // channels (lane 4l + j)]; see pack_conv_f32
+  bool quads = false;
   std::vector<float> bias;             // O
   int64_t taps() const { return kh * kw; }
 };
@@ -93,7 +113,11 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad);
 // split, layouts and epilogue on float32 activations, each sum a chain of
 // fused multiply-adds (taps, then channels, in order), 16 outputs a zmm
 // register. The AVX-512 kernel (AVX-512F) equals the scalar reference bit
-// for bit. Groups narrower than 16 outputs share a block of 16.
+// for bit. Groups of 16 outputs or fewer (ResNeXt's layer1 and layer2:
+// 8 and 16) are packed by quads instead (PackedConv::quads): one 128-bit
+// broadcast of 4 channels feeds 2-4 FMAs instead of one, and each output
+// is 4 chains (channel j of every 4), added (j0 + j2) + (j1 + j3) at the
+// end; other grouped convolutions put narrower groups in blocks of 16.
 enum class F32Kernel { Reference, Avx512 };
 bool has_avx512f();  // AVX-512F with BW and VL (every AVX-512 CPU since Skylake-SP)
 F32Kernel best_f32_kernel();  // Avx512 where the CPU has AVX-512F

@@ -48,8 +48,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--tta", o.tta, "test-time views averaged: none, flip, flip+transpose")->capture_default_str();
   app.add_option("--precision", o.precision,
-                 "fp32 (on a CPU with AVX-512F: batch norm folded, NHWC float32 kernels; ICH_CPU_F32=engine for the "
-                 "layer-by-layer engine), or bf16: the CPU's bfloat16 inference (batch norm folded, AMX or AVX512-BF16 "
+                 "fp32 (on a CPU with AVX-512F or AVX2 + FMA: batch norm folded, NHWC float32 kernels; ICH_CPU_F32=engine "
+                 "for the layer-by-layer engine), or bf16: the CPU's bfloat16 inference (batch norm folded, AMX or AVX512-BF16 "
                  "kernels; refused on CPUs without them); Grad-CAM runs the engine in float32")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();

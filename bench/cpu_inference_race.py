@@ -9,6 +9,7 @@ memory, as one line "RESULT <name> <images/s> <peak MiB>".
 Options: --threads 2 --batch 32 --size 200 --steps 5 --warmup 2
 """
 import argparse
+import os
 import resource
 import statistics
 import time
@@ -85,6 +86,8 @@ else:
     got = str(c.get_property("INFERENCE_PRECISION_HINT"))
     runs = "bf16" if "bfloat16" in got else "f32" if "float32" in got else got
     name = f"OpenVINO {ov.__version__.split('-')[0]} {a.precision}" + ("" if runs == a.precision else f" (runs {runs})")
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # oneDNN's kernels held to an ISA (AVX2: as on a CPU without AVX-512)
+        name += f" {os.environ['ONEDNN_MAX_CPU_ISA']}"
 
 ips = timed(run)
 print(f"RESULT {name.replace(' ', '_')} {ips:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")

@@ -1,8 +1,10 @@
 #!/bin/bash
 # CPU inference of resnext101_32x8d (6 outputs, eval, batch 32, 200 x 200)
 # on the same machine in one run, the same threads each: ich fp32 (what
-# --precision fp32 runs: compiled NHWC float32 on AVX-512F, the engine
-# elsewhere) and the layer-by-layer engine (fp32 engine), ich bf16
+# --precision fp32 runs: compiled NHWC float32 on AVX-512F or AVX2 + FMA,
+# the engine elsewhere) and the layer-by-layer engine (fp32 engine); on an
+# AVX-512 CPU also ich's AVX2 kernel beside OpenVINO held to AVX2
+# (ONEDNN_MAX_CPU_ISA=AVX2): the race a CPU without AVX-512 would see; ich bf16
 # (AMX, and AVX512-BF16 alone, where the CPU has them), PyTorch (Debian's,
 # fp32 and autocast bf16), ONNX Runtime fp32 and OpenVINO f32 and bf16 (PyPI,
 # in a venv this script makes), the latter two fed by ich's own ONNX export
@@ -65,12 +67,14 @@ for round in $(seq "$rounds"); do
   echo "## round $round"
   ich_run ich_fp32 "fp32+eval+compiled:$batch"
   ich_run ich_fp32_engine "fp32+eval:$batch"
+  if cpu_has avx512f && cpu_has avx2; then ich_run ich_fp32_AVX2 "fp32+eval+compiled:$batch" ICH_CPU_F32=avx2; fi
   if cpu_has amx_bf16; then ich_run ich_bf16_AMX "bf16+eval+compiled:$batch"; fi
   if cpu_has avx512_bf16; then ich_run ich_bf16_AVX512-BF16 "bf16+eval+compiled:$batch" ICH_CPU_BF16=avx512-bf16; fi
   py_run /usr/bin/python3 torch r101.pth fp32
   if cpu_has avx512_bf16 || cpu_has amx_bf16; then py_run /usr/bin/python3 torch r101.pth bf16; fi
   py_run "$venv/bin/python" ort r101.onnx fp32
   py_run "$venv/bin/python" openvino r101.onnx f32
+  if cpu_has avx512f && cpu_has avx2; then ONEDNN_MAX_CPU_ISA=AVX2 py_run "$venv/bin/python" openvino r101.onnx f32; fi
   if cpu_has avx512_bf16 || cpu_has amx_bf16; then py_run "$venv/bin/python" openvino r101.onnx bf16; fi
 done
 
@@ -86,7 +90,8 @@ awk '
     fp32 = ips["ich_fp32"]; eng = ips["ich_fp32_engine"]; amx = ips["ich_bf16_AMX"]; avx = ips["ich_bf16_AVX512-BF16"]
     for (k in ips) {
       if (k ~ /^ONNX_Runtime.*fp32/) ort = ips[k]
-      if (k ~ /^OpenVINO.*_f32/) ovf = ips[k]
+      if (k ~ /^OpenVINO.*_f32$/) ovf = ips[k]
+      if (k ~ /^OpenVINO.*_f32_AVX2$/) ov2 = ips[k]
       if (k ~ /^OpenVINO.*_bf16/) ovb = ips[k]
       if (k ~ /^PyTorch.*fp32/) pt = ips[k]
     }
@@ -95,6 +100,8 @@ awk '
     if (pt) printf "  ich fp32 / PyTorch fp32:        %.2fx\n", fp32 / pt
     if (ort) printf "  ich fp32 / ONNX Runtime fp32:   %.2fx  [>= 1.0]\n", fp32 / ort
     if (ovf) printf "  ich fp32 / OpenVINO f32:        %.2fx  [>= 1.0]\n", fp32 / ovf
+    if (ips["ich_fp32_AVX2"] && ov2) printf "  ich fp32 AVX2 / OpenVINO f32 AVX2: %.2fx  [>= 1.0 on a CPU without AVX-512]\n", ips["ich_fp32_AVX2"] / ov2
+    if (ips["ich_fp32_AVX2"] && eng) printf "  ich fp32 AVX2 / ich fp32 engine:   %.2fx\n", ips["ich_fp32_AVX2"] / eng
     if (amx && ovb) printf "  ich bf16 (AMX) / OpenVINO bf16: %.2fx  [>= 0.5]\n", amx / ovb
     if (amx) printf "  ich bf16 (AMX) / ich fp32:      %.2fx  [>= 4]\n", amx / fp32
     if (avx) printf "  ich bf16 (AVX512-BF16 alone) / ich fp32: %.2fx  [>= 1.6 on an AVX512-BF16-only CPU]\n", avx / fp32

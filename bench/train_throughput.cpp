@@ -195,8 +195,9 @@ int main(int argc, char** argv) {
       m.to(d);
       m.train(!eval);
       // +compiled: batch norm folded, NHWC bfloat16 on AMX or AVX512-BF16
-      // (ICH_CPU_BF16 picks a lower kernel) or NHWC float32 on AVX-512F
-      // (what --precision fp32 runs there; ICH_CPU_F32 picks another);
+      // (ICH_CPU_BF16 picks a lower kernel) or NHWC float32 on AVX-512F or
+      // AVX2 + FMA (what --precision fp32 runs there; ICH_CPU_F32 picks
+      // another);
       // no autocast around it. Without it (a fresh model is not compiled):
       // the layer-by-layer engine.
       if (compiled) ich::apply_inference_precision(m, precision == ich::DType::Float32 ? "fp32" : "bf16", d);

@@ -52,14 +52,16 @@ void fold(const StateMap& s, const std::string& conv, const std::string& bn, std
   }
 }
 
-PackedConv pack(bool f32, const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
-                int64_t stride, int64_t pad) {
-  return f32 ? cpu::bf16::pack_conv_f32(w, bias, O, C, G, kh, kw, stride, pad)
+// f32: the float32 kernel the weights are packed for; none: bfloat16
+using F32For = std::optional<cpu::bf16::F32Kernel>;
+PackedConv pack(const F32For& f32, const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh,
+                int64_t kw, int64_t stride, int64_t pad) {
+  return f32 ? cpu::bf16::pack_conv_f32(w, bias, O, C, G, kh, kw, stride, pad, *f32)
              : cpu::bf16::pack_conv(w, bias, O, C, G, kh, kw, stride, pad);
 }
 
 PackedConv packed(const StateMap& s, const std::string& conv, const std::string& bn, int64_t groups, int64_t stride,
-                  int64_t pad, bool f32) {
+                  int64_t pad, const F32For& f32) {
   std::vector<float> w, b;
   Shape sh;
   fold(s, conv, bn, w, b, sh);
@@ -155,17 +157,18 @@ ResNeXtCompiled::ResNeXtCompiled(const ResNeXt& model, cpu::bf16::Isa isa) : isa
 }
 
 ResNeXtCompiled::ResNeXtCompiled(const ResNeXt& model, cpu::bf16::F32Kernel kernel) : f32_(true), f32_kernel_(kernel) {
-  ICH_CHECK(kernel == cpu::bf16::F32Kernel::Reference || cpu::bf16::has_avx512f(),
-            "compiled float32 inference: this CPU has no AVX-512F");
+  ICH_CHECK(cpu::bf16::has_f32_kernel(kernel), "compiled float32 inference: this CPU cannot run the ",
+            cpu::bf16::f32_kernel_name(kernel), " kernel");
   compile(model);
 }
 
 std::string ResNeXtCompiled::kernel_name() const {
-  if (f32_) return f32_kernel_ == cpu::bf16::F32Kernel::Avx512 ? "f32-avx512" : "f32-reference";
+  if (f32_) return cpu::bf16::f32_kernel_name(f32_kernel_);
   return cpu::bf16::isa_name(isa_);
 }
 
 void ResNeXtCompiled::compile(const ResNeXt& model) {
+  const F32For f32 = f32_ ? F32For(f32_kernel_) : std::nullopt;
   StateMap s;
   for (const auto& [n, t] : model.state_dict()) s.emplace(n, t.to(Device::cpu()));
   const ResNeXtConfig& cfg = model.config();
@@ -179,19 +182,19 @@ void ResNeXtCompiled::compile(const ResNeXt& model) {
     stem_k_ = f32_ ? k : (k + 31) / 32 * 32;
     std::vector<float> wp(size_t(stem_out_ * stem_k_), 0.0f);
     for (int64_t o = 0; o < stem_out_; ++o) std::copy_n(w.data() + o * k, k, wp.data() + o * stem_k_);
-    stem_ = pack(f32_, wp.data(), b.data(), stem_out_, stem_k_, 1, 1, 1, 1, 0);
+    stem_ = pack(f32, wp.data(), b.data(), stem_out_, stem_k_, 1, 1, 1, 1, 0);
   }
   for (int st = 0; st < 4; ++st)
     for (int64_t k = 0; k < cfg.blocks[size_t(st)]; ++k) {
       const std::string p = "layer" + std::to_string(st + 1) + "." + std::to_string(k) + ".";
       const int64_t stride = (st > 0 && k == 0) ? 2 : 1;
       Block b;
-      b.conv1 = packed(s, p + "conv1", p + "bn1", 1, 1, 0, f32_);
-      b.conv2 = packed(s, p + "conv2", p + "bn2", cfg.groups, stride, 1, f32_);
-      b.conv3 = packed(s, p + "conv3", p + "bn3", 1, 1, 0, f32_);
+      b.conv1 = packed(s, p + "conv1", p + "bn1", 1, 1, 0, f32);
+      b.conv2 = packed(s, p + "conv2", p + "bn2", cfg.groups, stride, 1, f32);
+      b.conv3 = packed(s, p + "conv3", p + "bn3", 1, 1, 0, f32);
       b.has_down = s.count(p + "downsample.0.weight") > 0;
       b.stage = st;
-      if (b.has_down) b.down = packed(s, p + "downsample.0", p + "downsample.1", 1, stride, 0, f32_);
+      if (b.has_down) b.down = packed(s, p + "downsample.0", p + "downsample.1", 1, stride, 0, f32);
       blocks_.push_back(std::move(b));
     }
 }
@@ -306,14 +309,19 @@ void apply_inference_precision(ResNeXt& model, const std::string& precision, Dev
   if (precision == "fp32") {
     const char* env = std::getenv("ICH_CPU_F32");
     const std::string e = env ? env : "";
-    ICH_CHECK(e.empty() || e == "engine" || e == "avx512" || e == "reference", "ICH_CPU_F32=", e,
-              ": expected engine, avx512 or reference");
-    if (!device.is_cpu() || e == "engine" || (e.empty() && !cpu::bf16::has_avx512f())) {
-      model.use_compiled_inference(nullptr);  // the layer-by-layer engine
+    ICH_CHECK(e.empty() || e == "engine" || e == "avx512" || e == "avx2" || e == "reference", "ICH_CPU_F32=", e,
+              ": expected engine, avx512, avx2 or reference");
+    using cpu::bf16::F32Kernel;
+    const F32Kernel kernel = e == "reference" ? F32Kernel::Reference
+                             : e == "avx512"  ? F32Kernel::Avx512
+                             : e == "avx2"    ? F32Kernel::Avx2
+                                              : cpu::bf16::best_f32_kernel();
+    // the layer-by-layer engine on a GPU, when asked, and on a CPU with
+    // neither AVX-512F nor AVX2 + FMA
+    if (!device.is_cpu() || e == "engine" || (e.empty() && kernel == F32Kernel::Reference)) {
+      model.use_compiled_inference(nullptr);
       return;
     }
-    const cpu::bf16::F32Kernel kernel =
-        e == "reference" ? cpu::bf16::F32Kernel::Reference : cpu::bf16::F32Kernel::Avx512;
     model.use_compiled_inference(std::make_shared<const ResNeXtCompiled>(model, kernel));
     return;
   }

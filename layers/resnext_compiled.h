@@ -1,6 +1,6 @@
 // resnext_compiled.h: a ResNeXt compiled for inference on the CPU, in
 // bfloat16 (engine/cpu/conv_bf16.h's kernels: AMX or AVX512-BF16) or in
-// float32 (their float32 twin: AVX-512F).
+// float32 (their float32 twin: AVX-512F, or AVX2 + FMA).
 //
 // Built once from a model in eval mode, as a deployment runtime does:
 //   - each batch norm folded into the convolution before it (eval uses the
@@ -42,7 +42,7 @@ class ResNeXtCompiled {
   // bfloat16 with kernel isa. Throws ich::Error when a convolution's shape
   // does not fit the kernels or isa is not on this CPU.
   explicit ResNeXtCompiled(const ResNeXt& model, cpu::bf16::Isa isa = cpu::bf16::best_isa());
-  // float32 with `kernel` (Avx512 needs AVX-512F; Reference runs anywhere,
+  // float32 with `kernel` (Avx512 needs AVX-512F, Avx2 AVX2 + FMA; Reference runs anywhere,
   // slowly: the oracle of tests).
   ResNeXtCompiled(const ResNeXt& model, cpu::bf16::F32Kernel kernel);
   // x (N, in_channels, H, W) float32 on the CPU -> the feature map after
@@ -50,7 +50,7 @@ class ResNeXtCompiled {
   Tensor features(const Tensor& x) const;
   bool is_f32() const { return f32_; }
   cpu::bf16::Isa isa() const { return isa_; }  // (bfloat16)
-  std::string kernel_name() const;             // amx, avx512-bf16, reference; f32-avx512, f32-reference
+  std::string kernel_name() const;             // amx, avx512-bf16, reference; f32-avx512, f32-avx2, f32-reference
 
  private:
   void compile(const ResNeXt& model);
@@ -71,10 +71,11 @@ class ResNeXtCompiled {
 
 // --precision for the tools that apply models (ich-eval, ich-predict,
 // ich-embed, ich-serve), on the CPU (ResNeXt::use_compiled_inference):
-// "fp32" compiles the model in float32 where the CPU has AVX-512F and
-// leaves it to the layer-by-layer engine elsewhere (ICH_CPU_F32=engine
-// leaves it there on any CPU; =reference compiles it with the scalar
-// kernel); "bf16" compiles it in bfloat16 on a CPU with AMX or AVX512-BF16
+// "fp32" compiles the model in float32 where the CPU has AVX-512F (or else
+// AVX2 + FMA: every x86-64 CPU since 2013-2015) and leaves it to the
+// layer-by-layer engine elsewhere (ICH_CPU_F32=engine leaves it there on
+// any CPU; =avx512, =avx2, =reference pick a kernel, the last the scalar
+// one); "bf16" compiles it in bfloat16 on a CPU with AMX or AVX512-BF16
 // and refuses, in one line naming the CPU's lack, elsewhere and on a GPU
 // (where autocast is the bf16 path of training, not of these tools yet).
 // On a GPU, fp32 leaves the model as it is.

@@ -49,6 +49,7 @@ const Case kCases[] = {
     // tile), strided, and rows of 50 laid on the padded rows
     {"groups_of_4", 2, 7, 9, 64, 64, 16, 3, 1, 1},       {"groups_of_16_s2", 2, 11, 11, 64, 64, 4, 3, 2, 1},
     {"groups_of_8_rows_of_50", 1, 4, 50, 32, 32, 4, 3, 1, 1},
+    {"groups_of_2", 1, 5, 6, 32, 16, 8, 3, 1, 1},  // (not quads: 2 outputs a group, 4 channels)
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // gtest's name for a case
@@ -458,26 +459,37 @@ DataF32 make_f32(const Case& c, uint32_t seed, std::vector<double>& y, std::vect
 
 std::vector<F32Kernel> f32_kernels() {
   std::vector<F32Kernel> v{F32Kernel::Reference};
-  if (has_avx512f()) v.push_back(F32Kernel::Avx512);
+  for (F32Kernel k : {F32Kernel::Avx512, F32Kernel::Avx2})
+    if (has_f32_kernel(k)) v.push_back(k);
   return v;
 }
-const char* f32_name(F32Kernel k) { return k == F32Kernel::Avx512 ? "f32-avx512" : "f32-reference"; }
+const char* f32_name(F32Kernel k) { return f32_kernel_name(k); }
+PackedConv pack_f32(const Case& c, const DataF32& d, F32Kernel k) {
+  return pack_conv_f32(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad, k);
+}
 
 class F32Conv : public ::testing::TestWithParam<Case> {};
 
-// Each sum a chain of FMAs (taps, then channels), the AVX-512 kernel's lanes
-// exactly as the scalar reference: the same bits, residual and ReLU included.
-TEST_P(F32Conv, Avx512EqualsTheReferenceBitForBit) {
+// Each sum a chain of FMAs (taps, then channels; by quads: four chains
+// added at the end), each vector kernel's lanes exactly as the scalar
+// reference on the same packing: the same bits, residual and ReLU included.
+TEST_P(F32Conv, VectorKernelsEqualTheReferenceBitForBit) {
   const Case& c = GetParam();
-  if (!has_avx512f()) GTEST_SKIP() << "no AVX-512F here: the float32 kernel is the reference alone";
   std::vector<double> y64, mag;
   const DataF32 d = make_f32(c, 3, y64, mag);
-  const PackedConv p = pack_conv_f32(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
-  std::vector<float> ref(y64.size()), fast(y64.size());
-  conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, ref.data(), d.res.data(), true, F32Kernel::Reference);
-  conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, fast.data(), d.res.data(), true, F32Kernel::Avx512);
-  for (size_t i = 0; i < ref.size(); ++i)
-    ASSERT_EQ(float_bits(fast[i]), float_bits(ref[i])) << "output " << i << ": " << fast[i] << " vs " << ref[i];
+  int ran = 0;
+  for (F32Kernel k : f32_kernels()) {
+    if (k == F32Kernel::Reference) continue;
+    const PackedConv p = pack_f32(c, d, k);
+    std::vector<float> ref(y64.size()), fast(y64.size());
+    conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, ref.data(), d.res.data(), true, F32Kernel::Reference);
+    conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, fast.data(), d.res.data(), true, k);
+    for (size_t i = 0; i < ref.size(); ++i)
+      ASSERT_EQ(float_bits(fast[i]), float_bits(ref[i]))
+          << f32_name(k) << " output " << i << ": " << fast[i] << " vs " << ref[i];
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "neither AVX-512F nor AVX2 + FMA here: the float32 kernel is the reference alone";
 }
 
 // Against float64 on the same operands: within float32 accumulation's bound
@@ -486,9 +498,9 @@ TEST_P(F32Conv, EveryKernelIsWithinFloat32AccumulationOfFloat64) {
   const Case& c = GetParam();
   std::vector<double> y64, mag;
   const DataF32 d = make_f32(c, 5, y64, mag);
-  const PackedConv p = pack_conv_f32(d.w.data(), d.bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
   const double K = double(c.C / c.G * c.k * c.k + 2), u = std::ldexp(1.0, -24);
   for (F32Kernel k : f32_kernels()) {
+    const PackedConv p = pack_f32(c, d, k);
     std::vector<float> y(y64.size());
     conv_forward_f32(p, d.x.data(), c.N, c.H, c.W, y.data(), d.res.data(), true, k);
     double worst = 0;
@@ -501,21 +513,30 @@ TEST_P(F32Conv, EveryKernelIsWithinFloat32AccumulationOfFloat64) {
   }
 }
 
-// Which packing each grouped shape gets: by quads where a group has 16
-// outputs or fewer (and the tiles are whole), else blocks of 16 outputs.
+// Which packing each grouped shape gets: by quads where a group has 32
+// outputs or fewer (and the tiles are whole), else blocks of 16 outputs;
+// never quads for the AVX2 kernel. A quads packing given to the AVX2
+// kernel is refused.
 TEST(F32Packing, GroupsOf16OrFewerAreQuads) {
-  for (const Case& c : kCases) {
-    const int64_t Og = c.O / c.G, Cg = c.C / c.G;
-    const bool quads = c.G > 1 && Og <= 16 && 16 % Og == 0 && Cg % 4 == 0 && c.O % 16 == 0;
-    std::vector<float> w(size_t(c.O * Cg * c.k * c.k), 0.5f), bias(size_t(c.O), 0.0f);
-    const PackedConv p = pack_conv_f32(w.data(), bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad);
-    EXPECT_EQ(p.quads, quads) << c.name;
-    EXPECT_EQ(p.wf.size(), quads ? size_t(c.O * Cg * c.k * c.k) : size_t(p.blocks * p.ntiles * 16 * p.Kb * c.k * c.k))
-        << c.name;
-  }
+  for (const Case& c : kCases)
+    for (F32Kernel k : {F32Kernel::Reference, F32Kernel::Avx512, F32Kernel::Avx2}) {
+      const int64_t Og = c.O / c.G, Cg = c.C / c.G;
+      const bool quads =
+          k != F32Kernel::Avx2 && c.G > 1 && Og % 4 == 0 && (16 % Og == 0 || Og == 32) && Cg % 4 == 0 && c.O % 16 == 0;
+      std::vector<float> w(size_t(c.O * Cg * c.k * c.k), 0.5f), bias(size_t(c.O), 0.0f);
+      const PackedConv p = pack_conv_f32(w.data(), bias.data(), c.O, c.C, c.G, c.k, c.k, c.stride, c.pad, k);
+      EXPECT_EQ(p.quads, quads) << c.name << " " << f32_name(k);
+      EXPECT_EQ(p.wf.size(),
+                quads ? size_t(c.O * Cg * c.k * c.k) : size_t(p.blocks * p.ntiles * 16 * p.Kb * c.k * c.k))
+          << c.name;
+      if (quads && has_avx2_fma()) {
+        std::vector<float> x(size_t(c.N * c.H * c.W * c.C)), y(size_t(c.N * c.H * c.W * c.O));
+        EXPECT_THROW(conv_forward_f32(p, x.data(), c.N, c.H, c.W, y.data(), nullptr, true, F32Kernel::Avx2), Error);
+      }
+    }
   int quads = 0;
-  for (const Case& c : kCases) quads += c.G > 1 && c.O / c.G <= 16 && c.C / c.G % 4 == 0;
-  EXPECT_GE(quads, 5);  // the shapes above exercise the quads kernel
+  for (const Case& c : kCases) quads += c.G > 1 && c.O / c.G <= 32 && c.C / c.G % 4 == 0;
+  EXPECT_GE(quads, 7);  // the shapes above exercise the quads kernel (1, 2 and 4 groups a tile, 2 tiles a group)
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, F32Conv, ::testing::ValuesIn(kCases),
@@ -544,9 +565,10 @@ TEST(F32ResNeXt, WithinFloat32OfFloat64LikeTheEngine) {
 }
 
 // --precision fp32 compiles the model in float32 where the CPU has AVX-512F
-// (ICH_CPU_F32=engine leaves it to the engine), for eval inference without
-// gradients only: Grad-CAM's gradients still come from the engine.
-TEST(F32ResNeXt, Fp32PrecisionCompilesWhereTheCpuHasAvx512) {
+// or AVX2 + FMA (ICH_CPU_F32=engine leaves it to the engine), for eval
+// inference without gradients only: Grad-CAM's gradients still come from
+// the engine.
+TEST(F32ResNeXt, Fp32PrecisionCompilesWhereTheCpuHasAvx512OrAvx2) {
   auto m = trained_like(8);
   Generator gen(2);
   const Tensor x = Tensor::randn({2, 3, 64, 64}, gen);
@@ -556,13 +578,13 @@ TEST(F32ResNeXt, Fp32PrecisionCompilesWhereTheCpuHasAvx512) {
     engine = m->features(x);
   }
   apply_inference_precision(*m, "fp32", Device::cpu());
-  if (!has_avx512f()) {
+  if (best_f32_kernel() == F32Kernel::Reference) {
     EXPECT_EQ(m->compiled_inference(), nullptr);
-    GTEST_SKIP() << "no AVX-512F here: --precision fp32 runs the engine (checked)";
+    GTEST_SKIP() << "neither AVX-512F nor AVX2 + FMA here: --precision fp32 runs the engine (checked)";
   }
   ASSERT_NE(m->compiled_inference(), nullptr);
   EXPECT_TRUE(m->compiled_inference()->is_f32());
-  EXPECT_EQ(m->compiled_inference()->kernel_name(), "f32-avx512");
+  EXPECT_EQ(m->compiled_inference()->kernel_name(), has_avx512f() ? "f32-avx512" : "f32-avx2");
   {
     NoGradGuard no_grad;
     fast = m->features(x);
@@ -574,8 +596,19 @@ TEST(F32ResNeXt, Fp32PrecisionCompilesWhereTheCpuHasAvx512) {
   apply_inference_precision(*m, "fp32", Device::cpu());
   unsetenv("ICH_CPU_F32");
   EXPECT_EQ(m->compiled_inference()->kernel_name(), "f32-reference");
-  NoGradGuard no_grad;
-  EXPECT_EQ(m->features(x).to_vector(), fast.to_vector());  // the reference's bits are the kernel's
+  {
+    NoGradGuard no_grad;
+    if (has_avx512f()) EXPECT_EQ(m->features(x).to_vector(), fast.to_vector());  // the same packing, the same bits
+    else EXPECT_LE(rel_l2(m->features(x), fast), 1e-5);  // (quads: channels added in another order than AVX2)
+  }
+  if (has_avx2_fma()) {  // the AVX2 kernel asked for by name, on any CPU that has it
+    setenv("ICH_CPU_F32", "avx2", 1);
+    apply_inference_precision(*m, "fp32", Device::cpu());
+    unsetenv("ICH_CPU_F32");
+    EXPECT_EQ(m->compiled_inference()->kernel_name(), "f32-avx2");
+    NoGradGuard no_grad;
+    EXPECT_LE(rel_l2(m->features(x), engine), 1e-5);
+  }
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ enum { EAX = 0, EBX = 1, ECX = 2, EDX = 3 };
 #endif
 
 struct Detected {
-  bool avx512 = false, avx512bf16 = false, amx = false;
+  bool avx512 = false, avx512bf16 = false, amx = false, avx2 = false;
   std::string amx_note;
 };
 
@@ -76,6 +76,7 @@ const Detected& detected() {
     const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512vl");  // and the OS saves zmm
     r.avx512 = avx512;
+    r.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");  // and the OS saves ymm
     r.avx512bf16 = avx512 && cpuid_bit(7, 1, EAX, 5);
     const bool amx_cpu = cpuid_bit(7, 0, EDX, 24) && cpuid_bit(7, 0, EDX, 22);
     if (amx_cpu) {
@@ -123,7 +124,27 @@ Isa best_isa() {
 
 bool has_avx512f() { return detected().avx512; }
 
-F32Kernel best_f32_kernel() { return has_avx512f() ? F32Kernel::Avx512 : F32Kernel::Reference; }
+bool has_avx2_fma() { return detected().avx2; }
+
+bool has_f32_kernel(F32Kernel k) {
+  switch (k) {
+    case F32Kernel::Avx512: return has_avx512f();
+    case F32Kernel::Avx2: return has_avx2_fma();
+    default: return true;
+  }
+}
+
+const char* f32_kernel_name(F32Kernel k) {
+  switch (k) {
+    case F32Kernel::Avx512: return "f32-avx512";
+    case F32Kernel::Avx2: return "f32-avx2";
+    default: return "f32-reference";
+  }
+}
+
+F32Kernel best_f32_kernel() {
+  return has_avx512f() ? F32Kernel::Avx512 : has_avx2_fma() ? F32Kernel::Avx2 : F32Kernel::Reference;
+}
 
 std::string missing_hardware_reason() {
   if (has_isa(Isa::Amx) || has_isa(Isa::Avx512Bf16)) return "";
@@ -187,13 +208,15 @@ PackedConv pack_conv(const float* w, const float* bias, int64_t O, int64_t C, in
 }
 
 PackedConv pack_conv_f32(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
-                         int64_t stride, int64_t pad) {
+                         int64_t stride, int64_t pad, F32Kernel kernel) {
   const int64_t Cg = C / std::max<int64_t>(G, 1), Og = O / std::max<int64_t>(G, 1);
-  if (G > 1 && Cg % 4 == 0 && Og % 4 == 0 && O % 16 == 0 && 16 % Og == 0) {
-    // groups of 16 outputs or fewer by quads (see the header): a tile's quad
+  if (kernel != F32Kernel::Avx2 && G > 1 && Cg % 4 == 0 && Og % 4 == 0 && O % 16 == 0 &&
+      (16 % Og == 0 || Og == 32)) {
+    // groups of 32 outputs or fewer by quads (see the header): a tile's quad
     // q holds outputs 4q..4q+3, lane 4l + j output 4q + l's channel j of
-    // each 4. (Wider groups measured faster the other way: layer3's and
-    // layer4's 3x3 at 218 and 157 GMAC/s against 230 and 254.)
+    // each 4. Measured in the model (batch 32, 200 px, Zen 5): layer1's 3x3
+    // (groups of 8) 85 -> 54 ms, layer2's (16) 49 -> 40, layer3's (32) 200
+    // -> 180; layer4's (64) 26 -> 41, so wider groups stay in blocks.
     PackedConv p = packing(O, C, G, kh, kw, stride, pad, O, 16);
     p.f32 = true, p.quads = true;
     p.Kb = Cg, p.Nb = 16, p.blocks = O / 16, p.ntiles = 1, p.Kc = Cg, p.kchunks = 1;
@@ -730,6 +753,110 @@ void f32_quads_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t lda
   }
 }
 
+// --- float32 on AVX2 + FMA (x86-64 CPUs without AVX-512: Haswell to
+// Alder Lake's cores, Zen 1-3) ---
+// One row's 16 sums (v0, v1: bias added) of an output tile with n_valid
+// outputs: the residual, ReLU, the store, as Epilogue's. (Constant row
+// indices as put_f32's; the tile's last outputs past n_valid through a copy:
+// AVX2's masked moves are slow on the AMD CPUs that need this kernel.)
+[[gnu::always_inline]] __attribute__((target("avx2,fma"))) inline void put_avx2(const RowsOut& o, __m256 v0,
+                                                                                 __m256 v1, int64_t q, int n_valid) {
+  if (q < 0) return;
+  const int64_t at = q * o.O;
+  const __m256 zero = _mm256_setzero_ps();
+  if (n_valid == 16) {
+    if (o.residual) {
+      v0 = _mm256_add_ps(v0, _mm256_loadu_ps(o.residual + at));
+      v1 = _mm256_add_ps(v1, _mm256_loadu_ps(o.residual + at + 8));
+    }
+    if (o.relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
+    _mm256_storeu_ps(o.y + at, v0);
+    _mm256_storeu_ps(o.y + at + 8, v1);
+    return;
+  }
+  float t[16] = {};
+  if (o.residual) {
+    std::memcpy(t, o.residual + at, size_t(n_valid) * sizeof(float));
+    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(t));
+    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(t + 8));
+  }
+  if (o.relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);
+  _mm256_storeu_ps(t, v0);
+  _mm256_storeu_ps(t + 8, v1);
+  std::memcpy(o.y + at, t, size_t(n_valid) * sizeof(float));
+}
+template <class F, int... I>
+[[gnu::always_inline]] __attribute__((target("avx2,fma"))) inline void each_avx2(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+
+// R rows (R <= 6) x one 16-output tile in 2 R ymm sums (of 16 registers):
+// per channel, two loads of 8 weights and R broadcasts feed 2 R FMAs. Each
+// lane's sum the same chain as the reference's (taps, then channels).
+template <int R>
+__attribute__((target("avx2,fma"))) void f32_rows_avx2(const float* a, int64_t lda, const int64_t* tap_off,
+                                                       int64_t taps, int64_t K, const float* bt, const RowsOut& o,
+                                                       int n_valid, int64_t row0) {
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* at = a + tap_off[t];
+    const float* bp = bt + t * K * 16;
+    for (int64_t k = 0; k < K; ++k, bp += 16) {
+      const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m256 av = _mm256_broadcast_ss(at + r * lda + k);
+        acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+      }
+    }
+  }
+  float bias[16] = {};  // (the last tile's bias past n_valid: zeros, not read past the array)
+  std::memcpy(bias, o.bias, size_t(n_valid) * sizeof(float));
+  const __m256 bias0 = _mm256_loadu_ps(bias), bias1 = _mm256_loadu_ps(bias + 8);
+  auto row = [&](auto rc) __attribute__((target("avx2,fma"), always_inline)) {
+    constexpr int r = rc;
+    put_avx2(o, _mm256_add_ps(acc[r][0], bias0), _mm256_add_ps(acc[r][1], bias1), o.q[row0 + r], n_valid);
+  };
+  each_avx2(row, std::make_integer_sequence<int, R>());
+}
+
+using Avx2Rows = void (*)(const float*, int64_t, const int64_t*, int64_t, int64_t, const float*, const RowsOut&, int,
+                          int64_t);
+template <int... R>
+constexpr std::array<Avx2Rows, sizeof...(R)> avx2_rows_table(std::integer_sequence<int, R...>) {
+  return {&f32_rows_avx2<R + 1>...};
+}
+
+// An AVX2 item: output tiles one at a time, each M tile's rows in chunks of
+// at most 6, as even as they go (16 = 6 + 5 + 5, 13 = 5 + 4 + 4).
+void avx2_rows_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t lda, const int64_t* tap_off, int64_t b,
+                    int64_t nt0, int64_t nt1, const Epilogue& ep) {
+  static constexpr auto fns = avx2_rows_table(std::make_integer_sequence<int, 6>());
+  int64_t q[kMBlock][16];
+  for (int64_t mi = 0; mi < nm; ++mi) {
+    Epilogue::Rows rows(ep, m[mi]);
+    for (int64_t r = 0; r < m[mi].valid; ++r, rows.next()) q[mi][r] = rows.live() ? rows.q : -1;
+  }
+  for (int64_t nt = nt0; nt < nt1; ++nt) {
+    const int64_t o0 = b * p.Nb + nt * 16;
+    const int n_valid = int(std::min<int64_t>(16, p.Nb - nt * 16));
+    RowsOut o{ep.y_f32 + o0, nullptr, ep.residual_f32 ? ep.residual_f32 + o0 : nullptr, nullptr, p.bias.data() + o0,
+              ep.relu, p.O, nullptr, {}};
+    for (int64_t mi = 0; mi < nm; ++mi) {
+      o.q = q[mi];
+      const float* a = f32_a(m[mi]) + b * p.Kb;
+      const int64_t v = m[mi].valid, chunks = (v + 5) / 6;
+      for (int64_t c = 0, r0 = 0; c < chunks; ++c) {
+        const int64_t n = v / chunks + (c < v % chunks ? 1 : 0);
+        fns[size_t(n - 1)](a + r0 * lda, lda, tap_off, p.taps(), p.Kb, f32_b(p, b, nt), o, n_valid, r0);
+        r0 += n;
+      }
+    }
+  }
+}
+
 // --- AMX: 2 M tiles x 2 output tiles per pass ---
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -819,12 +946,14 @@ namespace {
 // and y_f32 is the output (y null), the residual float too.
 template <typename T>
 void run_conv(const PackedConv& p, const T* x, int64_t N, int64_t H, int64_t W, uint16_t* y, const T* residual,
-              bool relu, Isa isa, Isa emulated, float* y_f32, int64_t x_pad, int64_t y_pad, bool f32_avx512 = false) {
+              bool relu, Isa isa, Isa emulated, float* y_f32, int64_t x_pad, int64_t y_pad,
+              F32Kernel f32k = F32Kernel::Reference) {
   constexpr bool kF32 = std::is_same_v<T, float>;
   ICH_CHECK(p.f32 == kF32, "conv: weights packed for ", p.f32 ? "float32" : "bfloat16", " given ",
             kF32 ? "float32" : "bfloat16", " activations");
   ICH_CHECK(kF32 || has_isa(isa), "bf16 conv: this CPU cannot run the ", isa_name(isa), " kernel");
-  ICH_CHECK(!f32_avx512 || has_avx512f(), "conv: this CPU has no AVX-512F for the float32 kernel");
+  ICH_CHECK(has_f32_kernel(f32k), "conv: this CPU cannot run the float32 kernel ", f32_kernel_name(f32k));
+  ICH_CHECK(!(p.quads && f32k == F32Kernel::Avx2), "conv: weights packed by quads given to the AVX2 kernel");
   ICH_CHECK(x_pad == 0 || (x_pad == p.pad && !(p.kh == 1 && p.kw == 1 && p.pad == 0)), "bf16 conv: an input with a ",
             x_pad, "-pixel border for a convolution padded by ", p.pad);
   const int64_t Ho = conv_out_size(H, p.kh, p.stride, p.pad), Wo = conv_out_size(W, p.kw, p.stride, p.pad);
@@ -903,7 +1032,7 @@ void run_conv(const PackedConv& p, const T* x, int64_t N, int64_t H, int64_t W, 
     // 50 = 6 x 8 + 2 run laid on the padded rows (7% and 4% computed and
     // dropped).
     const int64_t span = (Ho - 1) * Wp + Wo;
-    const bool rows8 = kF32 ? f32_avx512 : isa == Isa::Avx512Bf16;
+    const bool rows8 = kF32 ? f32k == F32Kernel::Avx512 : isa == Isa::Avx512Bf16;
     const bool span_tiles = rows8 ? Wo > 8 && Wo % 8 != 0 && Wo % 8 < 5 : (span + 15) / 16 < Ho * ((Wo + 15) / 16);
     if (p.stride == 1 && span_tiles) {
       for (int64_t n = 0; n < N; ++n)
@@ -951,11 +1080,15 @@ void run_conv(const PackedConv& p, const T* x, int64_t N, int64_t H, int64_t W, 
       const int64_t nt0 = 2 * ns * per, nt1 = std::min(p.ntiles, 2 * (ns + 1) * per);
       if constexpr (kF32) {
 #ifdef ICH_X86
-        if (f32_avx512 && p.quads) {
+        if (f32k == F32Kernel::Avx512 && p.quads) {
           f32_quads_item(p, m, nm, lda, tap_off.data(), b, ep);
           continue;
         }
-        if (f32_avx512) {
+        if (f32k == F32Kernel::Avx2) {
+          avx2_rows_item(p, m, nm, lda, tap_off.data(), b, nt0, nt1, ep);
+          continue;
+        }
+        if (f32k == F32Kernel::Avx512) {
           avx512_rows_item<float>(p, m, nm, lda, tap_off.data(), b, nt0, nt1, ep);
           continue;
         }
@@ -989,8 +1122,7 @@ void conv_forward(const PackedConv& p, const uint16_t* x, int64_t N, int64_t H, 
 
 void conv_forward_f32(const PackedConv& p, const float* x, int64_t N, int64_t H, int64_t W, float* y,
                       const float* residual, bool relu, F32Kernel kernel, int64_t x_pad, int64_t y_pad) {
-  run_conv(p, x, N, H, W, nullptr, residual, relu, Isa::Reference, Isa::Reference, y, x_pad, y_pad,
-           kernel == F32Kernel::Avx512);
+  run_conv(p, x, N, H, W, nullptr, residual, relu, Isa::Reference, Isa::Reference, y, x_pad, y_pad, kernel);
 }
 
 int64_t padded_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t pad) {

@@ -113,16 +113,24 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad);
 // split, layouts and epilogue on float32 activations, each sum a chain of
 // fused multiply-adds (taps, then channels, in order), 16 outputs a zmm
 // register. The AVX-512 kernel (AVX-512F) equals the scalar reference bit
-// for bit. Groups of 16 outputs or fewer (ResNeXt's layer1 and layer2:
-// 8 and 16) are packed by quads instead (PackedConv::quads): one 128-bit
+// for bit. Groups of 32 outputs or fewer (ResNeXt's layer1 to layer3: 8,
+// 16 and 32) are packed by quads instead (PackedConv::quads): one 128-bit
 // broadcast of 4 channels feeds 2-4 FMAs instead of one, and each output
 // is 4 chains (channel j of every 4), added (j0 + j2) + (j1 + j3) at the
 // end; other grouped convolutions put narrower groups in blocks of 16.
-enum class F32Kernel { Reference, Avx512 };
+// The AVX2 kernel (AVX2 + FMA: the x86-64 CPUs without AVX-512, Haswell to
+// Alder Lake's cores and Zen 1-3) computes 6 pixels x 16 outputs in 12 ymm
+// sums, the same chains, equal to the reference bit for bit; it takes the
+// blocks of 16 outputs (no quads).
+enum class F32Kernel { Reference, Avx512, Avx2 };
 bool has_avx512f();  // AVX-512F with BW and VL (every AVX-512 CPU since Skylake-SP)
-F32Kernel best_f32_kernel();  // Avx512 where the CPU has AVX-512F
+bool has_avx2_fma();  // AVX2 and FMA, the OS saving ymm
+bool has_f32_kernel(F32Kernel k);
+const char* f32_kernel_name(F32Kernel k);  // "f32-avx512", "f32-avx2", "f32-reference"
+F32Kernel best_f32_kernel();  // Avx512, else Avx2, else Reference
+// Packed for `kernel` (the reference runs either packing).
 PackedConv pack_conv_f32(const float* w, const float* bias, int64_t O, int64_t C, int64_t G, int64_t kh, int64_t kw,
-                         int64_t stride, int64_t pad);
+                         int64_t stride, int64_t pad, F32Kernel kernel);
 void conv_forward_f32(const PackedConv& p, const float* x, int64_t N, int64_t H, int64_t W, float* y,
                       const float* residual, bool relu, F32Kernel kernel, int64_t x_pad = 0, int64_t y_pad = 0);
 

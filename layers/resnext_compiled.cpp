@@ -223,7 +223,7 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
   scope.emplace(kF32 ? "conv2d_f32_stem" : "conv2d_bf16_stem", cpu);
   // buffers kept per thread between calls: a batch's activations are tens
   // of MB, and fresh ones cost page faults on every forward
-  thread_local std::vector<T> xb, cols, stem, cur, t1, t2, down, out;
+  thread_local std::vector<T> xb, cols, stem, cur, t1, t2, down;
   // (thread_local: inside the OpenMP loops below only raw pointers to them,
   // a worker thread's own instances are other, empty vectors)
   // the input (rounded to bfloat16 once) inside a zero border of 3 pixels,
@@ -287,10 +287,14 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
       conv(b.down, cur.data(), N, h, w, down.data(), nullptr, false);
       identity = down.data();
     }
-    out.resize(size_t(N * h2 * w2 * b.conv3.O));
+    // the last 1x1 writes over its residual (each output after reading its
+    // own residual, in the same thread): no third buffer of the block's
+    // size, and no write allocation of fresh lines (the residual's are in
+    // cache, just read)
     scope.emplace(names[3], cpu);
-    conv(b.conv3, t2.data(), N, h2, w2, out.data(), identity, true);
-    std::swap(cur, out);
+    T* y = b.has_down ? down.data() : cur.data();
+    conv(b.conv3, t2.data(), N, h2, w2, y, identity, true);
+    if (b.has_down) std::swap(cur, down);
     h = h2, w = w2, c = b.conv3.O;
   }
   scope.emplace(kF32 ? "layout_nhwc_f32_to_nchw_f32" : "layout_nhwc_bf16_to_nchw_f32", cpu);

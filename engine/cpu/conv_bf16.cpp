@@ -1,6 +1,7 @@
-// conv_bf16.cpp: the bfloat16 convolution kernels of conv_bf16.h: the
-// packing, the three kernels (AMX tiles, AVX512-BF16, the scalar
-// reference), and the shared epilogue.
+// conv_bf16.cpp: the convolution kernels of conv_bf16.h: the packings, the
+// bfloat16 kernels (AMX tiles, AVX512-BF16, the scalar reference), their
+// float32 twins (AVX-512F, by quads for narrow groups, AVX2 + FMA, the
+// scalar reference), and the shared epilogue.
 //
 // Work: the output is cut into "M tiles" of 16 pixels (a 1x1 convolution:
 // 16 consecutive pixels of the whole batch; otherwise 16 consecutive pixels

@@ -756,35 +756,30 @@ void f32_quads_item(const PackedConv& p, const MTile* m, int64_t nm, int64_t lda
 
 // --- float32 on AVX2 + FMA (x86-64 CPUs without AVX-512: Haswell to
 // Alder Lake's cores, Zen 1-3) ---
-// One row's 16 sums (v0, v1: bias added) of an output tile with n_valid
-// outputs: the residual, ReLU, the store, as Epilogue's. (Constant row
-// indices as put_f32's; the tile's last outputs past n_valid through a copy:
-// AVX2's masked moves are slow on the AMD CPUs that need this kernel.)
+// One row's 16 sums (v0, v1: bias added) of an output tile: the residual,
+// ReLU, the store, as Epilogue's; m0, m1 the tile's valid outputs (the
+// block's last tile may have fewer than 16: masked moves, slow on AMD but
+// only there; ResNeXt's tiles are whole). Constant row indices and no call,
+// as put_f32's: the sums stay in registers.
 [[gnu::always_inline]] __attribute__((target("avx2,fma"))) inline void put_avx2(const RowsOut& o, __m256 v0,
-                                                                                 __m256 v1, int64_t q, int n_valid) {
+                                                                                 __m256 v1, int64_t q, bool whole,
+                                                                                 __m256i m0, __m256i m1) {
   if (q < 0) return;
   const int64_t at = q * o.O;
   const __m256 zero = _mm256_setzero_ps();
-  if (n_valid == 16) {
-    if (o.residual) {
-      v0 = _mm256_add_ps(v0, _mm256_loadu_ps(o.residual + at));
-      v1 = _mm256_add_ps(v1, _mm256_loadu_ps(o.residual + at + 8));
-    }
-    if (o.relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
+  if (o.residual) {
+    v0 = _mm256_add_ps(v0, whole ? _mm256_loadu_ps(o.residual + at) : _mm256_maskload_ps(o.residual + at, m0));
+    v1 = _mm256_add_ps(v1, whole ? _mm256_loadu_ps(o.residual + at + 8)
+                                 : _mm256_maskload_ps(o.residual + at + 8, m1));
+  }
+  if (o.relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
+  if (whole) {
     _mm256_storeu_ps(o.y + at, v0);
     _mm256_storeu_ps(o.y + at + 8, v1);
     return;
   }
-  float t[16] = {};
-  if (o.residual) {
-    std::memcpy(t, o.residual + at, size_t(n_valid) * sizeof(float));
-    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(t));
-    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(t + 8));
-  }
-  if (o.relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);
-  _mm256_storeu_ps(t, v0);
-  _mm256_storeu_ps(t + 8, v1);
-  std::memcpy(o.y + at, t, size_t(n_valid) * sizeof(float));
+  _mm256_maskstore_ps(o.y + at, m0, v0);
+  _mm256_maskstore_ps(o.y + at + 8, m1, v1);
 }
 template <class F, int... I>
 [[gnu::always_inline]] __attribute__((target("avx2,fma"))) inline void each_avx2(F& f, std::integer_sequence<int, I...>) {
@@ -813,12 +808,14 @@ __attribute__((target("avx2,fma"))) void f32_rows_avx2(const float* a, int64_t l
       }
     }
   }
-  float bias[16] = {};  // (the last tile's bias past n_valid: zeros, not read past the array)
-  std::memcpy(bias, o.bias, size_t(n_valid) * sizeof(float));
-  const __m256 bias0 = _mm256_loadu_ps(bias), bias1 = _mm256_loadu_ps(bias + 8);
+  const bool whole = n_valid == 16;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), n = _mm256_set1_epi32(n_valid);
+  const __m256i m0 = _mm256_cmpgt_epi32(n, lane),
+                m1 = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
+  const __m256 bias0 = _mm256_maskload_ps(o.bias, m0), bias1 = _mm256_maskload_ps(o.bias + 8, m1);
   auto row = [&](auto rc) __attribute__((target("avx2,fma"), always_inline)) {
     constexpr int r = rc;
-    put_avx2(o, _mm256_add_ps(acc[r][0], bias0), _mm256_add_ps(acc[r][1], bias1), o.q[row0 + r], n_valid);
+    put_avx2(o, _mm256_add_ps(acc[r][0], bias0), _mm256_add_ps(acc[r][1], bias1), o.q[row0 + r], whole, m0, m1);
   };
   each_avx2(row, std::make_integer_sequence<int, R>());
 }

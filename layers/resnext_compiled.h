@@ -51,6 +51,12 @@ class ResNeXtCompiled {
   bool is_f32() const { return f32_; }
   cpu::bf16::Isa isa() const { return isa_; }  // (bfloat16)
   std::string kernel_name() const;             // amx, avx512-bf16, reference; f32-avx512, f32-avx2, f32-reference
+  // The stem and layer1 run as many images at a time as make about `bytes`
+  // of one of layer1's activations (at least one image; 6 MB unless set):
+  // so that they stay in cache between its convolutions. The features do
+  // not depend on it, bit for bit (each output is summed the same way
+  // whatever the images beside it; tests set small budgets to check it).
+  void set_front_bytes(int64_t bytes) { front_bytes_ = bytes; }
 
  private:
   void compile(const ResNeXt& model);
@@ -65,6 +71,7 @@ class ResNeXtCompiled {
   };
   cpu::bf16::Isa isa_ = cpu::bf16::Isa::Reference;
   int64_t in_channels_ = 3, stem_k_ = 0, stem_out_ = 0;
+  int64_t front_bytes_ = int64_t(6) << 20;
   cpu::bf16::PackedConv stem_;
   std::vector<Block> blocks_;
 };

@@ -168,6 +168,36 @@ std::string ResNeXtCompiled::kernel_name() const {
   return cpu::bf16::isa_name(isa_);
 }
 
+ResNeXtCompiled::Front ResNeXtCompiled::front(int64_t H, int64_t W) const {
+  Front f;
+  while (f.blocks < blocks_.size() && blocks_[f.blocks].stage == 0) ++f.blocks;
+  if (f.blocks < blocks_.size()) ++f.blocks;  // layer2's first block (it reads layer1's output)
+  f.h = conv_out_size(conv_out_size(H, 7, 2, 3), 3, 2, 1), f.w = conv_out_size(conv_out_size(W, 7, 2, 3), 3, 2, 1);
+  f.c = stem_out_;
+  f.largest = f.h * f.w * f.c;
+  f.last_down = f.blocks;
+  for (size_t i = 0; i < f.blocks; ++i)
+    if (blocks_[i].has_down) f.last_down = i;
+  int at = -1;  // where the activation is: the pooled stem (-1), mid (0), mid2 (1)
+  for (size_t i = 0; i < f.blocks; ++i) {
+    const Block& b = blocks_[i];
+    f.largest = std::max(f.largest, (f.h + 2) * (f.w + 2) * b.conv1.O);  // conv1's output, in its zero border
+    f.h = conv_out_size(f.h, 3, b.conv2.stride, 1), f.w = conv_out_size(f.w, 3, b.conv2.stride, 1);
+    f.c = b.conv3.O;
+    f.largest = std::max(f.largest, f.h * f.w * f.c);
+    if (b.has_down && i != f.last_down) {  // (as run() places them)
+      at = at == 0 ? 1 : 0;
+      f.mid[at] = std::max(f.mid[at], f.h * f.w * f.c);
+    }
+  }
+  return f;
+}
+
+int64_t ResNeXtCompiled::front_images(int64_t N, int64_t H, int64_t W) const {
+  const int64_t image = front(H, W).largest * (f32_ ? 4 : 2);
+  return std::clamp<int64_t>(front_bytes_ / image, 1, std::max<int64_t>(N, 1));
+}
+
 void ResNeXtCompiled::compile(const ResNeXt& model) {
   const F32For f32 = f32_ ? F32For(f32_kernel_) : std::nullopt;
   StateMap s;
@@ -222,7 +252,7 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
   std::optional<profile::Scope> scope;
   // buffers kept per thread between calls: a batch's activations are tens
   // of MB, and fresh ones cost page faults on every forward
-  thread_local std::vector<T> xb, cols, stem, pool, cur, t1, t2, down;
+  thread_local std::vector<T> xb, cols, stem, pool, mid, mid2, cur, t1, t2, down;
   // (thread_local: inside the OpenMP loops below only raw pointers to them,
   // a worker thread's own instances are other, empty vectors)
   // the input (rounded to bfloat16 once) inside a zero border of 3 pixels,
@@ -271,28 +301,29 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
     conv(b.conv3, t2.data(), n, h2, w2, y, y, true);
     return y;
   };
-  // The stem, max pooling and layer1 (the blocks of stride 1 before the
-  // first that halves the size) run a few images at a time, into the
-  // batch's layer1 output: their activations are the largest (layer1's: 82
-  // MB each in float32 for 32 images of 200 px, more than the L3 cache) and
-  // their convolutions the shortest sums, so that a batch's went to memory
-  // and back between each two convolutions; as many images as make about
-  // 6 MB of layer1's activation (float32 at 200 px: 2; at 256 px: 1;
-  // bfloat16 twice that) stay in cache. Measured on Zen 5 (float32, 32
-  // images of 200 px): layer1's blocks 195 -> 160 ms (its grouped 3x3
-  // convolutions from 80 to 137 GMAC/s), the model 16.3 -> 16.9 images/s;
-  // bfloat16 within the noise. Later layers run on the whole batch (their
-  // weights, 2-9 MB a convolution, would be read once per chunk).
-  size_t front = 0;
-  while (front < blocks_.size() && blocks_[front].stage == 0 && blocks_[front].conv2.stride == 1) ++front;
-  const int64_t c1 = front ? blocks_[front - 1].conv3.O : stem_out_;
+  // The front (the stem, max pooling, layer1 and layer2's first block)
+  // runs a few images at a time (front_images), into the batch's buffer for
+  // the front's output: its activations are the largest (layer1's 82 MB
+  // each in float32 for 32 images of 200 px, layer2's first 1x1's 177 MB,
+  // beyond the L3 cache) and its convolutions the shortest sums, so that a
+  // whole batch's went to memory and back between each two convolutions.
+  // Measured on Zen 5 (float32, 32 images of 200 px; two images at a time):
+  // layer1 195 -> 146 ms a batch (its grouped 3x3 convolutions from 80 to
+  // 137 GMAC/s), layer2's grouped 3x3s 44 -> 35 ms; the model 16.3 -> 16.9
+  // images/s; bfloat16 within the noise. Later layers run on the whole
+  // batch (their weights, 2-9 MB a convolution, would be read again for
+  // every chunk). Within a chunk, blocks with a downsample write into `mid`
+  // and `mid2` in turn, the last one into the batch's buffer, blocks
+  // without one over their input.
+  const Front fr = front(H, W);
   const int64_t h1 = conv_out_size(Ho, 3, 2, 1), w1 = conv_out_size(Wo, 3, 2, 1);
-  const int64_t image_bytes = h1 * w1 * c1 * int64_t(sizeof(T));
-  const int64_t chunk = std::clamp<int64_t>(front_bytes_ / image_bytes, 1, N), k = C * 49;
+  const int64_t chunk = front_images(N, H, W), k = C * 49;
   cols.resize(size_t(chunk * Ho * Wo * stem_k_));
   stem.resize(size_t(chunk * Ho * Wo * stem_out_));
   pool.resize(size_t(chunk * h1 * w1 * stem_out_));
-  cur.resize(size_t(N * h1 * w1 * c1));
+  mid.resize(size_t(chunk * fr.mid[0]));
+  mid2.resize(size_t(chunk * fr.mid[1]));
+  cur.resize(size_t(N * fr.h * fr.w * fr.c));
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t nc = std::min(chunk, N - n0);
     // stem: im2col rows (n, oh, ow) x (c, i, j)
@@ -312,17 +343,21 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
     conv(stem_, cols.data(), nc, Ho * Wo, 1, stem.data(), nullptr, true);
     scope.emplace(kF32 ? "max_pool2d_f32" : "max_pool2d_bf16", cpu);
     max_pool(stem.data(), nc, Ho, Wo, stem_out_, pool.data());
-    T* dst = cur.data() + n0 * h1 * w1 * c1;
+    T* dst = cur.data() + n0 * fr.h * fr.w * fr.c;
     T* at = pool.data();
-    for (size_t i = 0; i < front; ++i) {
-      ICH_CHECK(blocks_[i].conv3.O == c1 && (blocks_[i].has_down || at == dst),
-                "compiled inference: layer1's blocks change their width without a downsample");
-      at = block(blocks_[i], at, dst, nc, h1, w1);
+    int64_t h = h1, w = w1;
+    for (size_t i = 0; i < fr.blocks; ++i) {
+      const Block& b = blocks_[i];
+      T* out = i == fr.last_down ? dst : at == mid.data() ? mid2.data() : mid.data();
+      // (one without a downsample writes over its input: not the pooled stem's, which has other channels)
+      ICH_CHECK(b.has_down || at != pool.data(), "compiled inference: a first block without a downsample");
+      at = block(b, at, out, nc, h, w);
+      h = conv_out_size(h, 3, b.conv2.stride, 1), w = conv_out_size(w, 3, b.conv2.stride, 1);
     }
-    if (at != dst) std::copy_n(at, nc * h1 * w1 * c1, dst);
+    if (at != dst) std::copy_n(at, nc * fr.h * fr.w * fr.c, dst);
   }
-  int64_t h = h1, w = w1, c = c1;
-  for (size_t i = front; i < blocks_.size(); ++i) {
+  int64_t h = fr.h, w = fr.w, c = fr.c;
+  for (size_t i = fr.blocks; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
     const int64_t h2 = conv_out_size(h, 3, b.conv2.stride, 1), w2 = conv_out_size(w, 3, b.conv2.stride, 1);
     if (b.has_down) down.resize(size_t(N * h2 * w2 * b.down.O));

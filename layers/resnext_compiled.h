@@ -51,15 +51,26 @@ class ResNeXtCompiled {
   bool is_f32() const { return f32_; }
   cpu::bf16::Isa isa() const { return isa_; }  // (bfloat16)
   std::string kernel_name() const;             // amx, avx512-bf16, reference; f32-avx512, f32-avx2, f32-reference
-  // The stem and layer1 run as many images at a time as make about `bytes`
-  // of one of layer1's activations (at least one image; 6 MB unless set):
-  // so that they stay in cache between its convolutions. The features do
-  // not depend on it, bit for bit (each output is summed the same way
-  // whatever the images beside it; tests set small budgets to check it).
+  // The front (the stem, layer1 and layer2's first block: the largest
+  // activations) runs as many images at a time as keep its largest
+  // activation of them near `bytes` (at least one image; 12 MB unless set),
+  // so that they stay in cache between its convolutions; the rest runs on
+  // the whole batch. The features do not depend on it, bit for bit (each
+  // output is summed the same way whatever the images beside it).
   void set_front_bytes(int64_t bytes) { front_bytes_ = bytes; }
+  // how many images of a batch of N (H x W) the front runs at a time
+  int64_t front_images(int64_t N, int64_t H, int64_t W) const;
 
  private:
   void compile(const ResNeXt& model);
+  // the front's blocks [0, blocks), the shape after them, the largest
+  // activation of an image in it (values), the last block with a
+  // downsample, what an image needs of the buffers mid and mid2 (values)
+  struct Front {
+    size_t blocks = 0, last_down = 0;
+    int64_t h = 0, w = 0, c = 0, largest = 0, mid[2] = {0, 0};
+  };
+  Front front(int64_t H, int64_t W) const;
   template <typename T>
   Tensor run(const Tensor& x) const;
   bool f32_ = false;
@@ -71,7 +82,7 @@ class ResNeXtCompiled {
   };
   cpu::bf16::Isa isa_ = cpu::bf16::Isa::Reference;
   int64_t in_channels_ = 3, stem_k_ = 0, stem_out_ = 0;
-  int64_t front_bytes_ = int64_t(6) << 20;
+  int64_t front_bytes_ = int64_t(12) << 20;
   cpu::bf16::PackedConv stem_;
   std::vector<Block> blocks_;
 };

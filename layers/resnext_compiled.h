@@ -15,6 +15,9 @@
 //     stem's 7x7 convolution over 3 (or 3(2K+1)) channels as one product
 //     with its 147 taps as k (im2col; bfloat16 pads k to a multiple of 32);
 //     max pooling on the stored values (exact);
+//   - the front (stem, layer1, layer2's first block: the largest
+//     activations) run a few images at a time, so that they stay in cache
+//     between its convolutions, the rest on the whole batch (front_images);
 //   - the feature map after layer4 back to float32 NCHW for the model's own
 //     head (global average pool and fc in float32), Grad-CAM and ich-embed.
 // Weights are a snapshot: a model whose weights change afterwards needs a

@@ -193,25 +193,22 @@ ResNeXtCompiled::Front ResNeXtCompiled::front(int64_t H, int64_t W) const {
   f.last_down = f.blocks;
   for (size_t i = 0; i < f.blocks; ++i)
     if (blocks_[i].has_down) f.last_down = i;
-  int at = -1;  // where the activation is: the pooled stem (-1), mid (0), mid2 (1)
   for (size_t i = 0; i < f.blocks; ++i) {
     const Block& b = blocks_[i];
     f.largest = std::max(f.largest, (f.h + 2) * (f.w + 2) * b.conv1.O);  // conv1's output, in its zero border
     f.h = conv_out_size(f.h, 3, b.conv2.stride, 1), f.w = conv_out_size(f.w, 3, b.conv2.stride, 1);
     f.c = b.conv3.O;
     f.largest = std::max(f.largest, f.h * f.w * f.c);
-    if (b.has_down && i != f.last_down) {  // (as run() places them)
-      at = at == 0 ? 1 : 0;
-      f.mid[at] = std::max(f.mid[at], f.h * f.w * f.c);
-    }
+    if (b.has_down && i != f.last_down) f.mid = std::max(f.mid, f.h * f.w * f.c);
   }
   return f;
 }
 
-int64_t ResNeXtCompiled::front_images(int64_t N, int64_t H, int64_t W) const {
-  const int64_t image = front(H, W).largest * (f32_ ? 4 : 2);
-  return std::clamp<int64_t>(front_bytes_ / image, 1, std::max<int64_t>(N, 1));
+int64_t ResNeXtCompiled::front_images(const Front& f, int64_t N) const {
+  return std::clamp<int64_t>(front_bytes_ / (f.largest * (f32_ ? 4 : 2)), 1, std::max<int64_t>(N, 1));
 }
+
+int64_t ResNeXtCompiled::front_images(int64_t N, int64_t H, int64_t W) const { return front_images(front(H, W), N); }
 
 void ResNeXtCompiled::compile(const ResNeXt& model) {
   const F32For f32 = f32_ ? F32For(f32_kernel_) : std::nullopt;
@@ -267,7 +264,7 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
   std::optional<profile::Scope> scope;
   // buffers kept per thread between calls: a batch's activations are tens
   // of MB, and fresh ones cost page faults on every forward
-  thread_local std::vector<T> xb, cols, stem, pool, mid, mid2, cur, t1, t2, down;
+  thread_local std::vector<T> xb, cols, stem, pool, mid, cur, t1, t2, down;
   // (thread_local: inside the OpenMP loops below only raw pointers to them,
   // a worker thread's own instances are other, empty vectors)
   // the input (rounded to bfloat16 once) inside a zero border of 3 pixels,
@@ -327,17 +324,16 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
   // 137 GMAC/s), layer2's grouped 3x3s 44 -> 35 ms; the model 16.3 -> 16.9
   // images/s; bfloat16 within the noise. Later layers run on the whole
   // batch (their weights, 2-9 MB a convolution, would be read again for
-  // every chunk). Within a chunk, blocks with a downsample write into `mid`
-  // and `mid2` in turn, the last one into the batch's buffer, blocks
-  // without one over their input.
+  // every chunk). Within a chunk, the last block with a downsample writes
+  // into the batch's buffer, one before it (layer1's first) into `mid`,
+  // blocks without one over their input.
   const Front fr = front(H, W);
   const int64_t h1 = conv_out_size(Ho, 3, 2, 1), w1 = conv_out_size(Wo, 3, 2, 1);
-  const int64_t chunk = front_images(N, H, W), k = C * 49;
+  const int64_t chunk = front_images(fr, N), k = C * 49;
   cols.resize(size_t(chunk * Ho * Wo * stem_k_));
   stem.resize(size_t(chunk * Ho * Wo * stem_out_));
   pool.resize(size_t(chunk * h1 * w1 * stem_out_));
-  mid.resize(size_t(chunk * fr.mid[0]));
-  mid2.resize(size_t(chunk * fr.mid[1]));
+  mid.resize(size_t(chunk * fr.mid));
   cur.resize(size_t(N * fr.h * fr.w * fr.c));
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {
     const int64_t nc = std::min(chunk, N - n0);
@@ -363,9 +359,12 @@ Tensor ResNeXtCompiled::run(const Tensor& x_in) const {
     int64_t h = h1, w = w1;
     for (size_t i = 0; i < fr.blocks; ++i) {
       const Block& b = blocks_[i];
-      T* out = i == fr.last_down ? dst : at == mid.data() ? mid2.data() : mid.data();
-      // (one without a downsample writes over its input: not the pooled stem's, which has other channels)
-      ICH_CHECK(b.has_down || at != pool.data(), "compiled inference: a first block without a downsample");
+      T* out = i == fr.last_down ? dst : mid.data();
+      // (one without a downsample writes over its input: not the pooled stem's, which has other channels;
+      // one with a downsample before the last reads the pooled stem, not `mid`, which it writes)
+      ICH_CHECK(b.has_down ? (i == fr.last_down || at == pool.data()) : at != pool.data(),
+                "compiled inference: the front's blocks do not fit its buffers (a first block without a "
+                "downsample, or two downsamples before layer2's)");
       at = block(b, at, out, nc, h, w);
       h = conv_out_size(h, 3, b.conv2.stride, 1), w = conv_out_size(w, 3, b.conv2.stride, 1);
     }

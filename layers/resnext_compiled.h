@@ -68,12 +68,13 @@ class ResNeXtCompiled {
   void compile(const ResNeXt& model);
   // the front's blocks [0, blocks), the shape after them, the largest
   // activation of an image in it (values), the last block with a
-  // downsample, what an image needs of the buffers mid and mid2 (values)
+  // downsample, what an image needs of the buffer `mid` (values)
   struct Front {
     size_t blocks = 0, last_down = 0;
-    int64_t h = 0, w = 0, c = 0, largest = 0, mid[2] = {0, 0};
+    int64_t h = 0, w = 0, c = 0, largest = 0, mid = 0;
   };
   Front front(int64_t H, int64_t W) const;
+  int64_t front_images(const Front& f, int64_t N) const;
   template <typename T>
   Tensor run(const Tensor& x) const;
   bool f32_ = false;

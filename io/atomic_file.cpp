@@ -75,6 +75,26 @@ void write_file_atomic(const std::string& path, const std::string& content, bool
   f.commit();
 }
 
+int remove_atomic_leftovers(const std::string& dir, std::initializer_list<const char*> endings) {
+  int removed = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string file = e.path().filename().string();
+    const size_t t = file.rfind(".tmp.");
+    if (t == std::string::npos || t + 5 == file.size() || !e.is_regular_file()) continue;
+    if (file.find_first_not_of("0123456789", t + 5) != std::string::npos) continue;
+    const std::string name = file.substr(0, t);
+    for (const char* end : endings) {
+      const std::string x(end);
+      if (name.size() >= x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0) {
+        std::filesystem::remove(e.path());
+        ++removed;
+        break;
+      }
+    }
+  }
+  return removed;
+}
+
 bool link_atomic(const std::string& existing, const std::string& path) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   ::unlink(tmp.c_str());  // a leftover of a killed run with this pid

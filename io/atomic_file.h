@@ -6,6 +6,7 @@
 // removed and <path> is untouched. Every failure names the path and errno.
 #pragma once
 #include <cstddef>
+#include <initializer_list>
 #include <string>
 
 namespace ich {
@@ -39,5 +40,12 @@ void write_file_atomic(const std::string& path, const std::string& content, bool
 // no hard links or the two names are on different ones (the caller then
 // writes a copy); throws, naming both, on any other failure.
 bool link_atomic(const std::string& existing, const std::string& path);
+
+// A process killed (kill -9, a power cut) between creating "<name>.tmp.<pid>"
+// and renaming it leaves that file behind; <name> itself is untouched. Removes
+// from the folder dir (not below it) every such leftover whose <name> ends
+// with one of endings (".ckpt", "log.csv"): what a run that owns the folder
+// calls at its start. Returns how many it removed.
+int remove_atomic_leftovers(const std::string& dir, std::initializer_list<const char*> endings);
 
 }  // namespace ich

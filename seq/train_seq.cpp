@@ -10,6 +10,7 @@
 #include "engine/device_select.h"
 #include "engine/ops.h"
 #include "engine/ops/rnn.h"
+#include "io/atomic_file.h"
 #include "io/csv.h"
 #include "train/checkpoint.h"
 
@@ -64,6 +65,7 @@ SeqRun set_up(const SeqTrainOptions& o, const std::function<void(const std::stri
   r.valid = read_seq_data(o.embeddings, &valid_rows);
   ICH_CHECK(!r.train.series.empty() && !r.valid.series.empty(), "ich-train-seq: no training or no validation series");
   fs::create_directories(o.out);
+  remove_atomic_leftovers(o.out, {".ckpt", "log.csv"});  // a killed run's half-written files
   r.last = (fs::path(o.out) / "last.ckpt").string();
   r.best = (fs::path(o.out) / "best.ckpt").string();
   r.log_path = (fs::path(o.out) / "log.csv").string();

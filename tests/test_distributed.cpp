@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -205,6 +207,63 @@ TEST(Gloo, AMissingRankIsAnErrorWithinTheTimeout) {
     EXPECT_NE(std::string(e.what()).find("within 2 s"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 10.0);
+}
+
+// A peer that dies closes its sockets; the rank that writes to one next must
+// get an error line, not be killed by SIGPIPE (Gloo's TCP pair writes without
+// MSG_NOSIGNAL; ich-launch once reported rank 0 "killed by signal 13" when
+// rank 1 was killed). In a child process, SIGPIPE at its default as in a
+// fresh ich-train: making the communicator must ignore it, and rank 0's
+// all-reduces after rank 1 closed must end in an Error naming rank 0.
+TEST(Gloo, APeerThatClosesItsSocketsIsAnErrorNotSigpipe) {
+  const int port = free_port();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::signal(SIGPIPE, SIG_DFL);
+    int code = 0;
+    std::thread r1([&] {
+      try {
+        auto c = dist::make_communicator(env_of(1, 2, port, 5), Device::cpu());
+        c->barrier("test barrier");
+      } catch (const std::exception&) {
+        code = 3;
+      }
+    });  // rank 1's communicator is destroyed here: its sockets close
+    try {
+      auto c = dist::make_communicator(env_of(0, 2, port, 5), Device::cpu());
+      struct sigaction now {};
+      ::sigaction(SIGPIPE, nullptr, &now);
+      if (now.sa_handler != SIG_IGN) code = 2;
+      c->barrier("test barrier");
+      r1.join();
+      Tensor big = Tensor::zeros({1 << 22}, DType::Float32);  // 16 MB: more than the sockets' buffers
+      for (int i = 0; i < 20 && code == 0; ++i) c->all_reduce_sum(big, "test all-reduce");
+      if (code == 0) code = 4;  // no error at all
+    } catch (const Error& e) {
+      if (r1.joinable()) r1.join();
+      if (code == 0 && std::string(e.what()).find("rank 0 of 2: test all-reduce failed") == std::string::npos) code = 5;
+    }
+    std::_Exit(code);
+  }
+  int status = 0;
+  const auto t0 = Clock::now();
+  while (::waitpid(pid, &status, WNOHANG) != pid) {
+    if (Clock::now() - t0 > std::chrono::seconds(60)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL() << "the ranks did not finish within 60 s";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(WIFSIGNALED(status)) << "killed by signal " << WTERMSIG(status) << " (" << strsignal(WTERMSIG(status))
+                                    << ")";
+  const int code = WEXITSTATUS(status);
+  EXPECT_NE(code, 2) << "SIGPIPE is not ignored after make_communicator";
+  EXPECT_NE(code, 3) << "rank 1 failed before closing";
+  EXPECT_NE(code, 4) << "rank 0's all-reduces with a closed peer did not fail";
+  EXPECT_NE(code, 5) << "rank 0's error does not name the rank and the operation";
+  EXPECT_EQ(code, 0);
 }
 
 TEST(Gloo, APortInUseIsOneClearError) {

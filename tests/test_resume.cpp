@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "io/atomic_file.h"
 #include "io/journal.h"
@@ -112,6 +113,24 @@ TEST_F(Resume, ASecondNameSharesTheBytesUntilEitherIsRewritten) {
   EXPECT_NE(err.find("missing.ckpt"), std::string::npos) << err;
   EXPECT_NE(err.find("best.ckpt"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(dir + "/best.ckpt"));
+}
+
+// A kill between creating "<name>.tmp.<pid>" and its rename leaves that file;
+// a run starting in the folder removes those of the names it writes, and
+// nothing else (the finished files, another program's files that merely
+// look alike, subfolders).
+TEST_F(Resume, LeftoversOfKilledWritesAreRemovedAndNothingElse) {
+  const std::vector<std::string> leftovers{"last.ckpt.tmp.4242", "epoch3.ckpt.tmp.17", "log.csv.tmp.99"};
+  const std::vector<std::string> kept{"last.ckpt",        "log.csv",          "notes.txt.tmp.12", "log.csv.tmp.",
+                                      "log.csv.tmp.12a",  "best.ckpt.tmp.x1", "my.ckpt.bak",      "ckpt.tmp.5"};
+  for (const auto& n : leftovers) std::ofstream(dir + "/" + n) << "half";
+  for (const auto& n : kept) std::ofstream(dir + "/" + n) << "whole";
+  fs::create_directories(dir + "/epoch1.ckpt.tmp.3");  // a folder, not a leftover file
+  EXPECT_EQ(remove_atomic_leftovers(dir, {".ckpt", "log.csv"}), 3);
+  for (const auto& n : leftovers) EXPECT_FALSE(fs::exists(dir + "/" + n)) << n;
+  for (const auto& n : kept) EXPECT_TRUE(fs::exists(dir + "/" + n)) << n;
+  EXPECT_TRUE(fs::is_directory(dir + "/epoch1.ckpt.tmp.3"));
+  EXPECT_EQ(remove_atomic_leftovers(dir, {".ckpt", "log.csv"}), 0);
 }
 
 }  // namespace

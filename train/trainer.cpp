@@ -132,10 +132,10 @@ void prepare_run_folder(const std::string& out) {
     std::fclose(f);
     fs::remove(probe);
   }
-  // A run killed while writing a checkpoint leaves "<name>.tmp.<pid>"
-  // behind (the real name is untouched): clear them.
-  for (const auto& e : fs::directory_iterator(out))
-    if (e.path().filename().string().find(".ckpt.tmp.") != std::string::npos) fs::remove(e.path());
+  // A run killed while writing a checkpoint or log.csv leaves
+  // "<name>.tmp.<pid>" behind (io/atomic_file.h; the real name is
+  // untouched): clear them, and only them.
+  remove_atomic_leftovers(out, {".ckpt", "log.csv"});
 }
 
 }  // namespace

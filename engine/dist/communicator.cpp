@@ -1,5 +1,6 @@
 #include "engine/dist/communicator.h"
 
+#include <csignal>
 #include <cstdlib>
 #include <string>
 
@@ -97,6 +98,12 @@ DistEnv env_from_environment() {
 }
 
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, Device device) {
+  // A peer that dies closes its sockets; a rank that then writes to one would
+  // be killed by SIGPIPE (Gloo's TCP pair writes without MSG_NOSIGNAL) instead
+  // of seeing EPIPE, which the transport turns into an exception and we into
+  // one line naming the rank and the operation. Ignored for the whole
+  // process: every socket write here checks its result.
+  std::signal(SIGPIPE, SIG_IGN);
   if (device.is_cpu()) {
 #ifdef ICH_WITH_GLOO
     return make_gloo(env);

@@ -14,6 +14,7 @@
 
 #include "dicom/dicom_direct.h"
 #include "engine/error.h"
+#include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/journal.h"
 #include "io/npy.h"
@@ -192,6 +193,7 @@ WindowReport window_dicoms(const WindowOptions& o, const std::function<void(int6
                                "chunk=" + std::to_string(o.chunk)};
   Journal journal((fs::path(o.out) / ".ich-window.journal").string(), settings, o.resume);
   remove_stale_parts(o.out);  // images a killed run had not yet named
+  remove_atomic_leftovers(o.out, {"meta.csv", "errors.csv"});  // and tables it was writing
 
   std::unordered_map<std::string, FileResult> done;  // path -> result, from the journal
   std::unordered_map<std::string, std::string> owner;  // image id -> the file that has it

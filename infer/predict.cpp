@@ -571,6 +571,22 @@ PredictReport merge_shards(const PredictOptions& o, const PredictModels& models)
 
 }  // namespace
 
+namespace {
+
+// A killed run's half-written outputs ("<name>.tmp.<pid>", io/atomic_file.h):
+// the submission, studies.csv, the feature chunks.
+void remove_leftovers(const PredictOptions& o) {
+  const auto clear = [](const fs::path& file) {
+    const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+    if (fs::is_directory(dir)) remove_atomic_leftovers(dir.string(), {file.filename().string()});
+  };
+  clear(o.out);
+  clear(o.studies.empty() ? fs::path(o.out).parent_path() / "studies.csv" : fs::path(o.studies));
+  if (fs::is_directory(o.out + ".features")) remove_atomic_leftovers(o.out + ".features", {".npy"});
+}
+
+}  // namespace
+
 PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
                              const std::function<void(int64_t, int64_t)>& progress) {
   ICH_CHECK(o.batch >= 1 && o.chunk >= 1, "batch ", o.batch, " and chunk ", o.chunk, " must be positive");
@@ -580,6 +596,7 @@ PredictReport predict_dicoms(const PredictOptions& o, PredictModels& models,
             ": expected k/n with 0 <= k < n");
   ICH_CHECK(o.merge.empty() || (o.shards == 1 && !o.resume), "--merge joins finished shards: not with --shard or --resume");
   if (const fs::path dir = fs::path(o.out).parent_path(); !dir.empty()) fs::create_directories(dir);
+  remove_leftovers(o);
   if (!o.merge.empty()) return merge_shards(o, models);
   const Device dev = models.dev;
   LoadedCheckpoint& c = models.slice;

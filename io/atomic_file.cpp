@@ -1,9 +1,11 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -75,17 +77,23 @@ void write_file_atomic(const std::string& path, const std::string& content, bool
   f.commit();
 }
 
-int remove_atomic_leftovers(const std::string& dir, std::initializer_list<const char*> endings) {
+int remove_atomic_leftovers(const std::string& dir, const std::vector<std::string>& names) {
   int removed = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     const std::string file = e.path().filename().string();
     const size_t t = file.rfind(".tmp.");
     if (t == std::string::npos || t + 5 == file.size() || !e.is_regular_file()) continue;
     if (file.find_first_not_of("0123456789", t + 5) != std::string::npos) continue;
+    // a process of that id still running may be writing it (another run in
+    // the same folder): left alone
+    const long pid = std::strtol(file.c_str() + t + 5, nullptr, 10);
+    if (pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM)) continue;
     const std::string name = file.substr(0, t);
-    for (const char* end : endings) {
-      const std::string x(end);
-      if (name.size() >= x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0) {
+    for (const std::string& x : names) {
+      const bool ours = x.rfind('.', 0) == 0
+                            ? name.size() > x.size() && name.compare(name.size() - x.size(), x.size(), x) == 0
+                            : name == x;
+      if (ours) {
         std::filesystem::remove(e.path());
         ++removed;
         break;

@@ -6,8 +6,8 @@
 // removed and <path> is untouched. Every failure names the path and errno.
 #pragma once
 #include <cstddef>
-#include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace ich {
 
@@ -43,9 +43,12 @@ bool link_atomic(const std::string& existing, const std::string& path);
 
 // A process killed (kill -9, a power cut) between creating "<name>.tmp.<pid>"
 // and renaming it leaves that file behind; <name> itself is untouched. Removes
-// from the folder dir (not below it) every such leftover whose <name> ends
-// with one of endings (".ckpt", "log.csv"): what a run that owns the folder
-// calls at its start. Returns how many it removed.
-int remove_atomic_leftovers(const std::string& dir, std::initializer_list<const char*> endings);
+// from the folder dir (not below it) every such leftover whose <name> is one
+// of `names`, where an entry beginning with a dot is an ending (".ckpt":
+// any checkpoint) and any other the whole name ("log.csv"): what a run that
+// writes those names calls at its start. A leftover whose process is still
+// running (another run writing into the same folder) is left alone. Returns
+// how many it removed.
+int remove_atomic_leftovers(const std::string& dir, const std::vector<std::string>& names);
 
 }  // namespace ich

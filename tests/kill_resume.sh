@@ -37,8 +37,11 @@ done
 # A kill inside an atomic write leaves "<name>.tmp.<pid>" beside the untouched
 # name (the random kills above hit that window only now and then): planted
 # here, the resume must clear them.
-echo half > killed/last.ckpt.tmp.4242
-echo half > killed/log.csv.tmp.4243
+sh -c 'exit 0' &  # the id of a process that has ended: a running one's files are left alone
+dead=$!
+wait "$dead"
+echo half > "killed/last.ckpt.tmp.$dead"
+echo half > "killed/log.csv.tmp.$dead"
 "$bin/ich-train" "${args[@]}" --out killed --resume killed/last.ckpt 2> resume.txt || fail "the last resume: $(tail -2 resume.txt)"
 cmp -s straight/last.ckpt killed/last.ckpt || fail "after $kills kills and a resume, the weights differ from an uninterrupted run"
 # A kill between epoch2.ckpt and last.ckpt: the run goes on from epoch2.ckpt, and says so.

@@ -14,6 +14,11 @@ work=$2
 kills=${3:-6}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
+# The id of a process that has ended, for the files a kill inside an atomic
+# write leaves ("<name>.tmp.<pid>"; a running process's are left alone).
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
 "$bin/ich-phantom" --difficulty easy --out ph --patients 16 --slices-per-series 60 --size 128 --corrupt-fraction 0.02 --seed 8 \
   > /dev/null 2>&1
 files=$(ls ph/dicom | wc -l)
@@ -73,6 +78,11 @@ kill_after_progress() {  # PID JOURNAL: kill PID once JOURNAL has grown, or once
 "$bin/ich-window" "${wargs[@]}" --out killed --resume > /dev/null 2>&1 &
 kill_after_progress $! killed/.ich-window.journal
 check_partial "progress"
+# A kill inside the tables' atomic write leaves them half-written beside
+# (random kills hit that window only now and then): planted here, the
+# resume must clear them (the diff below sees any file left).
+echo half > "killed/meta.csv.tmp.$dead"
+echo half > "killed/errors.csv.tmp.$dead"
 set +e
 "$bin/ich-window" "${wargs[@]}" --out killed --resume > last.txt 2>&1
 rc=$?
@@ -131,6 +141,8 @@ kill_predict() {
   [ "$pcut" -ge 1 ] || fail "no kill landed before ich-predict ($name) finished (an uninterrupted run takes $predict_ms ms)"
   "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > /dev/null 2>&1 &
   kill_after_progress $! "${name}_killed/sub.csv.journal"
+  echo half > "${name}_killed/sub.csv.tmp.$dead"  # as a kill inside the submission's atomic write leaves
+  [ ! -d "${name}_killed/sub.csv.features" ] || echo half > "${name}_killed/sub.csv.features/0.npy.tmp.$dead"
   set +e
   "$bin/ich-predict" "${pargs[@]}" --out "${name}_killed/sub.csv" --resume > plast.txt 2>&1
   local rc=$?
@@ -140,6 +152,7 @@ kill_predict() {
     [ -e "${name}_straight/$f" ] || continue
     cmp -s "${name}_killed/$f" "${name}_straight/$f" || fail "after $kills kills and a resume, $name $f differs"
   done
+  find "${name}_killed" -name "*.tmp.*" | grep -q . && fail "temporary files left behind ($name): $(find "${name}_killed" -name "*.tmp.*")"
   pdone=$(sed -nE 's/.*\(([0-9]+) done by an earlier run\).*/\1/p' plast.txt)
   [ -n "$pdone" ] && [ "$pdone" -gt 0 ] || fail "the last ich-predict ($name) resume started from nothing: $(cat plast.txt)"
 }

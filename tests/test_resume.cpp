@@ -4,6 +4,7 @@
 // (train/checkpoint.h). Killed runs end to end: tests/kill_window.sh,
 // tests/kill_resume.sh.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -118,18 +119,28 @@ TEST_F(Resume, ASecondNameSharesTheBytesUntilEitherIsRewritten) {
 // A kill between creating "<name>.tmp.<pid>" and its rename leaves that file;
 // a run starting in the folder removes those of the names it writes, and
 // nothing else (the finished files, another program's files that merely
-// look alike, subfolders).
+// look alike, subfolders, a file a running process is writing).
 TEST_F(Resume, LeftoversOfKilledWritesAreRemovedAndNothingElse) {
-  const std::vector<std::string> leftovers{"last.ckpt.tmp.4242", "epoch3.ckpt.tmp.17", "log.csv.tmp.99"};
-  const std::vector<std::string> kept{"last.ckpt",        "log.csv",          "notes.txt.tmp.12", "log.csv.tmp.",
-                                      "log.csv.tmp.12a",  "best.ckpt.tmp.x1", "my.ckpt.bak",      "ckpt.tmp.5"};
+  const pid_t child = ::fork();  // a process that has ended: its id for the killed run's files
+  if (child == 0) std::_Exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  const std::string dead = std::to_string(child);
+  const std::vector<std::string> leftovers{"last.ckpt.tmp." + dead, "epoch3.ckpt.tmp." + dead, "log.csv.tmp." + dead};
+  const std::vector<std::string> kept{"last.ckpt",       "log.csv",          "notes.txt.tmp.12", "log.csv.tmp.",
+                                      "log.csv.tmp.12a", "best.ckpt.tmp.x1", "my.ckpt.bak",      ".ckpt.tmp.5",
+                                      "mylog.csv.tmp.7"};
   for (const auto& n : leftovers) std::ofstream(dir + "/" + n) << "half";
   for (const auto& n : kept) std::ofstream(dir + "/" + n) << "whole";
   fs::create_directories(dir + "/epoch1.ckpt.tmp.3");  // a folder, not a leftover file
+  // a process still running (this one) may be writing its own: left alone
+  const std::string live = "last.ckpt.tmp." + std::to_string(::getpid());
+  std::ofstream(dir + "/" + live) << "being written";
   EXPECT_EQ(remove_atomic_leftovers(dir, {".ckpt", "log.csv"}), 3);
   for (const auto& n : leftovers) EXPECT_FALSE(fs::exists(dir + "/" + n)) << n;
   for (const auto& n : kept) EXPECT_TRUE(fs::exists(dir + "/" + n)) << n;
   EXPECT_TRUE(fs::is_directory(dir + "/epoch1.ckpt.tmp.3"));
+  EXPECT_TRUE(fs::exists(dir + "/" + live));
   EXPECT_EQ(remove_atomic_leftovers(dir, {".ckpt", "log.csv"}), 0);
 }
 

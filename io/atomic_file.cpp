@@ -77,6 +77,26 @@ void write_file_atomic(const std::string& path, const std::string& content, bool
   f.commit();
 }
 
+std::string temporary_name(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+void commit_written_file(const std::string& tmp, const std::string& path) {
+  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  ICH_CHECK(fd >= 0, "cannot open ", tmp, " (for ", path, "): ", std::strerror(errno));
+  const bool flushed = ::fsync(fd) == 0;
+  const int e = errno;
+  ::close(fd);
+  if (!flushed) {
+    ::unlink(tmp.c_str());
+    throw Error(detail::cat("cannot flush ", path, ": ", std::strerror(e)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e2 = errno;
+    ::unlink(tmp.c_str());
+    throw Error(detail::cat("cannot rename ", tmp, " to ", path, ": ", std::strerror(e2)));
+  }
+  sync_parent_dir(path);
+}
+
 int remove_atomic_leftovers(const std::string& dir, const std::vector<std::string>& names) {
   int removed = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {

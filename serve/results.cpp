@@ -12,6 +12,7 @@
 
 #include "data/labels.h"
 #include "engine/error.h"
+#include "io/atomic_file.h"
 
 namespace ich {
 
@@ -83,11 +84,18 @@ void put_contributing_equipment(DcmItem& d, const StudyFindings& f, const std::s
   put(*code, DCM_CodeMeaning, "Processing Equipment", where);
 }
 
+// Written under a temporary name, flushed to disk, then renamed: a result
+// the node sends (now, or again after a restart) is whole even after a
+// power cut, as the study's state that says it was written.
 void save_atomic(DcmFileFormat& ff, const std::string& path) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporary_name(path);
   const OFCondition c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
-  ICH_CHECK(c.good(), path, ": cannot write: ", c.text());
-  fs::rename(tmp, path);
+  if (c.bad()) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error(path + ": cannot write: " + c.text());
+  }
+  commit_written_file(tmp, path);
 }
 
 // The private coding scheme of the codes for which no standard one was

@@ -116,6 +116,24 @@ TEST_F(Resume, ASecondNameSharesTheBytesUntilEitherIsRewritten) {
   EXPECT_FALSE(fs::exists(dir + "/best.ckpt"));
 }
 
+// A file another library wrote under temporary_name() gets its name whole
+// (the older file replaced, no temporary left); a missing one is an error
+// naming the path, and the older file stays.
+TEST_F(Resume, AFileWrittenByAnotherLibraryIsCommittedUnderItsName) {
+  const std::string path = dir + "/result.dcm", tmp = temporary_name(path);
+  EXPECT_NE(tmp, path);
+  EXPECT_EQ(tmp.rfind(path + ".tmp.", 0), 0u);
+  write_file_atomic(path, "older");
+  std::ofstream(tmp) << "whole";
+  commit_written_file(tmp, path);
+  std::ifstream f(path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(f), {}), "whole");
+  EXPECT_FALSE(fs::exists(tmp));
+  const std::string err = error_of([&] { commit_written_file(tmp, path); });
+  EXPECT_NE(err.find("result.dcm"), std::string::npos) << err;
+  EXPECT_TRUE(fs::exists(path));
+}
+
 // A kill between creating "<name>.tmp.<pid>" and its rename leaves that file;
 // a run starting in the folder removes those of the names it writes, and
 // nothing else (the finished files, another program's files that merely

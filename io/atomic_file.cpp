@@ -26,10 +26,23 @@ void sync_parent_dir(const std::string& path) {
   }
 }
 
+// Removes the temporary file and throws "<what>: <errno's text>".
+[[noreturn]] void drop(const std::string& tmp, const std::string& what, int e) {
+  ::unlink(tmp.c_str());
+  throw Error(what + ": " + std::strerror(e));
+}
+
+// tmp renamed over path (tmp removed when that fails); the folder fsynced
+// when durable.
+void rename_into_place(const std::string& tmp, const std::string& path, bool durable) {
+  if (::rename(tmp.c_str(), path.c_str()) != 0) drop(tmp, "cannot rename " + tmp + " to " + path, errno);
+  if (durable) sync_parent_dir(path);
+}
+
 }  // namespace
 
 AtomicFile::AtomicFile(std::string path, bool durable) : path_(std::move(path)), durable_(durable) {
-  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  tmp_ = temporary_name(path_);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   ICH_CHECK(fd_ >= 0, "cannot create ", tmp_, " (for ", path_, "): ", std::strerror(errno));
 }
@@ -58,17 +71,8 @@ void AtomicFile::commit() {
   ICH_CHECK(!durable_ || ::fsync(fd_) == 0, "cannot flush ", path_, ": ", std::strerror(errno));
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) {
-    const int e = errno;
-    ::unlink(tmp_.c_str());
-    throw Error(detail::cat("cannot close ", path_, ": ", std::strerror(e)));
-  }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp_.c_str());
-    throw Error(detail::cat("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(e)));
-  }
-  if (durable_) sync_parent_dir(path_);
+  if (::close(fd) != 0) drop(tmp_, "cannot close " + path_, errno);
+  rename_into_place(tmp_, path_, durable_);
 }
 
 void write_file_atomic(const std::string& path, const std::string& content, bool durable) {
@@ -85,16 +89,8 @@ void commit_written_file(const std::string& tmp, const std::string& path) {
   const bool flushed = ::fsync(fd) == 0;
   const int e = errno;
   ::close(fd);
-  if (!flushed) {
-    ::unlink(tmp.c_str());
-    throw Error(detail::cat("cannot flush ", path, ": ", std::strerror(e)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e2 = errno;
-    ::unlink(tmp.c_str());
-    throw Error(detail::cat("cannot rename ", tmp, " to ", path, ": ", std::strerror(e2)));
-  }
-  sync_parent_dir(path);
+  if (!flushed) drop(tmp, "cannot flush " + path, e);
+  rename_into_place(tmp, path, true);
 }
 
 int remove_atomic_leftovers(const std::string& dir, const std::vector<std::string>& names) {
@@ -124,19 +120,14 @@ int remove_atomic_leftovers(const std::string& dir, const std::vector<std::strin
 }
 
 bool link_atomic(const std::string& existing, const std::string& path) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temporary_name(path);
   ::unlink(tmp.c_str());  // a leftover of a killed run with this pid
   if (::link(existing.c_str(), tmp.c_str()) != 0) {
     const int e = errno;
     if (e == EXDEV || e == EPERM || e == ENOTSUP || e == EOPNOTSUPP || e == EMLINK || e == ENOSYS) return false;
     throw Error(detail::cat("cannot link ", existing, " as ", path, ": ", std::strerror(e)));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    throw Error(detail::cat("cannot rename ", tmp, " to ", path, ": ", std::strerror(e)));
-  }
-  sync_parent_dir(path);
+  rename_into_place(tmp, path, true);
   return true;
 }
 

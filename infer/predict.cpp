@@ -569,10 +569,6 @@ PredictReport merge_shards(const PredictOptions& o, const PredictModels& models)
   return rep;
 }
 
-}  // namespace
-
-namespace {
-
 // A killed run's half-written outputs ("<name>.tmp.<pid>", io/atomic_file.h):
 // the submission, studies.csv, the feature chunks.
 void remove_leftovers(const PredictOptions& o) {

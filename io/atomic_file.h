@@ -41,11 +41,11 @@ void write_file_atomic(const std::string& path, const std::string& content, bool
 // writes a copy); throws, naming both, on any other failure.
 bool link_atomic(const std::string& existing, const std::string& path);
 
-// For a file another library writes by path (DCMTK's saveFile): the name to
-// write it under ("<path>.tmp.<pid>"), and the commit that makes it durable
-// and gives it its name as AtomicFile::commit does (fsync, rename, the
-// folder fsynced); the commit throws, naming the path, when the temporary
-// file is missing or cannot be flushed or renamed (it is removed then).
+// The name AtomicFile and link_atomic write under: "<path>.tmp.<pid>".
+// commit_written_file: for a file another library wrote by path under a
+// temporary name tmp (DCMTK's saveFile), what AtomicFile::commit does: fsync,
+// rename to path, the folder fsynced; throws, naming the path, when tmp is
+// missing or cannot be flushed or renamed (it is removed then).
 std::string temporary_name(const std::string& path);
 void commit_written_file(const std::string& tmp, const std::string& path);
 

@@ -86,9 +86,11 @@ void put_contributing_equipment(DcmItem& d, const StudyFindings& f, const std::s
 
 // Written under a temporary name, flushed to disk, then renamed: a result
 // the node sends (now, or again after a restart) is whole even after a
-// power cut, as the study's state that says it was written.
+// power cut, as the study's state that says it was written. The name is
+// fixed ("<path>.tmp", one writer a study at a time): what a killed node
+// left is written over by the restart, not left beside.
 void save_atomic(DcmFileFormat& ff, const std::string& path) {
-  const std::string tmp = temporary_name(path);
+  const std::string tmp = path + ".tmp";
   const OFCondition c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
   if (c.bad()) {
     std::error_code ec;

@@ -11,12 +11,17 @@
 // backward at twice the forward) and that as a share of this device's
 // ceiling for the row's precision measured in the same run (a 1x1
 // convolution as an 8192^3 GEMM through cuDNN in fp32, tf32 or bf16; on the
-// CPU the float32 GEMM). With --profile, a second table:
+// CPU the float32 FMA peak, below). With --profile, a second table:
 // where a step's time goes by kernel family (conv, batchnorm, elementwise,
 // pooling, linear, loss, optimizer, cast), from profiled steps that
 // synchronise around every kernel, and the largest kernels of each
 // configuration. "+eval" rows time inference instead
 // (eval mode, no gradients: one forward pass, 2 x macs per image).
+// "+compiled" rows (the CPU's compiled inference) are set against the peak
+// of their kernel's multiply-add unit instead, measured here on as many
+// threads as the run uses (float32 FMA on AVX-512F or AVX2, VDPBF16PS), and
+// with --profile each of their convolutions (per kind and stage) gets its
+// rate and its share of that peak.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,6 +36,7 @@
 #include "engine/device_select.h"
 #include "engine/kernels.h"
 #include "engine/profile.h"
+#include "engine/cpu/conv_bf16.h"
 #include "layers/resnext.h"
 #include "layers/resnext_compiled.h"
 #include "layers/summary.h"
@@ -39,6 +45,14 @@
 #ifdef ICH_WITH_CUDA
 #include "engine/cuda/runtime.h"
 #endif
+#if defined(__x86_64__)
+// (GCC 12's false "may be used uninitialized" in its own AVX-512 intrinsics,
+// as engine/cpu/conv_bf16.cpp says)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#endif
+#include <omp.h>
 
 namespace {
 
@@ -87,6 +101,110 @@ double conv_tflops(ich::Device d, const ich::Tensor& x32, const ich::Tensor& w32
   return reps * 2.0 * double(n) * double(n) * double(n) / seconds_since(t0) / 1e12;
 }
 
+int omp_threads() { return omp_get_max_threads(); }
+
+// The multiply-add peak of a CPU kernel's unit (GMAC/s) on this run's
+// threads: each thread runs 12 independent chains (more than the FMA
+// latency times the ports, so the chains never wait) of the unit's
+// instruction on registers, no memory; the best of three. 0 where the CPU
+// lacks the unit or no peak is measured for it (AMX's tiles: the compiled
+// rows on AMX are set against nothing).
+#if defined(__x86_64__)
+template <class V, class Step>
+double chains_rate(int64_t macs_per_step, Step step) {
+  constexpr int64_t kIters = int64_t(1) << 24;
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    double sink = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel reduction(+ : sink)
+    sink += step(kIters);
+    const double s = seconds_since(t0);
+    if (sink == 12345.678) std::printf(" ");  // keeps the chains' results alive
+    best = std::max(best, double(omp_threads()) * double(kIters) * 12 * double(macs_per_step) / s / 1e9);
+  }
+  return best;
+}
+// (one function per unit: each is compiled for its own instructions, and
+// only called where CPUID has them)
+__attribute__((target("avx512f"))) double chains_avx512(int64_t iters) {
+  __m512 a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm512_set1_ps(float(j + 1));
+  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+  for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm512_fmadd_ps(a[j], b, c);
+  double r = 0;
+  for (int j = 0; j < 12; ++j) r += _mm512_reduce_add_ps(a[j]);
+  return r;
+}
+__attribute__((target("avx2,fma"))) double chains_avx2(int64_t iters) {
+  __m256 a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm256_set1_ps(float(j + 1));
+  const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+  for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm256_fmadd_ps(a[j], b, c);
+  alignas(32) float v[8];
+  double r = 0;
+  for (int j = 0; j < 12; ++j) {
+    _mm256_store_ps(v, a[j]);
+    for (float x : v) r += x;
+  }
+  return r;
+}
+// VDPBF16PS: 16 lanes, each adding two products
+__attribute__((target("avx512f,avx512bf16"))) double chains_bf16(int64_t iters) {
+  const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(1e-3f));
+  __m512 a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm512_set1_ps(float(j + 1));
+  for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm512_dpbf16_ps(a[j], x, x);
+  double r = 0;
+  for (int j = 0; j < 12; ++j) r += _mm512_reduce_add_ps(a[j]);
+  return r;
+}
+#endif
+
+// kernel: ResNeXtCompiled::kernel_name()
+double unit_peak_gmacs(const std::string& kernel) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (kernel == "f32-avx512" && __builtin_cpu_supports("avx512f")) return chains_rate<__m512>(16, chains_avx512);
+  if (kernel == "f32-avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return chains_rate<__m256>(8, chains_avx2);
+  if (kernel == "avx512-bf16" && __builtin_cpu_supports("avx512bf16")) return chains_rate<__m512>(32, chains_bf16);
+#endif
+  (void)kernel;
+  return 0;
+}
+
+// Multiply-adds per image of each convolution the compiled path names in
+// the profile (layers/resnext_compiled.cpp's names: the stem, and per stage
+// each block's first 1x1, grouped 3x3, downsample and last 1x1), from the
+// layer table. unit: "f32" or "bf16".
+std::map<std::string, int64_t> compiled_conv_macs(const std::vector<ich::LayerRow>& rows, const std::string& unit) {
+  std::map<std::string, int64_t> out;
+  const std::string p = "conv2d_" + unit + "_";
+  for (const auto& r : rows) {
+    if (r.name == "conv1") {
+      out[p + "stem"] += r.macs;
+      continue;
+    }
+    if (r.name.rfind("layer", 0) != 0) continue;
+    const std::string stage = r.name.substr(0, r.name.find('.'));
+    auto ends = [&](const std::string& e) {
+      return r.name.size() > e.size() && r.name.compare(r.name.size() - e.size(), e.size(), e) == 0;
+    };
+    if (ends(".conv1")) out[p + "1x1 " + stage] += r.macs;
+    else if (ends(".conv2")) out[p + "3x3_grouped " + stage] += r.macs;
+    else if (ends(".conv3")) out[p + "1x1_add_relu " + stage] += r.macs;
+    else if (ends(".downsample.0")) out[p + "1x1_downsample " + stage] += r.macs;
+  }
+  return out;
+}
+
 struct Ceilings {
   double fp32 = 0, tf32 = 0, half = 0;  // TFLOP/s; half: bf16 (fp16 runs at the same tensor-core rate)
   double for_run(ich::DType precision, bool tf32_on) const {
@@ -96,8 +214,10 @@ struct Ceilings {
 
 Ceilings measure_ceilings(ich::Device d) {
   Ceilings c;
-  if (!d.is_cuda()) {  // the CPU: float32 GEMM for every row (its 16-bit modes are emulated)
-    c.fp32 = c.tf32 = c.half = gemm_tflops(d);
+  if (!d.is_cuda()) {  // the CPU: its float32 FMA peak for every row (its 16-bit modes are emulated in float32),
+    // or where it has neither AVX-512F nor AVX2 + FMA, our float32 GEMM's rate
+    const double peak = unit_peak_gmacs(ich::cpu::bf16::f32_kernel_name(ich::cpu::bf16::best_f32_kernel()));
+    c.fp32 = c.tf32 = c.half = peak > 0 ? 2 * peak / 1e3 : gemm_tflops(d);
     return c;
   }
   const int64_t n = 8192;
@@ -163,16 +283,20 @@ int main(int argc, char** argv) {
 
     // Multiply-adds of one image, from the layer table (torchvision's count).
     int64_t macs = 0;
+    std::vector<ich::LayerRow> layer_rows;
     {
       ich::Generator gen(0);
       ich::ResNeXt m(ich::resnext_preset(arch, 6), gen);
-      for (const auto& r : ich::summarize(m, {1, 3, size, size})) macs += r.macs;
+      layer_rows = ich::summarize(m, {1, 3, size, size});
+      for (const auto& r : layer_rows) macs += r.macs;
     }
+    std::map<std::string, double> unit_peaks;  // compiled kernel -> its unit's peak, GMAC/s (measured once)
     const Ceilings ceilings = measure_ceilings(d);
     std::printf("# ich-bench-train: %s, %lldx%lld, Adam, BCE, on %s; %.2f GMAC per image\n"
-                "ceilings here (%s): fp32 %.1f, tf32 %.1f, bf16 %.1f TFLOP/s; each row is set against its own\n\n",
+                "ceilings here (%s): fp32 %.2f, tf32 %.2f, bf16 %.2f TFLOP/s; each row is set against its own\n\n",
                 arch.c_str(), (long long)size, (long long)size, d.str().c_str(), double(macs) / 1e9,
-                d.is_cuda() ? "a 1x1 convolution as an 8192^3 GEMM through cuDNN" : "float32 GEMM, for every row",
+                d.is_cuda() ? "a 1x1 convolution as an 8192^3 GEMM through cuDNN"
+                            : "the float32 FMA peak; +compiled rows: their kernel's unit",
                 ceilings.fp32, ceilings.tf32, ceilings.half);
     // step GiB: the peak less what was held before the timed steps (weights,
     // gradients, Adam's moments, the batch): what one step itself needs,
@@ -184,6 +308,7 @@ int main(int argc, char** argv) {
     std::string kernel;
     int64_t calls;
     double ms;
+    double gmacs = 0, peak = 0;  // compiled convolutions: rate, and their unit's peak (0: none)
   };
   std::map<std::string, std::vector<KernelTime>> kernels;  // config -> kernels, largest time first
     std::vector<std::string> config_names;
@@ -252,8 +377,18 @@ int main(int argc, char** argv) {
                            (m.compiled_inference() ? m.compiled_inference()->kernel_name() : std::string("engine")) + ")"
                      : "");
       const double step_gib = peak - double(held) / double(1 << 30);
-      std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %.0f%% | %.2f |\n", d.str().c_str(), name.c_str(),
-                  (long long)batch, ips, peak, tflops, 100 * tflops / ceilings.for_run(precision, run_tf32), step_gib);
+      // a compiled row: its kernel's unit peak, the ceiling of its rates
+      const std::string kernel = compiled && m.compiled_inference() ? m.compiled_inference()->kernel_name() : "";
+      double unit_peak = 0;
+      if (!kernel.empty()) {
+        if (!unit_peaks.count(kernel)) unit_peaks[kernel] = unit_peak_gmacs(kernel);
+        unit_peak = unit_peaks[kernel];
+      }
+      // (AMX: no unit peak measured, nothing to set the row against)
+      const double ceiling = !kernel.empty() ? 2 * unit_peak / 1e3 : ceilings.for_run(precision, run_tf32);
+      const std::string share = ceiling > 0 ? std::to_string(int64_t(100 * tflops / ceiling + 0.5)) + "%" : "n/a";
+      std::printf("| ich (%s) | %s | %lld | %.1f | %.2f | %.2f | %s | %.2f |\n", d.str().c_str(), name.c_str(),
+                  (long long)batch, ips, peak, tflops, share.c_str(), step_gib);
       std::fflush(stdout);
       if (profile && !graph) {  // a replay runs as one launch: no kernel-by-kernel profile
         const std::string cfg = name + ":" + std::to_string(batch);
@@ -263,9 +398,17 @@ int main(int argc, char** argv) {
         ich::profile::enable(true);
         for (int i = 0; i < prof_steps; ++i) step();
         ich::profile::enable(false);
+        const std::map<std::string, int64_t> conv_macs =
+            kernel.empty() ? std::map<std::string, int64_t>{}
+                           : compiled_conv_macs(layer_rows, precision == ich::DType::Float32 ? "f32" : "bf16");
         for (const auto& e : ich::profile::take()) {
           families[cfg][ich::profile::category(e.kernel)] += 1e3 * e.seconds / prof_steps;
-          kernels[cfg].push_back({e.kernel, e.calls / prof_steps, 1e3 * e.seconds / prof_steps});
+          KernelTime k{e.kernel, e.calls / prof_steps, 1e3 * e.seconds / prof_steps};
+          if (conv_macs.count(e.kernel) && k.ms > 0) {
+            k.gmacs = double(conv_macs.at(e.kernel)) * double(batch) / (k.ms / 1e3) / 1e9;
+            k.peak = unit_peak;
+          }
+          kernels[cfg].push_back(k);
         }
       }
     }
@@ -286,12 +429,22 @@ int main(int argc, char** argv) {
         }
         std::printf("\n");
       }
+      for (const auto& [k, v] : unit_peaks)
+        std::printf("\n%s's unit peak here (%d thread%s, 12 chains a thread, registers only): %s\n", k.c_str(),
+                    omp_threads(), omp_threads() == 1 ? "" : "s", v > 0 ? (std::to_string(int64_t(v + 0.5)) + " GMAC/s").c_str()
+                                         : "not measured (AMX tiles, or a scalar kernel)");
       for (const auto& c : config_names) {  // the kernels that make up the families
-        std::printf("\n### %s: the 20 largest kernels\n\n| kernel | calls per step | ms per step |\n|---|---|---|\n",
+        std::printf("\n### %s: the 20 largest kernels\n\n| kernel | calls per step | ms per step | GMAC/s | of the "
+                    "unit's peak |\n|---|---|---|---|---|\n",
                     c.c_str());
-        for (size_t i = 0; i < std::min<size_t>(20, kernels[c].size()); ++i)
-          std::printf("| %s | %lld | %.1f |\n", kernels[c][i].kernel.c_str(), (long long)kernels[c][i].calls,
-                      kernels[c][i].ms);
+        for (size_t i = 0; i < std::min<size_t>(20, kernels[c].size()); ++i) {
+          const KernelTime& k = kernels[c][i];
+          std::printf("| %s | %lld | %.1f |", k.kernel.c_str(), (long long)k.calls, k.ms);
+          if (k.gmacs > 0) std::printf(" %.0f |", k.gmacs);
+          else std::printf(" |");
+          if (k.gmacs > 0 && k.peak > 0) std::printf(" %.0f%% |\n", 100 * k.gmacs / k.peak);
+          else std::printf(" |\n");
+        }
       }
     }
     return 0;

@@ -101,8 +101,6 @@ double conv_tflops(ich::Device d, const ich::Tensor& x32, const ich::Tensor& w32
   return reps * 2.0 * double(n) * double(n) * double(n) / seconds_since(t0) / 1e12;
 }
 
-int omp_threads() { return omp_get_max_threads(); }
-
 // The multiply-add peak of a CPU kernel's unit (GMAC/s) on this run's
 // threads: each thread runs 12 independent chains (more than the FMA
 // latency times the ports, so the chains never wait) of the unit's
@@ -122,7 +120,7 @@ double chains_rate(int64_t macs_per_step, Step step) {
     const double s = seconds_since(t0);
     volatile double keep = sink;  // the chains' results are used: not optimised away
     (void)keep;
-    best = std::max(best, double(omp_threads()) * double(kIters) * 12 * double(macs_per_step) / s / 1e9);
+    best = std::max(best, double(omp_get_max_threads()) * double(kIters) * 12 * double(macs_per_step) / s / 1e9);
   }
   return best;
 }
@@ -168,17 +166,20 @@ __attribute__((target("avx512f,avx512bf16"))) double chains_bf16(int64_t iters) 
 }
 #endif
 
-// kernel: ResNeXtCompiled::kernel_name()
+// kernel: ResNeXtCompiled::kernel_name(). Measured once a kernel (the
+// ceilings and the compiled rows ask for the same).
 double unit_peak_gmacs(const std::string& kernel) {
+  static std::map<std::string, double> measured;
+  if (const auto it = measured.find(kernel); it != measured.end()) return it->second;
+  double peak = 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (kernel == "f32-avx512" && __builtin_cpu_supports("avx512f")) return chains_rate(16, chains_avx512);
+  if (kernel == "f32-avx512" && __builtin_cpu_supports("avx512f")) peak = chains_rate(16, chains_avx512);
   if (kernel == "f32-avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return chains_rate(8, chains_avx2);
-  if (kernel == "avx512-bf16" && __builtin_cpu_supports("avx512bf16")) return chains_rate(32, chains_bf16);
+    peak = chains_rate(8, chains_avx2);
+  if (kernel == "avx512-bf16" && __builtin_cpu_supports("avx512bf16")) peak = chains_rate(32, chains_bf16);
 #endif
-  (void)kernel;
-  return 0;
+  return measured[kernel] = peak;
 }
 
 // Multiply-adds per image of each convolution the compiled path names in
@@ -291,7 +292,7 @@ int main(int argc, char** argv) {
       layer_rows = ich::summarize(m, {1, 3, size, size});
       for (const auto& r : layer_rows) macs += r.macs;
     }
-    std::map<std::string, double> unit_peaks;  // compiled kernel -> its unit's peak, GMAC/s (measured once)
+    std::map<std::string, double> unit_peaks;  // the compiled rows' kernels -> their unit's peak, GMAC/s
     const Ceilings ceilings = measure_ceilings(d);
     std::printf("# ich-bench-train: %s, %lldx%lld, Adam, BCE, on %s; %.2f GMAC per image\n"
                 "ceilings here (%s): fp32 %.2f, tf32 %.2f, bf16 %.2f TFLOP/s; each row is set against its own\n\n",
@@ -382,8 +383,7 @@ int main(int argc, char** argv) {
       const std::string kernel = compiled && m.compiled_inference() ? m.compiled_inference()->kernel_name() : "";
       double unit_peak = 0;
       if (!kernel.empty()) {
-        if (!unit_peaks.count(kernel)) unit_peaks[kernel] = unit_peak_gmacs(kernel);
-        unit_peak = unit_peaks[kernel];
+        unit_peak = unit_peaks[kernel] = unit_peak_gmacs(kernel);
       }
       // (AMX: no unit peak measured, nothing to set the row against)
       const double ceiling = !kernel.empty() ? 2 * unit_peak / 1e3 : ceilings.for_run(precision, run_tf32);
@@ -432,7 +432,7 @@ int main(int argc, char** argv) {
       }
       for (const auto& [k, v] : unit_peaks)
         std::printf("\n%s's unit peak here (%d thread%s, 12 chains a thread, registers only): %s\n", k.c_str(),
-                    omp_threads(), omp_threads() == 1 ? "" : "s", v > 0 ? (std::to_string(int64_t(v + 0.5)) + " GMAC/s").c_str()
+                    omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s", v > 0 ? (std::to_string(int64_t(v + 0.5)) + " GMAC/s").c_str()
                                          : "not measured (AMX tiles, or a scalar kernel)");
       for (const auto& c : config_names) {  // the kernels that make up the families
         std::printf("\n### %s: the 20 largest kernels\n\n| kernel | calls per step | ms per step | GMAC/s | of the "

@@ -191,13 +191,14 @@ void send_one(NodeParts& n, const StudyState& s) {
   } catch (const std::exception& e) {
     const int64_t attempts = s.send_attempts + 1;
     const double wait = retry_wait(o, attempts);
+    // The log line first: whoever sees the attempt in the state finds its line in the log.
+    std::fprintf(stderr, "ich-serve: study %s: sending failed (attempt %lld), next try in %.0f s: %s\n",
+                 s.study_uid.c_str(), (long long)attempts, wait, e.what());
     book.modify(s.study_uid, [&](StudyState& t) {
       t.send_attempts = attempts;
       t.next_send_ms = now_ms() + int64_t(wait * 1000);
       t.last_error = e.what();
     });
-    std::fprintf(stderr, "ich-serve: study %s: sending failed (attempt %lld), next try in %.0f s: %s\n",
-                 s.study_uid.c_str(), (long long)attempts, wait, e.what());
     n.metrics.add("ich_serve_send_failures_total");
     if (attempts == 1)  // the first failure of a study; the rest are in its state file and the log
       n.audit.record(study_event(o, s, true, 4, std::string("sending failed (retried): ") + e.what()));
@@ -335,13 +336,14 @@ void send_fhir(NodeParts& n, const StudyState& s) {
   } catch (const std::exception& e) {
     const int64_t attempts = s.fhir_attempts + 1;
     const double wait = retry_wait(o, attempts);
+    // The log line first: whoever sees the attempt in the state finds its line in the log.
+    std::fprintf(stderr, "ich-serve: study %s: FHIR failed (attempt %lld), next try in %.0f s: %s\n",
+                 s.study_uid.c_str(), (long long)attempts, wait, e.what());
     n.book.modify(s.study_uid, [&](StudyState& t) {
       t.fhir_attempts = attempts;
       t.fhir_next_ms = now_ms() + int64_t(wait * 1000);
       t.fhir_error = e.what();
     });
-    std::fprintf(stderr, "ich-serve: study %s: FHIR failed (attempt %lld), next try in %.0f s: %s\n",
-                 s.study_uid.c_str(), (long long)attempts, wait, e.what());
     n.metrics.add("ich_serve_fhir_failures_total");
     return;
   }

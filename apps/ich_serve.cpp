@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
       "Only the senders on the allow-list are admitted (--allow AET@HOST, --allow-file; SIGHUP reads the file again);\n"
       "the called AE title must be --aet. With --tls-cert/--tls-key it speaks DICOM TLS (BCP 195: TLS 1.2+). Every\n"
       "association, refusal and study is an audit record (DICOM PS3.15) in --audit-log and, with --audit-syslog, on\n"
-      "syslog. --http serves /healthz, /readyz and /metrics (Prometheus). docs/serve.md has a hardening checklist.\n"
+      "syslog (over TLS with --audit-syslog-tls-ca). --http serves /healthz, /readyz and /metrics (Prometheus).\n"
+      "docs/serve.md has a hardening checklist.\n"
       "Stops on SIGINT/SIGTERM after the studies in hand. Exit codes: 0 stopped by a signal, 1 failed (bad\n"
       "checkpoint, busy port, unusable --work, unreadable allow file or certificate), 2 bad flags."};
   ich::ServeOptions o;
@@ -78,6 +79,12 @@ int main(int argc, char** argv) {
   app.add_option("--stow-max-mb", o.stow_max_mb, "the largest STOW-RS request body taken (413 above)")->capture_default_str();
   app.add_option("--audit-log", o.audit_log, "audit records, one JSON line each (default WORK/audit.jsonl)");
   app.add_option("--audit-syslog", o.audit_syslog, "also send audit records as RFC 5424 syslog over TCP to HOST:PORT");
+  app.add_option("--audit-syslog-tls-ca", o.audit_syslog_tls.ca,
+                 "send them over TLS instead (RFC 5425), verifying that the collector's certificate chains to this CA "
+                 "(PEM) and names the --audit-syslog host");
+  app.add_option("--audit-syslog-tls-cert", o.audit_syslog_tls.cert,
+                 "the certificate (PEM) ich presents to the collector (IHE ATNA's mutual authentication)");
+  app.add_option("--audit-syslog-tls-key", o.audit_syslog_tls.key, "the private key of --audit-syslog-tls-cert (PEM, unencrypted)");
   app.add_option("--http", o.http,
                  "serve /healthz, /readyz and /metrics (and with --stow POST /studies) on [ADDRESS:]PORT (loopback when no "
                  "address)");

@@ -16,6 +16,7 @@ packages=(
   libssl-dev openssl              # DICOM TLS (DCMTK's dcmtls on OpenSSL); test certificates
   libcpp-httplib-dev              # ich-serve's /healthz, /readyz, /metrics
   prometheus rsyslog              # promtool checks /metrics; rsyslog receives the audit trail in the tests
+  rsyslog-openssl                 # ... and over TLS (RFC 5425), its ossl driver
   libopenjp2-tools python3-venv   # JPEG 2000 test references: opj_compress, a venv for pylibjpeg-openjpeg
   clang libclang-rt-14-dev libomp-dev
 )

@@ -2,8 +2,6 @@
 #include "serve/audit.h"
 
 #include <fcntl.h>
-#include <netdb.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -261,7 +259,10 @@ AuditLog::AuditLog(AuditOptions o) : o_(std::move(o)) {
     fd_ = ::open(o_.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     ICH_CHECK(fd_ >= 0, o_.path, ": cannot open the audit log for appending: ", std::strerror(errno));
   }
-  if (!o_.syslog_host.empty()) syslog_ = std::thread([this] { syslog_loop(); });
+  if (!o_.syslog_host.empty()) {
+    conn_ = std::make_unique<SyslogConnection>(o_.syslog_host, o_.syslog_port, o_.syslog_tls);
+    syslog_ = std::thread([this] { syslog_loop(); });
+  }
 }
 
 AuditLog::~AuditLog() {
@@ -342,8 +343,8 @@ AuditLog::Stats AuditLog::stats() {
 }
 
 void AuditLog::syslog_loop() {
-  int fd = -1;
   double backoff = 0.5;
+  std::string failing;  // the reason last logged: a collector down for hours is one line, not one a retry
   while (!stop_) {
     std::string msg;
     {
@@ -352,43 +353,27 @@ void AuditLog::syslog_loop() {
       if (queue_.empty()) continue;
       msg = queue_.front();
     }
-    if (fd < 0) {
-      addrinfo hints{};
-      hints.ai_family = AF_UNSPEC;
-      hints.ai_socktype = SOCK_STREAM;
-      addrinfo* res = nullptr;
-      if (getaddrinfo(o_.syslog_host.c_str(), std::to_string(o_.syslog_port).c_str(), &hints, &res) == 0) {
-        for (addrinfo* r = res; r && fd < 0; r = r->ai_next) {
-          fd = ::socket(r->ai_family, r->ai_socktype | SOCK_CLOEXEC, r->ai_protocol);
-          if (fd < 0) continue;
-          timeval tv{5, 0};
-          ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-          if (::connect(fd, r->ai_addr, r->ai_addrlen) != 0) {
-            ::close(fd);
-            fd = -1;
-          }
-        }
-        freeaddrinfo(res);
-      }
-      if (fd < 0) {
+    if (!conn_->connected()) {
+      std::string why;
+      if (!conn_->connect(why)) {
         connected_ = false;
+        if (why != failing)
+          std::fprintf(stderr, "ich-serve: audit syslog %s: %s (records are kept in --audit-log and retried)\n",
+                       conn_->where().c_str(), why.c_str());
+        failing = why;
         std::unique_lock<std::mutex> l(q_mu_);
         q_cv_.wait_for(l, std::chrono::milliseconds(int(backoff * 1000)), [&] { return bool(stop_); });
         backoff = std::min(backoff * 2, 30.0);
         continue;
       }
+      if (!failing.empty() || sent_ == 0)
+        std::fprintf(stderr, "ich-serve: audit syslog %s: connected (%s)\n", conn_->where().c_str(),
+                     conn_->protocol().c_str());
+      failing.clear();
       connected_ = true;
       backoff = 0.5;
     }
-    size_t off = 0;
-    while (off < msg.size()) {
-      const ssize_t w = ::send(fd, msg.data() + off, msg.size() - off, MSG_NOSIGNAL);
-      if (w <= 0) break;
-      off += size_t(w);
-    }
-    if (off < msg.size()) {  // the collector went away: reconnect and send this one again whole
-      ::close(fd);
-      fd = -1;
+    if (!conn_->send_all(msg)) {  // the collector went away: reconnect and send this one again whole
       connected_ = false;
       continue;
     }
@@ -396,7 +381,7 @@ void AuditLog::syslog_loop() {
     std::lock_guard<std::mutex> l(q_mu_);
     if (!queue_.empty() && queue_.front() == msg) queue_.pop_front();
   }
-  if (fd >= 0) ::close(fd);
+  conn_->close();
 }
 
 }  // namespace ich

@@ -8,8 +8,9 @@
 // fsynced before record() returns: durable), its members named as the
 // elements and attributes of PS3.15's AuditMessage schema; and, with
 // --audit-syslog HOST:PORT, the same message as the schema's XML in an RFC
-// 5424 syslog message over TCP (RFC 6587 octet counting), the way IHE ATNA
-// sends it. A peer repeating one refusal is recorded ten times a minute,
+// 5424 syslog message over TCP (RFC 6587 octet counting) or, with
+// --audit-syslog-tls-ca, over TLS (RFC 5425, the collector verified), the way
+// IHE ATNA sends it (serve/syslog_transport.h). A peer repeating one refusal is recorded ten times a minute,
 // then counted (a flood must not fill the disk). The syslog side has a queue and a thread of its own: an
 // unreachable collector is retried with backoff and never blocks receiving;
 // past 10,000 records waiting, the oldest are dropped and counted.
@@ -31,10 +32,13 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "serve/syslog_transport.h"
 
 namespace ich {
 
@@ -101,6 +105,7 @@ struct AuditOptions {
   std::string path;         // the JSON lines file; empty: none
   std::string syslog_host;  // empty: no syslog
   int syslog_port = 0;
+  SyslogTls syslog_tls;     // TLS to the collector when syslog_tls.ca is set
   std::string source_id;    // AuditSourceID: "ich-serve <AET>@<hostname>"
   size_t syslog_queue = 10000;
   // Refusals (connections, associations) per peer and reason: the first
@@ -111,7 +116,7 @@ struct AuditOptions {
 
 class AuditLog {
  public:
-  explicit AuditLog(AuditOptions o);  // opens the file (throws naming it)
+  explicit AuditLog(AuditOptions o);  // opens the file and loads the TLS files (throws naming them)
   ~AuditLog();                        // sends what it can for up to 2 s, then stops
   void record(AuditEvent e);
   // A refusal: the first noisy_burst per key (peer and reason) in each
@@ -137,6 +142,7 @@ class AuditLog {
   std::map<std::string, Noisy> noisy_;
   std::atomic<int64_t> records_{0}, sent_{0}, dropped_{0}, write_errors_{0};
   std::atomic<bool> connected_{false}, stop_{false};
+  std::unique_ptr<SyslogConnection> conn_;  // used by the syslog thread only
   std::thread syslog_;
 };
 

@@ -433,6 +433,9 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
   AuditOptions au;
   au.path = o.audit_log.empty() ? o.work + "/audit.jsonl" : o.audit_log;
   if (!o.audit_syslog.empty()) std::tie(au.syslog_host, au.syslog_port) = host_port(o.audit_syslog, "--audit-syslog");
+  ICH_CHECK(!o.audit_syslog.empty() || (o.audit_syslog_tls.ca.empty() && o.audit_syslog_tls.cert.empty()),
+            "--audit-syslog-tls-* options need --audit-syslog HOST:PORT (the collector)");
+  au.syslog_tls = o.audit_syslog_tls;
   au.source_id = "ich-serve " + o.aet + "@" + audit::this_host();
   AuditLog audit_log(au);
   PolicyHolder policy(load_policy(o));

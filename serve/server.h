@@ -21,6 +21,7 @@
 #include "serve/dicomweb.h"
 #include "serve/fhir.h"
 #include "serve/sender.h"
+#include "serve/syslog_transport.h"
 #include "serve/tls.h"
 
 namespace ich {
@@ -70,6 +71,7 @@ struct ServeOptions {
   int acse_timeout_s = 10;
   std::string audit_log;           // default WORK/audit.jsonl
   std::string audit_syslog;        // HOST:PORT, RFC 5424 over TCP
+  SyslogTls audit_syslog_tls;      // ... over TLS (RFC 5425) when its ca is set
   std::string http;                // ADDR:PORT for /healthz, /readyz, /metrics; empty: none
   double dest_echo_seconds = 30;   // how often /readyz's destination check sends a C-ECHO
 };

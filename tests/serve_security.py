@@ -24,9 +24,13 @@
 #    association, a certificate of another CA, TLS 1.0 and 1.1 are refused;
 #    TLS 1.2 with the right certificate is the control; results go to a TLS
 #    storescp and arrive.
+# 4b. Audit over TLS (RFC 5425): a collector whose certificate chains to the
+#    CA but names another host is refused (the node says why, keeps
+#    serving, and sends it nothing); the TLS node's records go to rsyslog's
+#    TLS input, which requires the node's certificate.
 # 5. Audit: every JSON line parses and carries PS3.15 event codes; rsyslog
 #    (Debian's) received the same records as RFC 5424 messages with XML
-#    AuditMessages.
+#    AuditMessages, over TCP from node A and over TLS from node B.
 import json
 import os
 import random
@@ -68,10 +72,15 @@ def openssl(*args):
     run("openssl", *args, cwd="pki")
 
 
-def cert(name, ca, cn):
+def cert(name, ca, cn, san=None):
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+    ext = []
+    if san:  # the names a TLS client checks (RFC 6125: subjectAltName, not the CN)
+        with open(f"pki/{name}.ext", "w") as f:
+            f.write(f"subjectAltName={san}\n")
+        ext = ["-extfile", f"{name}.ext"]
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-sha256")
+            "-out", f"{name}.pem", "-days", "2", "-sha256", *ext)
 
 
 for ca in ("ca", "rogue_ca"):
@@ -81,16 +90,23 @@ cert("node", "ca", "ich-serve")       # the node's identity
 cert("sender", "ca", "storescu")      # a sender the node trusts
 cert("dest", "ca", "pacs")            # the TLS destination
 cert("rogue", "rogue_ca", "storescu")  # a sender from another CA
+cert("collector", "ca", "audit collector", "IP:127.0.0.1")                # rsyslog's TLS input
+cert("collector_elsewhere", "ca", "audit collector", "DNS:elsewhere.example")  # the CA's, for another host
 pki = os.path.abspath("pki")
 
 # ---------------------------------------------------------------- rsyslog and destinations
-syslog_port = free_port()
+syslog_port, syslog_tls_port = free_port(), free_port()
 os.makedirs("rsyslog")
 with open("rsyslog/rsyslog.conf", "w") as f:
-    # What rsyslog parsed of each RFC 5424 header, then the message.
+    # What rsyslog parsed of each RFC 5424 header, then the message. The TLS input (the ossl driver) takes
+    # only clients with a certificate of the CA, and writes apart.
     f.write(f'global(workDirectory="{WORK}/rsyslog")\nmodule(load="imtcp")\n'
             'template(name="fields" type="string" string="%app-name%|%msgid%|%pri%|%procid%|%msg%\\n")\n'
             f'input(type="imtcp" port="{syslog_port}" address="127.0.0.1")\n'
+            f'input(type="imtcp" port="{syslog_tls_port}" address="127.0.0.1" ruleset="tls" streamDriver.name="ossl" '
+            f'streamDriver.mode="1" streamDriver.authMode="x509/certvalid" streamDriver.caFile="{WORK}/pki/ca.pem" '
+            f'streamDriver.certFile="{WORK}/pki/collector.pem" streamDriver.keyFile="{WORK}/pki/collector.key")\n'
+            f'ruleset(name="tls") {{ action(type="omfile" file="{WORK}/rsyslog/audit_tls.log" template="fields") }}\n'
             f'action(type="omfile" file="{WORK}/rsyslog/audit.log" template="fields")\n')
 rsyslog = subprocess.Popen(["rsyslogd", "-n", "-f", "rsyslog/rsyslog.conf", "-i", f"{WORK}/rsyslog/pid"],
                            stdout=open("rsyslog/out.txt", "w"), stderr=subprocess.STDOUT)
@@ -105,7 +121,7 @@ def listening(port):
         return False
 
 
-wait_for("rsyslog", lambda: listening(syslog_port), 30)
+wait_for("rsyslog", lambda: listening(syslog_port) and listening(syslog_tls_port), 30)
 
 
 def start_storescp(port, out, *tls):
@@ -600,7 +616,9 @@ tls_port = free_port()
 node_b = start_node("nodeB", tls_port, "--allow", "STORESCU@127.0.0.1", "--allow", "ECHOSCU@127.0.0.1",
                     "--tls-cert", f"{pki}/node.pem", "--tls-key", f"{pki}/node.key", "--tls-ca", f"{pki}/ca.pem",
                     "--dest-tls-ca", f"{pki}/ca.pem", "--dest-tls-cert", f"{pki}/sender.pem", "--dest-tls-key",
-                    f"{pki}/sender.key", dest_args=("--dest-port", str(tls_dest_port)))
+                    f"{pki}/sender.key", "--audit-syslog", f"127.0.0.1:{syslog_tls_port}", "--audit-syslog-tls-ca",
+                    f"{pki}/ca.pem", "--audit-syslog-tls-cert", f"{pki}/node.pem", "--audit-syslog-tls-key",
+                    f"{pki}/node.key", dest_args=("--dest-port", str(tls_dest_port)))
 sender_tls = ["+tls", f"{pki}/sender.key", f"{pki}/sender.pem", "+cf", f"{pki}/ca.pem"]
 r = storescu(tls_port, paths[2], *sender_tls)
 if r.returncode != 0:
@@ -638,6 +656,42 @@ for why in ("a plain (non-TLS) connection to a TLS-only node", "TLS handshake fa
 print("4. TLS: the CA's sender stores; plain, another CA's certificate, TLS 1.0 and 1.1 refused (TLS 1.2 control "
       "connects); results delivered to a TLS storescp", flush=True)
 
+# ---------------------------------------------------------------- 4b. audit over TLS to the wrong collector
+# openssl s_server with the CA's certificate for another host: it would print what it received (-quiet).
+impostor_port, e_port = free_port(), free_port()
+impostor = subprocess.Popen(["openssl", "s_server", "-accept", str(impostor_port), "-cert", f"{pki}/collector_elsewhere.pem",
+                             "-key", f"{pki}/collector_elsewhere.key", "-quiet"], stdin=subprocess.PIPE,
+                            stdout=open("impostor.out", "w"), stderr=subprocess.STDOUT)
+procs.append(impostor)
+wait_for("openssl s_server", lambda: listening(impostor_port), 30)
+node_e = start_node("nodeE", e_port, "--allow", "ECHOSCU@127.0.0.1", "--audit-syslog", f"127.0.0.1:{impostor_port}",
+                    "--audit-syslog-tls-ca", f"{pki}/ca.pem", "--audit-syslog-tls-cert", f"{pki}/node.pem",
+                    "--audit-syslog-tls-key", f"{pki}/node.key")
+refusal = f"audit syslog 127.0.0.1:{impostor_port}: TLS: the collector's certificate is not trusted: IP address mismatch"
+wait_for("node E to refuse the collector for another host", lambda: refusal in open("nodeE.log").read(), 30)
+time.sleep(1)  # a second or third retry of the same refusal is not logged again
+r = echo(e_port)
+if r.returncode != 0:
+    fail(f"node E stopped answering while its audit collector is refused: {r.stderr}")
+node_e.send_signal(signal.SIGTERM)
+t_stop = time.time()
+try:
+    if node_e.wait(30) != 0:
+        fail(f"node E exited {node_e.returncode} on SIGTERM: {open('nodeE.log').read()[-2000:]}")
+except subprocess.TimeoutExpired:
+    fail("node E, its audit collector refused, did not stop within 30 s of SIGTERM")
+e_stop = time.time() - t_stop
+impostor.terminate()
+impostor.wait(10)
+if "IHE+RFC-3881" in open("impostor.out", errors="replace").read():
+    fail("node E sent audit records to a collector whose certificate names another host")
+if open("nodeE.log").read().count("audit syslog") != 1:
+    fail(f"node E logged its refused collector more than once: {open('nodeE.log').read()[-1500:]}")
+if len(audit("nodeE")) < 2:
+    fail(f"node E's refused collector cost its local audit log: {len(audit('nodeE'))} records")
+print(f"4b. audit over TLS: a collector with the CA's certificate for another host refused ('IP address mismatch', "
+      f"one log line), nothing sent to it, C-ECHO answered, stopped {e_stop:.1f} s after SIGTERM", flush=True)
+
 # ---------------------------------------------------------------- 5. audit, and stopping
 for p, name in ((node, "nodeA"), (node_b, "nodeB")):
     p.send_signal(signal.SIGTERM)
@@ -672,10 +726,24 @@ for line in lines:
 if len(lines) != len(records) or sorted(syslog_codes) != sorted(r["EventIdentification"]["EventID"]["csd-code"]
                                                                  for r in records):
     fail(f"rsyslog received {len(lines)} records, the audit log has {len(records)}")
+# Node B's over TLS: every record, as the node's own log has them.
+records_b = audit("nodeB")
+tls_lines = open("rsyslog/audit_tls.log").read().splitlines() if os.path.exists("rsyslog/audit_tls.log") else []
+tls_codes = []
+for line in tls_lines:
+    app, msgid, pri, procid, msg = line.split("|", 4)
+    if app != "ich-serve" or msgid != "IHE+RFC-3881" or procid != str(node_b.pid):
+        fail(f"rsyslog's TLS input parsed another header: {line[:200]}")
+    tls_codes.append(ET.fromstring(msg.lstrip("\ufeff").encode()).find("EventIdentification/EventID").get("csd-code"))
+if sorted(tls_codes) != sorted(r["EventIdentification"]["EventID"]["csd-code"] for r in records_b):
+    fail(f"rsyslog received {len(tls_lines)} records over TLS, node B's audit log has {len(records_b)}")
+if f"audit syslog 127.0.0.1:{syslog_tls_port}: connected (TLSv1." not in open("nodeB.log").read():
+    fail("node B does not say it reached its collector over TLS")
 rsyslog.terminate()
 rsyslog.wait(10)
 for p in (dest, tls_dest):
     p.terminate()
 print(f"5. audit: {len(records)} records parse, PS3.15 event IDs {sorted(codes)}; rsyslog received all "
-      f"{len(lines)} as RFC 5424 with XML AuditMessages", flush=True)
+      f"{len(lines)} as RFC 5424 with XML AuditMessages, and node B's {len(tls_lines)} over TLS (RFC 5425, "
+      f"the node's certificate required)", flush=True)
 print(f"serve security e2e passed in {time.time() - t0:.0f} s")

@@ -261,6 +261,49 @@ TEST_F(ServeAuditLog, SyslogGetsEveryRecordAndAnAbsentCollectorIsRetriedWithoutB
   }
 }
 
+TEST_F(ServeAuditLog, ACollectorThatClosedTheConnectionGetsTheNextRecordsOnANewOne) {
+  Collector c;
+  AuditOptions o;
+  o.path = path;
+  o.syslog_host = "127.0.0.1";
+  o.syslog_port = c.port;
+  AuditLog log(o);
+  log.record(sample_event("PACS0"));
+  ASSERT_EQ(c.frames(1, 8000).size(), 1u);  // and the collector closes that connection (a restart)
+  // Written into the closed connection, the first would be lost: the sender sees the close and connects again.
+  log.record(sample_event("PACS1"));
+  log.record(sample_event("PACS2"));
+  const std::vector<std::string> f = c.frames(2, 8000);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_NE(f[0].find("UserID=\"PACS1\""), std::string::npos);
+  EXPECT_NE(f[1].find("UserID=\"PACS2\""), std::string::npos);
+}
+
+// What the audit trail's TLS options say when a file is missing or wrong: one
+// line naming it, at start (the handshakes themselves are tested against
+// rsyslog and openssl s_server in tests/serve_security.py).
+TEST(ServeSyslogTransport, TlsFilesThatCannotBeUsedAreNamed) {
+  const std::string dir = ::testing::TempDir() + "/syslog_tls_" + std::to_string(::getpid());
+  fs::create_directories(dir);
+  std::ofstream(dir + "/not_a_cert.pem") << "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+  auto error_of = [](const SyslogTls& t) {
+    try {
+      SyslogConnection c("127.0.0.1", 6514, t);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of({dir + "/absent.pem", "", ""}).find(dir + "/absent.pem: no such file"), std::string::npos);
+  EXPECT_NE(error_of({dir + "/not_a_cert.pem", "", ""}).find(dir + "/not_a_cert.pem: cannot load the CA certificate"),
+            std::string::npos);
+  EXPECT_NE(error_of({"", dir + "/not_a_cert.pem", dir + "/not_a_cert.pem"}).find("needs --audit-syslog-tls-ca"),
+            std::string::npos);
+  EXPECT_NE(error_of({dir + "/not_a_cert.pem", dir + "/not_a_cert.pem", ""}).find("go together"), std::string::npos);
+  EXPECT_EQ(error_of({}), "no error");  // plain TCP: nothing to load
+  fs::remove_all(dir);
+}
+
 // An A-ASSOCIATE-RQ built item by item (PS3.8 9.3.2), as tests/serve_util.py builds it.
 std::string item(uint8_t type, const std::string& value) {
   return std::string{char(type), 0, char(value.size() >> 8), char(value.size() & 0xff)} + value;

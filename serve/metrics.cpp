@@ -105,6 +105,8 @@ void declare_serve_metrics(Metrics& m) {
   m.declare("ich_serve_audit_syslog_sent_total", T::counter, "Audit records the syslog collector took");
   m.declare("ich_serve_audit_syslog_dropped_total", T::counter, "Audit records dropped from a full syslog queue");
   m.declare("ich_serve_audit_syslog_queue", T::gauge, "Audit records waiting for the syslog collector");
+  m.declare("ich_serve_audit_syslog_up", T::gauge,
+            "1 while the syslog collector is connected (over TLS: verified), else 0 (also with no --audit-syslog)");
 }
 
 void Metrics::declare(const std::string& name, Type type, const std::string& help, std::vector<double> buckets) {

@@ -526,6 +526,7 @@ void run_server(const ServeOptions& o, const std::atomic<bool>& stop, std::atomi
     metrics.set("ich_serve_audit_syslog_sent_total", {}, double(a.syslog_sent));
     metrics.set("ich_serve_audit_syslog_dropped_total", {}, double(a.syslog_dropped));
     metrics.set("ich_serve_audit_syslog_queue", {}, double(a.syslog_queued));
+    metrics.set("ich_serve_audit_syslog_up", {}, a.syslog_connected ? 1.0 : 0.0);
     {
       std::lock_guard<std::mutex> l(echo_state.mu);
       metrics.set("ich_serve_destination_up", {}, echo_state.at_ms > 0 && echo_state.error.empty() ? 1 : 0);

@@ -454,6 +454,8 @@ if r.returncode != 0:
 
 if metric(metrics_text, "ich_serve_instances_received_total") != len(paths[0]) + len(paths[1]):
     fail("ich_serve_instances_received_total is not the instances sent")
+if metric(metrics_text, "ich_serve_audit_syslog_up") != 1:
+    fail("ich_serve_audit_syslog_up is not 1 while rsyslog takes node A's records")
 conns = sum(metric(metrics_text, f'ich_serve_connections_total{{outcome="{k}"}}')
             for k in ("association", "closed_early", "silent", "not_dicom", "tls_failed", "tls_required",
                       "tls_not_configured", "too_many", "bad_request"))
@@ -658,13 +660,14 @@ print("4. TLS: the CA's sender stores; plain, another CA's certificate, TLS 1.0 
 
 # ---------------------------------------------------------------- 4b. audit over TLS to the wrong collector
 # openssl s_server with the CA's certificate for another host: it would print what it received (-quiet).
-impostor_port, e_port = free_port(), free_port()
+impostor_port, e_port, e_http = free_port(), free_port(), free_port()
 impostor = subprocess.Popen(["openssl", "s_server", "-accept", str(impostor_port), "-cert", f"{pki}/collector_elsewhere.pem",
                              "-key", f"{pki}/collector_elsewhere.key", "-quiet"], stdin=subprocess.PIPE,
                             stdout=open("impostor.out", "w"), stderr=subprocess.STDOUT)
 procs.append(impostor)
 wait_for("openssl s_server", lambda: listening(impostor_port), 30)
-node_e = start_node("nodeE", e_port, "--allow", "ECHOSCU@127.0.0.1", "--audit-syslog", f"127.0.0.1:{impostor_port}",
+node_e = start_node("nodeE", e_port, "--allow", "ECHOSCU@127.0.0.1", "--http", f"127.0.0.1:{e_http}",
+                    "--audit-syslog", f"127.0.0.1:{impostor_port}",
                     "--audit-syslog-tls-ca", f"{pki}/ca.pem", "--audit-syslog-tls-cert", f"{pki}/node.pem",
                     "--audit-syslog-tls-key", f"{pki}/node.key")
 refusal = f"audit syslog 127.0.0.1:{impostor_port}: TLS: the collector's certificate is not trusted: IP address mismatch"
@@ -673,6 +676,9 @@ time.sleep(1)  # a second or third retry of the same refusal is not logged again
 r = echo(e_port)
 if r.returncode != 0:
     fail(f"node E stopped answering while its audit collector is refused: {r.stderr}")
+e_metrics = get("/metrics", e_http)[1]
+if metric(e_metrics, "ich_serve_audit_syslog_up") != 0 or metric(e_metrics, "ich_serve_audit_syslog_sent_total") != 0:
+    fail("node E's /metrics does not show its refused collector as down (ich_serve_audit_syslog_up 0) with nothing sent")
 node_e.send_signal(signal.SIGTERM)
 t_stop = time.time()
 try:

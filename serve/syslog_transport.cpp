@@ -1,7 +1,6 @@
 // syslog_transport.cpp: TCP or TLS to the audit collector (syslog_transport.h).
 #include "serve/syslog_transport.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -16,6 +15,7 @@
 #include <filesystem>
 
 #include "engine/error.h"
+#include "serve/access.h"
 
 namespace ich {
 
@@ -30,11 +30,6 @@ std::string openssl_reason() {
     last = buf;
   }
   return last;
-}
-
-bool is_ip_literal(const std::string& host) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
 // Reads what the collector sent without waiting (a collector sends nothing
@@ -162,7 +157,7 @@ bool SyslogConnection::connect(std::string& why) {
     // The collector's certificate must name the host we were told to reach.
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (is_ip_literal(host_)) {
+    if (IpAddress ip; parse_ip(host_, ip)) {  // an address: the certificate must carry it as an iPAddress
       named = X509_VERIFY_PARAM_set1_ip_asc(param, host_.c_str()) == 1;
     } else {
       named = SSL_set1_host(ssl_, host_.c_str()) == 1 && SSL_set_tlsext_host_name(ssl_, host_.c_str()) == 1;
